@@ -1,0 +1,360 @@
+//! Durable pull consumers that apply integration events exactly once in effect, in
+//! per-aggregate order, and dead-letter what keeps failing.
+//!
+//! For each message, in one Postgres transaction:
+//! 1. lock this consumer's position row for the source aggregate (`FOR UPDATE`);
+//! 2. a sequence at or below the position is a duplicate (redelivery, re-send): ack;
+//! 3. a `previous_sequence` above the position means an earlier event of the same
+//!    aggregate is still in flight at another instance: nak with a short delay, so
+//!    the order per aggregate holds with any number of instances;
+//! 4. otherwise run the handler, move the position to the event's sequence and commit
+//!    both together, then ack. Ack comes only after the commit.
+//!
+//! A handler error rolls everything back and the message is redelivered with backoff;
+//! once it has been delivered `max_deliver` times it is written whole to the
+//! dead-letter table (with the position moved past it, in the same transaction),
+//! `careloop_dead_letters_total` goes up, and the consumer goes on.
+//!
+//! Handlers that send commands to the service's aggregates (a separate transaction in
+//! cqrs-es) must make those commands idempotent: if the process dies after the
+//! command committed but before the position did, the redelivered event must find
+//! the work already done (for example "already accepted by this peer": no new event).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::{self, AckKind};
+use careloop_config::Namespace;
+use careloop_events::Payload;
+use careloop_events::v1::Envelope;
+use futures::StreamExt;
+use prost::Message;
+use sqlx::{PgConnection, PgPool};
+use tracing::Instrument;
+
+use crate::metrics;
+use crate::shutdown::Shutdown;
+use crate::store::Metadata;
+
+/// A decoded integration event.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub envelope: Envelope,
+    pub payload: Payload,
+}
+
+impl Incoming {
+    /// Metadata for commands this event causes: same correlation, caused by this event.
+    pub fn metadata(&self, actor: &str) -> Metadata {
+        Metadata {
+            correlation_id: self.envelope.correlation_id.clone(),
+            causation_id: Some(self.envelope.event_id.clone()),
+            actor: Some(actor.to_string()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    /// Applies one event. Writes through `tx` commit together with the processed record.
+    async fn handle(&self, event: &Incoming, tx: &mut PgConnection) -> anyhow::Result<()>;
+}
+
+/// What became of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Duplicate,
+    /// An earlier event of the same aggregate has not been applied yet.
+    NotYet,
+    Failed(String),
+    DeadLettered,
+}
+
+#[derive(Clone)]
+pub struct Consumer {
+    pool: PgPool,
+    js: jetstream::Context,
+    namespace: Namespace,
+    /// The consuming service (its schema holds positions and dead letters).
+    service: &'static str,
+    schema: &'static str,
+    /// The service whose events are consumed.
+    source: &'static str,
+    handler: Arc<dyn EventHandler>,
+    max_deliver: i64,
+}
+
+impl Consumer {
+    pub fn new(
+        pool: PgPool,
+        js: jetstream::Context,
+        namespace: Namespace,
+        service: &'static str,
+        schema: &'static str,
+        source: &'static str,
+        handler: Arc<dyn EventHandler>,
+    ) -> Self {
+        Consumer {
+            pool,
+            js,
+            namespace,
+            service,
+            schema,
+            source,
+            handler,
+            max_deliver: 5,
+        }
+    }
+
+    /// Deliveries after which a failing message is dead-lettered (default 5).
+    pub fn max_deliver(mut self, n: i64) -> Self {
+        self.max_deliver = n.max(1);
+        self
+    }
+
+    pub fn durable_name(&self) -> String {
+        self.namespace.durable_name(self.service, self.source)
+    }
+
+    /// Creates the durable consumer if it does not exist yet.
+    pub async fn ensure(&self) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
+        let stream = self.js.get_stream(self.namespace.stream_name()).await?;
+        let name = self.durable_name();
+        let consumer = stream
+            .get_or_create_consumer(
+                &name,
+                pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject: self.namespace.service_filter(self.source),
+                    deliver_policy: DeliverPolicy::All,
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    // Unlimited at the server: careloop dead-letters by itself, so a
+                    // message is never dropped by JetStream.
+                    max_deliver: -1,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(consumer)
+    }
+
+    /// Consumes until `shutdown`; the message in hand is finished first.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let mut backoff = Duration::from_millis(200);
+        while !shutdown.is_triggered() {
+            let messages = match self.ensure().await {
+                Ok(c) => c.messages().await.map_err(anyhow::Error::from),
+                Err(e) => Err(e),
+            };
+            let mut messages = match messages {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(consumer = %self.durable_name(), error = %e, "consumer unavailable; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.wait() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(200);
+            loop {
+                let next = tokio::select! {
+                    m = messages.next() => m,
+                    _ = shutdown.wait() => return,
+                };
+                match next {
+                    Some(Ok(msg)) => self.deliver(msg).await,
+                    Some(Err(e)) => {
+                        tracing::debug!(consumer = %self.durable_name(), error = %e, "pull error");
+                        if matches!(
+                            e.kind(),
+                            pull::MessagesErrorKind::MissingHeartbeat
+                                | pull::MessagesErrorKind::ConsumerDeleted
+                        ) {
+                            break;
+                        }
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, msg: jetstream::Message) {
+        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+        let outcome = self
+            .process(msg.subject.as_str(), &msg.payload, delivered)
+            .await;
+        let ack = match &outcome {
+            Outcome::Applied | Outcome::Duplicate | Outcome::DeadLettered => AckKind::Ack,
+            Outcome::NotYet => AckKind::Nak(Some(Duration::from_millis(20))),
+            Outcome::Failed(_) => {
+                let exp = (delivered.clamp(1, 8) - 1) as u32;
+                AckKind::Nak(Some(Duration::from_millis(100) * 2u32.pow(exp)))
+            }
+        };
+        if let Err(e) = msg.ack_with(ack).await {
+            // The message will be redelivered after ack_wait; processing is idempotent.
+            tracing::warn!(error = %e, "ack failed");
+        }
+    }
+
+    /// Handles one delivery of `bytes` (the `delivered`-th). Public so tests can
+    /// redeliver a message exactly as JetStream would.
+    pub async fn process(&self, subject: &str, bytes: &[u8], delivered: i64) -> Outcome {
+        let envelope = match Envelope::decode(bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                return self
+                    .dead_letter(subject, None, bytes, &format!("undecodable: {e}"), delivered)
+                    .await;
+            }
+        };
+        let span = tracing::info_span!(
+            "consume",
+            consumer = %self.durable_name(),
+            event_type = %envelope.event_type,
+            correlation_id = %envelope.correlation_id,
+        );
+        async {
+            let Some(payload) = envelope.payload.clone() else {
+                // A payload this build does not know (a newer producer): nothing to do.
+                tracing::debug!("unknown payload; skipped");
+                return match self.apply(&envelope, None).await {
+                    Ok(o) => o,
+                    Err(e) => Outcome::Failed(format!("{e:#}")),
+                };
+            };
+            let incoming = Incoming {
+                envelope: envelope.clone(),
+                payload,
+            };
+            match self.apply(&envelope, Some(&incoming)).await {
+                Ok(outcome) => outcome,
+                Err(e) if delivered >= self.max_deliver => {
+                    let err = format!("{e:#}");
+                    tracing::error!(error = %err, delivered, "giving up on a message");
+                    self.dead_letter(subject, Some(&envelope), bytes, &err, delivered)
+                        .await
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), delivered, "handler failed; will retry");
+                    Outcome::Failed(format!("{e:#}"))
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn apply(
+        &self,
+        envelope: &Envelope,
+        incoming: Option<&Incoming>,
+    ) -> anyhow::Result<Outcome> {
+        let mut tx = self.pool.begin().await?;
+        let last = self.lock_position(&mut tx, envelope).await?;
+        let seq = envelope.aggregate_sequence as i64;
+        if seq <= last {
+            return Ok(Outcome::Duplicate);
+        }
+        if envelope.previous_sequence as i64 > last {
+            return Ok(Outcome::NotYet);
+        }
+        if let Some(incoming) = incoming {
+            self.handler.handle(incoming, &mut tx).await?;
+        }
+        self.set_position(&mut tx, envelope).await?;
+        tx.commit().await?;
+        Ok(Outcome::Applied)
+    }
+
+    async fn lock_position(&self, tx: &mut PgConnection, env: &Envelope) -> sqlx::Result<i64> {
+        let s = self.schema;
+        sqlx::query(&format!(
+            "INSERT INTO {s}.consumer_positions (consumer, aggregate_type, aggregate_id, last_sequence)
+             VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING"
+        ))
+        .bind(self.durable_name())
+        .bind(&env.aggregate_type)
+        .bind(&env.aggregate_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query_scalar(&format!(
+            "SELECT last_sequence FROM {s}.consumer_positions
+             WHERE consumer = $1 AND aggregate_type = $2 AND aggregate_id = $3 FOR UPDATE"
+        ))
+        .bind(self.durable_name())
+        .bind(&env.aggregate_type)
+        .bind(&env.aggregate_id)
+        .fetch_one(&mut *tx)
+        .await
+    }
+
+    async fn set_position(&self, tx: &mut PgConnection, env: &Envelope) -> sqlx::Result<()> {
+        sqlx::query(&format!(
+            "UPDATE {}.consumer_positions SET last_sequence = $4, updated_at = now()
+             WHERE consumer = $1 AND aggregate_type = $2 AND aggregate_id = $3",
+            self.schema
+        ))
+        .bind(self.durable_name())
+        .bind(&env.aggregate_type)
+        .bind(&env.aggregate_id)
+        .bind(env.aggregate_sequence as i64)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        subject: &str,
+        envelope: Option<&Envelope>,
+        bytes: &[u8],
+        error: &str,
+        delivered: i64,
+    ) -> Outcome {
+        let result: anyhow::Result<()> = async {
+            let mut tx = self.pool.begin().await?;
+            if let Some(env) = envelope {
+                // Move past it, so later events of the aggregate are not held up.
+                let last = self.lock_position(&mut tx, env).await?;
+                if env.aggregate_sequence as i64 <= last {
+                    return Ok(());
+                }
+                self.set_position(&mut tx, env).await?;
+            }
+            sqlx::query(&format!(
+                "INSERT INTO {}.dead_letters (consumer, subject, event_id, event_type, aggregate_type,
+                     aggregate_id, aggregate_sequence, message, error, deliveries)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                self.schema
+            ))
+            .bind(self.durable_name())
+            .bind(subject)
+            .bind(envelope.map(|e| e.event_id.clone()))
+            .bind(envelope.map(|e| e.event_type.clone()))
+            .bind(envelope.map(|e| e.aggregate_type.clone()))
+            .bind(envelope.map(|e| e.aggregate_id.clone()))
+            .bind(envelope.map(|e| e.aggregate_sequence as i64))
+            .bind(bytes)
+            .bind(error)
+            .bind(delivered)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            metrics::DEAD_LETTERS.with_label_values(&[self.service]).inc();
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => Outcome::DeadLettered,
+            Err(e) => Outcome::Failed(format!("dead-lettering failed: {e:#}")),
+        }
+    }
+}

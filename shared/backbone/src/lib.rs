@@ -1,0 +1,29 @@
+//! The event backbone every careloop service stands on.
+//!
+//! - [`db`]: the service's Postgres schema, its migrations and the backbone tables
+//!   (events with outbox columns, cursors, consumer positions, dead letters).
+//! - [`store`]: cqrs-es wired to postgres-es in the service's schema; commands retried
+//!   on optimistic-concurrency conflicts.
+//! - [`outbox`]: reads committed events in commit-safe order (xid8 snapshot cursor).
+//! - [`relay`]: publishes the outbox to JetStream, exactly once in effect.
+//! - [`consumer`]: durable pull consumers that apply events idempotently, in
+//!   per-aggregate order, and dead-letter what keeps failing.
+//! - [`projection`]: read models fed from the outbox with a stored position, and replay.
+//! - [`nats`]: the namespaced stream; [`metrics`]: backbone health gauges.
+
+pub mod consumer;
+pub mod db;
+pub mod metrics;
+pub mod nats;
+pub mod outbox;
+pub mod projection;
+pub mod relay;
+pub mod shutdown;
+pub mod store;
+
+pub use consumer::{Consumer, EventHandler, Incoming};
+pub use outbox::StoredEvent;
+pub use projection::{Projection, ProjectionRunner};
+pub use relay::{IntegrationMapper, Relay};
+pub use shutdown::Shutdown;
+pub use store::{Cqrs, Metadata};

@@ -1,0 +1,134 @@
+//! Read models fed from a service's own events table, with a stored position.
+//!
+//! Each batch is applied in one transaction together with the projection's cursor
+//! move, so a crash never applies an event twice or skips one. `replay` empties the
+//! projection's tables and resets its cursor in one transaction, then applies every
+//! event again: the rows come out identical to the live ones.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{PgConnection, PgPool};
+
+use crate::metrics;
+use crate::outbox::{self, StoredEvent, Wakeup};
+use crate::shutdown::Shutdown;
+
+#[async_trait::async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// Unique within the service; the name `careloop replay` takes.
+    fn name(&self) -> &'static str;
+    /// The tables this projection owns (schema-qualified), emptied by replay.
+    fn tables(&self) -> &'static [&'static str];
+    /// Applies one event to the read model.
+    async fn apply(&self, event: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()>;
+}
+
+#[derive(Clone)]
+pub struct ProjectionRunner {
+    pool: PgPool,
+    schema: &'static str,
+    projection: Arc<dyn Projection>,
+}
+
+const BATCH: i64 = 500;
+
+impl ProjectionRunner {
+    pub fn new(pool: PgPool, schema: &'static str, projection: Arc<dyn Projection>) -> Self {
+        ProjectionRunner {
+            pool,
+            schema,
+            projection,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.projection.name()
+    }
+
+    fn cursor_name(&self) -> String {
+        format!("projection:{}", self.projection.name())
+    }
+
+    /// Applies one batch; returns how many events it applied.
+    pub async fn step(&self) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let cursor = outbox::lock_cursor(&mut tx, self.schema, &self.cursor_name()).await?;
+        let events = outbox::read_after(&mut tx, self.schema, &cursor, None, BATCH).await?;
+        for event in &events {
+            self.projection.apply(event, &mut tx).await.map_err(|e| {
+                e.context(format!(
+                    "projection {} applying {} {}",
+                    self.name(),
+                    event.event_type,
+                    event.event_id
+                ))
+            })?;
+        }
+        if let Some(last) = events.last() {
+            outbox::advance_cursor(&mut tx, self.schema, &cursor, last).await?;
+        }
+        tx.commit().await?;
+        Ok(events.len())
+    }
+
+    /// Applies everything committed so far.
+    pub async fn catch_up(&self) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            let n = self.step().await?;
+            total += n;
+            if n == 0 {
+                self.update_lag().await;
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Rebuilds the read model from the first event.
+    pub async fn replay(&self) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        outbox::lock_cursor(&mut tx, self.schema, &self.cursor_name()).await?;
+        for table in self.projection.tables() {
+            sqlx::query(&format!("DELETE FROM {table}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        outbox::reset_cursor(&mut tx, self.schema, &self.cursor_name()).await?;
+        tx.commit().await?;
+        self.catch_up().await
+    }
+
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let mut wakeup = Wakeup::new(self.pool.clone(), self.schema, Duration::from_millis(500));
+        while !shutdown.is_triggered() {
+            if let Err(e) = self.catch_up().await {
+                tracing::error!(projection = self.name(), error = %format!("{e:#}"), "projection failed; will retry");
+                self.update_lag().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.wait() => {}
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = wakeup.wait() => {}
+                _ = shutdown.wait() => {}
+            }
+        }
+    }
+
+    async fn update_lag(&self) {
+        if let Ok(mut conn) = self.pool.acquire().await
+            && let Ok((_, oldest)) =
+                outbox::pending(&mut conn, self.schema, &self.cursor_name(), None).await
+        {
+            let lag = oldest
+                .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+                .unwrap_or(0.0);
+            metrics::PROJECTION_LAG
+                .with_label_values(&[self.name()])
+                .set(lag);
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The outbox relay: publishes a service's committed events to JetStream.
+//!
+//! One pass, all in one Postgres transaction holding the relay's cursor lock:
+//! [`Relay::next_batch`] reads committed events after the cursor,
+//! [`Relay::publish`] sends each as an integration event with `Nats-Msg-Id` = event id
+//! and waits for JetStream's acknowledgement, and [`Relay::commit`] moves the cursor.
+//!
+//! A crash before `commit` leaves the cursor where it was: the next pass sends the
+//! batch again, JetStream drops the re-sends within its duplicate window (same
+//! `Nats-Msg-Id`) and consumers drop anything older (their processed records). A crash
+//! before `publish` loses nothing: the events are in Postgres and the cursor has not
+//! moved. While NATS is down, `publish` fails, the transaction rolls back and the pass
+//! is retried with backoff: commands keep succeeding meanwhile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use careloop_config::Namespace;
+use careloop_events::v1::Envelope;
+use careloop_events::{Payload, timestamp};
+use prost::Message;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::metrics;
+use crate::outbox::{self, Cursor, StoredEvent, Wakeup};
+use crate::shutdown::Shutdown;
+
+/// Turns a service's own (JSON) events into integration events. Each event type is
+/// either always published or never: PHI-bearing events are simply not listed.
+pub trait IntegrationMapper: Send + Sync + 'static {
+    /// The event types this service publishes.
+    fn published_types(&self) -> &'static [&'static str];
+    /// The integration payload for one stored event of a published type.
+    fn to_integration(&self, event: &StoredEvent) -> anyhow::Result<Payload>;
+}
+
+pub struct Relay {
+    pool: PgPool,
+    js: jetstream::Context,
+    namespace: Namespace,
+    service: &'static str,
+    schema: &'static str,
+    mapper: Arc<dyn IntegrationMapper>,
+    types: Vec<String>,
+}
+
+/// A batch read under the cursor lock; dropping it without `commit` rolls back.
+pub struct Batch {
+    tx: Transaction<'static, Postgres>,
+    cursor: Cursor,
+    pub events: Vec<StoredEvent>,
+}
+
+const CURSOR: &str = "relay";
+const BATCH: i64 = 256;
+
+impl Relay {
+    pub fn new(
+        pool: PgPool,
+        js: jetstream::Context,
+        namespace: Namespace,
+        service: &'static str,
+        schema: &'static str,
+        mapper: Arc<dyn IntegrationMapper>,
+    ) -> Self {
+        let types = mapper.published_types().iter().map(|s| s.to_string()).collect();
+        Relay {
+            pool,
+            js,
+            namespace,
+            service,
+            schema,
+            mapper,
+            types,
+        }
+    }
+
+    /// Reads the next committed events to publish, holding the relay's cursor lock.
+    pub async fn next_batch(&self) -> anyhow::Result<Batch> {
+        let mut tx = self.pool.begin().await?;
+        let cursor = outbox::lock_cursor(&mut tx, self.schema, CURSOR).await?;
+        let events =
+            outbox::read_after(&mut tx, self.schema, &cursor, Some(&self.types), BATCH).await?;
+        Ok(Batch { tx, cursor, events })
+    }
+
+    /// Publishes every event of `batch` and waits for JetStream to store each.
+    pub async fn publish(&self, batch: &Batch) -> anyhow::Result<()> {
+        let mut acks = Vec::with_capacity(batch.events.len());
+        for event in &batch.events {
+            let envelope = self.envelope(event)?;
+            let subject = self
+                .namespace
+                .event_subject(self.service, &envelope.event_type);
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
+            headers.insert("Careloop-Correlation-Id", envelope.correlation_id.as_str());
+            let ack = self
+                .js
+                .publish_with_headers(subject, headers, envelope.encode_to_vec().into())
+                .await
+                .context("publishing to JetStream")?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.context("waiting for JetStream to store an event")?;
+        }
+        Ok(())
+    }
+
+    /// Moves the cursor past the batch and releases the lock.
+    pub async fn commit(&self, mut batch: Batch) -> anyhow::Result<usize> {
+        let n = batch.events.len();
+        if let Some(last) = batch.events.last() {
+            outbox::advance_cursor(&mut batch.tx, self.schema, &batch.cursor, last).await?;
+        }
+        batch.tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Publishes everything committed so far; returns how many events it sent.
+    pub async fn publish_pending(&self) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            let batch = self.next_batch().await?;
+            if batch.events.is_empty() {
+                self.update_pending_metric().await;
+                return Ok(total);
+            }
+            self.publish(&batch).await?;
+            total += self.commit(batch).await?;
+        }
+    }
+
+    /// Runs until `shutdown`, waking on new events and retrying with backoff on errors.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let mut wakeup = Wakeup::new(self.pool.clone(), self.schema, Duration::from_millis(500));
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_triggered() {
+            match self.publish_pending().await {
+                Ok(_) => {
+                    backoff = Duration::from_millis(100);
+                    tokio::select! {
+                        _ = wakeup.wait() => {}
+                        _ = shutdown.wait() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(service = self.service, error = %format!("{e:#}"), "relay pass failed; will retry");
+                    self.update_pending_metric().await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.wait() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn update_pending_metric(&self) {
+        if let Ok(mut conn) = self.pool.acquire().await
+            && let Ok((n, _)) = outbox::pending(&mut conn, self.schema, CURSOR, Some(&self.types)).await
+        {
+            metrics::OUTBOX_PENDING
+                .with_label_values(&[self.service])
+                .set(n);
+        }
+    }
+
+    fn envelope(&self, event: &StoredEvent) -> anyhow::Result<Envelope> {
+        let payload = self
+            .mapper
+            .to_integration(event)
+            .with_context(|| format!("mapping {} {}", event.event_type, event.event_id))?;
+        Ok(Envelope {
+            event_id: event.event_id.to_string(),
+            event_type: payload.event_type().to_string(),
+            occurred_at: Some(timestamp(event.recorded_at)),
+            correlation_id: event.meta("correlation_id").unwrap_or_default().to_string(),
+            causation_id: event.meta("causation_id").unwrap_or_default().to_string(),
+            source_service: self.service.to_string(),
+            aggregate_type: event.aggregate_type.clone(),
+            aggregate_id: event.aggregate_id.clone(),
+            aggregate_sequence: event.sequence as u64,
+            previous_sequence: event.previous_sequence as u64,
+            payload: Some(payload),
+        })
+    }
+}

@@ -1,0 +1,99 @@
+//! cqrs-es wired to postgres-es in a service's own schema.
+//!
+//! The plain event store is used (no snapshots, no aggregate store: those modes may
+//! apply events twice). No cqrs-es `Query` is attached: queries run in-process after
+//! commit and would be lost on a crash, so read models are fed from the outbox
+//! instead (see [`crate::projection`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use postgres_es::PostgresEventRepository;
+use sqlx::PgPool;
+
+pub type EventStore<A> = PersistedEventStore<PostgresEventRepository, A>;
+pub type Cqrs<A> = CqrsFramework<A, EventStore<A>>;
+
+/// A command processor for aggregate `A` over `{schema}.events`.
+pub fn cqrs<A>(pool: PgPool, schema: &str, services: A::Services) -> Arc<Cqrs<A>>
+where
+    A: Aggregate + Send + Sync,
+{
+    let repo = PostgresEventRepository::new(pool)
+        .with_tables(&format!("{schema}.events"), &format!("{schema}.snapshots"));
+    Arc::new(CqrsFramework::new(
+        PersistedEventStore::new_event_store(repo),
+        vec![],
+        services,
+    ))
+}
+
+/// Who and what caused a command; stored with every event it produces and carried
+/// into the integration event's envelope.
+#[derive(Debug, Clone, Default)]
+pub struct Metadata {
+    pub correlation_id: String,
+    /// The event id that caused this command, when it came from a consumer.
+    pub causation_id: Option<String>,
+    /// The role (or service) that acted, for timelines.
+    pub actor: Option<String>,
+}
+
+impl Metadata {
+    pub fn new(correlation_id: impl Into<String>) -> Self {
+        Metadata {
+            correlation_id: correlation_id.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    pub fn to_map(&self) -> HashMap<String, String> {
+        let mut m = HashMap::from([("correlation_id".to_string(), self.correlation_id.clone())]);
+        if let Some(c) = &self.causation_id {
+            m.insert("causation_id".into(), c.clone());
+        }
+        if let Some(a) = &self.actor {
+            m.insert("actor".into(), a.clone());
+        }
+        m
+    }
+}
+
+/// Executes `command`, retrying when another command on the same aggregate committed
+/// first (optimistic concurrency): the retry reloads the aggregate, so the rules are
+/// checked against the latest state and no update is lost. Gives up with
+/// `AggregateConflict` after a few attempts (the API answers 409).
+pub async fn execute<A>(
+    cqrs: &Cqrs<A>,
+    aggregate_id: &str,
+    command: A::Command,
+    metadata: &Metadata,
+) -> Result<(), AggregateError<A::Error>>
+where
+    A: Aggregate + Send + Sync,
+    A::Command: Clone,
+{
+    let mut attempt = 0u32;
+    loop {
+        match cqrs
+            .execute_with_metadata(aggregate_id, command.clone(), metadata.to_map())
+            .await
+        {
+            Err(AggregateError::AggregateConflict) if attempt < 8 => {
+                attempt += 1;
+                // Spread the retries so racing writers do not collide again in step.
+                let jitter = uuid::Uuid::new_v4().as_u128() as u64 % 15;
+                tokio::time::sleep(Duration::from_millis(5 * attempt as u64 + jitter)).await;
+            }
+            other => return other,
+        }
+    }
+}

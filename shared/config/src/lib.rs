@@ -1,0 +1,140 @@
+//! Typed settings for every careloop process, read from the environment.
+//!
+//! One name per setting everywhere (`DATABASE_URL`, `NATS_URL`, `CARELOOP_*`), so the
+//! all-in-one `careloop dev` and each service binary are configured the same way. A bad
+//! value stops start-up with an error naming the variable.
+
+mod namespace;
+
+pub use namespace::Namespace;
+
+use std::net::SocketAddr;
+
+/// The dev-only signing secret used when `CARELOOP_JWT_SECRET` is not set.
+pub const DEV_JWT_SECRET: &str = "careloop-dev-secret-do-not-use-in-production";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub nats_url: String,
+    pub http_addr: SocketAddr,
+    pub mllp_addr: SocketAddr,
+    pub namespace: Namespace,
+    pub jwt_secret: String,
+    /// True when `CARELOOP_JWT_SECRET` was not set and the dev default is in use.
+    pub jwt_secret_is_dev_default: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {variable} {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests can supply their own values.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str, default: &str| {
+            lookup(name)
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| default.to_string())
+        };
+        let database_url = get(
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/careloop",
+        );
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError {
+                variable: "DATABASE_URL",
+                problem: format!("must be a postgres:// URL, got {database_url:?}"),
+            });
+        }
+        let nats_url = get("NATS_URL", "nats://127.0.0.1:4222");
+        if !nats_url.starts_with("nats://") {
+            return Err(ConfigError {
+                variable: "NATS_URL",
+                problem: format!("must be a nats:// URL, got {nats_url:?}"),
+            });
+        }
+        let addr = |name: &'static str, default: &str| -> Result<SocketAddr, ConfigError> {
+            let raw = get(name, default);
+            raw.parse().map_err(|_| ConfigError {
+                variable: name,
+                problem: format!("must be HOST:PORT with an IP address, got {raw:?}"),
+            })
+        };
+        let http_addr = addr("CARELOOP_HTTP_ADDR", "127.0.0.1:8080")?;
+        let mllp_addr = addr("CARELOOP_MLLP_ADDR", "127.0.0.1:2575")?;
+        let namespace = Namespace::try_from(get("CARELOOP_NAMESPACE", "careloop").as_str())
+            .map_err(|problem| ConfigError {
+                variable: "CARELOOP_NAMESPACE",
+                problem,
+            })?;
+        let secret = lookup("CARELOOP_JWT_SECRET").filter(|v| !v.is_empty());
+        if let Some(s) = &secret
+            && s.len() < 16
+        {
+            return Err(ConfigError {
+                variable: "CARELOOP_JWT_SECRET",
+                problem: "must be at least 16 bytes long".into(),
+            });
+        }
+        Ok(Settings {
+            database_url,
+            nats_url,
+            http_addr,
+            mllp_addr,
+            namespace,
+            jwt_secret_is_dev_default: secret.is_none(),
+            jwt_secret: secret.unwrap_or_else(|| DEV_JWT_SECRET.to_string()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let s = with(&[]).unwrap();
+        assert_eq!(s.database_url, "postgres://postgres@127.0.0.1:5432/careloop");
+        assert_eq!(s.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.mllp_addr.to_string(), "127.0.0.1:2575");
+        assert_eq!(s.namespace.as_str(), "careloop");
+        assert!(s.jwt_secret_is_dev_default);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = with(&[("CARELOOP_HTTP_ADDR", "localhost")]).unwrap_err();
+        assert_eq!(err.variable, "CARELOOP_HTTP_ADDR");
+        let err = with(&[("CARELOOP_NAMESPACE", "has.dots")]).unwrap_err();
+        assert_eq!(err.variable, "CARELOOP_NAMESPACE");
+        let err = with(&[("DATABASE_URL", "mysql://x")]).unwrap_err();
+        assert_eq!(err.variable, "DATABASE_URL");
+        let err = with(&[("CARELOOP_JWT_SECRET", "short")]).unwrap_err();
+        assert_eq!(err.variable, "CARELOOP_JWT_SECRET");
+    }
+}

@@ -1,0 +1,207 @@
+//! Bearer-token authentication: HS256 JWTs signed with `CARELOOP_JWT_SECRET`, carrying
+//! a role and, for hospitals, a `facility` claim and, for peers, a `peer_id` claim.
+//!
+//! HS256 is small enough to do with `hmac` + `sha2` (which the webhook signatures need
+//! anyway) instead of a JWT crate that would pull a second crypto stack into the build.
+//! Verification compares the MAC in constant time (`verify_slice`).
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::Problem;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Hospital,
+    Coordinator,
+    Peer,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Hospital, Role::Coordinator, Role::Peer, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Hospital => "hospital",
+            Role::Coordinator => "coordinator",
+            Role::Peer => "peer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?}; use hospital, coordinator, peer or admin"))
+    }
+}
+
+/// The verified claims of a request's token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Principal {
+    pub sub: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facility: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_id: Option<String>,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: i64,
+}
+
+impl Principal {
+    /// 403 unless the principal has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), Problem> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(format!(
+                "role {} may not do this; allowed: {}",
+                self.role.as_str(),
+                roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+            )))
+        }
+    }
+
+    /// Hospitals see only their own facility's referrals; other roles see all.
+    pub fn may_see_facility(&self, facility: &str) -> bool {
+        self.role != Role::Hospital || self.facility.as_deref() == Some(facility)
+    }
+}
+
+/// Signs and verifies tokens. Put one in the router's extensions
+/// (`Extension(Arc<Authenticator>)`) and handlers extract [`Principal`].
+pub struct Authenticator {
+    secret: Vec<u8>,
+}
+
+impl Authenticator {
+    pub fn new(secret: &str) -> Arc<Self> {
+        Arc::new(Authenticator {
+            secret: secret.as_bytes().to_vec(),
+        })
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length")
+    }
+
+    pub fn sign(&self, claims: &Principal) -> String {
+        let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let body = B64.encode(serde_json::to_vec(claims).expect("claims serialise"));
+        let signing_input = format!("{header}.{body}");
+        let mut mac = self.mac();
+        mac.update(signing_input.as_bytes());
+        let sig = B64.encode(mac.finalize().into_bytes());
+        format!("{signing_input}.{sig}")
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Principal, &'static str> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(b), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("token is not a JWT");
+        };
+        let header: serde_json::Value = B64
+            .decode(h)
+            .ok()
+            .and_then(|h| serde_json::from_slice(&h).ok())
+            .ok_or("token header is not valid")?;
+        if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
+            return Err("token must be signed with HS256");
+        }
+        let sig = B64.decode(s).map_err(|_| "token signature is not valid")?;
+        let mut mac = self.mac();
+        mac.update(h.as_bytes());
+        mac.update(b".");
+        mac.update(b.as_bytes());
+        mac.verify_slice(&sig).map_err(|_| "token signature does not verify")?;
+        let claims: Principal = B64
+            .decode(b)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or("token claims are not valid (need sub, role, exp)")?;
+        if claims.exp < chrono::Utc::now().timestamp() {
+            return Err("token has expired");
+        }
+        Ok(claims)
+    }
+
+    /// A token for `role` valid for `ttl`.
+    pub fn issue(
+        &self,
+        role: Role,
+        facility: Option<String>,
+        peer_id: Option<String>,
+        ttl: chrono::Duration,
+    ) -> String {
+        self.sign(&Principal {
+            sub: format!("{}-{}", role.as_str(), &uuid::Uuid::new_v4().to_string()[..8]),
+            role,
+            facility,
+            peer_id,
+            exp: (chrono::Utc::now() + ttl).timestamp(),
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let auth = parts
+            .extensions
+            .get::<Arc<Authenticator>>()
+            .ok_or_else(|| Problem::internal("no Authenticator in the router's extensions"))?;
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| Problem::unauthorized("missing bearer token (Authorization: Bearer ...)"))?;
+        auth.verify(token.trim()).map_err(Problem::unauthorized)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_token_verifies_and_a_tampered_one_does_not() {
+        let auth = Authenticator::new("0123456789abcdef0123");
+        let token = auth.issue(Role::Hospital, Some("st-marys".into()), None, chrono::Duration::hours(1));
+        let p = auth.verify(&token).unwrap();
+        assert_eq!(p.role, Role::Hospital);
+        assert_eq!(p.facility.as_deref(), Some("st-marys"));
+
+        let other = Authenticator::new("another-secret-0123456");
+        assert!(other.verify(&token).is_err());
+
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged = B64.encode(br#"{"sub":"x","role":"admin","exp":99999999999}"#);
+        parts[1] = &forged;
+        assert!(auth.verify(&parts.join(".")).is_err());
+    }
+
+    #[test]
+    fn an_expired_token_is_refused() {
+        let auth = Authenticator::new("0123456789abcdef0123");
+        let token = auth.issue(Role::Admin, None, None, chrono::Duration::seconds(-5));
+        assert_eq!(auth.verify(&token).unwrap_err(), "token has expired");
+    }
+}

@@ -1,0 +1,125 @@
+//! `Idempotency-Key` on POSTs that create something: the same key with the same body
+//! gets the same answer without doing the work again; the same key with another body
+//! is refused (422). Keys live in the owning service's schema, per principal scope.
+
+use axum::http::{HeaderMap, StatusCode};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use crate::Problem;
+
+pub const HEADER: &str = "idempotency-key";
+
+/// What a request with an `Idempotency-Key` should do.
+pub enum Claim {
+    /// First time: do the work, then [`Key::complete`].
+    Fresh(Key),
+    /// Seen before with the same body: replay this answer.
+    Replay(StatusCode, serde_json::Value),
+}
+
+pub struct Key {
+    table: String,
+    scope: String,
+    key: String,
+}
+
+/// Claims `key` for this request. `None` when the request has no key.
+pub async fn claim(
+    pool: &PgPool,
+    schema: &str,
+    scope: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Option<Claim>, Problem> {
+    let Some(key) = headers.get(HEADER) else {
+        return Ok(None);
+    };
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 200)
+        .ok_or_else(|| {
+            Problem::bad_request("Idempotency-Key must be 1-200 visible ASCII characters")
+                .with_field("Idempotency-Key")
+        })?
+        .to_string();
+    let hash = format!("{:x}", Sha256::digest(body));
+    let table = format!("{schema}.idempotency_keys");
+    let inserted = sqlx::query(&format!(
+        "INSERT INTO {table} (scope, key, request_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+    ))
+    .bind(scope)
+    .bind(&key)
+    .bind(&hash)
+    .execute(pool)
+    .await
+    .map_err(Problem::internal)?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(Some(Claim::Fresh(Key {
+            table,
+            scope: scope.to_string(),
+            key,
+        })));
+    }
+    let (stored_hash, status, response): (String, Option<i32>, Option<serde_json::Value>) =
+        sqlx::query_as(&format!(
+            "SELECT request_hash, status, response FROM {table} WHERE scope = $1 AND key = $2"
+        ))
+        .bind(scope)
+        .bind(&key)
+        .fetch_one(pool)
+        .await
+        .map_err(Problem::internal)?;
+    if stored_hash != hash {
+        return Err(Problem::invalid(
+            "Idempotency-Key",
+            "this Idempotency-Key was used before with a different request body",
+        ));
+    }
+    match (status, response) {
+        (Some(status), Some(body)) => Ok(Some(Claim::Replay(
+            StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK),
+            body,
+        ))),
+        _ => Err(Problem::conflict(
+            "a request with this Idempotency-Key is still in progress; retry shortly",
+        )),
+    }
+}
+
+impl Key {
+    /// Stores the answer so a retry gets it back.
+    pub async fn complete(
+        self,
+        pool: &PgPool,
+        status: StatusCode,
+        response: &serde_json::Value,
+    ) -> Result<(), Problem> {
+        sqlx::query(&format!(
+            "UPDATE {} SET status = $3, response = $4 WHERE scope = $1 AND key = $2",
+            self.table
+        ))
+        .bind(&self.scope)
+        .bind(&self.key)
+        .bind(status.as_u16() as i32)
+        .bind(response)
+        .execute(pool)
+        .await
+        .map_err(Problem::internal)?;
+        Ok(())
+    }
+
+    /// Frees the key after a refused request, so a corrected retry may use it.
+    pub async fn release(self, pool: &PgPool) {
+        let _ = sqlx::query(&format!(
+            "DELETE FROM {} WHERE scope = $1 AND key = $2 AND status IS NULL",
+            self.table
+        ))
+        .bind(&self.scope)
+        .bind(&self.key)
+        .execute(pool)
+        .await;
+    }
+}

@@ -1,0 +1,107 @@
+//! A JSON body extractor whose errors are problem+json naming the failing field
+//! (`person.birth_date`), for malformed JSON, missing or unknown fields and unknown
+//! enum values alike.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use serde::de::DeserializeOwned;
+
+use crate::Problem;
+
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                let v = v.split(';').next().unwrap_or("").trim();
+                v == "application/json" || v.ends_with("+json")
+            });
+        if !is_json {
+            return Err(Problem::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| Problem::bad_request(e.body_text()))?;
+        parse(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses `bytes` as `T`, mapping errors to problem+json with the field path.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                Problem::bad_request(format!("malformed JSON: {inner}"))
+            }
+            _ => {
+                // serde reports a missing field at its parent: name the field itself.
+                let msg = inner.to_string();
+                let field = missing_field(&msg)
+                    .map(|f| if path == "." { f.to_string() } else { format!("{path}.{f}") })
+                    .unwrap_or(path);
+                Problem::invalid(field.clone(), format!("{field}: {}", strip_position(&msg)))
+            }
+        }
+    })
+}
+
+fn missing_field(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("missing field `")?;
+    rest.split('`').next()
+}
+
+fn strip_position(msg: &str) -> &str {
+    msg.split(" at line ").next().unwrap_or(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        inner: Inner,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        kind: Kind,
+        name: String,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(rename_all = "snake_case")]
+    enum Kind {
+        One,
+    }
+
+    #[test]
+    fn errors_name_the_failing_field() {
+        let p = parse::<Outer>(br#"{"inner": {"kind": "two", "name": "x"}}"#).unwrap_err();
+        assert_eq!(p.field.as_deref(), Some("inner.kind"));
+        assert_eq!(p.status, 422);
+        let p = parse::<Outer>(br#"{"inner": {"kind": "one"}}"#).unwrap_err();
+        assert_eq!(p.field.as_deref(), Some("inner.name"));
+        let p = parse::<Outer>(br#"{"inner": {"kind": "one", "name": "x", "extra": 1}}"#)
+            .unwrap_err();
+        assert_eq!(p.field.as_deref(), Some("inner"));
+        assert!(p.detail.contains("extra"), "{}", p.detail);
+        let p = parse::<Outer>(br#"{"inner": "#).unwrap_err();
+        assert_eq!(p.status, 400);
+    }
+}

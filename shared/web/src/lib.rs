@@ -1,0 +1,15 @@
+//! HTTP plumbing every careloop service shares: bearer-token auth with roles, RFC 9457
+//! problem+json errors, a JSON body extractor that names the failing field, the
+//! `Idempotency-Key` store, correlation ids, and `/healthz`, `/readyz`, `/metrics`.
+
+pub mod auth;
+pub mod correlation;
+pub mod health;
+pub mod idempotency;
+pub mod json;
+pub mod problem;
+
+pub use auth::{Authenticator, Principal, Role};
+pub use correlation::CorrelationId;
+pub use json::ApiJson;
+pub use problem::Problem;
