@@ -1,1 +1,105 @@
+//! The referral service owns the Referral: its lifecycle (FHIR Task statuses),
+//! priority and due dates, and the timeline a coordinator or hospital reads.
+//!
+//! Consumes ReferralSubmitted (intake), PeerAssigned and AssignmentWaitlisted
+//! (peer-assignment) and ContactRecorded (follow-up); emits ReferralReceived,
+//! ReferralAccepted, ReferralStatusChanged and ReferralCancelled.
 
+pub mod api;
+pub mod domain;
+pub mod handlers;
+pub mod integration;
+pub mod read_model;
+
+use std::sync::Arc;
+
+use careloop_backbone::db::Migration;
+use careloop_backbone::store::{self, Cqrs};
+use careloop_backbone::{Backbone, Consumer, ProjectionRunner, Relay, Service};
+
+use domain::Referral;
+
+pub const SERVICE: &str = "referral";
+pub const SCHEMA: &str = "referral";
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    name: "0001_referral_read_model",
+    sql: include_str!("../migrations/0001_read_model.sql"),
+}];
+
+#[derive(Clone)]
+pub struct ReferralService {
+    backbone: Backbone,
+    cqrs: Arc<Cqrs<Referral>>,
+}
+
+impl ReferralService {
+    pub fn new(backbone: &Backbone) -> Self {
+        ReferralService {
+            cqrs: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
+            backbone: backbone.clone(),
+        }
+    }
+}
+
+impl Service for ReferralService {
+    fn name(&self) -> &'static str {
+        SERVICE
+    }
+
+    fn schema(&self) -> &'static str {
+        SCHEMA
+    }
+
+    fn migrations(&self) -> &'static [Migration] {
+        MIGRATIONS
+    }
+
+    fn routes(&self) -> axum::Router {
+        api::routes(api::AppState {
+            pool: self.backbone.pool.clone(),
+            cqrs: self.cqrs.clone(),
+        })
+    }
+
+    fn relay(&self) -> Relay {
+        let b = &self.backbone;
+        Relay::new(
+            b.pool.clone(),
+            b.js.clone(),
+            b.namespace.clone(),
+            SERVICE,
+            SCHEMA,
+            Arc::new(integration::Mapper),
+        )
+    }
+
+    fn consumers(&self) -> Vec<Consumer> {
+        let b = &self.backbone;
+        let handler = Arc::new(handlers::Handlers {
+            cqrs: self.cqrs.clone(),
+        });
+        ["intake", "peer-assignment", "follow-up"]
+            .into_iter()
+            .map(|source| {
+                Consumer::new(
+                    b.pool.clone(),
+                    b.js.clone(),
+                    b.namespace.clone(),
+                    SERVICE,
+                    SCHEMA,
+                    source,
+                    handler.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn projections(&self) -> Vec<ProjectionRunner> {
+        vec![ProjectionRunner::new(
+            self.backbone.pool.clone(),
+            SCHEMA,
+            Arc::new(read_model::Referrals),
+        )]
+    }
+}

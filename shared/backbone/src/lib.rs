@@ -13,6 +13,7 @@
 
 pub mod consumer;
 pub mod db;
+pub mod host;
 pub mod metrics;
 pub mod nats;
 pub mod outbox;
@@ -21,6 +22,7 @@ pub mod relay;
 pub mod shutdown;
 pub mod store;
 
+pub use host::{Backbone, Host, Service};
 pub use consumer::{Consumer, EventHandler, Incoming};
 pub use outbox::StoredEvent;
 pub use projection::{Projection, ProjectionRunner};

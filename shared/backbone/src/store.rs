@@ -22,13 +22,7 @@ pub fn cqrs<A>(pool: PgPool, schema: &str, services: A::Services) -> Arc<Cqrs<A>
 where
     A: Aggregate + Send + Sync,
 {
-    let repo = PostgresEventRepository::new(pool)
-        .with_tables(&format!("{schema}.events"), &format!("{schema}.snapshots"));
-    Arc::new(CqrsFramework::new(
-        PersistedEventStore::new_event_store(repo),
-        vec![],
-        services,
-    ))
+    Arc::new(CqrsFramework::new(event_store(pool, schema), vec![], services))
 }
 
 /// Who and what caused a command; stored with every event it produces and carried
@@ -95,5 +89,56 @@ where
             }
             other => return other,
         }
+    }
+}
+
+/// Loads the current state of aggregate `id` (a fresh default when it has no events).
+pub async fn load<A>(cqrs_store: &EventStore<A>, id: &str) -> Result<A, AggregateError<A::Error>>
+where
+    A: Aggregate + Send + Sync + Clone,
+{
+    use cqrs_es::{AggregateContext, EventStore as _};
+    let mut ctx = cqrs_store.load_aggregate(id).await?;
+    Ok(ctx.aggregate().clone())
+}
+
+/// A store for reading aggregate state outside a command (e.g. a saga's next step).
+pub fn event_store<A>(pool: PgPool, schema: &str) -> EventStore<A>
+where
+    A: Aggregate + Send + Sync,
+{
+    PersistedEventStore::new_event_store(
+        PostgresEventRepository::new(pool)
+            .with_tables(&format!("{schema}.events"), &format!("{schema}.snapshots")),
+    )
+}
+
+/// Maps a command's failure to the client's answer: the domain's own refusal as the
+/// domain says, a conflict that outlasted the retries as 409, anything else as 500.
+pub fn to_problem<E>(err: AggregateError<E>) -> careloop_web::Problem
+where
+    E: std::error::Error + Into<careloop_web::Problem>,
+{
+    match err {
+        AggregateError::UserError(e) => e.into(),
+        AggregateError::AggregateConflict => careloop_web::Problem::conflict(
+            "another change to this record was made at the same moment; retry",
+        ),
+        other => careloop_web::Problem::internal(other),
+    }
+}
+
+/// In a consumer, a domain refusal is final (retrying cannot change the answer), so
+/// it is logged and skipped; infrastructure failures are errors, to be retried.
+pub fn tolerate_refusal<E: std::error::Error + Send + Sync + 'static>(
+    result: Result<(), AggregateError<E>>,
+) -> anyhow::Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(AggregateError::UserError(e)) => {
+            tracing::warn!(reason = %e, "event not applied: the domain refused it");
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!("{e}")),
     }
 }

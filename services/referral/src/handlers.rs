@@ -1,0 +1,67 @@
+//! How the referral service reacts to other services' events. Every command sent from
+//! here is idempotent in the aggregate (a redelivered event finds the work done).
+
+use std::sync::Arc;
+
+use careloop_backbone::store::{self, Cqrs};
+use careloop_backbone::{EventHandler, Incoming};
+use careloop_events::{Payload, from_timestamp};
+use sqlx::PgConnection;
+
+use crate::domain::{MatchingInputs, Priority, Referral, ReferralCommand};
+
+pub struct Handlers {
+    pub cqrs: Arc<Cqrs<Referral>>,
+}
+
+#[async_trait::async_trait]
+impl EventHandler for Handlers {
+    async fn handle(&self, event: &Incoming, _tx: &mut PgConnection) -> anyhow::Result<()> {
+        let meta = event.metadata(crate::SERVICE);
+        let (id, command) = match &event.payload {
+            Payload::ReferralSubmitted(s) => {
+                let m = s.matching.clone().unwrap_or_default();
+                let none_if_empty = |s: String| (!s.is_empty()).then_some(s);
+                (
+                    s.referral_id.clone(),
+                    ReferralCommand::Receive {
+                        referral_id: s.referral_id.clone(),
+                        person_ref: s.person_ref.clone(),
+                        facility: s.facility.clone(),
+                        discharged_at: from_timestamp(s.discharged_at.as_ref()),
+                        priority: Priority::from_proto(s.priority),
+                        matching: MatchingInputs {
+                            language: m.language,
+                            preferred_peer_gender: none_if_empty(m.preferred_peer_gender),
+                            lived_experience: m.lived_experience,
+                            contact_modes: m.contact_modes,
+                            region: none_if_empty(m.region),
+                            needs: m.needs,
+                        },
+                    },
+                )
+            }
+            Payload::PeerAssigned(a) => (
+                a.referral_id.clone(),
+                ReferralCommand::Accept {
+                    peer_id: a.peer_id.clone(),
+                },
+            ),
+            Payload::AssignmentWaitlisted(w) => (
+                w.referral_id.clone(),
+                ReferralCommand::Waitlist {
+                    reason: w.reason.clone(),
+                },
+            ),
+            Payload::ContactRecorded(c) if c.outcome == "reached" => (
+                c.referral_id.clone(),
+                ReferralCommand::StartFollowUp {
+                    contact_id: c.contact_id.clone(),
+                    occurred_at: from_timestamp(c.occurred_at.as_ref()),
+                },
+            ),
+            _ => return Ok(()),
+        };
+        store::tolerate_refusal(store::execute(&self.cqrs, &id, command, &meta).await)
+    }
+}

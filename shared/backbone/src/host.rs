@@ -1,0 +1,197 @@
+//! Runs services: the same code runs one service per process (the `services/*`
+//! binaries) or all four in one (`careloop dev`).
+//!
+//! Like mini-redis's server, [`Host::serve`] takes its listener and a shutdown future,
+//! so tests start exactly what production starts. On shutdown the HTTP server stops
+//! taking requests and finishes the ones in flight, then every relay, consumer and
+//! projection finishes the message in hand and stops.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use axum::Router;
+use careloop_config::{Namespace, Settings};
+use careloop_web::Authenticator;
+use careloop_web::health::{self, ReadinessCheck};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::db::{self, Migration};
+use crate::{Consumer, ProjectionRunner, Relay, Shutdown, metrics, nats};
+
+/// The connections a service works with.
+#[derive(Clone)]
+pub struct Backbone {
+    pub pool: PgPool,
+    pub nats: async_nats::Client,
+    pub js: jetstream::Context,
+    pub namespace: Namespace,
+}
+
+impl Backbone {
+    /// Connects to Postgres (creating the database if missing) and NATS, and makes
+    /// sure the namespace's stream exists.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let pool = db::connect(&settings.database_url).await?;
+        let nats = nats::connect(&settings.nats_url).await?;
+        let js = jetstream::new(nats.clone());
+        nats::ensure_stream(&js, &settings.namespace).await?;
+        Ok(Backbone {
+            pool,
+            nats,
+            js,
+            namespace: settings.namespace.clone(),
+        })
+    }
+}
+
+/// What a service brings to a host.
+pub trait Service: Send + Sync + 'static {
+    /// The service's name, used in subjects, consumer names and metric labels.
+    fn name(&self) -> &'static str;
+    /// The Postgres schema the service owns.
+    fn schema(&self) -> &'static str;
+    fn migrations(&self) -> &'static [Migration];
+    /// The service's `/v1` (and other) routes, state applied.
+    fn routes(&self) -> Router;
+    /// The outbox relay publishing this service's integration events.
+    fn relay(&self) -> Relay;
+    /// One durable consumer per service whose events this one consumes.
+    fn consumers(&self) -> Vec<Consumer>;
+    /// The read models this service keeps.
+    fn projections(&self) -> Vec<ProjectionRunner>;
+}
+
+pub struct Host {
+    pub backbone: Backbone,
+    pub services: Vec<Arc<dyn Service>>,
+    pub auth: Arc<Authenticator>,
+}
+
+impl Host {
+    /// Applies every service's migrations.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        for s in &self.services {
+            db::migrate(&self.backbone.pool, s.schema(), s.migrations()).await?;
+        }
+        Ok(())
+    }
+
+    /// Every service's routes, plus `/healthz`, `/readyz`, `/metrics`.
+    pub fn router(&self) -> Router {
+        let pool = self.backbone.pool.clone();
+        let client = self.backbone.nats.clone();
+        let checks = vec![
+            ReadinessCheck::new("postgres", move || {
+                let pool = pool.clone();
+                async move {
+                    sqlx::query("SELECT 1")
+                        .execute(&pool)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            }),
+            ReadinessCheck::new("nats", move || {
+                let state = client.connection_state();
+                async move {
+                    match state {
+                        async_nats::connection::State::Connected => Ok(()),
+                        other => Err(format!("{other:?}")),
+                    }
+                }
+            }),
+        ];
+        let mut router = health::router(checks);
+        for s in &self.services {
+            router = router.merge(s.routes());
+        }
+        router
+            .fallback(|| async { careloop_web::Problem::not_found("no such route") })
+            .layer(axum::Extension(self.auth.clone()))
+    }
+
+    /// Starts every relay, consumer and projection; they stop when `shutdown` fires.
+    pub fn spawn_background(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        for s in &self.services {
+            metrics::register(s.name());
+            tasks.push(tokio::spawn(s.relay().run(shutdown.clone())));
+            for c in s.consumers() {
+                tasks.push(tokio::spawn(c.run(shutdown.clone())));
+            }
+            for p in s.projections() {
+                tasks.push(tokio::spawn(p.run(shutdown.clone())));
+            }
+        }
+        tasks
+    }
+
+    /// Serves HTTP on `listener` and runs the background work until `signal` resolves,
+    /// then drains: in-flight requests finish, background loops finish their message.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (trigger, shutdown) = Shutdown::new();
+        let tasks = self.spawn_background(&shutdown);
+        let mut http_shutdown = shutdown.clone();
+        let app = self.router();
+        let server = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { http_shutdown.wait().await });
+        let server = tokio::spawn(async move { server.await });
+        signal.await;
+        tracing::info!("shutting down: draining requests and background work");
+        trigger.trigger();
+        server.await??;
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// `main` of a service binary: settings from the environment, migrations, then serve
+/// on `CARELOOP_HTTP_ADDR` until Ctrl-C or SIGTERM.
+pub async fn run_one<S: Service>(make: impl FnOnce(&Backbone) -> S) -> anyhow::Result<()> {
+    careloop_telemetry::init();
+    let settings = Settings::from_env()?;
+    if settings.jwt_secret_is_dev_default {
+        tracing::warn!("CARELOOP_JWT_SECRET is not set: using the INSECURE dev default secret");
+    }
+    let backbone = Backbone::connect(&settings).await?;
+    let service = make(&backbone);
+    let host = Host {
+        auth: Authenticator::new(&settings.jwt_secret),
+        services: vec![Arc::new(service)],
+        backbone,
+    };
+    host.migrate().await?;
+    let listener = TcpListener::bind(settings.http_addr).await?;
+    tracing::info!(addr = %settings.http_addr, "listening");
+    host.serve(listener, shutdown_signal()).await
+}
