@@ -1,0 +1,142 @@
+//! The `careloop` subcommands: dev, token, migrate, replay.
+
+use anyhow::{Context, bail};
+use careloop_backbone::host::shutdown_signal;
+use careloop_config::Settings;
+use careloop_web::{Authenticator, Role};
+
+use crate::{Application, dev};
+
+const HELP: &str = "careloop: referral and care-coordination engine for peer support after discharge
+
+USAGE:
+  careloop dev                      run all four services in one process (starts private
+                                    Postgres/NATS instances if none answer)
+  careloop token --role ROLE [--facility F] [--peer-id P] [--hours H]
+                                    print a signed token (roles: hospital, coordinator,
+                                    peer, admin)
+  careloop migrate                  apply every service's migrations
+  careloop replay PROJECTION        rebuild one read model from events
+                                    (referrals, roster, followups)
+
+CONFIGURATION (environment):
+  DATABASE_URL        postgres://postgres@127.0.0.1:5432/careloop
+  NATS_URL            nats://127.0.0.1:4222
+  CARELOOP_HTTP_ADDR  127.0.0.1:8080
+  CARELOOP_MLLP_ADDR  127.0.0.1:2575
+  CARELOOP_NAMESPACE  careloop
+  CARELOOP_JWT_SECRET (dev default, with a warning)
+";
+
+pub async fn run(args: Vec<String>) -> anyhow::Result<()> {
+    let Some(command) = args.first().map(String::as_str) else {
+        print!("{HELP}");
+        return Ok(());
+    };
+    match command {
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        "token" => token(&args[1..]),
+        "dev" => run_dev().await,
+        "migrate" => {
+            careloop_telemetry::init();
+            let settings = Settings::from_env()?;
+            Application::build(&settings).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        "replay" => {
+            careloop_telemetry::init();
+            let name = args.get(1).context("usage: careloop replay PROJECTION")?;
+            replay(&Settings::from_env()?, name).await
+        }
+        other => bail!("unknown command {other:?}; see `careloop help`"),
+    }
+}
+
+/// Rebuilds the read model `name`; returns after the rows are rebuilt.
+pub async fn replay(settings: &Settings, name: &str) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    let projections = app.projections();
+    let Some(p) = projections.iter().find(|p| p.name() == name) else {
+        let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
+        bail!("no projection {name:?}; known: {}", names.join(", "));
+    };
+    let n = p.replay().await?;
+    println!("replayed {name}: {n} events applied");
+    Ok(())
+}
+
+fn token(args: &[String]) -> anyhow::Result<()> {
+    let mut role = None;
+    let mut facility = None;
+    let mut peer_id = None;
+    let mut hours = 24i64;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--role" => role = Some(value()?.parse::<Role>().map_err(anyhow::Error::msg)?),
+            "--facility" => facility = Some(value()?.clone()),
+            "--peer-id" => peer_id = Some(value()?.clone()),
+            "--hours" => hours = value()?.parse().context("--hours must be a number")?,
+            other => bail!("unknown option {other:?}; see `careloop help`"),
+        }
+    }
+    let role = role.context("--role is required (hospital, coordinator, peer or admin)")?;
+    if role == Role::Hospital && facility.is_none() {
+        bail!("a hospital token needs --facility");
+    }
+    if role == Role::Peer && peer_id.is_none() {
+        bail!("a peer token needs --peer-id");
+    }
+    let settings = Settings::from_env()?;
+    let auth = Authenticator::new(&settings.jwt_secret);
+    println!(
+        "{}",
+        auth.issue(role, facility, peer_id, chrono_hours(hours))
+    );
+    Ok(())
+}
+
+fn chrono_hours(h: i64) -> chrono::Duration {
+    chrono::Duration::hours(h)
+}
+
+async fn run_dev() -> anyhow::Result<()> {
+    careloop_telemetry::init();
+    let settings = Settings::from_env()?;
+    if settings.jwt_secret_is_dev_default {
+        tracing::warn!(
+            "CARELOOP_JWT_SECRET is not set: using the INSECURE dev default secret. Never do this outside a laptop."
+        );
+    }
+    let _infra = dev::ensure_infrastructure(&settings).await?;
+    let app = Application::build(&settings).await?;
+    let seeded = app.seed_demo_roster().await?;
+    let listener = tokio::net::TcpListener::bind(settings.http_addr)
+        .await
+        .with_context(|| format!("binding CARELOOP_HTTP_ADDR {}", settings.http_addr))?;
+    let auth = Authenticator::new(&settings.jwt_secret);
+    let ttl = chrono::Duration::days(7);
+    println!();
+    println!("careloop is running at http://{}", settings.http_addr);
+    if seeded > 0 {
+        println!("seeded a demo roster of {seeded} peers (GET /v1/peers)");
+    }
+    println!("dev tokens (valid 7 days):");
+    println!(
+        "  hospital (st-marys): {}",
+        auth.issue(Role::Hospital, Some("st-marys".into()), None, ttl)
+    );
+    println!("  coordinator:         {}", auth.issue(Role::Coordinator, None, None, ttl));
+    println!(
+        "  peer (any peer_id):  careloop token --role peer --peer-id <peer_id>"
+    );
+    println!("  admin:               {}", auth.issue(Role::Admin, None, None, ttl));
+    println!("Ctrl-C stops it.");
+    println!();
+    app.serve(listener, shutdown_signal()).await
+}

@@ -1,0 +1,224 @@
+//! `POST /v1/referrals`: a hospital refers a person at discharge.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use careloop_backbone::Metadata;
+use careloop_backbone::store::{self, Cqrs};
+use careloop_web::idempotency::{self, Claim};
+use careloop_web::{CorrelationId, Principal, Problem, Role};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use sqlx::PgPool;
+
+use crate::domain::{
+    Consent, Identifier, Person, PersonCommand, PersonDetails, PersonName, Preferences,
+    ReferralSubmission, RiskLevel, SubmissionCommand, Submitted,
+};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub persons: Arc<Cqrs<Person>>,
+    pub submissions: Arc<Cqrs<ReferralSubmission>>,
+}
+
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/referrals", post(submit))
+        .with_state(state)
+}
+
+/// The body of `POST /v1/referrals`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferralRequest {
+    pub facility: String,
+    pub person: PersonRequest,
+    pub discharge: DischargeRequest,
+    pub consent: Consent,
+    #[serde(default)]
+    pub needs: Vec<String>,
+    pub notes: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonRequest {
+    pub identifiers: Vec<Identifier>,
+    pub name: Option<PersonName>,
+    pub birth_date: Option<NaiveDate>,
+    pub phone: Option<String>,
+    pub language: String,
+    pub gender: Option<String>,
+    pub postcode: Option<String>,
+    #[serde(default)]
+    pub preferences: Preferences,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DischargeRequest {
+    pub discharged_at: DateTime<Utc>,
+    pub unit: String,
+    pub risk_level: RiskLevel,
+}
+
+/// A referral request that passed every rule.
+pub struct ValidReferral {
+    pub person: PersonDetails,
+    pub submitted: Submitted,
+}
+
+impl ReferralRequest {
+    /// Checks the rules a well-formed request must also meet.
+    pub fn validate(self, now: DateTime<Utc>) -> Result<ValidReferral, Problem> {
+        let blank = |s: &str| s.trim().is_empty();
+        if blank(&self.facility) {
+            return Err(Problem::invalid("facility", "facility must not be empty"));
+        }
+        if self.person.identifiers.is_empty() {
+            return Err(Problem::invalid(
+                "person.identifiers",
+                "at least one identifier (system and value) is needed",
+            ));
+        }
+        for (i, id) in self.person.identifiers.iter().enumerate() {
+            if blank(&id.system) || blank(&id.value) {
+                return Err(Problem::invalid(
+                    format!("person.identifiers[{i}]"),
+                    "an identifier needs a system and a value",
+                ));
+            }
+        }
+        if blank(&self.person.language) {
+            return Err(Problem::invalid("person.language", "language must not be empty"));
+        }
+        if self.person.birth_date.is_some_and(|b| b > now.date_naive()) {
+            return Err(Problem::invalid("person.birth_date", "birth_date is in the future"));
+        }
+        if self.discharge.discharged_at > now {
+            return Err(Problem::invalid(
+                "discharge.discharged_at",
+                "discharged_at is in the future; refer at or after discharge",
+            ));
+        }
+        if blank(&self.discharge.unit) {
+            return Err(Problem::invalid("discharge.unit", "unit must not be empty"));
+        }
+        if self.consent.granted_at > now {
+            return Err(Problem::invalid("consent.granted_at", "granted_at is in the future"));
+        }
+        if blank(&self.consent.scope) || blank(&self.consent.recorded_by) {
+            return Err(Problem::invalid(
+                "consent",
+                "consent needs a scope and who recorded it",
+            ));
+        }
+        let region = self
+            .person
+            .postcode
+            .as_deref()
+            .map(|p| p.trim().chars().take(3).collect::<String>())
+            .filter(|r| !r.is_empty());
+        let language = self.person.language.trim().to_lowercase();
+        Ok(ValidReferral {
+            person: PersonDetails {
+                identifiers: self.person.identifiers,
+                name: self.person.name,
+                birth_date: self.person.birth_date,
+                phone: self.person.phone,
+                gender: self.person.gender,
+                postcode: self.person.postcode,
+                language: language.clone(),
+            },
+            submitted: Submitted {
+                referral_id: uuid::Uuid::new_v4().to_string(),
+                person_ref: String::new(),
+                facility: self.facility.trim().to_string(),
+                channel: "api".into(),
+                discharged_at: self.discharge.discharged_at,
+                unit: self.discharge.unit,
+                risk_level: self.discharge.risk_level,
+                consent: self.consent,
+                needs: self.needs,
+                language,
+                preferences: self.person.preferences,
+                region,
+                notes: self.notes,
+            },
+        })
+    }
+}
+
+async fn submit(
+    State(s): State<AppState>,
+    principal: Principal,
+    CorrelationId(correlation): CorrelationId,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
+    principal.require(&[Role::Hospital])?;
+    let request: ReferralRequest = careloop_web::json::parse(&body)?;
+    if principal.facility.as_deref() != Some(request.facility.as_str()) {
+        return Err(Problem::forbidden(
+            "a hospital may only refer for its own facility (the token's facility claim)",
+        ));
+    }
+    let mut valid = request.validate(Utc::now())?;
+    let key = match idempotency::claim(&s.pool, crate::SCHEMA, &principal.sub, &headers, &body).await? {
+        Some(Claim::Replay(status, body)) => return Ok((status, Json(body))),
+        Some(Claim::Fresh(key)) => Some(key),
+        None => None,
+    };
+    let result = record(&s, &mut valid, &correlation, &principal).await;
+    let referral_id = match result {
+        Ok(id) => id,
+        Err(p) => {
+            if let Some(key) = key {
+                key.release(&s.pool).await;
+            }
+            return Err(p);
+        }
+    };
+    let answer = serde_json::json!({"referral_id": referral_id, "status": "requested"});
+    if let Some(key) = key {
+        key.complete(&s.pool, StatusCode::CREATED, &answer).await?;
+    }
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+async fn record(
+    s: &AppState,
+    valid: &mut ValidReferral,
+    correlation: &str,
+    principal: &Principal,
+) -> Result<String, Problem> {
+    let person_ref = crate::identity::resolve(&s.pool, &valid.person.identifiers)
+        .await
+        .map_err(Problem::internal)?
+        .to_string();
+    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    store::execute(
+        &s.persons,
+        &person_ref,
+        PersonCommand::Record(valid.person.clone()),
+        &meta,
+    )
+    .await
+    .map_err(store::to_problem)?;
+    valid.submitted.person_ref = person_ref;
+    let referral_id = valid.submitted.referral_id.clone();
+    store::execute(
+        &s.submissions,
+        &referral_id,
+        SubmissionCommand::Submit(valid.submitted.clone()),
+        &meta,
+    )
+    .await
+    .map_err(store::to_problem)?;
+    Ok(referral_id)
+}

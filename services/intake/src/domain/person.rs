@@ -1,0 +1,112 @@
+//! The Person aggregate: the PHI vault. Its events never leave the intake service.
+
+use chrono::NaiveDate;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identifier {
+    pub system: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonName {
+    pub given: String,
+    pub family: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonDetails {
+    pub identifiers: Vec<Identifier>,
+    pub name: Option<PersonName>,
+    pub birth_date: Option<NaiveDate>,
+    pub phone: Option<String>,
+    pub gender: Option<String>,
+    pub postcode: Option<String>,
+    pub language: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Person {
+    pub details: Option<PersonDetails>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PersonCommand {
+    /// Records the person, or what changed since the last referral.
+    Record(PersonDetails),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PersonEvent {
+    PersonRegistered(PersonDetails),
+    PersonDetailsUpdated(PersonDetails),
+}
+
+impl DomainEvent for PersonEvent {
+    fn event_type(&self) -> String {
+        match self {
+            PersonEvent::PersonRegistered(_) => "PersonRegistered",
+            PersonEvent::PersonDetailsUpdated(_) => "PersonDetailsUpdated",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
+
+/// Recording a person is never refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PersonError {}
+
+impl From<PersonError> for careloop_web::Problem {
+    fn from(e: PersonError) -> Self {
+        match e {}
+    }
+}
+
+impl Aggregate for Person {
+    const TYPE: &'static str = "Person";
+    type Command = PersonCommand;
+    type Event = PersonEvent;
+    type Error = PersonError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let PersonCommand::Record(mut details) = command;
+        match &self.details {
+            None => sink.write(PersonEvent::PersonRegistered(details), self).await,
+            Some(current) => {
+                // Identifiers accumulate: a person is found by any of them.
+                for id in &current.identifiers {
+                    if !details.identifiers.contains(id) {
+                        details.identifiers.push(id.clone());
+                    }
+                }
+                if *current != details {
+                    sink.write(PersonEvent::PersonDetailsUpdated(details), self).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            PersonEvent::PersonRegistered(d) | PersonEvent::PersonDetailsUpdated(d) => {
+                self.details = Some(d)
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The ReferralSubmission aggregate: one discharge a hospital referred, with consent.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RiskLevel {
+    High,
+    Moderate,
+    Low,
+}
+
+impl RiskLevel {
+    /// high → asap, moderate → urgent, low → routine.
+    pub fn priority(self) -> careloop_events::v1::Priority {
+        use careloop_events::v1::Priority as P;
+        match self {
+            RiskLevel::High => P::Asap,
+            RiskLevel::Moderate => P::Urgent,
+            RiskLevel::Low => P::Routine,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskLevel::High => "high",
+            RiskLevel::Moderate => "moderate",
+            RiskLevel::Low => "low",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Consent {
+    pub granted_at: DateTime<Utc>,
+    pub scope: String,
+    pub recorded_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Preferences {
+    pub peer_gender: Option<String>,
+    #[serde(default)]
+    pub lived_experience: Vec<String>,
+    #[serde(default)]
+    pub contact_modes: Vec<String>,
+}
+
+/// Everything about a submitted referral that intake keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submitted {
+    pub referral_id: String,
+    pub person_ref: String,
+    pub facility: String,
+    /// api | fhir | hl7
+    pub channel: String,
+    pub discharged_at: DateTime<Utc>,
+    pub unit: String,
+    pub risk_level: RiskLevel,
+    pub consent: Consent,
+    pub needs: Vec<String>,
+    pub language: String,
+    pub preferences: Preferences,
+    /// The first three characters of the postcode (not identifying).
+    pub region: Option<String>,
+    pub notes: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReferralSubmission {
+    pub submitted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubmissionCommand {
+    Submit(Submitted),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SubmissionEvent {
+    ReferralSubmitted(Submitted),
+}
+
+impl DomainEvent for SubmissionEvent {
+    fn event_type(&self) -> String {
+        "ReferralSubmitted".to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SubmissionError {
+    #[error("this referral was submitted already")]
+    AlreadySubmitted,
+}
+
+impl From<SubmissionError> for careloop_web::Problem {
+    fn from(e: SubmissionError) -> Self {
+        careloop_web::Problem::conflict(e.to_string())
+    }
+}
+
+impl Aggregate for ReferralSubmission {
+    const TYPE: &'static str = "ReferralSubmission";
+    type Command = SubmissionCommand;
+    type Event = SubmissionEvent;
+    type Error = SubmissionError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let SubmissionCommand::Submit(s) = command;
+        if self.submitted {
+            return Err(SubmissionError::AlreadySubmitted);
+        }
+        sink.write(SubmissionEvent::ReferralSubmitted(s), self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, _: Self::Event) {
+        self.submitted = true;
+    }
+}
