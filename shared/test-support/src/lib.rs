@@ -1,1 +1,109 @@
+//! Test support: each test gets its own fresh Postgres database and NATS namespace
+//! on the shared servers, and both are dropped when the test ends, so tests run in
+//! parallel without seeing each other.
 
+use std::future::Future;
+use std::time::Duration;
+
+use careloop_config::Settings;
+use sqlx::Connection;
+
+/// The servers every test run shares (override with `CARELOOP_TEST_PG` / `_NATS`).
+fn admin_url() -> String {
+    std::env::var("CARELOOP_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
+}
+
+fn nats_url() -> String {
+    std::env::var("CARELOOP_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_string())
+}
+
+/// A fresh database and namespace; dropped with the value.
+pub struct TestEnv {
+    pub database: String,
+    pub namespace: String,
+    pub settings: Settings,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let database = format!("careloop_test_{}", &id[..16]);
+        let namespace = format!("t{}", &id[..12]);
+        let db_url = format!("{}/{database}", admin_url());
+        let nats = nats_url();
+        let ns = namespace.clone();
+        let settings = Settings::from_lookup(|name| match name {
+            "DATABASE_URL" => Some(db_url.clone()),
+            "NATS_URL" => Some(nats.clone()),
+            "CARELOOP_NAMESPACE" => Some(ns.clone()),
+            "CARELOOP_HTTP_ADDR" => Some("127.0.0.1:0".into()),
+            "CARELOOP_MLLP_ADDR" => Some("127.0.0.1:0".into()),
+            "CARELOOP_JWT_SECRET" => Some("test-secret-0123456789abcdef".into()),
+            _ => None,
+        })
+        .expect("test settings are valid");
+        TestEnv {
+            database,
+            namespace,
+            settings,
+        }
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        // Drop runs outside any async context we can rely on: clean up on a thread
+        // with its own runtime.
+        let database = self.database.clone();
+        let stream = self.settings.namespace.stream_name();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                if let Ok(mut conn) =
+                    sqlx::PgConnection::connect(&format!("{}/postgres", admin_url())).await
+                {
+                    let _ = sqlx::query(&format!(
+                        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+                    ))
+                    .execute(&mut conn)
+                    .await;
+                }
+                if let Ok(client) = async_nats::connect(nats_url()).await {
+                    let js = async_nats::jetstream::new(client);
+                    let _ = js.delete_stream(&stream).await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// Waits until `check` returns `Some`, polling every 25 ms, failing the test with
+/// `what` after `timeout`. The way tests wait for asynchronous effects: on a
+/// condition with a deadline, never a fixed sleep.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -99,7 +99,7 @@ mod tests {
         assert_eq!(p.field.as_deref(), Some("inner.name"));
         let p = parse::<Outer>(br#"{"inner": {"kind": "one", "name": "x", "extra": 1}}"#)
             .unwrap_err();
-        assert_eq!(p.field.as_deref(), Some("inner"));
+        assert_eq!(p.field.as_deref(), Some("inner.extra"));
         assert!(p.detail.contains("extra"), "{}", p.detail);
         let p = parse::<Outer>(br#"{"inner": "#).unwrap_err();
         assert_eq!(p.status, 400);

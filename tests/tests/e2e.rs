@@ -1,0 +1,354 @@
+//! End-to-end: the walking-skeleton slice through all four services, over HTTP,
+//! against the real Postgres and JetStream.
+
+use std::time::Duration;
+
+use careloop_app::Application;
+use careloop_test_support::{TestEnv, eventually};
+use serde_json::{Value, json};
+
+struct TestApp {
+    base: String,
+    http: reqwest::Client,
+    secret: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _env: TestEnv,
+}
+
+async fn spawn_app() -> TestApp {
+    let env = TestEnv::new();
+    let app = Application::build(&env.settings).await.expect("app builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        secret: env.settings.jwt_secret.clone(),
+        stop: Some(stop),
+        server: Some(server),
+        _env: env,
+    }
+}
+
+impl TestApp {
+    fn token(&self, role: &str, facility: Option<&str>, peer_id: Option<&str>) -> String {
+        let auth = careloop_web_auth(&self.secret);
+        auth.issue(
+            role.parse().unwrap(),
+            facility.map(String::from),
+            peer_id.map(String::from),
+            chrono_hours(1),
+        )
+    }
+
+    async fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.server.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+fn careloop_web_auth(secret: &str) -> std::sync::Arc<careloop_web::Authenticator> {
+    careloop_web::Authenticator::new(secret)
+}
+
+fn chrono_hours(h: i64) -> chrono::Duration {
+    chrono::Duration::hours(h)
+}
+
+fn referral_body(mrn: &str, discharged_at: &str) -> Value {
+    json!({
+        "facility": "st-marys",
+        "person": {
+            "identifiers": [{"system": "urn:oid:2.16.840.1.113883.3.999.1", "value": mrn}],
+            "name": {"given": "Alex", "family": "Rivera"},
+            "birth_date": "1990-04-12",
+            "phone": "+1-402-555-0134",
+            "language": "en",
+            "gender": "female",
+            "postcode": "68102",
+            "preferences": {"peer_gender": "female", "lived_experience": ["bipolar", "lgbtq"],
+                            "contact_modes": ["phone", "in_person"]}
+        },
+        "discharge": {"discharged_at": discharged_at, "unit": "inpatient-psychiatry",
+                      "risk_level": "high"},
+        "consent": {"granted_at": "2026-11-20T14:00:00Z", "scope": "peer-support-referral",
+                    "recorded_by": "discharge planner"},
+        "needs": ["emotional", "informational", "housing"],
+        "notes": "Prefers afternoon calls."
+    })
+}
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// The slice: referral → received → peer assigned → accepted → plan → reached contact
+/// → in-progress, each step visible on GET /v1/referrals/{id} with its timeline.
+#[tokio::test]
+async fn a_referral_travels_from_hospital_to_a_reached_person() {
+    let app = spawn_app().await;
+    let coordinator = app.token("coordinator", None, None);
+    let hospital = app.token("hospital", Some("st-marys"), None);
+
+    let (status, peer) = app
+        .post(
+            "/v1/peers",
+            &coordinator,
+            &json!({"name": "Sam Okafor", "languages": ["en"], "gender": "female",
+                    "lived_experience": ["bipolar"], "regions": ["681"],
+                    "modes": ["phone"], "max_caseload": 5}),
+        )
+        .await;
+    assert_eq!(status, 201, "{peer}");
+    let peer_id = peer["peer_id"].as_str().unwrap().to_string();
+    // The roster read model must know the peer before matching can pick it.
+    eventually("the peer on the roster", WAIT, || async {
+        let (_, list) = app.get("/v1/peers", &coordinator).await;
+        (list["items"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+
+    let (status, created) = app
+        .post("/v1/referrals", &hospital, &referral_body("MRN12345", "2026-11-20T15:30:00Z"))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["status"], "requested");
+    let id = created["referral_id"].as_str().unwrap().to_string();
+
+    let accepted = eventually("the referral accepted by the peer", WAIT, || async {
+        let (s, r) = app.get(&format!("/v1/referrals/{id}"), &hospital).await;
+        (s == 200 && r["status"] == "accepted").then_some(r)
+    })
+    .await;
+    assert_eq!(accepted["assigned_peer_id"], peer_id.as_str());
+    assert_eq!(accepted["priority"], "asap");
+    assert_eq!(accepted["due"]["first_contact_due_at"], "2026-11-21T15:30:00Z");
+    let events: Vec<&str> = accepted["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["ReferralReceived", "ReferralAccepted"]);
+
+    let peer_token = app.token("peer", None, Some(&peer_id));
+    // The follow-up plan exists once PeerAssigned reached follow-up.
+    let contact = json!({"occurred_at": "2026-11-21T16:00:00Z", "channel": "phone",
+                         "outcome": "reached", "support_types": ["emotional"],
+                         "duration_minutes": 25, "notes": "Talked about the first week."});
+    let path = format!("/v1/referrals/{id}/contacts");
+    eventually("the contact accepted", WAIT, || async {
+        let (s, body) = app.post(&path, &peer_token, &contact).await;
+        match s {
+            201 => Some(()),
+            409 => None, // no plan yet
+            other => panic!("unexpected {other}: {body}"),
+        }
+    })
+    .await;
+
+    let in_progress = eventually("the referral in progress", WAIT, || async {
+        let (_, r) = app.get(&format!("/v1/referrals/{id}"), &hospital).await;
+        (r["status"] == "in-progress").then_some(r)
+    })
+    .await;
+    assert_eq!(in_progress["timeline"].as_array().unwrap().len(), 3);
+
+    let (_, worklist) = app.get("/v1/followups", &peer_token).await;
+    assert_eq!(worklist["items"][0]["referral_id"], id.as_str());
+    assert_eq!(worklist["items"][0]["first_reached_at"], "2026-11-21T16:00:00Z");
+    app.shutdown().await;
+}
+
+/// Bad input gets problem+json naming the field, and writes nothing.
+#[tokio::test]
+async fn bad_referrals_are_refused_with_the_field_named() {
+    let app = spawn_app().await;
+    let hospital = app.token("hospital", Some("st-marys"), None);
+    let cases = [
+        ("/discharge/discharged_at", json!("2999-01-01T00:00:00Z"), 422, "discharge.discharged_at"),
+        ("/discharge/risk_level", json!("extreme"), 422, "discharge.risk_level"),
+        ("/person/identifiers", json!([]), 422, "person.identifiers"),
+        ("/person/unknown_field", json!(1), 422, "person.unknown_field"),
+    ];
+    for (pointer, value, status, field) in cases {
+        let mut body = referral_body("MRN1", "2026-11-20T15:30:00Z");
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        body.pointer_mut(if parent.is_empty() { "" } else { parent })
+            .unwrap()
+            .as_object_mut()
+            .unwrap()
+            .insert(key.to_string(), value);
+        let res = app
+            .http
+            .post(format!("{}/v1/referrals", app.base))
+            .bearer_auth(&hospital)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), status, "{pointer}");
+        assert_eq!(
+            res.headers()["content-type"],
+            "application/problem+json",
+            "{pointer}"
+        );
+        let problem: Value = res.json().await.unwrap();
+        assert_eq!(problem["field"], field, "{pointer}: {problem}");
+    }
+    let missing = app.post("/v1/referrals", &hospital, &json!({"facility": "st-marys"})).await;
+    assert_eq!(missing.0, 422);
+    assert_eq!(missing.1["field"], "person");
+
+    let malformed = app
+        .http
+        .post(format!("{}/v1/referrals", app.base))
+        .bearer_auth(&hospital)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status().as_u16(), 400);
+
+    // Nothing was written: the intake event store is empty.
+    let pool = sqlx_pool(&app).await;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM intake.events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    app.shutdown().await;
+}
+
+async fn sqlx_pool(app: &TestApp) -> sqlx::PgPool {
+    sqlx::PgPool::connect(&app._env.settings.database_url).await.unwrap()
+}
+
+/// Every /v1 route needs a valid token (401), the right role and facility (403).
+#[tokio::test]
+async fn tokens_roles_and_facilities_are_enforced() {
+    let app = spawn_app().await;
+    let body = referral_body("MRN9", "2026-11-20T15:30:00Z");
+    let res = app
+        .http
+        .post(format!("{}/v1/referrals", app.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+
+    let (s, _) = app.post("/v1/referrals", "not-a-token", &body).await;
+    assert_eq!(s, 401);
+    let forged = careloop_web_auth("some-other-secret-123456").issue(
+        "hospital".parse().unwrap(),
+        Some("st-marys".into()),
+        None,
+        chrono_hours(1),
+    );
+    let (s, _) = app.post("/v1/referrals", &forged, &body).await;
+    assert_eq!(s, 401);
+
+    let peer = app.token("peer", None, Some("p1"));
+    let (s, _) = app.post("/v1/referrals", &peer, &body).await;
+    assert_eq!(s, 403);
+    let other_hospital = app.token("hospital", Some("mercy"), None);
+    let (s, _) = app.post("/v1/referrals", &other_hospital, &body).await;
+    assert_eq!(s, 403);
+
+    let hospital = app.token("hospital", Some("st-marys"), None);
+    let (s, created) = app.post("/v1/referrals", &hospital, &body).await;
+    assert_eq!(s, 201);
+    let id = created["referral_id"].as_str().unwrap();
+    eventually("the referral readable", WAIT, || async {
+        let (s, _) = app.get(&format!("/v1/referrals/{id}"), &hospital).await;
+        (s == 200).then_some(())
+    })
+    .await;
+    let (s, _) = app.get(&format!("/v1/referrals/{id}"), &other_hospital).await;
+    assert_eq!(s, 403);
+
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        let res = app.http.get(format!("{}{open}", app.base)).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{open}");
+    }
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("careloop_outbox_pending"), "{metrics}");
+    app.shutdown().await;
+}
+
+/// Idempotency-Key: the same key and body gives the same answer and one referral.
+#[tokio::test]
+async fn an_idempotency_key_makes_a_retry_safe() {
+    let app = spawn_app().await;
+    let hospital = app.token("hospital", Some("st-marys"), None);
+    let body = referral_body("MRN77", "2026-11-20T15:30:00Z");
+    let send = |b: Value| {
+        let req = app
+            .http
+            .post(format!("{}/v1/referrals", app.base))
+            .bearer_auth(&hospital)
+            .header("Idempotency-Key", "discharge-77")
+            .json(&b);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let first = send(body.clone()).await;
+    let second = send(body.clone()).await;
+    assert_eq!(first.0, 201);
+    assert_eq!(first, second);
+    let mut other = body.clone();
+    other["notes"] = json!("changed");
+    let third = send(other).await;
+    assert_eq!(third.0, 422);
+    assert_eq!(third.1["field"], "Idempotency-Key");
+    let pool = sqlx_pool(&app).await;
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM intake.events WHERE event_type = 'ReferralSubmitted'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    app.shutdown().await;
+}
