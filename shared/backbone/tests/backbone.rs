@@ -1,0 +1,275 @@
+//! The backbone's guarantees, each against the real Postgres and JetStream, in a
+//! fresh database and namespace per test.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use careloop_backbone::consumer::Outcome;
+use careloop_backbone::db::{self, Migration};
+use careloop_backbone::{Backbone, Consumer, EventHandler, Incoming, IntegrationMapper, Relay, Shutdown, StoredEvent};
+use careloop_events::{Payload, v1};
+use careloop_test_support::{TestEnv, eventually};
+use futures::StreamExt;
+use sqlx::{PgConnection, PgPool};
+
+const SCHEMA: &str = "demo";
+const WAIT: Duration = Duration::from_secs(20);
+
+const EFFECTS: &[Migration] = &[Migration {
+    name: "0001_effects",
+    sql: "CREATE TABLE {schema}.effects (n bigserial PRIMARY KEY, aggregate_id text NOT NULL,
+          sequence bigint NOT NULL, event_id text NOT NULL)",
+}];
+
+/// Maps every "Ping" event to an integration event carrying its aggregate id.
+struct PingMapper;
+
+impl IntegrationMapper for PingMapper {
+    fn published_types(&self) -> &'static [&'static str] {
+        &["Ping"]
+    }
+    fn to_integration(&self, e: &StoredEvent) -> anyhow::Result<Payload> {
+        Ok(Payload::FollowUpClosed(v1::FollowUpClosed {
+            referral_id: e.aggregate_id.clone(),
+            outcome: e.sequence.to_string(),
+            reason: String::new(),
+        }))
+    }
+}
+
+/// Records each applied event in `demo.effects` (in the consumer's transaction);
+/// fails forever for aggregate "poison" sequence 1.
+struct Recorder;
+
+#[async_trait::async_trait]
+impl EventHandler for Recorder {
+    async fn handle(&self, event: &Incoming, tx: &mut PgConnection) -> anyhow::Result<()> {
+        let env = &event.envelope;
+        if env.aggregate_id == "poison" && env.aggregate_sequence == 1 {
+            anyhow::bail!("this message can never be applied");
+        }
+        // A little jitter so two instances really interleave.
+        let jitter = uuid::Uuid::new_v4().as_u128() % 5;
+        tokio::time::sleep(Duration::from_millis(jitter as u64)).await;
+        sqlx::query("INSERT INTO demo.effects (aggregate_id, sequence, event_id) VALUES ($1, $2, $3)")
+            .bind(&env.aggregate_id)
+            .bind(env.aggregate_sequence as i64)
+            .bind(&env.event_id)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+}
+
+struct Fixture {
+    env: TestEnv,
+    bb: Backbone,
+}
+
+async fn fixture() -> Fixture {
+    let env = TestEnv::new();
+    let bb = Backbone::connect(&env.settings).await.unwrap();
+    db::migrate(&bb.pool, SCHEMA, EFFECTS).await.unwrap();
+    Fixture { env, bb }
+}
+
+impl Fixture {
+    fn relay(&self) -> Relay {
+        Relay::new(
+            self.bb.pool.clone(),
+            self.bb.js.clone(),
+            self.bb.namespace.clone(),
+            "demo",
+            SCHEMA,
+            Arc::new(PingMapper),
+        )
+    }
+
+    fn consumer(&self) -> Consumer {
+        Consumer::new(
+            self.bb.pool.clone(),
+            self.bb.js.clone(),
+            self.bb.namespace.clone(),
+            "demo",
+            SCHEMA,
+            "demo",
+            Arc::new(Recorder),
+        )
+        .max_deliver(3)
+    }
+
+    async fn stream_len(&self) -> u64 {
+        let mut s = self.bb.js.get_stream(self.bb.namespace.stream_name()).await.unwrap();
+        s.info().await.unwrap().state.messages
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.bb.pool).await.unwrap()
+    }
+}
+
+/// Appends Ping events for `aggregate`, as postgres-es would (explicit column list).
+async fn append(pool: &PgPool, aggregate: &str, from: i64, to: i64) {
+    for seq in from..=to {
+        sqlx::query(
+            "INSERT INTO demo.events (aggregate_type, aggregate_id, sequence, event_type,
+                event_version, payload, metadata)
+             VALUES ('Demo', $1, $2, 'Ping', '1', '{}', '{}')",
+        )
+        .bind(aggregate)
+        .bind(seq)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+/// Guarantee 2: the relay killed after publishing but before moving its cursor sends
+/// the batch again, and JetStream keeps one copy (Nats-Msg-Id = event id). Killed
+/// before publishing, it loses nothing: the next relay sends what was committed.
+#[tokio::test]
+async fn a_relay_crash_loses_nothing_and_duplicates_nothing() {
+    let f = fixture().await;
+    append(&f.bb.pool, "a", 1, 5).await;
+
+    let relay = f.relay();
+    let batch = relay.next_batch().await.unwrap();
+    assert_eq!(batch.events.len(), 5);
+    relay.publish(&batch).await.unwrap();
+    drop(batch); // the process dies here: the cursor never moved
+    assert_eq!(f.stream_len().await, 5);
+
+    // Killed between commit and publish: these events only exist in Postgres.
+    append(&f.bb.pool, "a", 6, 8).await;
+
+    let restarted = f.relay();
+    assert_eq!(restarted.publish_pending().await.unwrap(), 8, "re-sends the uncommitted batch");
+    assert_eq!(f.stream_len().await, 8, "JetStream dropped the 5 re-sent events");
+    assert_eq!(restarted.publish_pending().await.unwrap(), 0, "nothing left after the cursor moved");
+}
+
+/// Guarantee 2 (the bigserial gap): an event whose transaction commits after a later
+/// position's is still published, and in commit-safe order.
+#[tokio::test]
+async fn a_late_committing_transaction_is_not_skipped() {
+    let f = fixture().await;
+    let mut slow = f.bb.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO demo.events (aggregate_type, aggregate_id, sequence, event_type,
+            event_version, payload, metadata) VALUES ('Demo', 'slow', 1, 'Ping', '1', '{}', '{}')",
+    )
+    .execute(&mut *slow)
+    .await
+    .unwrap();
+    append(&f.bb.pool, "fast", 1, 1).await; // a later position, committed first
+
+    let relay = f.relay();
+    assert_eq!(
+        relay.publish_pending().await.unwrap(),
+        0,
+        "nothing is read past a transaction still running"
+    );
+    slow.commit().await.unwrap();
+    assert_eq!(relay.publish_pending().await.unwrap(), 2);
+    assert_eq!(f.stream_len().await, 2);
+}
+
+/// Guarantee 3: a redelivered message changes nothing; the processed record is
+/// written in the same transaction as the effect.
+#[tokio::test]
+async fn a_redelivered_message_changes_nothing() {
+    let f = fixture().await;
+    append(&f.bb.pool, "a", 1, 1).await;
+    f.relay().publish_pending().await.unwrap();
+    let consumer = f.consumer();
+    let msg = pull_one(&f, &consumer).await;
+
+    assert_eq!(consumer.process(&msg.0, &msg.1, 1).await, Outcome::Applied);
+    assert_eq!(consumer.process(&msg.0, &msg.1, 2).await, Outcome::Duplicate);
+    assert_eq!(f.count("SELECT count(*) FROM demo.effects").await, 1);
+}
+
+async fn pull_one(f: &Fixture, consumer: &Consumer) -> (String, Vec<u8>) {
+    let c = consumer.ensure().await.unwrap();
+    let mut messages = c.messages().await.unwrap();
+    let _ = f;
+    let msg = tokio::time::timeout(WAIT, messages.next()).await.unwrap().unwrap().unwrap();
+    (msg.subject.to_string(), msg.payload.to_vec())
+}
+
+/// Guarantee 6: with two instances sharing one durable consumer, each aggregate's
+/// events are applied in sequence order.
+#[tokio::test]
+async fn two_instances_keep_per_aggregate_order() {
+    let f = fixture().await;
+    // Interleave three aggregates so both instances get events of each.
+    for seq in 1..=15 {
+        for agg in ["x", "y", "z"] {
+            append(&f.bb.pool, agg, seq, seq).await;
+        }
+    }
+    f.relay().publish_pending().await.unwrap();
+    let (trigger, shutdown) = Shutdown::new();
+    let a = tokio::spawn(f.consumer().run(shutdown.clone()));
+    let b = tokio::spawn(f.consumer().run(shutdown.clone()));
+    eventually("all 45 events applied", WAIT, || async {
+        (f.count("SELECT count(*) FROM demo.effects").await == 45).then_some(())
+    })
+    .await;
+    trigger.trigger();
+    a.await.unwrap();
+    b.await.unwrap();
+
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT aggregate_id, sequence FROM demo.effects ORDER BY n")
+            .fetch_all(&f.bb.pool)
+            .await
+            .unwrap();
+    for agg in ["x", "y", "z"] {
+        let seqs: Vec<i64> = rows.iter().filter(|r| r.0 == agg).map(|r| r.1).collect();
+        assert_eq!(seqs, (1..=15).collect::<Vec<_>>(), "order of {agg}");
+    }
+}
+
+/// Guarantee 3: a message that always fails lands in the dead-letter table after
+/// max_deliver attempts, the metric counts it, and the consumer goes on, including
+/// with the same aggregate's next event.
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_and_the_consumer_goes_on() {
+    let f = fixture().await;
+    append(&f.bb.pool, "poison", 1, 2).await;
+    append(&f.bb.pool, "healthy", 1, 1).await;
+    f.relay().publish_pending().await.unwrap();
+    let before = careloop_backbone::metrics::DEAD_LETTERS
+        .with_label_values(&["demo"])
+        .get();
+    let (trigger, shutdown) = Shutdown::new();
+    let task = tokio::spawn(f.consumer().run(shutdown));
+    eventually("the poison message dead-lettered and the rest applied", WAIT, || async {
+        let dead = f.count("SELECT count(*) FROM demo.dead_letters").await;
+        let applied = f.count("SELECT count(*) FROM demo.effects").await;
+        (dead == 1 && applied == 2).then_some(())
+    })
+    .await;
+    trigger.trigger();
+    task.await.unwrap();
+
+    let (agg, seq, deliveries, error): (String, i64, i64, String) = sqlx::query_as(
+        "SELECT aggregate_id, aggregate_sequence, deliveries, error FROM demo.dead_letters",
+    )
+    .fetch_one(&f.bb.pool)
+    .await
+    .unwrap();
+    assert_eq!((agg.as_str(), seq, deliveries), ("poison", 1, 3));
+    assert!(error.contains("never be applied"), "{error}");
+    assert_eq!(
+        f.count("SELECT count(*) FROM demo.effects WHERE aggregate_id = 'poison' AND sequence = 2").await,
+        1,
+        "the aggregate's next event is applied after the dead letter"
+    );
+    let after = careloop_backbone::metrics::DEAD_LETTERS
+        .with_label_values(&["demo"])
+        .get();
+    assert_eq!(after - before, 1);
+    drop(f.env);
+}
