@@ -185,6 +185,22 @@ async fn a_referral_travels_from_hospital_to_a_reached_person() {
     let (_, worklist) = app.get("/v1/followups", &peer_token).await;
     assert_eq!(worklist["items"][0]["referral_id"], id.as_str());
     assert_eq!(worklist["items"][0]["first_reached_at"], "2026-11-21T16:00:00Z");
+
+    // Guarantee 5: `careloop replay` rebuilds rows identical to the live ones.
+    let pool = sqlx_pool(&app).await;
+    for (projection, query) in [
+        ("referrals", "SELECT to_jsonb(r)::text FROM referral.referrals r ORDER BY referral_id"),
+        ("referrals", "SELECT to_jsonb(t)::text FROM referral.referral_timeline t ORDER BY referral_id, sequence"),
+        ("roster", "SELECT to_jsonb(p)::text FROM peer_assignment.peers p ORDER BY peer_id"),
+        ("followups", "SELECT to_jsonb(f)::text FROM follow_up.followups f ORDER BY referral_id"),
+        ("followups", "SELECT to_jsonb(c)::text FROM follow_up.contacts c ORDER BY contact_id"),
+    ] {
+        let live: Vec<String> = sqlx::query_scalar(query).fetch_all(&pool).await.unwrap();
+        assert!(!live.is_empty(), "{query}");
+        careloop_app::cli::replay(&app._env.settings, projection).await.unwrap();
+        let rebuilt: Vec<String> = sqlx::query_scalar(query).fetch_all(&pool).await.unwrap();
+        assert_eq!(live, rebuilt, "replay of {projection}");
+    }
     app.shutdown().await;
 }
 
