@@ -7,7 +7,8 @@ use careloop_web::{Authenticator, Role};
 
 use crate::{Application, dev};
 
-const HELP: &str = "careloop: referral and care-coordination engine for peer support after discharge
+const HELP: &str =
+    "careloop: referral and care-coordination engine for peer support after discharge
 
 USAGE:
   careloop dev                      run all four services in one process (starts private
@@ -131,11 +132,15 @@ async fn run_dev() -> anyhow::Result<()> {
         "  hospital (st-marys): {}",
         auth.issue(Role::Hospital, Some("st-marys".into()), None, ttl)
     );
-    println!("  coordinator:         {}", auth.issue(Role::Coordinator, None, None, ttl));
     println!(
-        "  peer (any peer_id):  careloop token --role peer --peer-id <peer_id>"
+        "  coordinator:         {}",
+        auth.issue(Role::Coordinator, None, None, ttl)
     );
-    println!("  admin:               {}", auth.issue(Role::Admin, None, None, ttl));
+    println!("  peer (any peer_id):  careloop token --role peer --peer-id <peer_id>");
+    println!(
+        "  admin:               {}",
+        auth.issue(Role::Admin, None, None, ttl)
+    );
     println!("Ctrl-C stops it.");
     println!();
     app.serve(listener, shutdown_signal()).await

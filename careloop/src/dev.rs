@@ -40,12 +40,23 @@ fn host_port(url: &str, default_port: u16) -> anyhow::Result<(String, u16)> {
         Some((h, p)) => (h.to_string(), p.parse().context("port in URL")?),
         None => (hostport.to_string(), default_port),
     };
-    Ok((if host.is_empty() { "127.0.0.1".into() } else { host }, port))
+    Ok((
+        if host.is_empty() {
+            "127.0.0.1".into()
+        } else {
+            host
+        },
+        port,
+    ))
 }
 
 async fn answers((host, port): &(String, u16)) -> bool {
     matches!(
-        tokio::time::timeout(Duration::from_secs(1), TcpStream::connect((host.as_str(), *port))).await,
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            TcpStream::connect((host.as_str(), *port))
+        )
+        .await,
         Ok(Ok(_))
     )
 }
@@ -69,7 +80,11 @@ async fn wait_until_answers(addr: &(String, u16), what: &str) -> anyhow::Result<
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    bail!("{what} did not start listening on {}:{} within 30 s", addr.0, addr.1)
+    bail!(
+        "{what} did not start listening on {}:{} within 30 s",
+        addr.0,
+        addr.1
+    )
 }
 
 async fn start_postgres(dir: &Path, addr: &(String, u16)) -> anyhow::Result<Child> {
@@ -83,7 +98,10 @@ async fn start_postgres(dir: &Path, addr: &(String, u16)) -> anyhow::Result<Chil
     };
     if !dir.join("PG_VERSION").exists() {
         std::fs::create_dir_all(dir)?;
-        eprintln!("careloop dev: creating a private Postgres cluster in {}", dir.display());
+        eprintln!(
+            "careloop dev: creating a private Postgres cluster in {}",
+            dir.display()
+        );
         let status = Command::new(&initdb)
             .args(["-D"])
             .arg(dir)
@@ -93,10 +111,15 @@ async fn start_postgres(dir: &Path, addr: &(String, u16)) -> anyhow::Result<Chil
             .await
             .context("running initdb")?;
         if !status.success() {
-            bail!("initdb failed ({status}); running as root? initdb refuses root: run as another user or start Postgres yourself");
+            bail!(
+                "initdb failed ({status}); running as root? initdb refuses root: run as another user or start Postgres yourself"
+            );
         }
     }
-    eprintln!("careloop dev: starting a private Postgres on {}:{}", addr.0, addr.1);
+    eprintln!(
+        "careloop dev: starting a private Postgres on {}:{}",
+        addr.0, addr.1
+    );
     let child = Command::new(&postgres)
         .arg("-D")
         .arg(dir)
@@ -121,7 +144,10 @@ async fn start_nats(dir: &Path, addr: &(String, u16)) -> anyhow::Result<Child> {
         );
     };
     std::fs::create_dir_all(dir)?;
-    eprintln!("careloop dev: starting a private NATS (JetStream) on {}:{}", addr.0, addr.1);
+    eprintln!(
+        "careloop dev: starting a private NATS (JetStream) on {}:{}",
+        addr.0, addr.1
+    );
     let child = Command::new(nats)
         .args(["-a", &addr.0, "-p", &addr.1.to_string(), "-js", "-sd"])
         .arg(dir)
@@ -150,4 +176,3 @@ mod tests {
         );
     }
 }
-

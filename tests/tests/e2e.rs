@@ -137,7 +137,11 @@ async fn a_referral_travels_from_hospital_to_a_reached_person() {
     .await;
 
     let (status, created) = app
-        .post("/v1/referrals", &hospital, &referral_body("MRN12345", "2026-11-20T15:30:00Z"))
+        .post(
+            "/v1/referrals",
+            &hospital,
+            &referral_body("MRN12345", "2026-11-20T15:30:00Z"),
+        )
         .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["status"], "requested");
@@ -150,7 +154,10 @@ async fn a_referral_travels_from_hospital_to_a_reached_person() {
     .await;
     assert_eq!(accepted["assigned_peer_id"], peer_id.as_str());
     assert_eq!(accepted["priority"], "asap");
-    assert_eq!(accepted["due"]["first_contact_due_at"], "2026-11-21T15:30:00Z");
+    assert_eq!(
+        accepted["due"]["first_contact_due_at"],
+        "2026-11-21T15:30:00Z"
+    );
     let events: Vec<&str> = accepted["timeline"]
         .as_array()
         .unwrap()
@@ -184,20 +191,40 @@ async fn a_referral_travels_from_hospital_to_a_reached_person() {
 
     let (_, worklist) = app.get("/v1/followups", &peer_token).await;
     assert_eq!(worklist["items"][0]["referral_id"], id.as_str());
-    assert_eq!(worklist["items"][0]["first_reached_at"], "2026-11-21T16:00:00Z");
+    assert_eq!(
+        worklist["items"][0]["first_reached_at"],
+        "2026-11-21T16:00:00Z"
+    );
 
     // Guarantee 5: `careloop replay` rebuilds rows identical to the live ones.
     let pool = sqlx_pool(&app).await;
     for (projection, query) in [
-        ("referrals", "SELECT to_jsonb(r)::text FROM referral.referrals r ORDER BY referral_id"),
-        ("referrals", "SELECT to_jsonb(t)::text FROM referral.referral_timeline t ORDER BY referral_id, sequence"),
-        ("roster", "SELECT to_jsonb(p)::text FROM peer_assignment.peers p ORDER BY peer_id"),
-        ("followups", "SELECT to_jsonb(f)::text FROM follow_up.followups f ORDER BY referral_id"),
-        ("followups", "SELECT to_jsonb(c)::text FROM follow_up.contacts c ORDER BY contact_id"),
+        (
+            "referrals",
+            "SELECT to_jsonb(r)::text FROM referral.referrals r ORDER BY referral_id",
+        ),
+        (
+            "referrals",
+            "SELECT to_jsonb(t)::text FROM referral.referral_timeline t ORDER BY referral_id, sequence",
+        ),
+        (
+            "roster",
+            "SELECT to_jsonb(p)::text FROM peer_assignment.peers p ORDER BY peer_id",
+        ),
+        (
+            "followups",
+            "SELECT to_jsonb(f)::text FROM follow_up.followups f ORDER BY referral_id",
+        ),
+        (
+            "followups",
+            "SELECT to_jsonb(c)::text FROM follow_up.contacts c ORDER BY contact_id",
+        ),
     ] {
         let live: Vec<String> = sqlx::query_scalar(query).fetch_all(&pool).await.unwrap();
         assert!(!live.is_empty(), "{query}");
-        careloop_app::cli::replay(&app._env.settings, projection).await.unwrap();
+        careloop_app::cli::replay(&app._env.settings, projection)
+            .await
+            .unwrap();
         let rebuilt: Vec<String> = sqlx::query_scalar(query).fetch_all(&pool).await.unwrap();
         assert_eq!(live, rebuilt, "replay of {projection}");
     }
@@ -210,10 +237,25 @@ async fn bad_referrals_are_refused_with_the_field_named() {
     let app = spawn_app().await;
     let hospital = app.token("hospital", Some("st-marys"), None);
     let cases = [
-        ("/discharge/discharged_at", json!("2999-01-01T00:00:00Z"), 422, "discharge.discharged_at"),
-        ("/discharge/risk_level", json!("extreme"), 422, "discharge.risk_level"),
+        (
+            "/discharge/discharged_at",
+            json!("2999-01-01T00:00:00Z"),
+            422,
+            "discharge.discharged_at",
+        ),
+        (
+            "/discharge/risk_level",
+            json!("extreme"),
+            422,
+            "discharge.risk_level",
+        ),
         ("/person/identifiers", json!([]), 422, "person.identifiers"),
-        ("/person/unknown_field", json!(1), 422, "person.unknown_field"),
+        (
+            "/person/unknown_field",
+            json!(1),
+            422,
+            "person.unknown_field",
+        ),
     ];
     for (pointer, value, status, field) in cases {
         let mut body = referral_body("MRN1", "2026-11-20T15:30:00Z");
@@ -240,7 +282,9 @@ async fn bad_referrals_are_refused_with_the_field_named() {
         let problem: Value = res.json().await.unwrap();
         assert_eq!(problem["field"], field, "{pointer}: {problem}");
     }
-    let missing = app.post("/v1/referrals", &hospital, &json!({"facility": "st-marys"})).await;
+    let missing = app
+        .post("/v1/referrals", &hospital, &json!({"facility": "st-marys"}))
+        .await;
     assert_eq!(missing.0, 422);
     assert_eq!(missing.1["field"], "person");
 
@@ -266,7 +310,9 @@ async fn bad_referrals_are_refused_with_the_field_named() {
 }
 
 async fn sqlx_pool(app: &TestApp) -> sqlx::PgPool {
-    sqlx::PgPool::connect(&app._env.settings.database_url).await.unwrap()
+    sqlx::PgPool::connect(&app._env.settings.database_url)
+        .await
+        .unwrap()
 }
 
 /// Every /v1 route needs a valid token (401), the right role and facility (403).
@@ -311,11 +357,18 @@ async fn tokens_roles_and_facilities_are_enforced() {
         (s == 200).then_some(())
     })
     .await;
-    let (s, _) = app.get(&format!("/v1/referrals/{id}"), &other_hospital).await;
+    let (s, _) = app
+        .get(&format!("/v1/referrals/{id}"), &other_hospital)
+        .await;
     assert_eq!(s, 403);
 
     for open in ["/healthz", "/readyz", "/metrics"] {
-        let res = app.http.get(format!("{}{open}", app.base)).send().await.unwrap();
+        let res = app
+            .http
+            .get(format!("{}{open}", app.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status().as_u16(), 200, "{open}");
     }
     let metrics = app

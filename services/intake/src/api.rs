@@ -95,10 +95,16 @@ impl ReferralRequest {
             }
         }
         if blank(&self.person.language) {
-            return Err(Problem::invalid("person.language", "language must not be empty"));
+            return Err(Problem::invalid(
+                "person.language",
+                "language must not be empty",
+            ));
         }
         if self.person.birth_date.is_some_and(|b| b > now.date_naive()) {
-            return Err(Problem::invalid("person.birth_date", "birth_date is in the future"));
+            return Err(Problem::invalid(
+                "person.birth_date",
+                "birth_date is in the future",
+            ));
         }
         if self.discharge.discharged_at > now {
             return Err(Problem::invalid(
@@ -110,7 +116,10 @@ impl ReferralRequest {
             return Err(Problem::invalid("discharge.unit", "unit must not be empty"));
         }
         if self.consent.granted_at > now {
-            return Err(Problem::invalid("consent.granted_at", "granted_at is in the future"));
+            return Err(Problem::invalid(
+                "consent.granted_at",
+                "granted_at is in the future",
+            ));
         }
         if blank(&self.consent.scope) || blank(&self.consent.recorded_by) {
             return Err(Problem::invalid(
@@ -169,11 +178,12 @@ async fn submit(
         ));
     }
     let mut valid = request.validate(Utc::now())?;
-    let key = match idempotency::claim(&s.pool, crate::SCHEMA, &principal.sub, &headers, &body).await? {
-        Some(Claim::Replay(status, body)) => return Ok((status, Json(body))),
-        Some(Claim::Fresh(key)) => Some(key),
-        None => None,
-    };
+    let key =
+        match idempotency::claim(&s.pool, crate::SCHEMA, &principal.sub, &headers, &body).await? {
+            Some(Claim::Replay(status, body)) => return Ok((status, Json(body))),
+            Some(Claim::Fresh(key)) => Some(key),
+            None => None,
+        };
     let result = record(&s, &mut valid, &correlation, &principal).await;
     let referral_id = match result {
         Ok(id) => id,

@@ -61,21 +61,36 @@ impl TryFrom<PeerRequest> for PeerProfile {
             return Err(Problem::invalid("name", "name must not be empty"));
         }
         if r.languages.is_empty() || r.languages.iter().any(|l| l.trim().is_empty()) {
-            return Err(Problem::invalid("languages", "at least one language code is needed"));
+            return Err(Problem::invalid(
+                "languages",
+                "at least one language code is needed",
+            ));
         }
         if !(1..=200).contains(&r.max_caseload) {
-            return Err(Problem::invalid("max_caseload", "must be between 1 and 200"));
+            return Err(Problem::invalid(
+                "max_caseload",
+                "must be between 1 and 200",
+            ));
         }
         Ok(PeerProfile {
             name: r.name.trim().to_string(),
-            languages: r.languages.iter().map(|l| l.trim().to_lowercase()).collect(),
+            languages: r
+                .languages
+                .iter()
+                .map(|l| l.trim().to_lowercase())
+                .collect(),
             gender: r.gender,
             lived_experience: r.lived_experience,
             regions: r.regions,
             modes: r
                 .modes
                 .iter()
-                .map(|m| serde_json::to_value(m).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())
+                .map(|m| {
+                    serde_json::to_value(m)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default()
+                })
                 .collect(),
             max_caseload: r.max_caseload,
         })
@@ -92,14 +107,16 @@ async fn register(
     principal.require(&[Role::Coordinator, Role::Admin])?;
     let request: PeerRequest = careloop_web::json::parse(&body)?;
     let profile = PeerProfile::try_from(request)?;
-    let key = match idempotency::claim(&s.pool, crate::SCHEMA, &principal.sub, &headers, &body).await? {
-        Some(Claim::Replay(status, body)) => return Ok((status, Json(body))),
-        Some(Claim::Fresh(key)) => Some(key),
-        None => None,
-    };
+    let key =
+        match idempotency::claim(&s.pool, crate::SCHEMA, &principal.sub, &headers, &body).await? {
+            Some(Claim::Replay(status, body)) => return Ok((status, Json(body))),
+            Some(Claim::Fresh(key)) => Some(key),
+            None => None,
+        };
     let peer_id = uuid::Uuid::new_v4().to_string();
     let meta = Metadata::new(correlation).actor(principal.role.as_str());
-    if let Err(e) = store::execute(&s.peers, &peer_id, PeerCommand::Register(profile), &meta).await {
+    if let Err(e) = store::execute(&s.peers, &peer_id, PeerCommand::Register(profile), &meta).await
+    {
         if let Some(key) = key {
             key.release(&s.pool).await;
         }

@@ -4,5 +4,7 @@
 mod assignment;
 mod peer;
 
-pub use assignment::{Assignment, AssignmentCommand, AssignmentError, AssignmentEvent, AssignmentRequest};
+pub use assignment::{
+    Assignment, AssignmentCommand, AssignmentError, AssignmentEvent, AssignmentRequest,
+};
 pub use peer::{Peer, PeerCommand, PeerError, PeerEvent, PeerProfile};

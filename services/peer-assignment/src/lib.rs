@@ -53,10 +53,34 @@ impl PeerAssignmentService {
             return Ok(0);
         }
         let demo = [
-            ("Jordan Lee", &["en", "es"][..], "male", &["depression", "veteran"][..], &["681"][..]),
-            ("Sam Okafor", &["en"][..], "female", &["bipolar", "lgbtq"][..], &["681", "680"][..]),
-            ("Maria Torres", &["es", "en"][..], "female", &["psychosis", "parent"][..], &["680"][..]),
-            ("Alex Chen", &["en", "zh"][..], "nonbinary", &["substance use", "youth"][..], &["681"][..]),
+            (
+                "Jordan Lee",
+                &["en", "es"][..],
+                "male",
+                &["depression", "veteran"][..],
+                &["681"][..],
+            ),
+            (
+                "Sam Okafor",
+                &["en"][..],
+                "female",
+                &["bipolar", "lgbtq"][..],
+                &["681", "680"][..],
+            ),
+            (
+                "Maria Torres",
+                &["es", "en"][..],
+                "female",
+                &["psychosis", "parent"][..],
+                &["680"][..],
+            ),
+            (
+                "Alex Chen",
+                &["en", "zh"][..],
+                "nonbinary",
+                &["substance use", "youth"][..],
+                &["681"][..],
+            ),
         ];
         let meta = Metadata::new("demo-roster").actor("careloop dev");
         for (name, languages, gender, lived, regions) in demo {

@@ -62,10 +62,14 @@ impl Matcher {
         meta: &Metadata,
     ) -> anyhow::Result<()> {
         let run = |c| store::execute(&self.assignments, referral_id, c, meta);
-        run(AssignmentCommand::Request(request.clone())).await.map_err(err)?;
+        run(AssignmentCommand::Request(request.clone()))
+            .await
+            .map_err(err)?;
         // Bounded: each round either assigns, waitlists, or declines one more peer.
         for _ in 0..1000 {
-            let a = store::load(&self.assignment_store, referral_id).await.map_err(err)?;
+            let a = store::load(&self.assignment_store, referral_id)
+                .await
+                .map_err(err)?;
             if a.assigned.is_some() || a.waitlisted {
                 return Ok(());
             }
@@ -73,12 +77,16 @@ impl Matcher {
                 Some(p) => p,
                 None => match self.candidate(&request, &a.declined_by).await? {
                     Some(p) => {
-                        run(AssignmentCommand::Propose { peer_id: p.clone() }).await.map_err(err)?;
+                        run(AssignmentCommand::Propose { peer_id: p.clone() })
+                            .await
+                            .map_err(err)?;
                         p
                     }
                     None => {
                         let reason = "no peer with a shared language and free capacity".into();
-                        run(AssignmentCommand::Waitlist { reason }).await.map_err(err)?;
+                        run(AssignmentCommand::Waitlist { reason })
+                            .await
+                            .map_err(err)?;
                         return Ok(());
                     }
                 },
@@ -88,11 +96,17 @@ impl Matcher {
             };
             match store::execute(&self.peers, &peer_id, reserve, meta).await {
                 Ok(()) => {
-                    run(AssignmentCommand::Confirm { peer_id }).await.map_err(err)?;
+                    run(AssignmentCommand::Confirm { peer_id })
+                        .await
+                        .map_err(err)?;
                 }
-                Err(AggregateError::UserError(e @ (PeerError::CaseloadFull(_) | PeerError::NotFound))) => {
+                Err(AggregateError::UserError(
+                    e @ (PeerError::CaseloadFull(_) | PeerError::NotFound),
+                )) => {
                     let reason = e.to_string();
-                    run(AssignmentCommand::Decline { peer_id, reason }).await.map_err(err)?;
+                    run(AssignmentCommand::Decline { peer_id, reason })
+                        .await
+                        .map_err(err)?;
                 }
                 Err(e) => return Err(err(e)),
             }

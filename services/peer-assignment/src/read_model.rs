@@ -42,7 +42,11 @@ impl Projection for Roster {
                     .await?;
                 }
                 PeerEvent::SlotReserved { .. } | PeerEvent::SlotReleased { .. } => {
-                    let delta = if e.event_type == "SlotReserved" { 1 } else { -1 };
+                    let delta = if e.event_type == "SlotReserved" {
+                        1
+                    } else {
+                        -1
+                    };
                     sqlx::query(
                         "UPDATE peer_assignment.peers SET active_count = active_count + $2,
                             updated_at = $3 WHERE peer_id = $1",

@@ -1,8 +1,8 @@
 //! Guarantee 7: concurrent commands on one aggregate never lose an update, and a
 //! peer's capacity is never exceeded (real Postgres event store).
 
-use careloop_backbone::store::{self, Metadata};
 use careloop_backbone::db;
+use careloop_backbone::store::{self, Metadata};
 use careloop_peer_assignment::domain::{Peer, PeerCommand, PeerError, PeerProfile};
 use careloop_test_support::TestEnv;
 use cqrs_es::AggregateError;
@@ -11,7 +11,9 @@ use cqrs_es::AggregateError;
 async fn racing_reservations_never_exceed_a_peers_caseload() {
     let env = TestEnv::new();
     let pool = db::connect(&env.settings.database_url).await.unwrap();
-    db::migrate(&pool, careloop_peer_assignment::SCHEMA, &[]).await.unwrap();
+    db::migrate(&pool, careloop_peer_assignment::SCHEMA, &[])
+        .await
+        .unwrap();
     let peers = store::cqrs::<Peer>(pool.clone(), careloop_peer_assignment::SCHEMA, ());
     let meta = Metadata::new("test");
     let profile = PeerProfile {
@@ -41,7 +43,12 @@ async fn racing_reservations_never_exceed_a_peers_caseload() {
     let ok = results.iter().filter(|r| r.is_ok()).count();
     let full = results
         .iter()
-        .filter(|r| matches!(r, Err(AggregateError::UserError(PeerError::CaseloadFull(3)))))
+        .filter(|r| {
+            matches!(
+                r,
+                Err(AggregateError::UserError(PeerError::CaseloadFull(3)))
+            )
+        })
         .count();
     let conflicts = results.len() - ok - full;
     assert_eq!(ok, 3, "exactly the caseload was reserved");
@@ -53,7 +60,10 @@ async fn racing_reservations_never_exceed_a_peers_caseload() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(reserved, 3, "the event store holds exactly three reservations");
+    assert_eq!(
+        reserved, 3,
+        "the event store holds exactly three reservations"
+    );
     pool.close().await;
 }
 

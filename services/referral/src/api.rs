@@ -99,8 +99,8 @@ async fn show(
     .fetch_all(&s.pool)
     .await
     .map_err(Problem::internal)?;
-    let overdue = row.status == Status::Received.as_str()
-        || row.status == Status::Accepted.as_str();
+    let overdue =
+        row.status == Status::Received.as_str() || row.status == Status::Accepted.as_str();
     let view = ReferralView {
         due: Due {
             first_contact_due_at: row.first_contact_due_at,
@@ -130,7 +130,9 @@ fn authorize_read(principal: &Principal, row: &ReferralRow) -> Result<(), Proble
     if allowed {
         Ok(())
     } else {
-        Err(Problem::forbidden("this referral belongs to another facility or peer"))
+        Err(Problem::forbidden(
+            "this referral belongs to another facility or peer",
+        ))
     }
 }
 
@@ -199,12 +201,23 @@ async fn cancel(
         if let Some(f) = facility
             && !principal.may_see_facility(&f)
         {
-            return Err(Problem::forbidden("this referral belongs to another facility"));
+            return Err(Problem::forbidden(
+                "this referral belongs to another facility",
+            ));
         }
     }
     let meta = Metadata::new(correlation).actor(principal.role.as_str());
-    store::execute(&s.cqrs, &id, ReferralCommand::Cancel { reason: body.reason }, &meta)
-        .await
-        .map_err(store::to_problem)?;
-    Ok(Json(serde_json::json!({"referral_id": id, "status": "cancelled"})))
+    store::execute(
+        &s.cqrs,
+        &id,
+        ReferralCommand::Cancel {
+            reason: body.reason,
+        },
+        &meta,
+    )
+    .await
+    .map_err(store::to_problem)?;
+    Ok(Json(
+        serde_json::json!({"referral_id": id, "status": "cancelled"}),
+    ))
 }

@@ -61,7 +61,10 @@ impl Projection for Referrals {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
-                (Status::Received, serde_json::json!({"waitlisted": true, "reason": reason}))
+                (
+                    Status::Received,
+                    serde_json::json!({"waitlisted": true, "reason": reason}),
+                )
             }
             ReferralEvent::ReferralAccepted { peer_id, .. } => {
                 sqlx::query(
@@ -114,11 +117,13 @@ async fn set_status(
     status: Status,
     at: chrono::DateTime<chrono::Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE referral.referrals SET status = $2, updated_at = $3 WHERE referral_id = $1")
-        .bind(id)
-        .bind(status.as_str())
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE referral.referrals SET status = $2, updated_at = $3 WHERE referral_id = $1",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }

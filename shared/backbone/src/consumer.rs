@@ -211,7 +211,13 @@ impl Consumer {
             Ok(e) => e,
             Err(e) => {
                 return self
-                    .dead_letter(subject, None, bytes, &format!("undecodable: {e}"), delivered)
+                    .dead_letter(
+                        subject,
+                        None,
+                        bytes,
+                        &format!("undecodable: {e}"),
+                        delivered,
+                    )
                     .await;
             }
         };

@@ -29,15 +29,21 @@ pub async fn connect(database_url: &str) -> anyhow::Result<PgPool> {
         Ok(p) => Ok(p),
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
             let name = opts.get_database().unwrap_or("careloop").to_string();
-            let mut admin = opts.clone().database("postgres").connect().await.with_context(
-                || "could not connect to the `postgres` database to create the missing one",
-            )?;
+            let mut admin = opts
+                .clone()
+                .database("postgres")
+                .connect()
+                .await
+                .with_context(
+                    || "could not connect to the `postgres` database to create the missing one",
+                )?;
             let created = admin
                 .execute(format!("CREATE DATABASE \"{}\"", name.replace('"', "")).as_str())
                 .await;
             if let Err(e) = created {
                 // Another process may have created it at the same moment.
-                let exists = matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42P04"));
+                let exists =
+                    matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42P04"));
                 if !exists {
                     return Err(e).context("creating the database");
                 }

@@ -22,8 +22,8 @@ pub mod relay;
 pub mod shutdown;
 pub mod store;
 
-pub use host::{Backbone, Host, Service};
 pub use consumer::{Consumer, EventHandler, Incoming};
+pub use host::{Backbone, Host, Service};
 pub use outbox::StoredEvent;
 pub use projection::{Projection, ProjectionRunner};
 pub use relay::{IntegrationMapper, Relay};

@@ -2,12 +2,18 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, register_gauge_vec, register_int_counter_vec, register_int_gauge_vec};
+use prometheus::{
+    GaugeVec, IntCounterVec, IntGaugeVec, Opts, register_gauge_vec, register_int_counter_vec,
+    register_int_gauge_vec,
+};
 
 /// Events committed but not yet acknowledged by JetStream, per service.
 pub static OUTBOX_PENDING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
-        Opts::new("careloop_outbox_pending", "Committed events not yet published to JetStream"),
+        Opts::new(
+            "careloop_outbox_pending",
+            "Committed events not yet published to JetStream"
+        ),
         &["service"]
     )
     .expect("metric registers once")
@@ -16,7 +22,10 @@ pub static OUTBOX_PENDING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 /// Age of the oldest event a projection has not applied yet (0 when caught up).
 pub static PROJECTION_LAG: LazyLock<GaugeVec> = LazyLock::new(|| {
     register_gauge_vec!(
-        Opts::new("careloop_projection_lag_seconds", "Age of the oldest event a read model has not applied"),
+        Opts::new(
+            "careloop_projection_lag_seconds",
+            "Age of the oldest event a read model has not applied"
+        ),
         &["projection"]
     )
     .expect("metric registers once")
@@ -25,7 +34,10 @@ pub static PROJECTION_LAG: LazyLock<GaugeVec> = LazyLock::new(|| {
 /// Messages moved to the dead-letter table after failing `max_deliver` times.
 pub static DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
-        Opts::new("careloop_dead_letters_total", "Messages moved to the dead-letter table"),
+        Opts::new(
+            "careloop_dead_letters_total",
+            "Messages moved to the dead-letter table"
+        ),
         &["service"]
     )
     .expect("metric registers once")

@@ -204,7 +204,11 @@ impl StoredEvent {
     /// The service's own event, as cqrs-es serialised it.
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> anyhow::Result<T> {
         serde_json::from_value(self.payload.clone()).map_err(|e| {
-            anyhow::anyhow!("event {} ({}) does not decode: {e}", self.event_id, self.event_type)
+            anyhow::anyhow!(
+                "event {} ({}) does not decode: {e}",
+                self.event_id,
+                self.event_type
+            )
         })
     }
 }

@@ -66,7 +66,11 @@ impl Relay {
         schema: &'static str,
         mapper: Arc<dyn IntegrationMapper>,
     ) -> Self {
-        let types = mapper.published_types().iter().map(|s| s.to_string()).collect();
+        let types = mapper
+            .published_types()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         Relay {
             pool,
             js,
@@ -106,7 +110,8 @@ impl Relay {
             acks.push(ack);
         }
         for ack in acks {
-            ack.await.context("waiting for JetStream to store an event")?;
+            ack.await
+                .context("waiting for JetStream to store an event")?;
         }
         Ok(())
     }
@@ -163,7 +168,8 @@ impl Relay {
 
     async fn update_pending_metric(&self) {
         if let Ok(mut conn) = self.pool.acquire().await
-            && let Ok((n, _)) = outbox::pending(&mut conn, self.schema, CURSOR, Some(&self.types)).await
+            && let Ok((n, _)) =
+                outbox::pending(&mut conn, self.schema, CURSOR, Some(&self.types)).await
         {
             metrics::OUTBOX_PENDING
                 .with_label_values(&[self.service])

@@ -22,7 +22,11 @@ pub fn cqrs<A>(pool: PgPool, schema: &str, services: A::Services) -> Arc<Cqrs<A>
 where
     A: Aggregate + Send + Sync,
 {
-    Arc::new(CqrsFramework::new(event_store(pool, schema), vec![], services))
+    Arc::new(CqrsFramework::new(
+        event_store(pool, schema),
+        vec![],
+        services,
+    ))
 }
 
 /// Who and what caused a command; stored with every event it produces and carried

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use careloop_backbone::consumer::Outcome;
 use careloop_backbone::db::{self, Migration};
-use careloop_backbone::{Backbone, Consumer, EventHandler, Incoming, IntegrationMapper, Relay, Shutdown, StoredEvent};
+use careloop_backbone::{
+    Backbone, Consumer, EventHandler, Incoming, IntegrationMapper, Relay, Shutdown, StoredEvent,
+};
 use careloop_events::{Payload, v1};
 use careloop_test_support::{TestEnv, eventually};
 use futures::StreamExt;
@@ -51,12 +53,14 @@ impl EventHandler for Recorder {
         // A little jitter so two instances really interleave.
         let jitter = uuid::Uuid::new_v4().as_u128() % 5;
         tokio::time::sleep(Duration::from_millis(jitter as u64)).await;
-        sqlx::query("INSERT INTO demo.effects (aggregate_id, sequence, event_id) VALUES ($1, $2, $3)")
-            .bind(&env.aggregate_id)
-            .bind(env.aggregate_sequence as i64)
-            .bind(&env.event_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO demo.effects (aggregate_id, sequence, event_id) VALUES ($1, $2, $3)",
+        )
+        .bind(&env.aggregate_id)
+        .bind(env.aggregate_sequence as i64)
+        .bind(&env.event_id)
+        .execute(&mut *tx)
+        .await?;
         Ok(())
     }
 }
@@ -99,12 +103,20 @@ impl Fixture {
     }
 
     async fn stream_len(&self) -> u64 {
-        let mut s = self.bb.js.get_stream(self.bb.namespace.stream_name()).await.unwrap();
+        let mut s = self
+            .bb
+            .js
+            .get_stream(self.bb.namespace.stream_name())
+            .await
+            .unwrap();
         s.info().await.unwrap().state.messages
     }
 
     async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql).fetch_one(&self.bb.pool).await.unwrap()
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.bb.pool)
+            .await
+            .unwrap()
     }
 }
 
@@ -143,9 +155,21 @@ async fn a_relay_crash_loses_nothing_and_duplicates_nothing() {
     append(&f.bb.pool, "a", 6, 8).await;
 
     let restarted = f.relay();
-    assert_eq!(restarted.publish_pending().await.unwrap(), 8, "re-sends the uncommitted batch");
-    assert_eq!(f.stream_len().await, 8, "JetStream dropped the 5 re-sent events");
-    assert_eq!(restarted.publish_pending().await.unwrap(), 0, "nothing left after the cursor moved");
+    assert_eq!(
+        restarted.publish_pending().await.unwrap(),
+        8,
+        "re-sends the uncommitted batch"
+    );
+    assert_eq!(
+        f.stream_len().await,
+        8,
+        "JetStream dropped the 5 re-sent events"
+    );
+    assert_eq!(
+        restarted.publish_pending().await.unwrap(),
+        0,
+        "nothing left after the cursor moved"
+    );
 }
 
 /// Guarantee 2 (the bigserial gap): an event whose transaction commits after a later
@@ -185,7 +209,10 @@ async fn a_redelivered_message_changes_nothing() {
     let msg = pull_one(&f, &consumer).await;
 
     assert_eq!(consumer.process(&msg.0, &msg.1, 1).await, Outcome::Applied);
-    assert_eq!(consumer.process(&msg.0, &msg.1, 2).await, Outcome::Duplicate);
+    assert_eq!(
+        consumer.process(&msg.0, &msg.1, 2).await,
+        Outcome::Duplicate
+    );
     assert_eq!(f.count("SELECT count(*) FROM demo.effects").await, 1);
 }
 
@@ -193,7 +220,11 @@ async fn pull_one(f: &Fixture, consumer: &Consumer) -> (String, Vec<u8>) {
     let c = consumer.ensure().await.unwrap();
     let mut messages = c.messages().await.unwrap();
     let _ = f;
-    let msg = tokio::time::timeout(WAIT, messages.next()).await.unwrap().unwrap().unwrap();
+    let msg = tokio::time::timeout(WAIT, messages.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     (msg.subject.to_string(), msg.payload.to_vec())
 }
 
@@ -245,11 +276,15 @@ async fn a_poison_message_is_dead_lettered_and_the_consumer_goes_on() {
         .get();
     let (trigger, shutdown) = Shutdown::new();
     let task = tokio::spawn(f.consumer().run(shutdown));
-    eventually("the poison message dead-lettered and the rest applied", WAIT, || async {
-        let dead = f.count("SELECT count(*) FROM demo.dead_letters").await;
-        let applied = f.count("SELECT count(*) FROM demo.effects").await;
-        (dead == 1 && applied == 2).then_some(())
-    })
+    eventually(
+        "the poison message dead-lettered and the rest applied",
+        WAIT,
+        || async {
+            let dead = f.count("SELECT count(*) FROM demo.dead_letters").await;
+            let applied = f.count("SELECT count(*) FROM demo.effects").await;
+            (dead == 1 && applied == 2).then_some(())
+        },
+    )
     .await;
     trigger.trigger();
     task.await.unwrap();
@@ -263,7 +298,8 @@ async fn a_poison_message_is_dead_lettered_and_the_consumer_goes_on() {
     assert_eq!((agg.as_str(), seq, deliveries), ("poison", 1, 3));
     assert!(error.contains("never be applied"), "{error}");
     assert_eq!(
-        f.count("SELECT count(*) FROM demo.effects WHERE aggregate_id = 'poison' AND sequence = 2").await,
+        f.count("SELECT count(*) FROM demo.effects WHERE aggregate_id = 'poison' AND sequence = 2")
+            .await,
         1,
         "the aggregate's next event is applied after the dead letter"
     );

@@ -49,8 +49,7 @@ impl Settings {
             "DATABASE_URL",
             "postgres://postgres@127.0.0.1:5432/careloop",
         );
-        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://"))
-        {
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             return Err(ConfigError {
                 variable: "DATABASE_URL",
                 problem: format!("must be a postgres:// URL, got {database_url:?}"),
@@ -118,7 +117,10 @@ mod tests {
     #[test]
     fn defaults_match_the_documented_ones() {
         let s = with(&[]).unwrap();
-        assert_eq!(s.database_url, "postgres://postgres@127.0.0.1:5432/careloop");
+        assert_eq!(
+            s.database_url,
+            "postgres://postgres@127.0.0.1:5432/careloop"
+        );
         assert_eq!(s.nats_url, "nats://127.0.0.1:4222");
         assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(s.mllp_addr.to_string(), "127.0.0.1:2575");

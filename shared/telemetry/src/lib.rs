@@ -13,7 +13,11 @@ pub fn init() {
     let filter: Targets = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| "info,sqlx=warn,async_nats=warn".parse().expect("valid filter"));
+        .unwrap_or_else(|| {
+            "info,sqlx=warn,async_nats=warn"
+                .parse()
+                .expect("valid filter")
+        });
     let _ = tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_target(true))
         .with(filter)

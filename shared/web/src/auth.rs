@@ -72,7 +72,11 @@ impl Principal {
             Err(Problem::forbidden(format!(
                 "role {} may not do this; allowed: {}",
                 self.role.as_str(),
-                roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )))
         }
     }
@@ -112,7 +116,8 @@ impl Authenticator {
 
     pub fn verify(&self, token: &str) -> Result<Principal, &'static str> {
         let mut parts = token.split('.');
-        let (Some(h), Some(b), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(b), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err("token is not a JWT");
         };
@@ -129,7 +134,8 @@ impl Authenticator {
         mac.update(h.as_bytes());
         mac.update(b".");
         mac.update(b.as_bytes());
-        mac.verify_slice(&sig).map_err(|_| "token signature does not verify")?;
+        mac.verify_slice(&sig)
+            .map_err(|_| "token signature does not verify")?;
         let claims: Principal = B64
             .decode(b)
             .ok()
@@ -150,7 +156,11 @@ impl Authenticator {
         ttl: chrono::Duration,
     ) -> String {
         self.sign(&Principal {
-            sub: format!("{}-{}", role.as_str(), &uuid::Uuid::new_v4().to_string()[..8]),
+            sub: format!(
+                "{}-{}",
+                role.as_str(),
+                &uuid::Uuid::new_v4().to_string()[..8]
+            ),
             role,
             facility,
             peer_id,
@@ -172,7 +182,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Problem::unauthorized("missing bearer token (Authorization: Bearer ...)"))?;
+            .ok_or_else(|| {
+                Problem::unauthorized("missing bearer token (Authorization: Bearer ...)")
+            })?;
         auth.verify(token.trim()).map_err(Problem::unauthorized)
     }
 }
@@ -184,7 +196,12 @@ mod tests {
     #[test]
     fn a_signed_token_verifies_and_a_tampered_one_does_not() {
         let auth = Authenticator::new("0123456789abcdef0123");
-        let token = auth.issue(Role::Hospital, Some("st-marys".into()), None, chrono::Duration::hours(1));
+        let token = auth.issue(
+            Role::Hospital,
+            Some("st-marys".into()),
+            None,
+            chrono::Duration::hours(1),
+        );
         let p = auth.verify(&token).unwrap();
         assert_eq!(p.role, Role::Hospital);
         assert_eq!(p.facility.as_deref(), Some("st-marys"));

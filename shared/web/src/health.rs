@@ -35,7 +35,10 @@ impl ReadinessCheck {
 pub fn router(checks: Vec<ReadinessCheck>) -> Router {
     let checks = Arc::new(checks);
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route(
             "/readyz",
             get(move || {

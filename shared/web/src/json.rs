@@ -50,7 +50,13 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
                 // serde reports a missing field at its parent: name the field itself.
                 let msg = inner.to_string();
                 let field = missing_field(&msg)
-                    .map(|f| if path == "." { f.to_string() } else { format!("{path}.{f}") })
+                    .map(|f| {
+                        if path == "." {
+                            f.to_string()
+                        } else {
+                            format!("{path}.{f}")
+                        }
+                    })
                     .unwrap_or(path);
                 Problem::invalid(field.clone(), format!("{field}: {}", strip_position(&msg)))
             }
@@ -97,8 +103,8 @@ mod tests {
         assert_eq!(p.status, 422);
         let p = parse::<Outer>(br#"{"inner": {"kind": "one"}}"#).unwrap_err();
         assert_eq!(p.field.as_deref(), Some("inner.name"));
-        let p = parse::<Outer>(br#"{"inner": {"kind": "one", "name": "x", "extra": 1}}"#)
-            .unwrap_err();
+        let p =
+            parse::<Outer>(br#"{"inner": {"kind": "one", "name": "x", "extra": 1}}"#).unwrap_err();
         assert_eq!(p.field.as_deref(), Some("inner.extra"));
         assert!(p.detail.contains("extra"), "{}", p.detail);
         let p = parse::<Outer>(br#"{"inner": "#).unwrap_err();

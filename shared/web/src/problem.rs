@@ -7,27 +7,24 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Problem {
+    /// `about:blank`: the title is the HTTP status phrase (RFC 9457, section 4.2.1).
     #[serde(rename = "type")]
-    pub type_uri: String,
-    pub title: String,
+    pub type_uri: &'static str,
+    pub title: &'static str,
     pub status: u16,
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// Extra members, e.g. the current status of a referral on a 409.
-    #[serde(flatten, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub extensions: serde_json::Map<String, serde_json::Value>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Problem {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        let title = status.canonical_reason().unwrap_or("Error").to_string();
         Problem {
-            type_uri: format!(
-                "https://careloop.dev/problems/{}",
-                title.to_lowercase().replace(' ', "-")
-            ),
-            title,
+            type_uri: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: detail.into(),
             field: None,
@@ -41,7 +38,7 @@ impl Problem {
     }
 
     pub fn with_extension(mut self, key: &str, value: impl Serialize) -> Self {
-        self.extensions.insert(
+        self.extensions.get_or_insert_default().insert(
             key.to_string(),
             serde_json::to_value(value).unwrap_or_default(),
         );

@@ -184,7 +184,9 @@ mod tests {
             .given(vec![started()])
             .when_async(record("2026-11-20T15:29:59Z", None))
             .await
-            .then_expect_error(FollowUpError::ContactBeforeDischarge(t("2026-11-20T15:30:00Z")));
+            .then_expect_error(FollowUpError::ContactBeforeDischarge(t(
+                "2026-11-20T15:30:00Z",
+            )));
     }
 
     #[tokio::test]

@@ -86,7 +86,10 @@ impl Aggregate for Person {
     ) -> Result<(), Self::Error> {
         let PersonCommand::Record(mut details) = command;
         match &self.details {
-            None => sink.write(PersonEvent::PersonRegistered(details), self).await,
+            None => {
+                sink.write(PersonEvent::PersonRegistered(details), self)
+                    .await
+            }
             Some(current) => {
                 // Identifiers accumulate: a person is found by any of them.
                 for id in &current.identifiers {
@@ -95,7 +98,8 @@ impl Aggregate for Person {
                     }
                 }
                 if *current != details {
-                    sink.write(PersonEvent::PersonDetailsUpdated(details), self).await;
+                    sink.write(PersonEvent::PersonDetailsUpdated(details), self)
+                        .await;
                 }
             }
         }

@@ -125,7 +125,8 @@ impl Aggregate for ReferralSubmission {
         if self.submitted {
             return Err(SubmissionError::AlreadySubmitted);
         }
-        sink.write(SubmissionEvent::ReferralSubmitted(s), self).await;
+        sink.write(SubmissionEvent::ReferralSubmitted(s), self)
+            .await;
         Ok(())
     }
 

@@ -37,21 +37,40 @@ pub struct Assignment {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AssignmentCommand {
     Request(AssignmentRequest),
-    Propose { peer_id: String },
+    Propose {
+        peer_id: String,
+    },
     /// The proposed peer's slot is reserved.
-    Confirm { peer_id: String },
+    Confirm {
+        peer_id: String,
+    },
     /// The proposed peer had no room after all.
-    Decline { peer_id: String, reason: String },
-    Waitlist { reason: String },
+    Decline {
+        peer_id: String,
+        reason: String,
+    },
+    Waitlist {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AssignmentEvent {
     AssignmentRequested(AssignmentRequest),
-    PeerProposed { peer_id: String },
-    PeerAssigned { peer_id: String, request: AssignmentRequest },
-    ProposalDeclined { peer_id: String, reason: String },
-    AssignmentWaitlisted { reason: String },
+    PeerProposed {
+        peer_id: String,
+    },
+    PeerAssigned {
+        peer_id: String,
+        request: AssignmentRequest,
+    },
+    ProposalDeclined {
+        peer_id: String,
+        reason: String,
+    },
+    AssignmentWaitlisted {
+        reason: String,
+    },
 }
 
 impl DomainEvent for AssignmentEvent {
@@ -127,7 +146,8 @@ impl Aggregate for Assignment {
             }
             C::Decline { peer_id, reason } => {
                 if self.proposed.as_deref() == Some(peer_id.as_str()) {
-                    sink.write(E::ProposalDeclined { peer_id, reason }, self).await;
+                    sink.write(E::ProposalDeclined { peer_id, reason }, self)
+                        .await;
                 }
             }
             C::Waitlist { reason } => {
@@ -224,9 +244,7 @@ mod tests {
                     request: request(),
                 },
             ])
-            .when_async(AssignmentCommand::Waitlist {
-                reason: "x".into(),
-            })
+            .when_async(AssignmentCommand::Waitlist { reason: "x".into() })
             .await
             .then_expect_events(vec![]);
     }

@@ -34,8 +34,12 @@ pub struct Peer {
 pub enum PeerCommand {
     Register(PeerProfile),
     /// Takes one caseload slot for `referral_id`.
-    ReserveSlot { referral_id: String },
-    ReleaseSlot { referral_id: String },
+    ReserveSlot {
+        referral_id: String,
+    },
+    ReleaseSlot {
+        referral_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,11 +113,13 @@ impl Aggregate for Peer {
                 if self.caseload.len() as u32 >= self.max_caseload {
                     return Err(PeerError::CaseloadFull(self.max_caseload));
                 }
-                sink.write(PeerEvent::SlotReserved { referral_id }, self).await;
+                sink.write(PeerEvent::SlotReserved { referral_id }, self)
+                    .await;
             }
             PeerCommand::ReleaseSlot { referral_id } => {
                 if self.caseload.contains(&referral_id) {
-                    sink.write(PeerEvent::SlotReleased { referral_id }, self).await;
+                    sink.write(PeerEvent::SlotReleased { referral_id }, self)
+                        .await;
                 }
             }
         }

@@ -86,9 +86,13 @@ impl Aggregate for Referral {
                 if self.peer_id.as_deref() == Some(peer_id.as_str()) {
                     return Ok(());
                 }
-                self.allow(&[Status::Received, Status::Accepted, Status::OnHold], "accepted")?;
+                self.allow(
+                    &[Status::Received, Status::Accepted, Status::OnHold],
+                    "accepted",
+                )?;
                 let facility = self.facility.clone();
-                sink.write(E::ReferralAccepted { peer_id, facility }, self).await;
+                sink.write(E::ReferralAccepted { peer_id, facility }, self)
+                    .await;
             }
             C::Waitlist { reason } => {
                 if self.status == Status::Received {
@@ -121,7 +125,8 @@ impl Aggregate for Referral {
                     return Err(self.refuse("cancelled"));
                 }
                 let facility = self.facility.clone();
-                sink.write(E::ReferralCancelled { reason, facility }, self).await;
+                sink.write(E::ReferralCancelled { reason, facility }, self)
+                    .await;
             }
         }
         Ok(())
@@ -301,9 +306,7 @@ mod tests {
     async fn commands_on_an_unknown_referral_are_refused() {
         Given::with(())
             .given_no_previous_events()
-            .when_async(ReferralCommand::Cancel {
-                reason: "x".into(),
-            })
+            .when_async(ReferralCommand::Cancel { reason: "x".into() })
             .await
             .then_expect_error(ReferralError::NotFound);
     }
