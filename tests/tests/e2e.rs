@@ -175,6 +175,21 @@ async fn a_referral_travels_from_hospital_to_a_reached_person() {
                          "outcome": "reached", "support_types": ["emotional"],
                          "duration_minutes": 25, "notes": "Talked about the first week."});
     let path = format!("/v1/referrals/{id}/contacts");
+    // A contact before the discharge, or in the future, is refused and names the field.
+    for bad_time in ["2026-11-20T15:29:59Z", "2999-01-01T00:00:00Z"] {
+        let mut bad = contact.clone();
+        bad["occurred_at"] = json!(bad_time);
+        let problem = eventually("the contact refused", WAIT, || async {
+            let (s, body) = app.post(&path, &peer_token, &bad).await;
+            (s != 409).then_some((s, body))
+        })
+        .await;
+        assert_eq!(problem.0, 422, "{bad_time}: {}", problem.1);
+        assert_eq!(problem.1["field"], "occurred_at");
+    }
+    let other_peer = app.token("peer", None, Some("someone-else"));
+    let (s, _) = app.post(&path, &other_peer, &contact).await;
+    assert_eq!(s, 403, "only the assigned peer records");
     eventually("the contact accepted", WAIT, || async {
         let (s, body) = app.post(&path, &peer_token, &contact).await;
         match s {

@@ -110,6 +110,7 @@ impl Host {
         router
             .fallback(|| async { careloop_web::Problem::not_found("no such route") })
             .layer(axum::Extension(self.auth.clone()))
+            .layer(axum::middleware::from_fn(careloop_web::correlation::layer))
     }
 
     /// Starts every relay, consumer and projection; they stop when `shutdown` fires.

@@ -176,7 +176,14 @@ impl Wakeup {
         }
     }
 
-    pub async fn wait(&mut self) {
+    /// `soon`: events are committed but not readable yet, because an older
+    /// transaction somewhere on the server is still open. Its commit sends no
+    /// notification, so look again shortly instead of waiting for one.
+    pub async fn wait(&mut self, soon: bool) {
+        if soon {
+            tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+            return;
+        }
         if self.listener.is_none() {
             match sqlx::postgres::PgListener::connect_with(&self.pool).await {
                 Ok(mut l) => {

@@ -79,7 +79,6 @@ impl ProjectionRunner {
             let n = self.step().await?;
             total += n;
             if n == 0 {
-                self.update_lag().await;
                 return Ok(total);
             }
         }
@@ -104,31 +103,38 @@ impl ProjectionRunner {
         while !shutdown.is_triggered() {
             if let Err(e) = self.catch_up().await {
                 tracing::error!(projection = self.name(), error = %format!("{e:#}"), "projection failed; will retry");
-                self.update_lag().await;
+                self.pending().await;
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = shutdown.wait() => {}
                 }
                 continue;
             }
+            let pending = self.pending().await;
             tokio::select! {
-                _ = wakeup.wait() => {}
+                _ = wakeup.wait(pending > 0) => {}
                 _ = shutdown.wait() => {}
             }
         }
     }
 
-    async fn update_lag(&self) {
-        if let Ok(mut conn) = self.pool.acquire().await
-            && let Ok((_, oldest)) =
-                outbox::pending(&mut conn, self.schema, &self.cursor_name(), None).await
-        {
-            let lag = oldest
-                .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
-                .unwrap_or(0.0);
-            metrics::PROJECTION_LAG
-                .with_label_values(&[self.name()])
-                .set(lag);
+    /// Events not applied yet (also those not readable yet); updates
+    /// `careloop_projection_lag_seconds`.
+    async fn pending(&self) -> i64 {
+        let Ok(mut conn) = self.pool.acquire().await else {
+            return 0;
+        };
+        match outbox::pending(&mut conn, self.schema, &self.cursor_name(), None).await {
+            Ok((n, oldest)) => {
+                let lag = oldest
+                    .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                metrics::PROJECTION_LAG
+                    .with_label_values(&[self.name()])
+                    .set(lag);
+                n
+            }
+            Err(_) => 0,
         }
     }
 }

@@ -132,7 +132,6 @@ impl Relay {
         loop {
             let batch = self.next_batch().await?;
             if batch.events.is_empty() {
-                self.update_pending_metric().await;
                 return Ok(total);
             }
             self.publish(&batch).await?;
@@ -148,14 +147,15 @@ impl Relay {
             match self.publish_pending().await {
                 Ok(_) => {
                     backoff = Duration::from_millis(100);
+                    let pending = self.pending().await;
                     tokio::select! {
-                        _ = wakeup.wait() => {}
+                        _ = wakeup.wait(pending > 0) => {}
                         _ = shutdown.wait() => {}
                     }
                 }
                 Err(e) => {
                     tracing::warn!(service = self.service, error = %format!("{e:#}"), "relay pass failed; will retry");
-                    self.update_pending_metric().await;
+                    self.pending().await;
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.wait() => {}
@@ -166,14 +166,20 @@ impl Relay {
         }
     }
 
-    async fn update_pending_metric(&self) {
-        if let Ok(mut conn) = self.pool.acquire().await
-            && let Ok((n, _)) =
-                outbox::pending(&mut conn, self.schema, CURSOR, Some(&self.types)).await
-        {
-            metrics::OUTBOX_PENDING
-                .with_label_values(&[self.service])
-                .set(n);
+    /// Committed events not yet published (also those not readable yet); updates
+    /// `careloop_outbox_pending`.
+    async fn pending(&self) -> i64 {
+        let Ok(mut conn) = self.pool.acquire().await else {
+            return 0;
+        };
+        match outbox::pending(&mut conn, self.schema, CURSOR, Some(&self.types)).await {
+            Ok((n, _)) => {
+                metrics::OUTBOX_PENDING
+                    .with_label_values(&[self.service])
+                    .set(n);
+                n
+            }
+            Err(_) => 0,
         }
     }
 

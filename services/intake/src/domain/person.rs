@@ -114,3 +114,64 @@ impl Aggregate for Person {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    type Given = TestFramework<Person>;
+
+    fn details(ids: &[(&str, &str)], phone: &str) -> PersonDetails {
+        PersonDetails {
+            identifiers: ids
+                .iter()
+                .map(|(s, v)| Identifier {
+                    system: s.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            name: Some(PersonName {
+                given: "Alex".into(),
+                family: "Rivera".into(),
+            }),
+            birth_date: NaiveDate::from_ymd_opt(1990, 4, 12),
+            phone: Some(phone.into()),
+            gender: None,
+            postcode: None,
+            language: "en".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_person_is_registered() {
+        let d = details(&[("mrn", "1")], "+1-402-555-0134");
+        Given::with(())
+            .given_no_previous_events()
+            .when_async(PersonCommand::Record(d.clone()))
+            .await
+            .then_expect_events(vec![PersonEvent::PersonRegistered(d)]);
+    }
+
+    #[tokio::test]
+    async fn the_same_details_again_change_nothing() {
+        let d = details(&[("mrn", "1")], "+1-402-555-0134");
+        Given::with(())
+            .given(vec![PersonEvent::PersonRegistered(d.clone())])
+            .when_async(PersonCommand::Record(d))
+            .await
+            .then_expect_events(vec![]);
+    }
+
+    #[tokio::test]
+    async fn new_details_keep_every_known_identifier() {
+        let first = details(&[("mrn", "1")], "+1-402-555-0134");
+        let later = details(&[("ssn", "9")], "+1-402-555-9999");
+        let merged = details(&[("ssn", "9"), ("mrn", "1")], "+1-402-555-9999");
+        Given::with(())
+            .given(vec![PersonEvent::PersonRegistered(first)])
+            .when_async(PersonCommand::Record(later))
+            .await
+            .then_expect_events(vec![PersonEvent::PersonDetailsUpdated(merged)]);
+    }
+}

@@ -134,3 +134,55 @@ impl Aggregate for ReferralSubmission {
         self.submitted = true;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    type Given = TestFramework<ReferralSubmission>;
+
+    fn submitted() -> Submitted {
+        Submitted {
+            referral_id: "r1".into(),
+            person_ref: "p1".into(),
+            facility: "st-marys".into(),
+            channel: "api".into(),
+            discharged_at: "2026-11-20T15:30:00Z".parse().unwrap(),
+            unit: "inpatient-psychiatry".into(),
+            risk_level: RiskLevel::High,
+            consent: Consent {
+                granted_at: "2026-11-20T14:00:00Z".parse().unwrap(),
+                scope: "peer-support-referral".into(),
+                recorded_by: "discharge planner".into(),
+            },
+            needs: vec!["emotional".into()],
+            language: "en".into(),
+            preferences: Preferences::default(),
+            region: Some("681".into()),
+            notes: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_referral_is_submitted_once() {
+        Given::with(())
+            .given_no_previous_events()
+            .when_async(SubmissionCommand::Submit(submitted()))
+            .await
+            .then_expect_events(vec![SubmissionEvent::ReferralSubmitted(submitted())]);
+        Given::with(())
+            .given(vec![SubmissionEvent::ReferralSubmitted(submitted())])
+            .when_async(SubmissionCommand::Submit(submitted()))
+            .await
+            .then_expect_error(SubmissionError::AlreadySubmitted);
+    }
+
+    #[test]
+    fn risk_level_sets_priority() {
+        use careloop_events::v1::Priority;
+        assert_eq!(RiskLevel::High.priority(), Priority::Asap);
+        assert_eq!(RiskLevel::Moderate.priority(), Priority::Urgent);
+        assert_eq!(RiskLevel::Low.priority(), Priority::Routine);
+    }
+}
