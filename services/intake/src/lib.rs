@@ -1,8 +1,10 @@
 //! The intake service is the hospital edge and the PHI vault: it takes referrals in,
 //! keeps the person's identifying details (names, birth date, phone, identifiers) to
-//! itself, and emits ReferralSubmitted with only a random `person_ref`.
+//! itself, and emits ReferralSubmitted with only a random `person_ref`. It closes the
+//! loop with the hospital: referral status changes go to the facility's webhook.
 
 pub mod api;
+pub mod closed_loop;
 pub mod domain;
 pub mod identity;
 pub mod integration;
@@ -11,17 +13,23 @@ use std::sync::Arc;
 
 use careloop_backbone::db::Migration;
 use careloop_backbone::store::{self, Cqrs};
-use careloop_backbone::{Backbone, Consumer, ProjectionRunner, Relay, Service};
+use careloop_backbone::{Backbone, Consumer, ProjectionRunner, Relay, Service, Shutdown};
 
 use domain::{Person, ReferralSubmission};
 
 pub const SERVICE: &str = "intake";
 pub const SCHEMA: &str = "intake";
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    name: "0001_person_vault",
-    sql: include_str!("../migrations/0001_person_vault.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "0001_person_vault",
+        sql: include_str!("../migrations/0001_person_vault.sql"),
+    },
+    Migration {
+        name: "0002_closed_loop",
+        sql: include_str!("../migrations/0002_closed_loop.sql"),
+    },
+];
 
 #[derive(Clone)]
 pub struct IntakeService {
@@ -59,6 +67,7 @@ impl Service for IntakeService {
             persons: self.persons.clone(),
             submissions: self.submissions.clone(),
         })
+        .merge(closed_loop::api::routes(self.backbone.pool.clone()))
     }
 
     fn relay(&self) -> Relay {
@@ -74,7 +83,24 @@ impl Service for IntakeService {
     }
 
     fn consumers(&self) -> Vec<Consumer> {
-        vec![]
+        let b = &self.backbone;
+        vec![Consumer::new(
+            b.pool.clone(),
+            b.js.clone(),
+            b.namespace.clone(),
+            SERVICE,
+            SCHEMA,
+            "referral",
+            Arc::new(closed_loop::deliveries::StatusChanges),
+        )]
+    }
+
+    fn workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
+        let dispatcher = closed_loop::dispatcher::Dispatcher::new(
+            self.backbone.pool.clone(),
+            self.backbone.settings.webhook_retry_base,
+        );
+        vec![tokio::spawn(dispatcher.run(shutdown.clone()))]
     }
 
     fn projections(&self) -> Vec<ProjectionRunner> {

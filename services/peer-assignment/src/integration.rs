@@ -9,7 +9,12 @@ pub struct Mapper;
 
 impl IntegrationMapper for Mapper {
     fn published_types(&self) -> &'static [&'static str] {
-        &["PeerAssigned", "AssignmentWaitlisted"]
+        &[
+            "PeerAssigned",
+            "AssignmentWaitlisted",
+            "AssignmentReleased",
+            "AssignmentReopened",
+        ]
     }
 
     fn to_integration(&self, event: &StoredEvent) -> anyhow::Result<Payload> {
@@ -35,6 +40,20 @@ impl IntegrationMapper for Mapper {
                 Ok(Payload::AssignmentWaitlisted(v1::AssignmentWaitlisted {
                     referral_id,
                     reason,
+                }))
+            }
+            AssignmentEvent::AssignmentReleased { peer_id, reason } => {
+                Ok(Payload::PeerUnassigned(v1::PeerUnassigned {
+                    referral_id,
+                    peer_id: peer_id.unwrap_or_default(),
+                    reason,
+                }))
+            }
+            AssignmentEvent::AssignmentReopened { released_peer, .. } => {
+                Ok(Payload::PeerUnassigned(v1::PeerUnassigned {
+                    referral_id,
+                    peer_id: released_peer.unwrap_or_default(),
+                    reason: "referral sent back to matching".into(),
                 }))
             }
             other => anyhow::bail!("{other:?} is not published"),

@@ -29,10 +29,22 @@ pub struct Matcher {
 #[async_trait::async_trait]
 impl EventHandler for Matcher {
     async fn handle(&self, event: &Incoming, _tx: &mut PgConnection) -> anyhow::Result<()> {
-        let Payload::ReferralReceived(r) = &event.payload else {
-            return Ok(());
-        };
         let meta = event.metadata(crate::SERVICE);
+        let (referral_id, reason) = match &event.payload {
+            Payload::ReferralReceived(r) => return self.received(r, &meta).await,
+            Payload::ReferralCancelled(c) => (&c.referral_id, "referral cancelled"),
+            Payload::ReferralRejected(r) => (&r.referral_id, "referral rejected"),
+            Payload::ReferralStatusChanged(s) if s.to_status == "entered-in-error" => {
+                (&s.referral_id, "referral entered in error")
+            }
+            _ => return Ok(()),
+        };
+        self.release(referral_id, reason, &meta).await
+    }
+}
+
+impl Matcher {
+    async fn received(&self, r: &v1::ReferralReceived, meta: &Metadata) -> anyhow::Result<()> {
         let matching = r.matching.clone().unwrap_or_default();
         let priority = match v1::Priority::try_from(r.priority) {
             Ok(v1::Priority::Asap) => "asap",
@@ -49,28 +61,68 @@ impl EventHandler for Matcher {
             preferred_peer_gender: (!matching.preferred_peer_gender.is_empty())
                 .then_some(matching.preferred_peer_gender),
         };
-        self.assign(&r.referral_id, request, &meta).await
+        self.assign(&r.referral_id, request, r.attempt.max(1), meta)
+            .await
     }
-}
 
-impl Matcher {
+    /// The referral closed: the assignment is released and the peer's slot freed.
+    /// Both steps are idempotent, so a crash between them is finished on redelivery.
+    pub async fn release(
+        &self,
+        referral_id: &str,
+        reason: &str,
+        meta: &Metadata,
+    ) -> anyhow::Result<()> {
+        let release = AssignmentCommand::Release {
+            reason: reason.to_string(),
+        };
+        let a = store::load(&self.assignment_store, referral_id)
+            .await
+            .map_err(err)?;
+        if a.request.is_none() {
+            return Ok(()); // never routed here: nothing to free
+        }
+        store::execute(&self.assignments, referral_id, release, meta)
+            .await
+            .map_err(err)?;
+        self.free_released_slot(referral_id, meta).await
+    }
+
+    async fn free_released_slot(&self, referral_id: &str, meta: &Metadata) -> anyhow::Result<()> {
+        let a = store::load(&self.assignment_store, referral_id)
+            .await
+            .map_err(err)?;
+        if let Some(peer) = a.released_peer {
+            let cmd = PeerCommand::ReleaseSlot {
+                referral_id: referral_id.to_string(),
+            };
+            store::tolerate_refusal(store::execute(&self.peers, &peer, cmd, meta).await)?;
+        }
+        Ok(())
+    }
+
     /// Assigns `referral_id` to a peer with room, or waitlists it.
     pub async fn assign(
         &self,
         referral_id: &str,
         request: AssignmentRequest,
+        attempt: u32,
         meta: &Metadata,
     ) -> anyhow::Result<()> {
         let run = |c| store::execute(&self.assignments, referral_id, c, meta);
-        run(AssignmentCommand::Request(request.clone()))
-            .await
-            .map_err(err)?;
+        let ask = AssignmentCommand::Request {
+            request: request.clone(),
+            attempt,
+        };
+        run(ask).await.map_err(err)?;
+        // A reopened (rerouted) assignment gives the previous peer's slot back first.
+        self.free_released_slot(referral_id, meta).await?;
         // Bounded: each round either assigns, waitlists, or declines one more peer.
         for _ in 0..1000 {
             let a = store::load(&self.assignment_store, referral_id)
                 .await
                 .map_err(err)?;
-            if a.assigned.is_some() || a.waitlisted {
+            if a.assigned.is_some() || a.waitlisted || a.released || a.attempt > attempt {
                 return Ok(());
             }
             let peer_id = match a.proposed {

@@ -72,6 +72,8 @@ impl Projection for Roster {
                         .await?;
                         return Ok(());
                     }
+                    AssignmentEvent::AssignmentReopened { .. } => ("matching", None),
+                    AssignmentEvent::AssignmentReleased { .. } => ("released", None),
                     AssignmentEvent::PeerProposed { peer_id } => ("proposed", Some(peer_id)),
                     AssignmentEvent::ProposalDeclined { .. } => ("matching", None),
                     AssignmentEvent::PeerAssigned { peer_id, .. } => ("assigned", Some(peer_id)),

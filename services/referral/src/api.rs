@@ -1,45 +1,57 @@
-//! The referral service's HTTP API: reading referrals (status, peer, due dates,
-//! timeline), the coordinator queue, and cancelling.
+//! The referral service's HTTP API: reading a referral (status, peer, due dates,
+//! timeline), the coordinator queue, and the coordinator's (and hospital's) actions.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use careloop_backbone::Metadata;
-use careloop_backbone::store::{self, Cqrs};
+use careloop_backbone::store::{self, Cqrs, EventStore};
 use careloop_web::{ApiJson, CorrelationId, Principal, Problem, Role};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use crate::domain::{Referral, ReferralCommand, Status};
+use crate::domain::transitions::{self, Action};
+use crate::domain::{Referral, ReferralCommand, RejectReason, Status};
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
     pub cqrs: Arc<Cqrs<Referral>>,
+    pub store: Arc<EventStore<Referral>>,
+    pub reroute_after_reject: bool,
 }
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/v1/referrals", get(list))
         .route("/v1/referrals/{id}", get(show))
-        .route("/v1/referrals/{id}/cancel", post(cancel))
+        .route("/v1/referrals/{id}/{action}", post(act))
         .with_state(state)
 }
 
+/// A row of the queue.
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct ReferralRow {
     pub referral_id: String,
     pub person_ref: String,
     pub facility: String,
     pub status: String,
+    pub status_reason: Option<String>,
     pub priority: String,
+    #[serde(rename = "assigned_peer_id")]
     pub peer_id: Option<String>,
     pub waitlisted: bool,
+    pub attempt: i32,
     pub discharged_at: DateTime<Utc>,
+    pub acceptance_due_at: DateTime<Utc>,
     pub first_contact_due_at: DateTime<Utc>,
+    /// A due time has passed and is still unmet.
+    pub overdue: bool,
     pub received_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -50,33 +62,15 @@ pub struct TimelineEntry {
     pub event: String,
     pub status: String,
     pub actor: Option<String>,
+    pub reason: Option<String>,
     pub detail: serde_json::Value,
 }
 
-#[derive(Serialize)]
-struct ReferralView {
-    referral_id: String,
-    person_ref: String,
-    facility: String,
-    status: String,
-    priority: String,
-    assigned_peer_id: Option<String>,
-    waitlisted: bool,
-    discharged_at: DateTime<Utc>,
-    due: Due,
-    received_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    timeline: Vec<TimelineEntry>,
-}
-
-#[derive(Serialize)]
-struct Due {
-    first_contact_due_at: DateTime<Utc>,
-    overdue: bool,
-}
-
-const SELECT: &str = "SELECT referral_id, person_ref, facility, status, priority, peer_id,
-    waitlisted, discharged_at, first_contact_due_at, received_at, updated_at
+const SELECT: &str = "SELECT referral_id, person_ref, facility, status, status_reason, priority,
+    peer_id, waitlisted, attempt, discharged_at, acceptance_due_at, first_contact_due_at,
+    ((acceptance_overdue AND status = 'received')
+      OR (first_contact_overdue AND status IN ('received', 'accepted'))) AS overdue,
+    received_at, updated_at
     FROM referral.referrals";
 
 async fn show(
@@ -92,33 +86,21 @@ async fn show(
     let row = row.ok_or_else(|| Problem::not_found(format!("no referral {id}")))?;
     authorize_read(&principal, &row)?;
     let timeline: Vec<TimelineEntry> = sqlx::query_as(
-        "SELECT at, event, status, actor, detail FROM referral.referral_timeline
+        "SELECT at, event, status, actor, reason, detail FROM referral.referral_timeline
          WHERE referral_id = $1 ORDER BY sequence",
     )
     .bind(&id)
     .fetch_all(&s.pool)
     .await
     .map_err(Problem::internal)?;
-    let overdue =
-        row.status == Status::Received.as_str() || row.status == Status::Accepted.as_str();
-    let view = ReferralView {
-        due: Due {
-            first_contact_due_at: row.first_contact_due_at,
-            overdue: overdue && row.first_contact_due_at < Utc::now(),
-        },
-        referral_id: row.referral_id,
-        person_ref: row.person_ref,
-        facility: row.facility,
-        status: row.status,
-        priority: row.priority,
-        assigned_peer_id: row.peer_id,
-        waitlisted: row.waitlisted,
-        discharged_at: row.discharged_at,
-        received_at: row.received_at,
-        updated_at: row.updated_at,
-        timeline,
-    };
-    Ok(Json(serde_json::to_value(view).map_err(Problem::internal)?))
+    let mut view = serde_json::to_value(&row).map_err(Problem::internal)?;
+    view["due"] = serde_json::json!({
+        "acceptance_due_at": row.acceptance_due_at,
+        "first_contact_due_at": row.first_contact_due_at,
+        "overdue": row.overdue,
+    });
+    view["timeline"] = serde_json::to_value(timeline).map_err(Problem::internal)?;
+    Ok(Json(view))
 }
 
 fn authorize_read(principal: &Principal, row: &ReferralRow) -> Result<(), Problem> {
@@ -136,14 +118,23 @@ fn authorize_read(principal: &Principal, row: &ReferralRow) -> Result<(), Proble
     }
 }
 
+/// `GET /v1/referrals`: the coordinator queue, and the hospital's polling endpoint.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     status: Option<String>,
     facility: Option<String>,
+    priority: Option<String>,
+    overdue: Option<bool>,
+    peer_id: Option<String>,
+    updated_since: Option<DateTime<Utc>>,
+    cursor: Option<String>,
     limit: Option<i64>,
 }
 
+/// Pages are ordered by (updated_at, referral_id), oldest change first: stable under
+/// concurrent changes, and a poller that keeps the last `next_cursor` (or its own
+/// `updated_since`) sees every change.
 async fn list(
     State(s): State<AppState>,
     principal: Principal,
@@ -155,69 +146,143 @@ async fn list(
     {
         return Err(Problem::invalid("status", format!("unknown status {st:?}")));
     }
+    if let Some(p) = &q.priority
+        && !["asap", "urgent", "routine"].contains(&p.as_str())
+    {
+        return Err(Problem::invalid(
+            "priority",
+            "priority is asap, urgent or routine",
+        ));
+    }
     // A hospital only ever sees its own facility, whatever it asks for.
     let facility = match principal.role {
         Role::Hospital => principal.facility.clone(),
         _ => q.facility.clone(),
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    let rows: Vec<ReferralRow> = sqlx::query_as(&format!(
-        "{SELECT} WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR facility = $2)
-         ORDER BY updated_at DESC, referral_id LIMIT $3"
+    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let mut rows: Vec<ReferralRow> = sqlx::query_as(&format!(
+        "SELECT * FROM ({SELECT}) r
+         WHERE ($1::text IS NULL OR status = $1)
+           AND ($2::text IS NULL OR facility = $2)
+           AND ($3::text IS NULL OR priority = $3)
+           AND ($4::bool IS NULL OR overdue = $4)
+           AND ($5::text IS NULL OR peer_id = $5)
+           AND ($6::timestamptz IS NULL OR updated_at > $6)
+           AND ($7::timestamptz IS NULL OR (updated_at, referral_id) > ($7, $8))
+         ORDER BY updated_at, referral_id
+         LIMIT $9"
     ))
     .bind(&q.status)
     .bind(&facility)
-    .bind(limit)
+    .bind(&q.priority)
+    .bind(q.overdue)
+    .bind(&q.peer_id)
+    .bind(q.updated_since)
+    .bind(after.as_ref().map(|a| a.0))
+    .bind(after.as_ref().map(|a| a.1.clone()))
+    .bind(limit + 1)
     .fetch_all(&s.pool)
     .await
     .map_err(Problem::internal)?;
-    Ok(Json(serde_json::json!({ "items": rows })))
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last()
+            .map(|r| encode_cursor(r.updated_at, &r.referral_id))
+    } else {
+        None
+    };
+    Ok(Json(
+        serde_json::json!({ "items": rows, "next_cursor": next_cursor }),
+    ))
 }
 
+fn encode_cursor(at: DateTime<Utc>, id: &str) -> String {
+    B64.encode(format!("{}|{id}", at.timestamp_micros()))
+}
+
+fn decode_cursor(c: &str) -> Result<(DateTime<Utc>, String), Problem> {
+    let bad = || Problem::invalid("cursor", "not a cursor this API returned");
+    let raw = String::from_utf8(B64.decode(c).map_err(|_| bad())?).map_err(|_| bad())?;
+    let (micros, id) = raw.split_once('|').ok_or_else(bad)?;
+    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    Ok((at, id.to_string()))
+}
+
+/// The body of every action: a reason (and for reject, a coded reason).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReasonBody {
-    reason: String,
+struct ActionRequest {
+    reason: Option<String>,
+    reason_code: Option<RejectReason>,
 }
 
-async fn cancel(
+/// `POST /v1/referrals/{id}/{reject|hold|resume|cancel|entered-in-error|reroute}`
+async fn act(
     State(s): State<AppState>,
     principal: Principal,
     CorrelationId(correlation): CorrelationId,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<ReasonBody>,
+    Path((id, action)): Path<(String, String)>,
+    ApiJson(body): ApiJson<ActionRequest>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    principal.require(&[Role::Coordinator, Role::Hospital, Role::Admin])?;
-    if body.reason.trim().is_empty() {
-        return Err(Problem::invalid("reason", "reason must not be empty"));
-    }
-    if principal.role == Role::Hospital {
-        let facility: Option<String> =
-            sqlx::query_scalar("SELECT facility FROM referral.referrals WHERE referral_id = $1")
-                .bind(&id)
-                .fetch_optional(&s.pool)
-                .await
-                .map_err(Problem::internal)?;
-        if let Some(f) = facility
-            && !principal.may_see_facility(&f)
-        {
-            return Err(Problem::forbidden(
-                "this referral belongs to another facility",
-            ));
+    let action = match action.as_str() {
+        "reject" => Action::Reject,
+        "hold" => Action::Hold,
+        "resume" => Action::Resume,
+        "cancel" => Action::Cancel,
+        "entered-in-error" => Action::EnterInError,
+        "reroute" => Action::Reroute,
+        other => return Err(Problem::not_found(format!("no action {other:?}"))),
+    };
+    principal.require(transitions::transition(action).roles)?;
+    let reason = body
+        .reason
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty());
+    let command = match action {
+        Action::Reject => ReferralCommand::Reject {
+            code: body.reason_code.ok_or_else(|| {
+                Problem::invalid(
+                    "reason_code",
+                    "reason_code is needed: no_capacity, out_of_area, declined_by_person, unable_to_reach or other",
+                )
+            })?,
+            reason,
+        },
+        _ => {
+            let reason =
+                reason.ok_or_else(|| Problem::invalid("reason", "a reason is needed"))?;
+            match action {
+                Action::Hold => ReferralCommand::Hold { reason },
+                Action::Resume => ReferralCommand::Resume { reason },
+                Action::Cancel => ReferralCommand::Cancel { reason },
+                Action::EnterInError => ReferralCommand::EnterInError { reason },
+                _ => ReferralCommand::Reroute {
+                    reason,
+                    allowed: s.reroute_after_reject,
+                },
+            }
         }
+    };
+    let current = store::load(&s.store, &id)
+        .await
+        .map_err(store::to_problem)?;
+    let Some(received) = &current.received else {
+        return Err(Problem::not_found(format!("no referral {id}")));
+    };
+    if !principal.may_see_facility(&received.facility) {
+        return Err(Problem::forbidden(
+            "this referral belongs to another facility",
+        ));
     }
     let meta = Metadata::new(correlation).actor(principal.role.as_str());
-    store::execute(
-        &s.cqrs,
-        &id,
-        ReferralCommand::Cancel {
-            reason: body.reason,
-        },
-        &meta,
-    )
-    .await
-    .map_err(store::to_problem)?;
+    store::execute(&s.cqrs, &id, command, &meta)
+        .await
+        .map_err(store::to_problem)?;
+    let after = store::load(&s.store, &id)
+        .await
+        .map_err(store::to_problem)?;
     Ok(Json(
-        serde_json::json!({"referral_id": id, "status": "cancelled"}),
+        serde_json::json!({"referral_id": id, "status": after.status.as_str()}),
     ))
 }

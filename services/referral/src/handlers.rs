@@ -5,13 +5,16 @@ use std::sync::Arc;
 
 use careloop_backbone::store::{self, Cqrs};
 use careloop_backbone::{EventHandler, Incoming};
+use careloop_config::DueTimes;
 use careloop_events::{Payload, from_timestamp};
 use sqlx::PgConnection;
 
-use crate::domain::{MatchingInputs, Priority, Referral, ReferralCommand};
+use crate::domain::{MatchingInputs, Priority, Received, Referral, ReferralCommand};
 
 pub struct Handlers {
     pub cqrs: Arc<Cqrs<Referral>>,
+    pub acceptance_due: DueTimes,
+    pub first_contact_due: DueTimes,
 }
 
 #[async_trait::async_trait]
@@ -22,24 +25,31 @@ impl EventHandler for Handlers {
             Payload::ReferralSubmitted(s) => {
                 let m = s.matching.clone().unwrap_or_default();
                 let none_if_empty = |s: String| (!s.is_empty()).then_some(s);
-                (
-                    s.referral_id.clone(),
-                    ReferralCommand::Receive {
-                        referral_id: s.referral_id.clone(),
-                        person_ref: s.person_ref.clone(),
-                        facility: s.facility.clone(),
-                        discharged_at: from_timestamp(s.discharged_at.as_ref()),
-                        priority: Priority::from_proto(s.priority),
-                        matching: MatchingInputs {
-                            language: m.language,
-                            preferred_peer_gender: none_if_empty(m.preferred_peer_gender),
-                            lived_experience: m.lived_experience,
-                            contact_modes: m.contact_modes,
-                            region: none_if_empty(m.region),
-                            needs: m.needs,
-                        },
+                let priority = Priority::from_proto(s.priority);
+                let discharged_at = from_timestamp(s.discharged_at.as_ref());
+                let due = |policy: &DueTimes| {
+                    discharged_at
+                        + chrono::Duration::from_std(policy.for_priority(priority.as_str()))
+                            .unwrap_or_default()
+                };
+                let received = Received {
+                    referral_id: s.referral_id.clone(),
+                    person_ref: s.person_ref.clone(),
+                    facility: s.facility.clone(),
+                    discharged_at,
+                    priority,
+                    acceptance_due_at: due(&self.acceptance_due),
+                    first_contact_due_at: due(&self.first_contact_due),
+                    matching: MatchingInputs {
+                        language: m.language,
+                        preferred_peer_gender: none_if_empty(m.preferred_peer_gender),
+                        lived_experience: m.lived_experience,
+                        contact_modes: m.contact_modes,
+                        region: none_if_empty(m.region),
+                        needs: m.needs,
                     },
-                )
+                };
+                (s.referral_id.clone(), ReferralCommand::Receive(received))
             }
             Payload::PeerAssigned(a) => (
                 a.referral_id.clone(),

@@ -1,9 +1,11 @@
-//! The referral service's integration events (what other services may know).
+//! The referral service's integration events (what other services may know). Every
+//! status change is published: the specific events other services act on, and
+//! ReferralStatusChanged for the rest, so the hospital hears of each one.
 
 use careloop_backbone::{IntegrationMapper, StoredEvent};
 use careloop_events::{Payload, timestamp, v1};
 
-use crate::domain::{ReferralEvent, Status};
+use crate::domain::{Received, ReferralEvent, Status};
 
 pub struct Mapper;
 
@@ -13,38 +15,31 @@ impl IntegrationMapper for Mapper {
             "ReferralReceived",
             "ReferralAccepted",
             "FollowUpStarted",
+            "ReferralRejected",
+            "ReferralHeld",
+            "ReferralResumed",
             "ReferralCancelled",
+            "ReferralEnteredInError",
+            "ReferralRerouted",
         ]
     }
 
     fn to_integration(&self, event: &StoredEvent) -> anyhow::Result<Payload> {
         let referral_id = event.aggregate_id.clone();
-        let domain: ReferralEvent = event.decode()?;
-        Ok(match domain {
-            ReferralEvent::ReferralReceived {
-                person_ref,
+        let changed = |facility: String, from: Status, to: Status, reason: String| {
+            Payload::ReferralStatusChanged(v1::ReferralStatusChanged {
+                referral_id: referral_id.clone(),
                 facility,
-                discharged_at,
-                priority,
-                first_contact_due_at,
-                matching,
-                ..
-            } => Payload::ReferralReceived(v1::ReferralReceived {
-                referral_id,
-                person_ref,
-                facility,
-                discharged_at: Some(timestamp(discharged_at)),
-                priority: priority.to_proto() as i32,
-                first_contact_due_at: Some(timestamp(first_contact_due_at)),
-                matching: Some(v1::MatchingInputs {
-                    language: matching.language,
-                    preferred_peer_gender: matching.preferred_peer_gender.unwrap_or_default(),
-                    lived_experience: matching.lived_experience,
-                    contact_modes: matching.contact_modes,
-                    region: matching.region.unwrap_or_default(),
-                    needs: matching.needs,
-                }),
-            }),
+                from_status: from.as_str().into(),
+                to_status: to.as_str().into(),
+                reason,
+            })
+        };
+        Ok(match event.decode::<ReferralEvent>()? {
+            ReferralEvent::ReferralReceived(r) => received(r, 1),
+            ReferralEvent::ReferralRerouted {
+                attempt, referral, ..
+            } => received(referral, attempt),
             ReferralEvent::ReferralAccepted { peer_id, facility } => {
                 Payload::ReferralAccepted(v1::ReferralAccepted {
                     referral_id,
@@ -52,15 +47,32 @@ impl IntegrationMapper for Mapper {
                     facility,
                 })
             }
-            ReferralEvent::FollowUpStarted { facility, .. } => {
-                Payload::ReferralStatusChanged(v1::ReferralStatusChanged {
-                    referral_id,
-                    facility,
-                    from_status: Status::Accepted.as_str().into(),
-                    to_status: Status::InProgress.as_str().into(),
-                    reason: "person reached".into(),
-                })
-            }
+            ReferralEvent::FollowUpStarted { facility, .. } => changed(
+                facility,
+                Status::Accepted,
+                Status::InProgress,
+                "person reached".into(),
+            ),
+            ReferralEvent::ReferralRejected {
+                code,
+                reason,
+                facility,
+            } => Payload::ReferralRejected(v1::ReferralRejected {
+                referral_id,
+                reason_code: code.as_str().into(),
+                facility,
+                reason: reason.unwrap_or_default(),
+            }),
+            ReferralEvent::ReferralHeld {
+                from,
+                reason,
+                facility,
+            } => changed(facility, from, Status::OnHold, reason),
+            ReferralEvent::ReferralResumed {
+                to,
+                reason,
+                facility,
+            } => changed(facility, Status::OnHold, to, reason),
             ReferralEvent::ReferralCancelled { reason, facility } => {
                 Payload::ReferralCancelled(v1::ReferralCancelled {
                     referral_id,
@@ -68,9 +80,41 @@ impl IntegrationMapper for Mapper {
                     reason,
                 })
             }
-            ReferralEvent::ReferralWaitlisted { .. } => {
-                anyhow::bail!("ReferralWaitlisted is not published")
+            ReferralEvent::ReferralEnteredInError {
+                from,
+                reason,
+                facility,
+            } => changed(facility, from, Status::EnteredInError, reason),
+            other @ (ReferralEvent::ReferralWaitlisted { .. }
+            | ReferralEvent::ReferralOverdue { .. }) => {
+                anyhow::bail!("{} is not published", other_name(&other))
             }
         })
     }
+}
+
+fn other_name(e: &ReferralEvent) -> String {
+    cqrs_es::DomainEvent::event_type(e)
+}
+
+fn received(r: Received, attempt: u32) -> Payload {
+    let m = r.matching;
+    Payload::ReferralReceived(v1::ReferralReceived {
+        referral_id: r.referral_id,
+        person_ref: r.person_ref,
+        facility: r.facility,
+        discharged_at: Some(timestamp(r.discharged_at)),
+        priority: r.priority.to_proto() as i32,
+        first_contact_due_at: Some(timestamp(r.first_contact_due_at)),
+        matching: Some(v1::MatchingInputs {
+            language: m.language,
+            preferred_peer_gender: m.preferred_peer_gender.unwrap_or_default(),
+            lived_experience: m.lived_experience,
+            contact_modes: m.contact_modes,
+            region: m.region.unwrap_or_default(),
+            needs: m.needs,
+        }),
+        attempt,
+        acceptance_due_at: Some(timestamp(r.acceptance_due_at)),
+    })
 }

@@ -9,13 +9,14 @@ pub mod api;
 pub mod domain;
 pub mod handlers;
 pub mod integration;
+pub mod overdue;
 pub mod read_model;
 
 use std::sync::Arc;
 
 use careloop_backbone::db::Migration;
 use careloop_backbone::store::{self, Cqrs};
-use careloop_backbone::{Backbone, Consumer, ProjectionRunner, Relay, Service};
+use careloop_backbone::{Backbone, Consumer, ProjectionRunner, Relay, Service, Shutdown};
 
 use domain::Referral;
 
@@ -42,6 +43,17 @@ impl ReferralService {
     }
 }
 
+impl ReferralService {
+    /// The deadline check (the service runs it every 15 s; tests run it with their
+    /// own clock).
+    pub fn overdue_check(&self) -> overdue::OverdueCheck {
+        overdue::OverdueCheck {
+            pool: self.backbone.pool.clone(),
+            cqrs: self.cqrs.clone(),
+        }
+    }
+}
+
 impl Service for ReferralService {
     fn name(&self) -> &'static str {
         SERVICE
@@ -59,6 +71,8 @@ impl Service for ReferralService {
         api::routes(api::AppState {
             pool: self.backbone.pool.clone(),
             cqrs: self.cqrs.clone(),
+            store: Arc::new(store::event_store(self.backbone.pool.clone(), SCHEMA)),
+            reroute_after_reject: self.backbone.settings.reroute_after_reject,
         })
     }
 
@@ -78,6 +92,8 @@ impl Service for ReferralService {
         let b = &self.backbone;
         let handler = Arc::new(handlers::Handlers {
             cqrs: self.cqrs.clone(),
+            acceptance_due: b.settings.acceptance_due,
+            first_contact_due: b.settings.first_contact_due,
         });
         ["intake", "peer-assignment", "follow-up"]
             .into_iter()
@@ -100,6 +116,13 @@ impl Service for ReferralService {
             self.backbone.pool.clone(),
             SCHEMA,
             Arc::new(read_model::Referrals),
+        )]
+    }
+
+    fn workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![tokio::spawn(
+            self.overdue_check()
+                .run(std::time::Duration::from_secs(15), shutdown.clone()),
         )]
     }
 }

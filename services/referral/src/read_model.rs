@@ -1,10 +1,13 @@
-//! The `referrals` read model: one row per referral and its timeline, rebuilt from
-//! the referral service's own events (`careloop replay referrals`).
+//! The `referrals` read model: one row per referral (the coordinator queue) and its
+//! timeline, rebuilt from the referral service's own events
+//! (`careloop replay referrals`). Times come from the events, never from `now()`, so
+//! a replay yields the same rows.
 
 use careloop_backbone::{Projection, StoredEvent};
+use serde_json::json;
 use sqlx::PgConnection;
 
-use crate::domain::{ReferralEvent, Status};
+use crate::domain::{DueKind, ReferralEvent};
 
 pub struct Referrals;
 
@@ -25,85 +28,120 @@ impl Projection for Referrals {
         let event: ReferralEvent = e.decode()?;
         let id = &e.aggregate_id;
         let at = e.recorded_at;
-        let (status, detail) = match &event {
-            ReferralEvent::ReferralReceived {
-                person_ref,
-                facility,
-                discharged_at,
-                priority,
-                first_contact_due_at,
-                ..
-            } => {
+        let (reason, detail) = match &event {
+            ReferralEvent::ReferralReceived(r) => {
                 sqlx::query(
                     "INSERT INTO referral.referrals (referral_id, person_ref, facility, status,
-                        priority, discharged_at, first_contact_due_at, received_at, updated_at)
-                     VALUES ($1, $2, $3, 'received', $4, $5, $6, $7, $7)",
+                        priority, discharged_at, acceptance_due_at, first_contact_due_at,
+                        received_at, updated_at)
+                     VALUES ($1, $2, $3, 'received', $4, $5, $6, $7, $8, $8)",
                 )
                 .bind(id)
-                .bind(person_ref)
-                .bind(facility)
-                .bind(priority.as_str())
-                .bind(discharged_at)
-                .bind(first_contact_due_at)
+                .bind(&r.person_ref)
+                .bind(&r.facility)
+                .bind(r.priority.as_str())
+                .bind(r.discharged_at)
+                .bind(r.acceptance_due_at)
+                .bind(r.first_contact_due_at)
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
                 (
-                    Status::Received,
-                    serde_json::json!({"priority": priority, "first_contact_due_at": first_contact_due_at}),
+                    None,
+                    json!({"priority": r.priority, "acceptance_due_at": r.acceptance_due_at,
+                           "first_contact_due_at": r.first_contact_due_at}),
                 )
             }
             ReferralEvent::ReferralWaitlisted { reason } => {
-                sqlx::query(
-                    "UPDATE referral.referrals SET waitlisted = true, updated_at = $2 WHERE referral_id = $1",
-                )
-                .bind(id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-                (
-                    Status::Received,
-                    serde_json::json!({"waitlisted": true, "reason": reason}),
-                )
+                update(tx, id, "waitlisted = true", at).await?;
+                (Some(reason.clone()), json!({"waitlisted": true}))
             }
             ReferralEvent::ReferralAccepted { peer_id, .. } => {
                 sqlx::query(
-                    "UPDATE referral.referrals SET status = 'accepted', peer_id = $2, waitlisted = false,
-                        updated_at = $3 WHERE referral_id = $1",
+                    "UPDATE referral.referrals SET peer_id = $2, waitlisted = false WHERE referral_id = $1",
                 )
                 .bind(id)
                 .bind(peer_id)
-                .bind(at)
                 .execute(&mut *tx)
                 .await?;
-                (Status::Accepted, serde_json::json!({"peer_id": peer_id}))
+                (None, json!({"peer_id": peer_id}))
             }
             ReferralEvent::FollowUpStarted {
                 contact_id,
                 occurred_at,
                 ..
-            } => {
-                set_status(tx, id, Status::InProgress, at).await?;
-                (
-                    Status::InProgress,
-                    serde_json::json!({"contact_id": contact_id, "reached_at": occurred_at}),
-                )
+            } => (
+                None,
+                json!({"contact_id": contact_id, "reached_at": occurred_at}),
+            ),
+            ReferralEvent::ReferralRejected { code, reason, .. } => (
+                Some(match reason {
+                    Some(r) => format!("{}: {r}", code.as_str()),
+                    None => code.as_str().to_string(),
+                }),
+                json!({"reason_code": code}),
+            ),
+            ReferralEvent::ReferralHeld { reason, from, .. } => {
+                (Some(reason.clone()), json!({"from": from}))
             }
-            ReferralEvent::ReferralCancelled { reason, .. } => {
-                set_status(tx, id, Status::Cancelled, at).await?;
-                (Status::Cancelled, serde_json::json!({"reason": reason}))
+            ReferralEvent::ReferralResumed { reason, .. }
+            | ReferralEvent::ReferralCancelled { reason, .. } => (Some(reason.clone()), json!({})),
+            ReferralEvent::ReferralEnteredInError { reason, from, .. } => {
+                (Some(reason.clone()), json!({"from": from}))
+            }
+            ReferralEvent::ReferralRerouted {
+                attempt, reason, ..
+            } => {
+                sqlx::query(
+                    "UPDATE referral.referrals SET attempt = $2, peer_id = NULL, waitlisted = false
+                     WHERE referral_id = $1",
+                )
+                .bind(id)
+                .bind(*attempt as i32)
+                .execute(&mut *tx)
+                .await?;
+                (Some(reason.clone()), json!({"attempt": attempt}))
+            }
+            ReferralEvent::ReferralOverdue { kind, due_at, .. } => {
+                let column = match kind {
+                    DueKind::Acceptance => "acceptance_overdue = true",
+                    DueKind::FirstContact => "first_contact_overdue = true",
+                };
+                update(tx, id, column, at).await?;
+                (None, json!({"overdue": kind, "due_at": due_at}))
             }
         };
+        if let Some(status) = event.new_status() {
+            sqlx::query(
+                "UPDATE referral.referrals SET status = $2, status_reason = $3, updated_at = $4
+                 WHERE referral_id = $1",
+            )
+            .bind(id)
+            .bind(status.as_str())
+            .bind(&reason)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            update(tx, id, "referral_id = referral_id", at).await?;
+        }
+        let status: String =
+            sqlx::query_scalar("SELECT status FROM referral.referrals WHERE referral_id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
         sqlx::query(
-            "INSERT INTO referral.referral_timeline (referral_id, sequence, at, event, status, actor, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO referral.referral_timeline (referral_id, sequence, at, event, status,
+                actor, reason, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(id)
         .bind(e.sequence)
         .bind(at)
         .bind(&e.event_type)
-        .bind(status.as_str())
+        .bind(status)
         .bind(e.meta("actor"))
+        .bind(reason)
         .bind(detail)
         .execute(&mut *tx)
         .await?;
@@ -111,17 +149,17 @@ impl Projection for Referrals {
     }
 }
 
-async fn set_status(
+/// Sets `assignment` (a fixed SQL fragment) and moves `updated_at`.
+async fn update(
     tx: &mut PgConnection,
     id: &str,
-    status: Status,
+    assignment: &'static str,
     at: chrono::DateTime<chrono::Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE referral.referrals SET status = $2, updated_at = $3 WHERE referral_id = $1",
-    )
+    sqlx::query(&format!(
+        "UPDATE referral.referrals SET {assignment}, updated_at = $2 WHERE referral_id = $1"
+    ))
     .bind(id)
-    .bind(status.as_str())
     .bind(at)
     .execute(&mut *tx)
     .await?;

@@ -27,6 +27,7 @@ pub struct Backbone {
     pub nats: async_nats::Client,
     pub js: jetstream::Context,
     pub namespace: Namespace,
+    pub settings: Settings,
 }
 
 impl Backbone {
@@ -42,6 +43,7 @@ impl Backbone {
             nats,
             js,
             namespace: settings.namespace.clone(),
+            settings: settings.clone(),
         })
     }
 }
@@ -61,6 +63,11 @@ pub trait Service: Send + Sync + 'static {
     fn consumers(&self) -> Vec<Consumer>;
     /// The read models this service keeps.
     fn projections(&self) -> Vec<ProjectionRunner>;
+    /// Other background work (deadline checks, webhook delivery), stopped by `shutdown`.
+    fn workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
+        let _ = shutdown;
+        Vec::new()
+    }
 }
 
 pub struct Host {
@@ -125,6 +132,7 @@ impl Host {
             for p in s.projections() {
                 tasks.push(tokio::spawn(p.run(shutdown.clone())));
             }
+            tasks.extend(s.workers(shutdown));
         }
         tasks
     }

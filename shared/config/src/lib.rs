@@ -4,8 +4,10 @@
 //! all-in-one `careloop dev` and each service binary are configured the same way. A bad
 //! value stops start-up with an error naming the variable.
 
+mod due;
 mod namespace;
 
+pub use due::DueTimes;
 pub use namespace::Namespace;
 
 use std::net::SocketAddr;
@@ -23,6 +25,14 @@ pub struct Settings {
     pub jwt_secret: String,
     /// True when `CARELOOP_JWT_SECRET` was not set and the dev default is in use.
     pub jwt_secret_is_dev_default: bool,
+    /// When a referral should be accepted, by priority, after discharge.
+    pub acceptance_due: DueTimes,
+    /// When the person should first be contacted, by priority, after discharge.
+    pub first_contact_due: DueTimes,
+    /// Whether a rejected referral may be sent back to matching.
+    pub reroute_after_reject: bool,
+    /// The first retry delay of a failed webhook delivery (doubling after that).
+    pub webhook_retry_base: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +95,42 @@ impl Settings {
                 problem: "must be at least 16 bytes long".into(),
             });
         }
+        let due = |name: &'static str, default: &str| -> Result<DueTimes, ConfigError> {
+            DueTimes::try_from(get(name, default).as_str()).map_err(|problem| ConfigError {
+                variable: name,
+                problem,
+            })
+        };
+        let acceptance_due = due("CARELOOP_ACCEPTANCE_DUE", "asap=4h,urgent=12h,routine=24h")?;
+        let first_contact_due = due(
+            "CARELOOP_FIRST_CONTACT_DUE",
+            "asap=24h,urgent=48h,routine=72h",
+        )?;
+        let reroute_after_reject = match get("CARELOOP_REROUTE_AFTER_REJECT", "false").as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            other => {
+                return Err(ConfigError {
+                    variable: "CARELOOP_REROUTE_AFTER_REJECT",
+                    problem: format!("must be true or false, got {other:?}"),
+                });
+            }
+        };
+        let retry_ms = get("CARELOOP_WEBHOOK_RETRY_BASE_MS", "2000");
+        let webhook_retry_base = retry_ms
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| (1..=3_600_000).contains(ms))
+            .map(std::time::Duration::from_millis)
+            .ok_or_else(|| ConfigError {
+                variable: "CARELOOP_WEBHOOK_RETRY_BASE_MS",
+                problem: format!("must be milliseconds between 1 and 3600000, got {retry_ms:?}"),
+            })?;
         Ok(Settings {
+            webhook_retry_base,
+            acceptance_due,
+            first_contact_due,
+            reroute_after_reject,
             database_url,
             nats_url,
             http_addr,

@@ -28,15 +28,29 @@ pub struct AssignmentRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Assignment {
     pub request: Option<AssignmentRequest>,
+    /// Which routing of the referral this is (a rerouted referral starts over).
+    pub attempt: u32,
     pub proposed: Option<String>,
     pub assigned: Option<String>,
     pub declined_by: Vec<String>,
     pub waitlisted: bool,
+    /// The referral is closed (cancelled, rejected, entered in error): no matching.
+    pub released: bool,
+    /// The peer whose slot the last release or reopening gave back.
+    pub released_peer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AssignmentCommand {
-    Request(AssignmentRequest),
+    /// Matching is asked for (attempt 1), or asked again after a reroute (2, 3, ...).
+    Request {
+        request: AssignmentRequest,
+        attempt: u32,
+    },
+    /// The referral closed: give the peer's slot back and stop matching.
+    Release {
+        reason: String,
+    },
     Propose {
         peer_id: String,
     },
@@ -57,6 +71,15 @@ pub enum AssignmentCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AssignmentEvent {
     AssignmentRequested(AssignmentRequest),
+    /// A rerouted referral starts matching over; `released_peer` gets its slot back.
+    AssignmentReopened {
+        attempt: u32,
+        released_peer: Option<String>,
+    },
+    AssignmentReleased {
+        peer_id: Option<String>,
+        reason: String,
+    },
     PeerProposed {
         peer_id: String,
     },
@@ -77,6 +100,8 @@ impl DomainEvent for AssignmentEvent {
     fn event_type(&self) -> String {
         match self {
             AssignmentEvent::AssignmentRequested(_) => "AssignmentRequested",
+            AssignmentEvent::AssignmentReopened { .. } => "AssignmentReopened",
+            AssignmentEvent::AssignmentReleased { .. } => "AssignmentReleased",
             AssignmentEvent::PeerProposed { .. } => "PeerProposed",
             AssignmentEvent::PeerAssigned { .. } => "PeerAssigned",
             AssignmentEvent::ProposalDeclined { .. } => "ProposalDeclined",
@@ -119,20 +144,35 @@ impl Aggregate for Assignment {
     ) -> Result<(), Self::Error> {
         use AssignmentCommand as C;
         use AssignmentEvent as E;
-        if let C::Request(request) = command {
+        if let C::Request { request, attempt } = command {
             if self.request.is_none() {
                 sink.write(E::AssignmentRequested(request), self).await;
+            } else if attempt > self.attempt {
+                let released_peer = self.assigned.clone().or(self.proposed.clone());
+                let e = E::AssignmentReopened {
+                    attempt,
+                    released_peer,
+                };
+                sink.write(e, self).await;
             }
             return Ok(());
         }
         let Some(request) = self.request.clone() else {
             return Err(AssignmentError::NotRequested);
         };
-        if self.assigned.is_some() {
+        if let C::Release { reason } = command {
+            if !self.released {
+                let peer_id = self.assigned.clone().or(self.proposed.clone());
+                sink.write(E::AssignmentReleased { peer_id, reason }, self)
+                    .await;
+            }
+            return Ok(());
+        }
+        if self.assigned.is_some() || self.released {
             return Ok(());
         }
         match command {
-            C::Request(_) => {}
+            C::Request { .. } | C::Release { .. } => {}
             C::Propose { peer_id } => {
                 if self.proposed.is_none() {
                     sink.write(E::PeerProposed { peer_id }, self).await;
@@ -162,7 +202,27 @@ impl Aggregate for Assignment {
     fn apply(&mut self, event: Self::Event) {
         use AssignmentEvent as E;
         match event {
-            E::AssignmentRequested(r) => self.request = Some(r),
+            E::AssignmentRequested(r) => {
+                self.request = Some(r);
+                self.attempt = 1;
+            }
+            E::AssignmentReopened {
+                attempt,
+                released_peer,
+            } => {
+                *self = Assignment {
+                    request: self.request.take(),
+                    attempt,
+                    released_peer,
+                    ..Default::default()
+                };
+            }
+            E::AssignmentReleased { peer_id, .. } => {
+                self.released = true;
+                self.released_peer = peer_id;
+                self.assigned = None;
+                self.proposed = None;
+            }
             E::PeerProposed { peer_id } => self.proposed = Some(peer_id),
             E::PeerAssigned { peer_id, .. } => {
                 self.assigned = Some(peer_id);
@@ -194,6 +254,72 @@ mod tests {
             language: "en".into(),
             preferred_peer_gender: None,
         }
+    }
+
+    fn assigned(peer: &str) -> Vec<AssignmentEvent> {
+        vec![
+            AssignmentEvent::AssignmentRequested(request()),
+            AssignmentEvent::PeerProposed {
+                peer_id: peer.into(),
+            },
+            AssignmentEvent::PeerAssigned {
+                peer_id: peer.into(),
+                request: request(),
+            },
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_reroute_reopens_matching_and_gives_the_slot_back() {
+        Given::with(())
+            .given(assigned("a"))
+            .when_async(AssignmentCommand::Request {
+                request: request(),
+                attempt: 2,
+            })
+            .await
+            .then_expect_events(vec![AssignmentEvent::AssignmentReopened {
+                attempt: 2,
+                released_peer: Some("a".into()),
+            }]);
+        // The same attempt again (a redelivery) changes nothing.
+        let mut reopened = assigned("a");
+        reopened.push(AssignmentEvent::AssignmentReopened {
+            attempt: 2,
+            released_peer: Some("a".into()),
+        });
+        Given::with(())
+            .given(reopened)
+            .when_async(AssignmentCommand::Request {
+                request: request(),
+                attempt: 2,
+            })
+            .await
+            .then_expect_events(vec![]);
+    }
+
+    #[tokio::test]
+    async fn closing_the_referral_releases_the_peer_once() {
+        let released = AssignmentEvent::AssignmentReleased {
+            peer_id: Some("a".into()),
+            reason: "cancelled".into(),
+        };
+        Given::with(())
+            .given(assigned("a"))
+            .when_async(AssignmentCommand::Release {
+                reason: "cancelled".into(),
+            })
+            .await
+            .then_expect_events(vec![released.clone()]);
+        let mut after = assigned("a");
+        after.push(released);
+        Given::with(())
+            .given(after)
+            .when_async(AssignmentCommand::Release {
+                reason: "cancelled".into(),
+            })
+            .await
+            .then_expect_events(vec![]);
     }
 
     #[tokio::test]

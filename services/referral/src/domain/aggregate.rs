@@ -5,28 +5,36 @@ use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 use serde::{Deserialize, Serialize};
 
-use super::{Priority, ReferralCommand, ReferralEvent, Status};
+use super::transitions::{self, Action};
+use super::{DueKind, Priority, Received, ReferralCommand, ReferralEvent, RejectReason, Status};
 use careloop_web::Problem;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Referral {
-    pub referral_id: Option<String>,
+    pub received: Option<Received>,
     pub status: Status,
-    pub facility: String,
-    pub priority: Priority,
-    pub discharged_at: Option<DateTime<Utc>>,
+    pub status_before_hold: Option<Status>,
     pub peer_id: Option<String>,
+    pub waitlisted: bool,
+    pub attempt: u32,
+    pub overdue: Vec<DueKind>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ReferralError {
     #[error("no such referral")]
     NotFound,
-    #[error("a referral in status {current} cannot be {wanted}")]
+    #[error("a referral in status {current} cannot be {action}")]
     NotAllowed {
         current: &'static str,
-        wanted: &'static str,
+        action: &'static str,
     },
+    #[error("a reject with code `other` needs a reason")]
+    ReasonRequired,
+    #[error(
+        "sending a rejected referral back to matching is turned off (CARELOOP_REROUTE_AFTER_REJECT)"
+    )]
+    RerouteDisabled,
 }
 
 impl From<ReferralError> for Problem {
@@ -36,6 +44,8 @@ impl From<ReferralError> for Problem {
             ReferralError::NotAllowed { current, .. } => {
                 Problem::conflict(e.to_string()).with_extension("current_status", current)
             }
+            ReferralError::ReasonRequired => Problem::invalid("reason", e.to_string()),
+            ReferralError::RerouteDisabled => Problem::conflict(e.to_string()),
         }
     }
 }
@@ -55,47 +65,27 @@ impl Aggregate for Referral {
     ) -> Result<(), Self::Error> {
         use ReferralCommand as C;
         use ReferralEvent as E;
-        if self.referral_id.is_none() && !matches!(command, C::Receive { .. }) {
-            return Err(ReferralError::NotFound);
-        }
-        match command {
-            C::Receive {
-                referral_id,
-                person_ref,
-                facility,
-                discharged_at,
-                priority,
-                matching,
-            } => {
-                // Redelivery of ReferralSubmitted: already received, nothing to do.
-                if self.referral_id.is_some() {
-                    return Ok(());
-                }
-                let event = E::ReferralReceived {
-                    first_contact_due_at: priority.first_contact_due(discharged_at),
-                    referral_id,
-                    person_ref,
-                    facility,
-                    discharged_at,
-                    priority,
-                    matching,
-                };
-                sink.write(event, self).await;
+        let Some(received) = self.received.clone() else {
+            if let C::Receive(r) = command {
+                sink.write(E::ReferralReceived(r), self).await;
+                return Ok(());
             }
+            return Err(ReferralError::NotFound);
+        };
+        let facility = received.facility.clone();
+        match command {
+            // Redelivery of ReferralSubmitted: already received, nothing to do.
+            C::Receive(_) => {}
             C::Accept { peer_id } => {
                 if self.peer_id.as_deref() == Some(peer_id.as_str()) {
                     return Ok(());
                 }
-                self.allow(
-                    &[Status::Received, Status::Accepted, Status::OnHold],
-                    "accepted",
-                )?;
-                let facility = self.facility.clone();
+                self.check(Action::Accept)?;
                 sink.write(E::ReferralAccepted { peer_id, facility }, self)
                     .await;
             }
             C::Waitlist { reason } => {
-                if self.status == Status::Received {
+                if self.status == Status::Received && !self.waitlisted {
                     sink.write(E::ReferralWaitlisted { reason }, self).await;
                 }
             }
@@ -103,30 +93,96 @@ impl Aggregate for Referral {
                 contact_id,
                 occurred_at,
             } => {
-                // Only the first reach moves the referral; later ones change nothing here.
+                // Only the first reach moves the referral; later ones change nothing.
                 if self.status == Status::Accepted {
-                    let facility = self.facility.clone();
-                    sink.write(
-                        E::FollowUpStarted {
-                            contact_id,
-                            occurred_at,
-                            facility,
-                        },
-                        self,
-                    )
-                    .await;
+                    let e = E::FollowUpStarted {
+                        contact_id,
+                        occurred_at,
+                        facility,
+                    };
+                    sink.write(e, self).await;
                 }
             }
+            C::Reject { code, reason } => {
+                self.check(Action::Reject)?;
+                let reason = reason.filter(|r| !r.trim().is_empty());
+                if code == RejectReason::Other && reason.is_none() {
+                    return Err(ReferralError::ReasonRequired);
+                }
+                let e = E::ReferralRejected {
+                    code,
+                    reason,
+                    facility,
+                };
+                sink.write(e, self).await;
+            }
+            C::Hold { reason } => {
+                self.check(Action::Hold)?;
+                let from = self.status;
+                let e = E::ReferralHeld {
+                    from,
+                    reason,
+                    facility,
+                };
+                sink.write(e, self).await;
+            }
+            C::Resume { reason } => {
+                let to = self.check(Action::Resume)?;
+                let e = E::ReferralResumed {
+                    to,
+                    reason,
+                    facility,
+                };
+                sink.write(e, self).await;
+            }
             C::Cancel { reason } => {
-                if self.status == Status::Cancelled {
-                    return Ok(());
-                }
-                if self.status.is_final() {
-                    return Err(self.refuse("cancelled"));
-                }
-                let facility = self.facility.clone();
+                self.check(Action::Cancel)?;
                 sink.write(E::ReferralCancelled { reason, facility }, self)
                     .await;
+            }
+            C::EnterInError { reason } => {
+                self.check(Action::EnterInError)?;
+                let from = self.status;
+                let e = E::ReferralEnteredInError {
+                    from,
+                    reason,
+                    facility,
+                };
+                sink.write(e, self).await;
+            }
+            C::Reroute { reason, allowed } => {
+                self.check(Action::Reroute)?;
+                if !allowed {
+                    return Err(ReferralError::RerouteDisabled);
+                }
+                let e = E::ReferralRerouted {
+                    attempt: self.attempt + 1,
+                    reason,
+                    referral: received,
+                };
+                sink.write(e, self).await;
+            }
+            C::MarkOverdue { kind, now } => {
+                if self.overdue.contains(&kind) {
+                    return Ok(());
+                }
+                let (due_at, unmet) = match kind {
+                    DueKind::Acceptance => {
+                        (received.acceptance_due_at, self.status == Status::Received)
+                    }
+                    DueKind::FirstContact => (
+                        received.first_contact_due_at,
+                        matches!(self.status, Status::Received | Status::Accepted),
+                    ),
+                };
+                if unmet && now >= due_at {
+                    let e = E::ReferralOverdue {
+                        kind,
+                        due_at,
+                        facility,
+                    };
+                    sink.write(e, self).await;
+                }
             }
         }
         Ok(())
@@ -134,45 +190,55 @@ impl Aggregate for Referral {
 
     fn apply(&mut self, event: Self::Event) {
         use ReferralEvent as E;
+        if let Some(status) = event.new_status() {
+            self.status = status;
+        }
         match event {
-            E::ReferralReceived {
-                referral_id,
-                facility,
-                discharged_at,
-                priority,
-                ..
-            } => {
-                self.referral_id = Some(referral_id);
-                self.facility = facility;
-                self.discharged_at = Some(discharged_at);
-                self.priority = priority;
-                self.status = Status::Received;
+            E::ReferralReceived(r) => {
+                self.received = Some(r);
+                self.attempt = 1;
             }
-            E::ReferralWaitlisted { .. } => {}
+            E::ReferralWaitlisted { .. } => self.waitlisted = true,
             E::ReferralAccepted { peer_id, .. } => {
                 self.peer_id = Some(peer_id);
-                self.status = Status::Accepted;
+                self.waitlisted = false;
             }
-            E::FollowUpStarted { .. } => self.status = Status::InProgress,
-            E::ReferralCancelled { .. } => self.status = Status::Cancelled,
+            E::ReferralHeld { from, .. } => self.status_before_hold = Some(from),
+            E::ReferralResumed { .. } => self.status_before_hold = None,
+            E::ReferralRerouted { attempt, .. } => {
+                self.attempt = attempt;
+                self.peer_id = None;
+                self.waitlisted = false;
+            }
+            E::ReferralOverdue { kind, .. } => self.overdue.push(kind),
+            E::FollowUpStarted { .. }
+            | E::ReferralRejected { .. }
+            | E::ReferralCancelled { .. }
+            | E::ReferralEnteredInError { .. } => {}
         }
     }
 }
 
 impl Referral {
-    fn allow(&self, from: &[Status], wanted: &'static str) -> Result<(), ReferralError> {
-        if from.contains(&self.status) {
-            Ok(())
-        } else {
-            Err(self.refuse(wanted))
-        }
+    /// The status `action` leads to, or the refusal naming the current status.
+    fn check(&self, action: Action) -> Result<Status, ReferralError> {
+        transitions::next(action, self.status, self.status_before_hold).ok_or(
+            ReferralError::NotAllowed {
+                current: self.status.as_str(),
+                action: transitions::transition(action).name,
+            },
+        )
     }
 
-    fn refuse(&self, wanted: &'static str) -> ReferralError {
-        ReferralError::NotAllowed {
-            current: self.status.as_str(),
-            wanted,
-        }
+    pub fn priority(&self) -> Priority {
+        self.received
+            .as_ref()
+            .map(|r| r.priority)
+            .unwrap_or_default()
+    }
+
+    pub fn discharged_at(&self) -> Option<DateTime<Utc>> {
+        self.received.as_ref().map(|r| r.discharged_at)
     }
 }
 
@@ -180,6 +246,7 @@ impl Referral {
 mod tests {
     use super::*;
     use crate::domain::MatchingInputs;
+    use crate::domain::transitions::TRANSITIONS;
     use cqrs_es::test::TestFramework;
 
     type Given = TestFramework<Referral>;
@@ -188,16 +255,21 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn received() -> ReferralEvent {
-        ReferralEvent::ReferralReceived {
+    fn received_data() -> Received {
+        Received {
             referral_id: "r1".into(),
             person_ref: "p1".into(),
             facility: "st-marys".into(),
             discharged_at: t("2026-11-20T15:30:00Z"),
             priority: Priority::Asap,
+            acceptance_due_at: t("2026-11-20T19:30:00Z"),
             first_contact_due_at: t("2026-11-21T15:30:00Z"),
             matching: MatchingInputs::default(),
         }
+    }
+
+    fn received() -> ReferralEvent {
+        ReferralEvent::ReferralReceived(received_data())
     }
 
     fn accepted() -> ReferralEvent {
@@ -207,47 +279,189 @@ mod tests {
         }
     }
 
+    fn started() -> ReferralEvent {
+        ReferralEvent::FollowUpStarted {
+            contact_id: "c1".into(),
+            occurred_at: t("2026-11-21T16:00:00Z"),
+            facility: "st-marys".into(),
+        }
+    }
+
+    fn f() -> String {
+        "st-marys".into()
+    }
+
+    /// Events that bring a referral to `status` (None: not reachable yet).
+    fn history(status: Status) -> Option<Vec<ReferralEvent>> {
+        use ReferralEvent as E;
+        Some(match status {
+            Status::Received => vec![received()],
+            Status::Accepted => vec![received(), accepted()],
+            Status::InProgress => vec![received(), accepted(), started()],
+            Status::OnHold => vec![
+                received(),
+                accepted(),
+                E::ReferralHeld {
+                    from: Status::Accepted,
+                    reason: "x".into(),
+                    facility: f(),
+                },
+            ],
+            Status::Rejected => vec![
+                received(),
+                E::ReferralRejected {
+                    code: RejectReason::OutOfArea,
+                    reason: None,
+                    facility: f(),
+                },
+            ],
+            Status::Cancelled => vec![
+                received(),
+                E::ReferralCancelled {
+                    reason: "x".into(),
+                    facility: f(),
+                },
+            ],
+            Status::EnteredInError => vec![
+                received(),
+                E::ReferralEnteredInError {
+                    from: Status::Received,
+                    reason: "x".into(),
+                    facility: f(),
+                },
+            ],
+            // Reached through follow-up closing (a later issue).
+            Status::Requested | Status::Failed | Status::Completed => return None,
+        })
+    }
+
+    fn command(action: Action) -> Option<ReferralCommand> {
+        use ReferralCommand as C;
+        Some(match action {
+            Action::Reject => C::Reject {
+                code: RejectReason::NoCapacity,
+                reason: None,
+            },
+            Action::Hold => C::Hold { reason: "r".into() },
+            Action::Resume => C::Resume { reason: "r".into() },
+            Action::Cancel => C::Cancel { reason: "r".into() },
+            Action::EnterInError => C::EnterInError { reason: "r".into() },
+            Action::Reroute => C::Reroute {
+                reason: "r".into(),
+                allowed: true,
+            },
+            Action::Accept => C::Accept {
+                peer_id: "peer-2".into(),
+            },
+            // Receive and StartFollowUp are idempotent no-ops where not allowed.
+            Action::Receive | Action::StartFollowUp => return None,
+        })
+    }
+
+    /// Every allowed transition emits one event leading to the table's status; every
+    /// refused one answers NotAllowed naming the current status.
     #[tokio::test]
-    async fn receiving_sets_the_first_contact_due_time_from_priority() {
+    async fn every_allowed_and_every_refused_transition() {
+        let statuses = [
+            Status::Received,
+            Status::Accepted,
+            Status::InProgress,
+            Status::OnHold,
+            Status::Rejected,
+            Status::Cancelled,
+            Status::EnteredInError,
+        ];
+        let mut checked = 0;
+        for status in statuses {
+            for t in TRANSITIONS {
+                let Some(cmd) = command(t.action) else {
+                    continue;
+                };
+                let given = history(status).unwrap();
+                let expected = transitions::next(t.action, status, Some(Status::Accepted));
+                let result = Given::with(())
+                    .given(given.clone())
+                    .when_async(cmd)
+                    .await
+                    .inspect_result();
+                match (expected, result) {
+                    (Some(to), Ok(events)) => {
+                        assert_eq!(events.len(), 1, "{} from {}", t.name, status.as_str());
+                        let mut r = Referral::default();
+                        for e in given.into_iter().chain(events) {
+                            r.apply(e);
+                        }
+                        assert_eq!(r.status, to, "{} from {}", t.name, status.as_str());
+                    }
+                    (None, Err(e)) => assert_eq!(
+                        e,
+                        ReferralError::NotAllowed {
+                            current: status.as_str(),
+                            action: t.name,
+                        }
+                    ),
+                    (expected, got) => panic!(
+                        "{} from {}: expected {expected:?}, got {got:?}",
+                        t.name,
+                        status.as_str()
+                    ),
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 7 * 7);
+    }
+
+    #[tokio::test]
+    async fn resume_returns_to_the_status_before_hold() {
         Given::with(())
-            .given_no_previous_events()
-            .when_async(ReferralCommand::Receive {
-                referral_id: "r1".into(),
-                person_ref: "p1".into(),
-                facility: "st-marys".into(),
-                discharged_at: t("2026-11-20T15:30:00Z"),
-                priority: Priority::Asap,
-                matching: MatchingInputs::default(),
+            .given(history(Status::OnHold).unwrap())
+            .when_async(ReferralCommand::Resume {
+                reason: "back".into(),
             })
             .await
-            .then_expect_events(vec![received()]);
+            .then_expect_events(vec![ReferralEvent::ReferralResumed {
+                to: Status::Accepted,
+                reason: "back".into(),
+                facility: f(),
+            }]);
+    }
+
+    #[tokio::test]
+    async fn a_reject_with_other_needs_a_reason() {
+        Given::with(())
+            .given(vec![received()])
+            .when_async(ReferralCommand::Reject {
+                code: RejectReason::Other,
+                reason: Some("  ".into()),
+            })
+            .await
+            .then_expect_error(ReferralError::ReasonRequired);
+    }
+
+    #[tokio::test]
+    async fn reroute_needs_the_configuration() {
+        Given::with(())
+            .given(history(Status::Rejected).unwrap())
+            .when_async(ReferralCommand::Reroute {
+                reason: "r".into(),
+                allowed: false,
+            })
+            .await
+            .then_expect_error(ReferralError::RerouteDisabled);
     }
 
     #[tokio::test]
     async fn a_redelivered_submission_changes_nothing() {
         Given::with(())
             .given(vec![received()])
-            .when_async(ReferralCommand::Receive {
-                referral_id: "r1".into(),
-                person_ref: "p1".into(),
-                facility: "st-marys".into(),
-                discharged_at: t("2026-11-20T15:30:00Z"),
-                priority: Priority::Asap,
-                matching: MatchingInputs::default(),
-            })
+            .when_async(ReferralCommand::Receive(received_data()))
             .await
             .then_expect_events(vec![]);
     }
 
     #[tokio::test]
-    async fn a_peer_assignment_accepts_the_referral_once() {
-        Given::with(())
-            .given(vec![received()])
-            .when_async(ReferralCommand::Accept {
-                peer_id: "peer-1".into(),
-            })
-            .await
-            .then_expect_events(vec![accepted()]);
+    async fn the_same_peer_assignment_twice_accepts_once() {
         Given::with(())
             .given(vec![received(), accepted()])
             .when_async(ReferralCommand::Accept {
@@ -258,12 +472,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_first_reach_moves_an_accepted_referral_to_in_progress() {
-        let started = ReferralEvent::FollowUpStarted {
-            contact_id: "c1".into(),
-            occurred_at: t("2026-11-21T16:00:00Z"),
-            facility: "st-marys".into(),
-        };
+    async fn the_first_reach_moves_an_accepted_referral_to_in_progress_once() {
         Given::with(())
             .given(vec![received(), accepted()])
             .when_async(ReferralCommand::StartFollowUp {
@@ -271,9 +480,9 @@ mod tests {
                 occurred_at: t("2026-11-21T16:00:00Z"),
             })
             .await
-            .then_expect_events(vec![started.clone()]);
+            .then_expect_events(vec![started()]);
         Given::with(())
-            .given(vec![received(), accepted(), started])
+            .given(vec![received(), accepted(), started()])
             .when_async(ReferralCommand::StartFollowUp {
                 contact_id: "c2".into(),
                 occurred_at: t("2026-11-22T16:00:00Z"),
@@ -283,23 +492,48 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_cancelled_referral_cannot_be_accepted() {
+    async fn overdue_is_marked_once_at_its_exact_due_time() {
+        let overdue = ReferralEvent::ReferralOverdue {
+            kind: DueKind::Acceptance,
+            due_at: t("2026-11-20T19:30:00Z"),
+            facility: f(),
+        };
         Given::with(())
-            .given(vec![
-                received(),
-                ReferralEvent::ReferralCancelled {
-                    reason: "duplicate".into(),
-                    facility: "st-marys".into(),
-                },
-            ])
-            .when_async(ReferralCommand::Accept {
-                peer_id: "peer-1".into(),
+            .given(vec![received()])
+            .when_async(ReferralCommand::MarkOverdue {
+                kind: DueKind::Acceptance,
+                now: t("2026-11-20T19:29:59Z"),
             })
             .await
-            .then_expect_error(ReferralError::NotAllowed {
-                current: "cancelled",
-                wanted: "accepted",
-            });
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![received()])
+            .when_async(ReferralCommand::MarkOverdue {
+                kind: DueKind::Acceptance,
+                now: t("2026-11-20T19:30:00Z"),
+            })
+            .await
+            .then_expect_events(vec![overdue.clone()]);
+        Given::with(())
+            .given(vec![received(), overdue])
+            .when_async(ReferralCommand::MarkOverdue {
+                kind: DueKind::Acceptance,
+                now: t("2026-11-25T00:00:00Z"),
+            })
+            .await
+            .then_expect_events(vec![]);
+    }
+
+    #[tokio::test]
+    async fn an_accepted_referral_is_not_overdue_for_acceptance() {
+        Given::with(())
+            .given(vec![received(), accepted()])
+            .when_async(ReferralCommand::MarkOverdue {
+                kind: DueKind::Acceptance,
+                now: t("2026-11-25T00:00:00Z"),
+            })
+            .await
+            .then_expect_events(vec![]);
     }
 
     #[tokio::test]

@@ -2,28 +2,50 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{MatchingInputs, Priority};
+use super::{DueKind, Received, RejectReason};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReferralCommand {
-    /// Intake submitted the referral (from ReferralSubmitted).
-    Receive {
-        referral_id: String,
-        person_ref: String,
-        facility: String,
-        discharged_at: DateTime<Utc>,
-        priority: Priority,
-        matching: MatchingInputs,
-    },
+    /// Intake submitted the referral (from ReferralSubmitted). Due times are computed
+    /// by the caller from the configured policy.
+    Receive(Received),
     /// A peer took the referral on (from PeerAssigned).
-    Accept { peer_id: String },
+    Accept {
+        peer_id: String,
+    },
     /// Nobody fits right now (from AssignmentWaitlisted).
-    Waitlist { reason: String },
+    Waitlist {
+        reason: String,
+    },
     /// The person was reached (from ContactRecorded with outcome reached).
     StartFollowUp {
         contact_id: String,
         occurred_at: DateTime<Utc>,
     },
-    /// A coordinator or the referring hospital withdrew the referral.
-    Cancel { reason: String },
+    Reject {
+        code: RejectReason,
+        reason: Option<String>,
+    },
+    Hold {
+        reason: String,
+    },
+    Resume {
+        reason: String,
+    },
+    Cancel {
+        reason: String,
+    },
+    EnterInError {
+        reason: String,
+    },
+    /// Back to matching after a reject; `allowed` is the configuration's word.
+    Reroute {
+        reason: String,
+        allowed: bool,
+    },
+    /// The deadline check: marks `kind` overdue if it is due by `now` and still unmet.
+    MarkOverdue {
+        kind: DueKind,
+        now: DateTime<Utc>,
+    },
 }

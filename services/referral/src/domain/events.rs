@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use super::Priority;
+use super::{Priority, Status};
 
 /// The non-identifying inputs peer matching may use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -22,17 +22,52 @@ pub struct MatchingInputs {
     pub needs: Vec<String>,
 }
 
+/// A referral as received (also what a reroute sends back to matching).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Received {
+    pub referral_id: String,
+    pub person_ref: String,
+    pub facility: String,
+    pub discharged_at: DateTime<Utc>,
+    pub priority: Priority,
+    pub acceptance_due_at: DateTime<Utc>,
+    pub first_contact_due_at: DateTime<Utc>,
+    pub matching: MatchingInputs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    NoCapacity,
+    OutOfArea,
+    DeclinedByPerson,
+    UnableToReach,
+    Other,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::NoCapacity => "no_capacity",
+            RejectReason::OutOfArea => "out_of_area",
+            RejectReason::DeclinedByPerson => "declined_by_person",
+            RejectReason::UnableToReach => "unable_to_reach",
+            RejectReason::Other => "other",
+        }
+    }
+}
+
+/// Which deadline was missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DueKind {
+    Acceptance,
+    FirstContact,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ReferralEvent {
-    ReferralReceived {
-        referral_id: String,
-        person_ref: String,
-        facility: String,
-        discharged_at: DateTime<Utc>,
-        priority: Priority,
-        first_contact_due_at: DateTime<Utc>,
-        matching: MatchingInputs,
-    },
+    ReferralReceived(Received),
     ReferralWaitlisted {
         reason: String,
     },
@@ -45,8 +80,39 @@ pub enum ReferralEvent {
         occurred_at: DateTime<Utc>,
         facility: String,
     },
+    ReferralRejected {
+        code: RejectReason,
+        reason: Option<String>,
+        facility: String,
+    },
+    ReferralHeld {
+        from: Status,
+        reason: String,
+        facility: String,
+    },
+    ReferralResumed {
+        to: Status,
+        reason: String,
+        facility: String,
+    },
     ReferralCancelled {
         reason: String,
+        facility: String,
+    },
+    ReferralEnteredInError {
+        from: Status,
+        reason: String,
+        facility: String,
+    },
+    /// Sent back to matching after a reject: attempt 2, 3, ...
+    ReferralRerouted {
+        attempt: u32,
+        reason: String,
+        referral: Received,
+    },
+    ReferralOverdue {
+        kind: DueKind,
+        due_at: DateTime<Utc>,
         facility: String,
     },
 }
@@ -54,16 +120,43 @@ pub enum ReferralEvent {
 impl DomainEvent for ReferralEvent {
     fn event_type(&self) -> String {
         match self {
-            ReferralEvent::ReferralReceived { .. } => "ReferralReceived",
+            ReferralEvent::ReferralReceived(_) => "ReferralReceived",
             ReferralEvent::ReferralWaitlisted { .. } => "ReferralWaitlisted",
             ReferralEvent::ReferralAccepted { .. } => "ReferralAccepted",
             ReferralEvent::FollowUpStarted { .. } => "FollowUpStarted",
+            ReferralEvent::ReferralRejected { .. } => "ReferralRejected",
+            ReferralEvent::ReferralHeld { .. } => "ReferralHeld",
+            ReferralEvent::ReferralResumed { .. } => "ReferralResumed",
             ReferralEvent::ReferralCancelled { .. } => "ReferralCancelled",
+            ReferralEvent::ReferralEnteredInError { .. } => "ReferralEnteredInError",
+            ReferralEvent::ReferralRerouted { .. } => "ReferralRerouted",
+            ReferralEvent::ReferralOverdue { .. } => "ReferralOverdue",
         }
         .to_string()
     }
 
     fn event_version(&self) -> String {
         "1".to_string()
+    }
+}
+
+impl ReferralEvent {
+    /// The status the referral has after this event, when it changes it.
+    pub fn new_status(&self) -> Option<Status> {
+        Some(match self {
+            ReferralEvent::ReferralReceived(_) | ReferralEvent::ReferralRerouted { .. } => {
+                Status::Received
+            }
+            ReferralEvent::ReferralAccepted { .. } => Status::Accepted,
+            ReferralEvent::FollowUpStarted { .. } => Status::InProgress,
+            ReferralEvent::ReferralRejected { .. } => Status::Rejected,
+            ReferralEvent::ReferralHeld { .. } => Status::OnHold,
+            ReferralEvent::ReferralResumed { to, .. } => *to,
+            ReferralEvent::ReferralCancelled { .. } => Status::Cancelled,
+            ReferralEvent::ReferralEnteredInError { .. } => Status::EnteredInError,
+            ReferralEvent::ReferralWaitlisted { .. } | ReferralEvent::ReferralOverdue { .. } => {
+                return None;
+            }
+        })
     }
 }

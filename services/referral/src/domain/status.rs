@@ -1,6 +1,5 @@
 //! Referral statuses (FHIR Task, SDOH Clinical Care IG) and priorities.
 
-use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -69,16 +68,6 @@ impl Priority {
             Priority::Urgent => "urgent",
             Priority::Routine => "routine",
         }
-    }
-
-    /// When the first contact is due: asap 24 h, urgent 48 h, routine 72 h after discharge.
-    pub fn first_contact_due(self, discharged_at: DateTime<Utc>) -> DateTime<Utc> {
-        discharged_at
-            + match self {
-                Priority::Asap => Duration::hours(24),
-                Priority::Urgent => Duration::hours(48),
-                Priority::Routine => Duration::hours(72),
-            }
     }
 
     pub fn to_proto(self) -> careloop_events::v1::Priority {

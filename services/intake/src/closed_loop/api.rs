@@ -1,0 +1,115 @@
+//! Configuring a facility's webhook and reading its delivery log.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use careloop_web::{ApiJson, Principal, Problem, Role};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+pub fn routes(pool: PgPool) -> Router {
+    Router::new()
+        .route("/v1/facilities/{facility}/webhook", put(configure))
+        .route(
+            "/v1/facilities/{facility}/webhook/deliveries",
+            get(deliveries),
+        )
+        .with_state(pool)
+}
+
+/// Admins for any facility; a hospital for its own.
+fn authorize(principal: &Principal, facility: &str) -> Result<(), Problem> {
+    principal.require(&[Role::Admin, Role::Hospital])?;
+    if principal.may_see_facility(facility) {
+        Ok(())
+    } else {
+        Err(Problem::forbidden("another facility's webhook"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookRequest {
+    url: String,
+    secret: String,
+}
+
+async fn configure(
+    State(pool): State<PgPool>,
+    principal: Principal,
+    Path(facility): Path<String>,
+    ApiJson(body): ApiJson<WebhookRequest>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    authorize(&principal, &facility)?;
+    let url = body.url.trim();
+    if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2000 {
+        return Err(Problem::invalid("url", "url must be an http(s) URL"));
+    }
+    if body.secret.len() < 16 {
+        return Err(Problem::invalid(
+            "secret",
+            "secret must be at least 16 characters",
+        ));
+    }
+    sqlx::query(
+        "INSERT INTO intake.facility_webhooks (facility, url, secret) VALUES ($1, $2, $3)
+         ON CONFLICT (facility) DO UPDATE SET url = $2, secret = $3, updated_at = now()",
+    )
+    .bind(&facility)
+    .bind(url)
+    .bind(&body.secret)
+    .execute(&pool)
+    .await
+    .map_err(Problem::internal)?;
+    Ok(Json(serde_json::json!({"facility": facility, "url": url})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliveriesQuery {
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+struct DeliveryRow {
+    id: i64,
+    event_id: String,
+    referral_id: String,
+    status: String,
+    state: String,
+    attempts: i32,
+    next_attempt_at: DateTime<Utc>,
+    delivered_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    attempt_log: serde_json::Value,
+}
+
+async fn deliveries(
+    State(pool): State<PgPool>,
+    principal: Principal,
+    Path(facility): Path<String>,
+    Query(q): Query<DeliveriesQuery>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    authorize(&principal, &facility)?;
+    let rows: Vec<DeliveryRow> = sqlx::query_as(
+        "SELECT d.id, d.event_id, d.referral_id, d.status, d.state, d.attempts,
+                d.next_attempt_at, d.delivered_at, d.created_at,
+                COALESCE((SELECT jsonb_agg(jsonb_build_object('attempt', a.attempt, 'at', a.at,
+                            'status_code', a.status_code, 'error', a.error,
+                            'duration_ms', a.duration_ms) ORDER BY a.attempt)
+                          FROM intake.webhook_attempts a WHERE a.delivery_id = d.id), '[]')
+                    AS attempt_log
+         FROM intake.webhook_deliveries d
+         WHERE d.facility = $1 AND ($2::text IS NULL OR d.state = $2)
+         ORDER BY d.id DESC LIMIT $3",
+    )
+    .bind(&facility)
+    .bind(&q.state)
+    .bind(q.limit.unwrap_or(100).clamp(1, 500))
+    .fetch_all(&pool)
+    .await
+    .map_err(Problem::internal)?;
+    Ok(Json(serde_json::json!({ "items": rows })))
+}

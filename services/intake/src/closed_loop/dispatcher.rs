@@ -1,0 +1,141 @@
+//! Sends due webhook deliveries: signed, with a timeout, retried with exponential
+//! backoff (base × 2^(attempt-1), at most an hour apart) until delivered or until
+//! `MAX_ATTEMPTS`, when the delivery is marked failed and stays visible.
+//!
+//! Deliveries are claimed with `FOR UPDATE SKIP LOCKED`, so several instances share
+//! the work without sending one delivery twice at the same time.
+
+use std::time::{Duration, Instant};
+
+use careloop_backbone::Shutdown;
+use sqlx::PgPool;
+
+use super::signature;
+
+pub const MAX_ATTEMPTS: i32 = 12;
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    pub pool: PgPool,
+    pub http: reqwest::Client,
+    pub retry_base: Duration,
+}
+
+impl Dispatcher {
+    pub fn new(pool: PgPool, retry_base: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .user_agent("careloop-webhooks/1")
+            .build()
+            .expect("HTTP client");
+        Dispatcher {
+            pool,
+            http,
+            retry_base,
+        }
+    }
+
+    /// Sends the deliveries due now; returns how many it attempted.
+    pub async fn run_once(&self) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let due: Vec<(i64, String, i32, String, String)> = sqlx::query_as(
+            "SELECT d.id, d.body, d.attempts, w.url, w.secret
+             FROM intake.webhook_deliveries d
+             JOIN intake.facility_webhooks w ON w.facility = d.facility
+             WHERE d.state = 'pending' AND d.next_attempt_at <= now()
+             ORDER BY d.next_attempt_at, d.id
+             LIMIT 20
+             FOR UPDATE OF d SKIP LOCKED",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, body, attempts, url, secret) in &due {
+            let attempt = attempts + 1;
+            let started = Instant::now();
+            let header = signature::sign(secret, chrono::Utc::now().timestamp(), body);
+            let result = self
+                .http
+                .post(url)
+                .header("Content-Type", "application/json")
+                .header(signature::HEADER, header)
+                .header("Careloop-Delivery", id.to_string())
+                .body(body.clone())
+                .send()
+                .await;
+            let elapsed = started.elapsed().as_millis() as i32;
+            let (code, error) = match &result {
+                Ok(res) if res.status().is_success() => (Some(res.status().as_u16() as i32), None),
+                Ok(res) => (
+                    Some(res.status().as_u16() as i32),
+                    Some(format!("answered {}", res.status())),
+                ),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            sqlx::query(
+                "INSERT INTO intake.webhook_attempts (delivery_id, attempt, status_code, error, duration_ms)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(attempt)
+            .bind(code)
+            .bind(&error)
+            .bind(elapsed)
+            .execute(&mut *tx)
+            .await?;
+            if error.is_none() {
+                sqlx::query(
+                    "UPDATE intake.webhook_deliveries SET state = 'delivered', attempts = $2,
+                        delivered_at = now() WHERE id = $1",
+                )
+                .bind(id)
+                .bind(attempt)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                let state = if attempt >= MAX_ATTEMPTS {
+                    "failed"
+                } else {
+                    "pending"
+                };
+                let delay = self.backoff(attempt);
+                tracing::warn!(delivery = id, attempt, state, "webhook delivery failed");
+                sqlx::query(
+                    "UPDATE intake.webhook_deliveries SET state = $2, attempts = $3,
+                        next_attempt_at = now() + $4 * interval '1 millisecond' WHERE id = $1",
+                )
+                .bind(id)
+                .bind(state)
+                .bind(attempt)
+                .bind(delay.as_millis() as f64)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(due.len())
+    }
+
+    /// The wait after the `attempt`-th failure.
+    pub fn backoff(&self, attempt: i32) -> Duration {
+        let factor = 2u32.saturating_pow((attempt - 1).clamp(0, 20) as u32);
+        (self.retry_base * factor).min(Duration::from_secs(3600))
+    }
+
+    pub async fn run(self, mut shutdown: Shutdown) {
+        while !shutdown.is_triggered() {
+            let sent = match self.run_once().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "webhook dispatch failed; will retry");
+                    0
+                }
+            };
+            if sent == 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = shutdown.wait() => {}
+                }
+            }
+        }
+    }
+}

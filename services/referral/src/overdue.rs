@@ -1,0 +1,67 @@
+//! The deadline check: referrals past their acceptance or first-contact due time are
+//! marked overdue, once, with a ReferralOverdue event.
+//!
+//! Nothing is kept in memory: each pass asks the read model which open referrals are
+//! past a due time and not yet marked, and sends MarkOverdue, which the aggregate
+//! decides against its own state. So a restart between the due time and the check
+//! only delays the mark, and two instances checking at once produce one event (the
+//! second finds it marked, or loses the optimistic lock and then finds it marked).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use careloop_backbone::store::{self, Cqrs};
+use careloop_backbone::{Metadata, Shutdown};
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::domain::{DueKind, Referral, ReferralCommand};
+
+#[derive(Clone)]
+pub struct OverdueCheck {
+    pub pool: PgPool,
+    pub cqrs: Arc<Cqrs<Referral>>,
+}
+
+impl OverdueCheck {
+    /// One pass as of `now` (the injectable clock); returns how many referrals it
+    /// asked to mark.
+    pub async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        let due: Vec<(String, String)> = sqlx::query_as(
+            "SELECT referral_id, 'acceptance' FROM referral.referrals
+             WHERE status = 'received' AND NOT acceptance_overdue AND acceptance_due_at <= $1
+             UNION ALL
+             SELECT referral_id, 'first_contact' FROM referral.referrals
+             WHERE status IN ('received', 'accepted') AND NOT first_contact_overdue
+               AND first_contact_due_at <= $1
+             LIMIT 500",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let meta = Metadata::new(uuid::Uuid::new_v4().to_string()).actor("deadline check");
+        for (id, kind) in &due {
+            let kind = if kind == "acceptance" {
+                DueKind::Acceptance
+            } else {
+                DueKind::FirstContact
+            };
+            let cmd = ReferralCommand::MarkOverdue { kind, now };
+            store::tolerate_refusal(store::execute(&self.cqrs, id, cmd, &meta).await)?;
+        }
+        Ok(due.len())
+    }
+
+    /// Checks every `every` until shutdown.
+    pub async fn run(self, every: Duration, mut shutdown: Shutdown) {
+        while !shutdown.is_triggered() {
+            if let Err(e) = self.run_once(Utc::now()).await {
+                tracing::warn!(error = %format!("{e:#}"), "deadline check failed; will retry");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.wait() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Due-time policy: how long after discharge a referral should be accepted and the
+//! person first contacted, per priority. Written `asap=4h,urgent=12h,routine=24h`
+//! (units `m`, `h` or `d`).
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueTimes {
+    pub asap: Duration,
+    pub urgent: Duration,
+    pub routine: Duration,
+}
+
+impl DueTimes {
+    pub fn for_priority(&self, priority: &str) -> Duration {
+        match priority {
+            "asap" => self.asap,
+            "urgent" => self.urgent,
+            _ => self.routine,
+        }
+    }
+}
+
+impl TryFrom<&str> for DueTimes {
+    type Error = String;
+
+    fn try_from(value: &str) -> Result<Self, Self::Error> {
+        let (mut asap, mut urgent, mut routine) = (None, None, None);
+        for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, amount) = part
+                .split_once('=')
+                .ok_or_else(|| format!("expected priority=duration, got {part:?}"))?;
+            let d = parse_duration(amount.trim())
+                .ok_or_else(|| format!("{amount:?} is not a duration like 24h, 90m or 3d"))?;
+            match key.trim() {
+                "asap" => asap = Some(d),
+                "urgent" => urgent = Some(d),
+                "routine" => routine = Some(d),
+                other => return Err(format!("unknown priority {other:?}")),
+            }
+        }
+        match (asap, urgent, routine) {
+            (Some(asap), Some(urgent), Some(routine)) => Ok(DueTimes {
+                asap,
+                urgent,
+                routine,
+            }),
+            _ => Err("give all three: asap=..,urgent=..,routine=..".into()),
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Option<Duration> {
+    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit {
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_form() {
+        let d = DueTimes::try_from("asap=24h, urgent=2d,routine=90m").unwrap();
+        assert_eq!(d.asap, Duration::from_secs(86_400));
+        assert_eq!(d.urgent, Duration::from_secs(2 * 86_400));
+        assert_eq!(d.routine, Duration::from_secs(5_400));
+        assert!(DueTimes::try_from("asap=24h").is_err());
+        assert!(DueTimes::try_from("asap=soon,urgent=1h,routine=1h").is_err());
+    }
+}
