@@ -49,7 +49,10 @@ impl EventHandler for Handlers {
                         needs: m.needs,
                     },
                 };
-                (s.referral_id.clone(), ReferralCommand::Receive(received))
+                (
+                    s.referral_id.clone(),
+                    ReferralCommand::Receive(Box::new(received)),
+                )
             }
             Payload::PeerAssigned(a) => (
                 a.referral_id.clone(),

@@ -96,14 +96,7 @@ async fn coordinator_actions_follow_the_status_machine() {
     )
     .await;
     assert_eq!((s, r["status"].as_str()), (200, Some("entered-in-error")));
-    let (s, _) = act(
-        &app,
-        &c,
-        &"nope".to_string(),
-        "hold",
-        json!({"reason": "x"}),
-    )
-    .await;
+    let (s, _) = act(&app, &c, "nope", "hold", json!({"reason": "x"})).await;
     assert_eq!(s, 404);
 
     let view = eventually("the timeline complete", WAIT, || async {
@@ -391,7 +384,7 @@ async fn status_changes_reach_the_hospital_webhook_despite_failures() {
         },
     )
     .await;
-    let r = receiver.lock().unwrap();
+    let r = std::mem::take(&mut *receiver.lock().unwrap());
     assert_eq!(r.bad_signatures, 0);
     let mut statuses: Vec<&str> = r
         .accepted
@@ -412,6 +405,5 @@ async fn status_changes_reach_the_hospital_webhook_despite_failures() {
         .filter(|a| a["status_code"] == 204)
         .count();
     assert_eq!((failures, successes), (2, 2), "{log:?}");
-    drop(r);
     app.shutdown().await;
 }

@@ -67,7 +67,7 @@ impl Aggregate for Referral {
         use ReferralEvent as E;
         let Some(received) = self.received.clone() else {
             if let C::Receive(r) = command {
-                sink.write(E::ReferralReceived(r), self).await;
+                sink.write(E::ReferralReceived(*r), self).await;
                 return Ok(());
             }
             return Err(ReferralError::NotFound);
@@ -455,7 +455,7 @@ mod tests {
     async fn a_redelivered_submission_changes_nothing() {
         Given::with(())
             .given(vec![received()])
-            .when_async(ReferralCommand::Receive(received_data()))
+            .when_async(ReferralCommand::Receive(Box::new(received_data())))
             .await
             .then_expect_events(vec![]);
     }

@@ -8,7 +8,7 @@ use super::{DueKind, Received, RejectReason};
 pub enum ReferralCommand {
     /// Intake submitted the referral (from ReferralSubmitted). Due times are computed
     /// by the caller from the configured policy.
-    Receive(Received),
+    Receive(Box<Received>),
     /// A peer took the referral on (from PeerAssigned).
     Accept {
         peer_id: String,
