@@ -16,8 +16,9 @@ use sqlx::PgPool;
 
 use crate::domain::{
     Consent, Identifier, Person, PersonCommand, PersonDetails, PersonName, Preferences,
-    ReferralSubmission, RiskLevel, SubmissionCommand, Submitted,
+    ReferralSubmission, RiskLevel, SubmissionCommand, SubmissionError, Submitted,
 };
+use cqrs_es::AggregateError;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -184,6 +185,9 @@ async fn submit(
             Some(Claim::Fresh(key)) => Some(key),
             None => None,
         };
+    if let Some(key) = &key {
+        valid.submitted.referral_id = key.derived_id().to_string();
+    }
     let result = record(&s, &mut valid, &correlation, &principal).await;
     let referral_id = match result {
         Ok(id) => id,
@@ -222,13 +226,18 @@ async fn record(
     .map_err(store::to_problem)?;
     valid.submitted.person_ref = person_ref;
     let referral_id = valid.submitted.referral_id.clone();
-    store::execute(
+    let submitted = store::execute(
         &s.submissions,
         &referral_id,
         SubmissionCommand::Submit(valid.submitted.clone()),
         &meta,
     )
-    .await
-    .map_err(store::to_problem)?;
-    Ok(referral_id)
+    .await;
+    match submitted {
+        // A retry that took over an unfinished Idempotency-Key finds the work done.
+        Ok(()) | Err(AggregateError::UserError(SubmissionError::AlreadySubmitted)) => {
+            Ok(referral_id)
+        }
+        Err(e) => Err(store::to_problem(e)),
+    }
 }

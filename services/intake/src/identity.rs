@@ -5,23 +5,40 @@ use uuid::Uuid;
 
 use crate::domain::Identifier;
 
-/// The `person_ref` of the person holding any of `identifiers`, or a new one. Every
-/// identifier is then indexed to it. When two requests for a new person race, the
-/// first insert wins and both read back the same `person_ref`.
+/// The `person_ref` of the person holding any of `identifiers`, or a new one; every
+/// identifier not yet known is then indexed to it.
+///
+/// Concurrent requests naming the same identifiers are serialised by advisory locks
+/// on each identifier, taken in sorted order (so two requests never wait on each
+/// other in a cycle): the second sees what the first wrote, and one person never
+/// becomes two. When the identifiers already belong to two different people, the
+/// one holding the first identifier listed wins; merging people is left to a
+/// coordinator.
 pub async fn resolve(pool: &PgPool, identifiers: &[Identifier]) -> sqlx::Result<Uuid> {
     let systems: Vec<&str> = identifiers.iter().map(|i| i.system.as_str()).collect();
     let values: Vec<&str> = identifiers.iter().map(|i| i.value.as_str()).collect();
     let mut tx = pool.begin().await?;
-    let found: Option<Uuid> = sqlx::query_scalar(
-        "SELECT person_ref FROM intake.person_identifiers
-         WHERE (system, value) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-         ORDER BY person_ref LIMIT 1",
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(k) FROM (
+             SELECT DISTINCT hashtextextended('careloop.identifier:' || s || '|' || v, 0) AS k
+             FROM unnest($1::text[], $2::text[]) AS t(s, v)) locks
+         ORDER BY k",
     )
     .bind(&systems)
     .bind(&values)
-    .fetch_optional(&mut *tx)
+    .execute(&mut *tx)
     .await?;
-    let candidate = found.unwrap_or_else(Uuid::new_v4);
+    let known: Vec<(i32, Uuid)> = sqlx::query_as(
+        "SELECT t.n::int4, p.person_ref
+         FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(s, v, n)
+         JOIN intake.person_identifiers p ON p.system = t.s AND p.value = t.v
+         ORDER BY t.n",
+    )
+    .bind(&systems)
+    .bind(&values)
+    .fetch_all(&mut *tx)
+    .await?;
+    let person_ref = known.first().map(|(_, p)| *p).unwrap_or_else(Uuid::new_v4);
     sqlx::query(
         "INSERT INTO intake.person_identifiers (system, value, person_ref)
          SELECT s, v, $3 FROM unnest($1::text[], $2::text[]) AS t(s, v)
@@ -29,15 +46,8 @@ pub async fn resolve(pool: &PgPool, identifiers: &[Identifier]) -> sqlx::Result<
     )
     .bind(&systems)
     .bind(&values)
-    .bind(candidate)
+    .bind(person_ref)
     .execute(&mut *tx)
-    .await?;
-    let person_ref: Uuid = sqlx::query_scalar(
-        "SELECT person_ref FROM intake.person_identifiers WHERE system = $1 AND value = $2",
-    )
-    .bind(systems[0])
-    .bind(values[0])
-    .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(person_ref)

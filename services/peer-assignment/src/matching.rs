@@ -92,7 +92,9 @@ impl Matcher {
         let a = store::load(&self.assignment_store, referral_id)
             .await
             .map_err(err)?;
-        if let Some(peer) = a.released_peer {
+        // Never free a slot the current attempt holds with the same peer again.
+        let current = [a.proposed.as_ref(), a.assigned.as_ref()];
+        if let Some(peer) = a.released_peer.filter(|p| !current.contains(&Some(p))) {
             let cmd = PeerCommand::ReleaseSlot {
                 referral_id: referral_id.to_string(),
             };

@@ -9,7 +9,7 @@ use careloop_config::DueTimes;
 use careloop_events::{Payload, from_timestamp};
 use sqlx::PgConnection;
 
-use crate::domain::{MatchingInputs, Priority, Received, Referral, ReferralCommand};
+use crate::domain::{MatchingInputs, Priority, Received, Referral, ReferralCommand, ReferralError};
 
 pub struct Handlers {
     pub cqrs: Arc<Cqrs<Referral>>,
@@ -75,6 +75,11 @@ impl EventHandler for Handlers {
             ),
             _ => return Ok(()),
         };
-        store::tolerate_refusal(store::execute(&self.cqrs, &id, command, &meta).await)
+        let result = store::execute(&self.cqrs, &id, command, &meta).await;
+        if let Err(cqrs_es::AggregateError::UserError(ReferralError::NotAcceptedYet)) = &result {
+            // PeerAssigned is on its way through the other consumer: try again.
+            anyhow::bail!("referral {id} reached before its assignment arrived");
+        }
+        store::tolerate_refusal(result)
     }
 }

@@ -84,3 +84,14 @@ CREATE TABLE {schema}.idempotency_keys (
     created_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (scope, key)
 );
+
+-- Handler failures per message, counted by careloop (not by JetStream deliveries, which
+-- also count the waits for an earlier event): at max_deliver the message is dead-lettered.
+CREATE TABLE {schema}.consumer_failures (
+    consumer   text NOT NULL,
+    event_id   text NOT NULL,
+    failures   int NOT NULL,
+    last_error text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, event_id)
+);

@@ -2,18 +2,25 @@
 //! per-aggregate order, and dead-letter what keeps failing.
 //!
 //! For each message, in one Postgres transaction:
-//! 1. lock this consumer's position row for the source aggregate (`FOR UPDATE`);
-//! 2. a sequence at or below the position is a duplicate (redelivery, re-send): ack;
+//! 1. take this consumer's lock for the source aggregate (an advisory transaction
+//!    lock: unlike a row lock it gives the transaction no id, so it does not hold back
+//!    outbox readers while the handler runs);
+//! 2. a sequence at or below the stored position is a duplicate (redelivery, re-send):
+//!    ack;
 //! 3. a `previous_sequence` above the position means an earlier event of the same
 //!    aggregate is still in flight at another instance: nak with a short delay, so
-//!    the order per aggregate holds with any number of instances;
+//!    the order per aggregate holds with any number of instances (after
+//!    [`STALL_LIMIT`] in the stream the event is applied anyway, with an error logged,
+//!    rather than stalling its aggregate for ever);
 //! 4. otherwise run the handler, move the position to the event's sequence and commit
 //!    both together, then ack. Ack comes only after the commit.
 //!
-//! A handler error rolls everything back and the message is redelivered with backoff;
-//! once it has been delivered `max_deliver` times it is written whole to the
-//! dead-letter table (with the position moved past it, in the same transaction),
-//! `careloop_dead_letters_total` goes up, and the consumer goes on.
+//! A handler error rolls everything back, is counted in `consumer_failures`, and the
+//! message is redelivered with backoff. After `max_deliver` handler failures (waits
+//! for an earlier event and infrastructure errors outside the handler do not count)
+//! it is written whole to the dead-letter table, with the position moved past it in
+//! the same transaction; `careloop_dead_letters_total` goes up and the consumer goes
+//! on.
 //!
 //! Handlers that send commands to the service's aggregates (a separate transaction in
 //! cqrs-es) must make those commands idempotent: if the process dies after the
@@ -36,6 +43,10 @@ use tracing::Instrument;
 use crate::metrics;
 use crate::shutdown::Shutdown;
 use crate::store::Metadata;
+
+/// How long an event may wait in the stream for its predecessor before it is applied
+/// anyway. Only a lost or unpublishable predecessor waits this long.
+pub const STALL_LIMIT: Duration = Duration::from_secs(600);
 
 /// A decoded integration event.
 #[derive(Debug, Clone)]
@@ -104,11 +115,11 @@ impl Consumer {
             schema,
             source,
             handler,
-            max_deliver: 5,
+            max_deliver: 10,
         }
     }
 
-    /// Deliveries after which a failing message is dead-lettered (default 5).
+    /// Handler failures after which a message is dead-lettered (default 10).
     pub fn max_deliver(mut self, n: i64) -> Self {
         self.max_deliver = n.max(1);
         self
@@ -186,9 +197,15 @@ impl Consumer {
     }
 
     async fn deliver(&self, msg: jetstream::Message) {
-        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+        let (delivered, in_stream_for) = match msg.info() {
+            Ok(i) => {
+                let age = time::OffsetDateTime::now_utc() - i.published;
+                (i.delivered, age.try_into().unwrap_or_default())
+            }
+            Err(_) => (1, Duration::ZERO),
+        };
         let outcome = self
-            .process(msg.subject.as_str(), &msg.payload, delivered)
+            .process(msg.subject.as_str(), &msg.payload, delivered, in_stream_for)
             .await;
         let ack = match &outcome {
             Outcome::Applied | Outcome::Duplicate | Outcome::DeadLettered => AckKind::Ack,
@@ -204,23 +221,25 @@ impl Consumer {
         }
     }
 
-    /// Handles one delivery of `bytes` (the `delivered`-th). Public so tests can
-    /// redeliver a message exactly as JetStream would.
-    pub async fn process(&self, subject: &str, bytes: &[u8], delivered: i64) -> Outcome {
+    /// Handles one delivery of `bytes` (the `delivered`-th, `in_stream_for` after it
+    /// was published). Public so tests can redeliver a message as JetStream would.
+    pub async fn process(
+        &self,
+        subject: &str,
+        bytes: &[u8],
+        delivered: i64,
+        in_stream_for: Duration,
+    ) -> Outcome {
         let envelope = match Envelope::decode(bytes) {
             Ok(e) => e,
             Err(e) => {
+                let error = format!("undecodable: {e}");
                 return self
-                    .dead_letter(
-                        subject,
-                        None,
-                        bytes,
-                        &format!("undecodable: {e}"),
-                        delivered,
-                    )
+                    .dead_letter(subject, None, bytes, &error, delivered)
                     .await;
             }
         };
+        let stalled = in_stream_for > STALL_LIMIT;
         let span = tracing::info_span!(
             "consume",
             consumer = %self.durable_name(),
@@ -231,26 +250,32 @@ impl Consumer {
             let Some(payload) = envelope.payload.clone() else {
                 // A payload this build does not know (a newer producer): nothing to do.
                 tracing::debug!("unknown payload; skipped");
-                return match self.apply(&envelope, None).await {
+                return match self.apply(&envelope, None, stalled).await {
                     Ok(o) => o,
-                    Err(e) => Outcome::Failed(format!("{e:#}")),
+                    Err(e) => Outcome::Failed(format!("{:#}", e.error())),
                 };
             };
             let incoming = Incoming {
                 envelope: envelope.clone(),
                 payload,
             };
-            match self.apply(&envelope, Some(&incoming)).await {
+            match self.apply(&envelope, Some(&incoming), stalled).await {
                 Ok(outcome) => outcome,
-                Err(e) if delivered >= self.max_deliver => {
-                    let err = format!("{e:#}");
-                    tracing::error!(error = %err, delivered, "giving up on a message");
-                    self.dead_letter(subject, Some(&envelope), bytes, &err, delivered)
-                        .await
-                }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), delivered, "handler failed; will retry");
+                Err(ApplyError::Infrastructure(e)) => {
+                    tracing::warn!(error = %format!("{e:#}"), "could not apply; will retry");
                     Outcome::Failed(format!("{e:#}"))
+                }
+                Err(ApplyError::Handler(e)) => {
+                    let err = format!("{e:#}");
+                    let failures = self.count_failure(&envelope, &err).await;
+                    if failures >= self.max_deliver {
+                        tracing::error!(error = %err, failures, "giving up on a message");
+                        self.dead_letter(subject, Some(&envelope), bytes, &err, failures)
+                            .await
+                    } else {
+                        tracing::warn!(error = %err, failures, "handler failed; will retry");
+                        Outcome::Failed(err)
+                    }
                 }
             }
         }
@@ -262,50 +287,68 @@ impl Consumer {
         &self,
         envelope: &Envelope,
         incoming: Option<&Incoming>,
-    ) -> anyhow::Result<Outcome> {
-        let mut tx = self.pool.begin().await?;
-        let last = self.lock_position(&mut tx, envelope).await?;
+        stalled: bool,
+    ) -> Result<Outcome, ApplyError> {
+        let infra = |e: sqlx::Error| ApplyError::Infrastructure(e.into());
+        let mut tx = self.pool.begin().await.map_err(infra)?;
+        let last = self.lock_position(&mut tx, envelope).await.map_err(infra)?;
         let seq = envelope.aggregate_sequence as i64;
         if seq <= last {
             return Ok(Outcome::Duplicate);
         }
         if envelope.previous_sequence as i64 > last {
-            return Ok(Outcome::NotYet);
+            if !stalled {
+                return Ok(Outcome::NotYet);
+            }
+            tracing::error!(
+                aggregate_id = %envelope.aggregate_id,
+                waiting_for = envelope.previous_sequence,
+                "an earlier event of this aggregate never arrived; applying this one anyway"
+            );
         }
         if let Some(incoming) = incoming {
-            self.handler.handle(incoming, &mut tx).await?;
+            self.handler
+                .handle(incoming, &mut tx)
+                .await
+                .map_err(ApplyError::Handler)?;
         }
-        self.set_position(&mut tx, envelope).await?;
-        tx.commit().await?;
+        self.set_position(&mut tx, envelope).await.map_err(infra)?;
+        tx.commit().await.map_err(infra)?;
         Ok(Outcome::Applied)
     }
 
+    /// Serialises this consumer's work on one source aggregate and reads how far it
+    /// got (0 when it has seen none of the aggregate's events).
     async fn lock_position(&self, tx: &mut PgConnection, env: &Envelope) -> sqlx::Result<i64> {
-        let s = self.schema;
-        sqlx::query(&format!(
-            "INSERT INTO {s}.consumer_positions (consumer, aggregate_type, aggregate_id, last_sequence)
-             VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING"
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!(
+                "careloop.consumer:{}:{}:{}:{}",
+                self.schema,
+                self.durable_name(),
+                env.aggregate_type,
+                env.aggregate_id
+            ))
+            .execute(&mut *tx)
+            .await?;
+        let last: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT last_sequence FROM {}.consumer_positions
+             WHERE consumer = $1 AND aggregate_type = $2 AND aggregate_id = $3",
+            self.schema
         ))
         .bind(self.durable_name())
         .bind(&env.aggregate_type)
         .bind(&env.aggregate_id)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        sqlx::query_scalar(&format!(
-            "SELECT last_sequence FROM {s}.consumer_positions
-             WHERE consumer = $1 AND aggregate_type = $2 AND aggregate_id = $3 FOR UPDATE"
-        ))
-        .bind(self.durable_name())
-        .bind(&env.aggregate_type)
-        .bind(&env.aggregate_id)
-        .fetch_one(&mut *tx)
-        .await
+        Ok(last.unwrap_or(0))
     }
 
     async fn set_position(&self, tx: &mut PgConnection, env: &Envelope) -> sqlx::Result<()> {
         sqlx::query(&format!(
-            "UPDATE {}.consumer_positions SET last_sequence = $4, updated_at = now()
-             WHERE consumer = $1 AND aggregate_type = $2 AND aggregate_id = $3",
+            "INSERT INTO {}.consumer_positions (consumer, aggregate_type, aggregate_id, last_sequence)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (consumer, aggregate_type, aggregate_id)
+             DO UPDATE SET last_sequence = $4, updated_at = now()",
             self.schema
         ))
         .bind(self.durable_name())
@@ -317,13 +360,32 @@ impl Consumer {
         Ok(())
     }
 
+    /// Counts one more handler failure of this message; returns the count so far.
+    async fn count_failure(&self, env: &Envelope, error: &str) -> i64 {
+        let counted: sqlx::Result<i32> = sqlx::query_scalar(&format!(
+            "INSERT INTO {}.consumer_failures (consumer, event_id, failures, last_error)
+             VALUES ($1, $2, 1, $3)
+             ON CONFLICT (consumer, event_id) DO UPDATE
+             SET failures = consumer_failures.failures + 1, last_error = $3, updated_at = now()
+             RETURNING failures",
+            self.schema
+        ))
+        .bind(self.durable_name())
+        .bind(&env.event_id)
+        .bind(error)
+        .fetch_one(&self.pool)
+        .await;
+        // If even counting fails, the database is in trouble: retry, never give up.
+        counted.map(i64::from).unwrap_or(0)
+    }
+
     async fn dead_letter(
         &self,
         subject: &str,
         envelope: Option<&Envelope>,
         bytes: &[u8],
         error: &str,
-        delivered: i64,
+        failures: i64,
     ) -> Outcome {
         let result: anyhow::Result<()> = async {
             let mut tx = self.pool.begin().await?;
@@ -350,7 +412,7 @@ impl Consumer {
             .bind(envelope.map(|e| e.aggregate_sequence as i64))
             .bind(bytes)
             .bind(error)
-            .bind(delivered)
+            .bind(failures)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -361,6 +423,21 @@ impl Consumer {
         match result {
             Ok(()) => Outcome::DeadLettered,
             Err(e) => Outcome::Failed(format!("dead-lettering failed: {e:#}")),
+        }
+    }
+}
+
+/// Why an event could not be applied: the handler said no (counted towards the
+/// dead-letter limit) or the infrastructure failed around it (retried, not counted).
+enum ApplyError {
+    Handler(anyhow::Error),
+    Infrastructure(anyhow::Error),
+}
+
+impl ApplyError {
+    fn error(&self) -> &anyhow::Error {
+        match self {
+            ApplyError::Handler(e) | ApplyError::Infrastructure(e) => e,
         }
     }
 }

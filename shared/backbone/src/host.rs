@@ -190,7 +190,11 @@ pub async fn run_one<S: Service>(make: impl FnOnce(&Backbone) -> S) -> anyhow::R
     careloop_telemetry::init();
     let settings = Settings::from_env()?;
     if settings.jwt_secret_is_dev_default {
-        tracing::warn!("CARELOOP_JWT_SECRET is not set: using the INSECURE dev default secret");
+        // Anyone could sign an admin token with the published dev secret: only
+        // `careloop dev` may run with it.
+        anyhow::bail!(
+            "CARELOOP_JWT_SECRET is not set; a service binary will not start with the dev default (use `careloop dev` on a laptop)"
+        );
     }
     let backbone = Backbone::connect(&settings).await?;
     let service = make(&backbone);

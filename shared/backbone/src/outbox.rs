@@ -7,7 +7,7 @@
 //! transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`): every such
 //! transaction has finished, and any transaction that commits later has a larger id.
 //!
-//! The cursor row is locked `FOR UPDATE` while a batch is handled, so two instances of
+//! The cursor is locked (an advisory transaction lock) while a batch is handled, so two instances of
 //! a relay or projection take turns instead of handling the same batch twice.
 
 use chrono::{DateTime, Utc};
@@ -49,23 +49,26 @@ pub struct Cursor {
 }
 
 /// Locks the cursor `name` (creating it at the start) for the rest of the transaction.
+///
+/// The lock is an advisory transaction lock, not `FOR UPDATE`: a row lock would give
+/// the transaction an id for its whole length (publishing to NATS, applying a batch),
+/// and an open transaction id holds back every reader on the server (see above).
 pub async fn lock_cursor(
     conn: &mut PgConnection,
     schema: &str,
     name: &str,
 ) -> sqlx::Result<Cursor> {
-    sqlx::query(&format!(
-        "INSERT INTO {schema}.cursors (name) VALUES ($1) ON CONFLICT DO NOTHING"
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("careloop.cursor:{schema}:{name}"))
+        .execute(&mut *conn)
+        .await?;
+    let row: Option<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT txid::text, position FROM {schema}.cursors WHERE name = $1"
     ))
     .bind(name)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    let (txid, position): (String, i64) = sqlx::query_as(&format!(
-        "SELECT txid::text, position FROM {schema}.cursors WHERE name = $1 FOR UPDATE"
-    ))
-    .bind(name)
-    .fetch_one(&mut *conn)
-    .await?;
+    let (txid, position) = row.unwrap_or_else(|| ("0".to_string(), 0));
     Ok(Cursor {
         name: name.to_string(),
         txid,
@@ -81,8 +84,8 @@ pub async fn advance_cursor(
     last: &StoredEvent,
 ) -> sqlx::Result<()> {
     sqlx::query(&format!(
-        "UPDATE {schema}.cursors SET txid = $2::xid8, position = $3, updated_at = now()
-         WHERE name = $1"
+        "INSERT INTO {schema}.cursors (name, txid, position) VALUES ($1, $2::xid8, $3)
+         ON CONFLICT (name) DO UPDATE SET txid = $2::xid8, position = $3, updated_at = now()"
     ))
     .bind(&cursor.name)
     .bind(&last.txid)

@@ -52,6 +52,8 @@ pub struct Batch {
     tx: Transaction<'static, Postgres>,
     cursor: Cursor,
     pub events: Vec<StoredEvent>,
+    /// Events of this batch parked as dead letters (counted once committed).
+    parked: u64,
 }
 
 const CURSOR: &str = "relay";
@@ -88,14 +90,31 @@ impl Relay {
         let cursor = outbox::lock_cursor(&mut tx, self.schema, CURSOR).await?;
         let events =
             outbox::read_after(&mut tx, self.schema, &cursor, Some(&self.types), BATCH).await?;
-        Ok(Batch { tx, cursor, events })
+        Ok(Batch {
+            tx,
+            cursor,
+            events,
+            parked: 0,
+        })
     }
 
     /// Publishes every event of `batch` and waits for JetStream to store each.
-    pub async fn publish(&self, batch: &Batch) -> anyhow::Result<()> {
+    ///
+    /// An event that cannot be turned into an integration event (a bug, or a stored
+    /// event this build cannot read) is parked in the dead-letter table, counted in
+    /// `careloop_dead_letters_total`, and skipped, instead of stopping the service's
+    /// publishing for good.
+    pub async fn publish(&self, batch: &mut Batch) -> anyhow::Result<()> {
         let mut acks = Vec::with_capacity(batch.events.len());
         for event in &batch.events {
-            let envelope = self.envelope(event)?;
+            let envelope = match self.envelope(event) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.park(&mut batch.tx, event, &format!("{e:#}")).await?;
+                    batch.parked += 1;
+                    continue;
+                }
+            };
             let subject = self
                 .namespace
                 .event_subject(self.service, &envelope.event_type);
@@ -116,6 +135,31 @@ impl Relay {
         Ok(())
     }
 
+    async fn park(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        event: &StoredEvent,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        tracing::error!(event_id = %event.event_id, event_type = %event.event_type, error, "event cannot be published; parked in dead_letters");
+        sqlx::query(&format!(
+            "INSERT INTO {}.dead_letters (consumer, subject, event_id, event_type, aggregate_type,
+                 aggregate_id, aggregate_sequence, message, error, deliveries)
+             VALUES ('relay', '', $1, $2, $3, $4, $5, $6, $7, 0)",
+            self.schema
+        ))
+        .bind(event.event_id.to_string())
+        .bind(&event.event_type)
+        .bind(&event.aggregate_type)
+        .bind(&event.aggregate_id)
+        .bind(event.sequence)
+        .bind(event.payload.to_string().into_bytes())
+        .bind(error)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
     /// Moves the cursor past the batch and releases the lock.
     pub async fn commit(&self, mut batch: Batch) -> anyhow::Result<usize> {
         let n = batch.events.len();
@@ -123,6 +167,9 @@ impl Relay {
             outbox::advance_cursor(&mut batch.tx, self.schema, &batch.cursor, last).await?;
         }
         batch.tx.commit().await?;
+        metrics::DEAD_LETTERS
+            .with_label_values(&[self.service])
+            .inc_by(batch.parked);
         Ok(n)
     }
 
@@ -130,11 +177,11 @@ impl Relay {
     pub async fn publish_pending(&self) -> anyhow::Result<usize> {
         let mut total = 0;
         loop {
-            let batch = self.next_batch().await?;
+            let mut batch = self.next_batch().await?;
             if batch.events.is_empty() {
                 return Ok(total);
             }
-            self.publish(&batch).await?;
+            self.publish(&mut batch).await?;
             total += self.commit(batch).await?;
         }
     }

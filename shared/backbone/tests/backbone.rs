@@ -162,12 +162,12 @@ async fn a_relay_crash_loses_nothing_and_duplicates_nothing() {
     append(&f.bb.pool, "a", 1, 5).await;
 
     let relay = f.relay();
-    let batch = eventually("a batch of all five events", WAIT, || async {
+    let mut batch = eventually("a batch of all five events", WAIT, || async {
         let batch = relay.next_batch().await.unwrap();
         (batch.events.len() == 5).then_some(batch)
     })
     .await;
-    relay.publish(&batch).await.unwrap();
+    relay.publish(&mut batch).await.unwrap();
     drop(batch); // the process dies here: the cursor never moved
     assert_eq!(f.stream_len().await, 5);
 
@@ -228,9 +228,12 @@ async fn a_redelivered_message_changes_nothing() {
     let consumer = f.consumer();
     let msg = pull_one(&f, &consumer).await;
 
-    assert_eq!(consumer.process(&msg.0, &msg.1, 1).await, Outcome::Applied);
     assert_eq!(
-        consumer.process(&msg.0, &msg.1, 2).await,
+        consumer.process(&msg.0, &msg.1, 1, Duration::ZERO).await,
+        Outcome::Applied
+    );
+    assert_eq!(
+        consumer.process(&msg.0, &msg.1, 2, Duration::ZERO).await,
         Outcome::Duplicate
     );
     assert_eq!(f.count("SELECT count(*) FROM demo.effects").await, 1);

@@ -144,6 +144,17 @@ impl Authenticator {
         if claims.exp < chrono::Utc::now().timestamp() {
             return Err("token has expired");
         }
+        // A hospital without a facility or a peer without a peer_id would slip
+        // through every per-facility and per-peer check.
+        match claims.role {
+            Role::Hospital if claims.facility.as_deref().is_none_or(str::is_empty) => {
+                return Err("a hospital token needs a facility claim");
+            }
+            Role::Peer if claims.peer_id.as_deref().is_none_or(str::is_empty) => {
+                return Err("a peer token needs a peer_id claim");
+            }
+            _ => {}
+        }
         Ok(claims)
     }
 
@@ -213,6 +224,21 @@ mod tests {
         let forged = B64.encode(br#"{"sub":"x","role":"admin","exp":99999999999}"#);
         parts[1] = &forged;
         assert!(auth.verify(&parts.join(".")).is_err());
+    }
+
+    #[test]
+    fn hospital_and_peer_tokens_need_their_scope_claim() {
+        let auth = Authenticator::new("0123456789abcdef0123");
+        let hospital = auth.issue(Role::Hospital, None, None, chrono::Duration::hours(1));
+        assert_eq!(
+            auth.verify(&hospital).unwrap_err(),
+            "a hospital token needs a facility claim"
+        );
+        let peer = auth.issue(Role::Peer, None, None, chrono::Duration::hours(1));
+        assert_eq!(
+            auth.verify(&peer).unwrap_err(),
+            "a peer token needs a peer_id claim"
+        );
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! `Idempotency-Key` on POSTs that create something: the same key with the same body
 //! gets the same answer without doing the work again; the same key with another body
 //! is refused (422). Keys live in the owning service's schema, per principal scope.
+//!
+//! A claim is a lease: if the request that claimed a key never finished (the process
+//! died, the client went away), a retry after [`LEASE`] takes the key over. Handlers
+//! derive the ids they create from the key ([`Key::derived_id`]), so a retry that
+//! takes over redoes the same work instead of creating a second record.
 
 use axum::http::{HeaderMap, StatusCode};
 use sha2::{Digest, Sha256};
@@ -9,6 +14,9 @@ use sqlx::PgPool;
 use crate::Problem;
 
 pub const HEADER: &str = "idempotency-key";
+
+/// How long an unfinished claim blocks retries of the same key.
+pub const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What a request with an `Idempotency-Key` should do.
 pub enum Claim {
@@ -56,12 +64,32 @@ pub async fn claim(
     .await
     .map_err(Problem::internal)?
     .rows_affected();
-    if inserted == 1 {
-        return Ok(Some(Claim::Fresh(Key {
+    let fresh = |table, key| {
+        Ok(Some(Claim::Fresh(Key {
             table,
             scope: scope.to_string(),
             key,
-        })));
+        })))
+    };
+    if inserted == 1 {
+        return fresh(table, key);
+    }
+    // An unfinished claim past its lease with the same body: take it over.
+    let taken_over = sqlx::query(&format!(
+        "UPDATE {table} SET created_at = now()
+         WHERE scope = $1 AND key = $2 AND request_hash = $3 AND status IS NULL
+           AND created_at < now() - $4 * interval '1 second'"
+    ))
+    .bind(scope)
+    .bind(&key)
+    .bind(&hash)
+    .bind(LEASE.as_secs_f64())
+    .execute(pool)
+    .await
+    .map_err(Problem::internal)?
+    .rows_affected();
+    if taken_over == 1 {
+        return fresh(table, key);
     }
     let (stored_hash, status, response): (String, Option<i32>, Option<serde_json::Value>) =
         sqlx::query_as(&format!(
@@ -90,6 +118,15 @@ pub async fn claim(
 }
 
 impl Key {
+    /// A stable id for what this request creates: the same key always gives the same
+    /// id, so work redone after a takeover finds what the first attempt wrote.
+    pub fn derived_id(&self) -> uuid::Uuid {
+        uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_URL,
+            format!("careloop:{}:{}:{}", self.table, self.scope, self.key).as_bytes(),
+        )
+    }
+
     /// Stores the answer so a retry gets it back.
     pub async fn complete(
         self,

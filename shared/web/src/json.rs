@@ -39,7 +39,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 /// Parses `bytes` as `T`, mapping errors to problem+json with the field path.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         match inner.classify() {
@@ -61,7 +61,11 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
                 Problem::invalid(field.clone(), format!("{field}: {}", strip_position(&msg)))
             }
         }
-    })
+    })?;
+    // Trailing bytes after the document are malformed input too.
+    de.end()
+        .map_err(|e| Problem::bad_request(format!("malformed JSON: {e}")))?;
+    Ok(value)
 }
 
 fn missing_field(msg: &str) -> Option<&str> {
@@ -108,6 +112,8 @@ mod tests {
         assert_eq!(p.field.as_deref(), Some("inner.extra"));
         assert!(p.detail.contains("extra"), "{}", p.detail);
         let p = parse::<Outer>(br#"{"inner": "#).unwrap_err();
+        assert_eq!(p.status, 400);
+        let p = parse::<Outer>(br#"{"inner": {"kind": "one", "name": "x"}} {}"#).unwrap_err();
         assert_eq!(p.status, 400);
     }
 }

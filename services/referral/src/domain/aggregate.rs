@@ -35,6 +35,10 @@ pub enum ReferralError {
         "sending a rejected referral back to matching is turned off (CARELOOP_REROUTE_AFTER_REJECT)"
     )]
     RerouteDisabled,
+    /// A reach arrived before the peer assignment it follows (they come through
+    /// different consumers): worth retrying, unlike the refusals above.
+    #[error("the referral is not accepted yet")]
+    NotAcceptedYet,
 }
 
 impl From<ReferralError> for Problem {
@@ -45,7 +49,9 @@ impl From<ReferralError> for Problem {
                 Problem::conflict(e.to_string()).with_extension("current_status", current)
             }
             ReferralError::ReasonRequired => Problem::invalid("reason", e.to_string()),
-            ReferralError::RerouteDisabled => Problem::conflict(e.to_string()),
+            ReferralError::RerouteDisabled | ReferralError::NotAcceptedYet => {
+                Problem::conflict(e.to_string())
+            }
         }
     }
 }
@@ -94,6 +100,9 @@ impl Aggregate for Referral {
                 occurred_at,
             } => {
                 // Only the first reach moves the referral; later ones change nothing.
+                if self.status == Status::Received && !self.waitlisted {
+                    return Err(ReferralError::NotAcceptedYet);
+                }
                 if self.status == Status::Accepted {
                     let e = E::FollowUpStarted {
                         contact_id,
