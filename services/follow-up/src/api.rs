@@ -1,4 +1,5 @@
-//! The follow-up service's HTTP API: recording contacts and the peer worklist.
+//! The follow-up service's HTTP API: the contact log, the plan, closing and resuming
+//! it, and the worklists.
 
 use std::sync::Arc;
 
@@ -13,7 +14,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use crate::domain::{Channel, Contact, FollowUpCommand, FollowUpPlan, Outcome, SupportType};
+use crate::domain::{
+    Channel, CloseOutcome, Contact, FollowUpCommand, FollowUpPlan, Outcome, SupportType,
+};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,8 +27,33 @@ pub struct AppState {
 pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/v1/referrals/{id}/contacts", post(record_contact))
+        .route("/v1/referrals/{id}/followup", get(plan))
+        .route("/v1/referrals/{id}/followup/close", post(close))
+        .route("/v1/referrals/{id}/followup/resume", post(resume))
         .route("/v1/followups", get(worklist))
         .with_state(state)
+}
+
+/// A peer acts on their own referrals only; coordinators on anyone's behalf.
+fn acting_peer(principal: &Principal) -> Result<Option<String>, Problem> {
+    principal.require(&[Role::Peer, Role::Coordinator])?;
+    Ok(match principal.role {
+        Role::Peer => principal.peer_id.clone(),
+        _ => None,
+    })
+}
+
+async fn execute(
+    s: &AppState,
+    principal: &Principal,
+    correlation: String,
+    id: &str,
+    command: FollowUpCommand,
+) -> Result<(), Problem> {
+    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    store::execute(&s.cqrs, id, command, &meta)
+        .await
+        .map_err(store::to_problem)
 }
 
 /// `POST /v1/referrals/{id}/contacts`
@@ -48,19 +76,10 @@ async fn record_contact(
     Path(referral_id): Path<String>,
     ApiJson(body): ApiJson<ContactRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
-    principal.require(&[Role::Peer, Role::Coordinator])?;
+    let by_peer = acting_peer(&principal)?;
     if body.duration_minutes.is_some_and(|d| d > 24 * 60) {
         return Err(Problem::invalid("duration_minutes", "must be at most 1440"));
     }
-    let by_peer = match principal.role {
-        Role::Peer => Some(
-            principal
-                .peer_id
-                .clone()
-                .ok_or_else(|| Problem::forbidden("a peer token needs a peer_id claim"))?,
-        ),
-        _ => None,
-    };
     let contact_id = uuid::Uuid::new_v4().to_string();
     let command = FollowUpCommand::RecordContact {
         contact: Contact {
@@ -75,10 +94,7 @@ async fn record_contact(
         by_peer,
         now: Utc::now(),
     };
-    let meta = Metadata::new(correlation).actor(principal.role.as_str());
-    store::execute(&s.cqrs, &referral_id, command, &meta)
-        .await
-        .map_err(store::to_problem)?;
+    execute(&s, &principal, correlation, &referral_id, command).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({"contact_id": contact_id, "referral_id": referral_id})),
@@ -87,10 +103,65 @@ async fn record_contact(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WorklistQuery {
-    peer_id: Option<String>,
-    due_before: Option<DateTime<Utc>>,
-    limit: Option<i64>,
+struct CloseRequest {
+    outcome: CloseOutcome,
+    reason: String,
+}
+
+/// `POST /v1/referrals/{id}/followup/close`: the peer closes the plan with an outcome.
+async fn close(
+    State(s): State<AppState>,
+    principal: Principal,
+    CorrelationId(correlation): CorrelationId,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CloseRequest>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let by_peer = acting_peer(&principal)?;
+    if body.reason.trim().is_empty() {
+        return Err(Problem::invalid("reason", "a reason is needed"));
+    }
+    if body.outcome == CloseOutcome::Cancelled {
+        return Err(Problem::invalid(
+            "outcome",
+            "a plan is cancelled by cancelling its referral; close with completed or failed",
+        ));
+    }
+    let command = FollowUpCommand::Close {
+        outcome: body.outcome,
+        reason: body.reason,
+        by_peer,
+    };
+    execute(&s, &principal, correlation, &id, command).await?;
+    Ok(Json(
+        serde_json::json!({"referral_id": id, "state": "closed"}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResumeRequest {
+    reason: String,
+}
+
+/// `POST /v1/referrals/{id}/followup/resume`: after the next discharge.
+async fn resume(
+    State(s): State<AppState>,
+    principal: Principal,
+    CorrelationId(correlation): CorrelationId,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ResumeRequest>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    principal.require(&[Role::Coordinator])?;
+    if body.reason.trim().is_empty() {
+        return Err(Problem::invalid("reason", "a reason is needed"));
+    }
+    let command = FollowUpCommand::Resume {
+        reason: body.reason,
+    };
+    execute(&s, &principal, correlation, &id, command).await?;
+    Ok(Json(
+        serde_json::json!({"referral_id": id, "state": "active"}),
+    ))
 }
 
 #[derive(Serialize, sqlx::FromRow)]
@@ -100,14 +171,93 @@ struct FollowUpRow {
     facility: String,
     priority: String,
     discharged_at: DateTime<Utc>,
-    first_contact_due_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    state: String,
+    outcome: Option<String>,
+    close_reason: Option<String>,
     first_reached_at: Option<DateTime<Utc>>,
     attempts: i32,
+    next_checkpoint: Option<String>,
+    next_due_at: Option<DateTime<Utc>>,
+    overdue: bool,
     updated_at: DateTime<Utc>,
 }
 
-/// `GET /v1/followups?peer_id=&due_before=`: plans ordered by due time. A peer sees
-/// only their own.
+#[derive(Serialize, sqlx::FromRow)]
+struct CheckpointRow {
+    name: String,
+    window_start: DateTime<Utc>,
+    due_at: DateTime<Utc>,
+    met_at: Option<DateTime<Utc>>,
+    met_by: Option<String>,
+    overdue: bool,
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+struct ContactRow {
+    contact_id: String,
+    peer_id: String,
+    occurred_at: DateTime<Utc>,
+    channel: String,
+    outcome: String,
+    support_types: Vec<String>,
+    duration_minutes: Option<i32>,
+}
+
+const SELECT: &str = "SELECT referral_id, peer_id, facility, priority, discharged_at, ends_at,
+    state, outcome, close_reason, first_reached_at, attempts, next_checkpoint, next_due_at,
+    overdue, updated_at FROM follow_up.followups";
+
+/// `GET /v1/referrals/{id}/followup`: the plan with its check-ins and contacts.
+async fn plan(
+    State(s): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    principal.require(&[Role::Peer, Role::Coordinator, Role::Admin])?;
+    let row: FollowUpRow = sqlx::query_as(&format!("{SELECT} WHERE referral_id = $1"))
+        .bind(&id)
+        .fetch_optional(&s.pool)
+        .await
+        .map_err(Problem::internal)?
+        .ok_or_else(|| Problem::not_found(format!("no follow-up plan for referral {id}")))?;
+    if principal.role == Role::Peer && principal.peer_id.as_deref() != Some(row.peer_id.as_str()) {
+        return Err(Problem::forbidden("this plan belongs to another peer"));
+    }
+    let checkpoints: Vec<CheckpointRow> = sqlx::query_as(
+        "SELECT name, window_start, due_at, met_at, met_by, overdue
+         FROM follow_up.checkpoints WHERE referral_id = $1 ORDER BY due_at, name",
+    )
+    .bind(&id)
+    .fetch_all(&s.pool)
+    .await
+    .map_err(Problem::internal)?;
+    let contacts: Vec<ContactRow> = sqlx::query_as(
+        "SELECT contact_id, peer_id, occurred_at, channel, outcome, support_types, duration_minutes
+         FROM follow_up.contacts WHERE referral_id = $1 ORDER BY occurred_at, contact_id",
+    )
+    .bind(&id)
+    .fetch_all(&s.pool)
+    .await
+    .map_err(Problem::internal)?;
+    let mut view = serde_json::to_value(row).map_err(Problem::internal)?;
+    view["checkpoints"] = serde_json::to_value(checkpoints).map_err(Problem::internal)?;
+    view["contacts"] = serde_json::to_value(contacts).map_err(Problem::internal)?;
+    Ok(Json(view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorklistQuery {
+    peer_id: Option<String>,
+    due_before: Option<DateTime<Utc>>,
+    overdue: Option<bool>,
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/followups?peer_id=&due_before=&overdue=`: plans by their next due
+/// check-in. A peer sees only their own; by default only active plans.
 async fn worklist(
     State(s): State<AppState>,
     principal: Principal,
@@ -118,16 +268,25 @@ async fn worklist(
         Role::Peer => principal.peer_id.clone(),
         _ => q.peer_id,
     };
-    let rows: Vec<FollowUpRow> = sqlx::query_as(
-        "SELECT referral_id, peer_id, facility, priority, discharged_at, first_contact_due_at,
-                first_reached_at, attempts, updated_at
-         FROM follow_up.followups
+    let state = q.state.unwrap_or_else(|| "active".into());
+    if !["active", "paused", "closed", "all"].contains(&state.as_str()) {
+        return Err(Problem::invalid(
+            "state",
+            "state is active, paused, closed or all",
+        ));
+    }
+    let rows: Vec<FollowUpRow> = sqlx::query_as(&format!(
+        "{SELECT}
          WHERE ($1::text IS NULL OR peer_id = $1)
-           AND ($2::timestamptz IS NULL OR first_contact_due_at < $2)
-         ORDER BY first_contact_due_at, referral_id LIMIT $3",
-    )
+           AND ($2::timestamptz IS NULL OR next_due_at < $2)
+           AND ($3::bool IS NULL OR overdue = $3)
+           AND ($4 = 'all' OR state = $4)
+         ORDER BY next_due_at NULLS LAST, referral_id LIMIT $5"
+    ))
     .bind(peer_id)
     .bind(q.due_before)
+    .bind(q.overdue)
+    .bind(state)
     .bind(q.limit.unwrap_or(100).clamp(1, 500))
     .fetch_all(&s.pool)
     .await

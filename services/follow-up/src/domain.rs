@@ -4,6 +4,9 @@ mod aggregate;
 mod commands;
 mod events;
 
-pub use aggregate::{FollowUpError, FollowUpPlan};
-pub use commands::{Contact, FollowUpCommand};
-pub use events::{Channel, FollowUpEvent, Outcome, SupportType, wire_name as events_wire_name};
+pub use aggregate::{Checkpoint, FollowUpError, FollowUpPlan, PlanState};
+pub use commands::{Contact, FollowUpCommand, Protocol};
+pub use events::{
+    Channel, CheckpointPlan, CloseOutcome, FollowUpEvent, Outcome, SupportType,
+    wire_name as events_wire_name,
+};

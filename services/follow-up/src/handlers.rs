@@ -1,4 +1,6 @@
-//! How the follow-up service reacts to other services' events.
+//! How the follow-up service reacts to other services' events: a peer assignment
+//! starts (or moves) a plan, a closed referral cancels it, an admission may be a
+//! readmission. Every command is idempotent in the aggregate.
 
 use std::sync::Arc;
 
@@ -7,31 +9,87 @@ use careloop_backbone::{EventHandler, Incoming};
 use careloop_events::{Payload, from_timestamp, v1};
 use sqlx::PgConnection;
 
-use crate::domain::{FollowUpCommand, FollowUpPlan};
+use crate::domain::{FollowUpCommand, FollowUpPlan, Protocol};
 
 pub struct Handlers {
     pub cqrs: Arc<Cqrs<FollowUpPlan>>,
+    pub protocol: Protocol,
 }
 
 #[async_trait::async_trait]
 impl EventHandler for Handlers {
-    async fn handle(&self, event: &Incoming, _tx: &mut PgConnection) -> anyhow::Result<()> {
-        let Payload::PeerAssigned(a) = &event.payload else {
-            return Ok(());
-        };
-        let priority = match v1::Priority::try_from(a.priority) {
-            Ok(v1::Priority::Asap) => "asap",
-            Ok(v1::Priority::Urgent) => "urgent",
-            _ => "routine",
-        };
-        let command = FollowUpCommand::Start {
-            peer_id: a.peer_id.clone(),
-            facility: a.facility.clone(),
-            priority: priority.to_string(),
-            discharged_at: from_timestamp(a.discharged_at.as_ref()),
-            first_contact_due_at: from_timestamp(a.first_contact_due_at.as_ref()),
-        };
+    async fn handle(&self, event: &Incoming, tx: &mut PgConnection) -> anyhow::Result<()> {
         let meta = event.metadata(crate::SERVICE);
-        store::tolerate_refusal(store::execute(&self.cqrs, &a.referral_id, command, &meta).await)
+        let run = |id: String, command| {
+            let meta = meta.clone();
+            async move { store::tolerate_refusal(store::execute(&self.cqrs, &id, command, &meta).await) }
+        };
+        match &event.payload {
+            Payload::PeerAssigned(a) => {
+                let priority = match v1::Priority::try_from(a.priority) {
+                    Ok(v1::Priority::Asap) => "asap",
+                    Ok(v1::Priority::Urgent) => "urgent",
+                    _ => "routine",
+                };
+                let discharged_at = from_timestamp(a.discharged_at.as_ref());
+                sqlx::query(
+                    "INSERT INTO follow_up.plans_by_person (person_ref, referral_id, discharged_at)
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(&a.person_ref)
+                .bind(&a.referral_id)
+                .bind(discharged_at)
+                .execute(&mut *tx)
+                .await?;
+                let command = FollowUpCommand::Start {
+                    peer_id: a.peer_id.clone(),
+                    person_ref: a.person_ref.clone(),
+                    facility: a.facility.clone(),
+                    priority: priority.to_string(),
+                    discharged_at,
+                    first_contact_due_at: from_timestamp(a.first_contact_due_at.as_ref()),
+                    protocol: self.protocol.clone(),
+                };
+                run(a.referral_id.clone(), command).await
+            }
+            Payload::ReferralCancelled(c) => {
+                run(c.referral_id.clone(), cancel("referral cancelled")).await
+            }
+            Payload::ReferralRejected(r) => {
+                run(r.referral_id.clone(), cancel("referral rejected")).await
+            }
+            Payload::ReferralStatusChanged(s) if s.to_status == "entered-in-error" => {
+                run(s.referral_id.clone(), cancel("referral entered in error")).await
+            }
+            Payload::AdmissionRecorded(a) => {
+                let admitted_at = from_timestamp(a.admitted_at.as_ref());
+                // Plans this admission may be a readmission for; the aggregate
+                // decides on the window.
+                let plans: Vec<String> = sqlx::query_scalar(
+                    "SELECT referral_id FROM follow_up.plans_by_person
+                     WHERE person_ref = $1 AND discharged_at < $2
+                       AND discharged_at >= $2 - interval '30 days'",
+                )
+                .bind(&a.person_ref)
+                .bind(admitted_at)
+                .fetch_all(&mut *tx)
+                .await?;
+                for referral_id in plans {
+                    let command = FollowUpCommand::LinkReadmission {
+                        admission_id: a.admission_id.clone(),
+                        admitted_at,
+                    };
+                    run(referral_id, command).await?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn cancel(reason: &str) -> FollowUpCommand {
+    FollowUpCommand::Cancel {
+        reason: reason.to_string(),
     }
 }

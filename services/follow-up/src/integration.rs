@@ -3,30 +3,61 @@
 use careloop_backbone::{IntegrationMapper, StoredEvent};
 use careloop_events::{Payload, timestamp, v1};
 
-use crate::domain::FollowUpEvent;
-use crate::domain::events_wire_name as wire;
+use crate::domain::{FollowUpEvent, events_wire_name as wire};
 
 pub struct Mapper;
 
 impl IntegrationMapper for Mapper {
     fn published_types(&self) -> &'static [&'static str] {
-        &["ContactRecorded"]
+        &[
+            "ContactRecorded",
+            "FollowUpOverdue",
+            "FollowUpClosed",
+            "ReadmissionLinked",
+        ]
     }
 
     fn to_integration(&self, event: &StoredEvent) -> anyhow::Result<Payload> {
-        match event.decode::<FollowUpEvent>()? {
+        let referral_id = event.aggregate_id.clone();
+        Ok(match event.decode::<FollowUpEvent>()? {
             FollowUpEvent::ContactRecorded { peer_id, contact } => {
-                Ok(Payload::ContactRecorded(v1::ContactRecorded {
-                    referral_id: event.aggregate_id.clone(),
+                Payload::ContactRecorded(v1::ContactRecorded {
+                    referral_id,
                     contact_id: contact.contact_id,
                     peer_id,
                     occurred_at: Some(timestamp(contact.occurred_at)),
                     channel: wire(&contact.channel),
                     outcome: wire(&contact.outcome),
                     support_types: contact.support_types.iter().map(wire).collect(),
-                }))
+                })
             }
-            other => anyhow::bail!("{other:?} is not published"),
-        }
+            FollowUpEvent::FollowUpOverdue { checkpoint, due_at } => {
+                Payload::FollowUpOverdue(v1::FollowUpOverdue {
+                    referral_id,
+                    checkpoint,
+                    due_at: Some(timestamp(due_at)),
+                })
+            }
+            FollowUpEvent::FollowUpClosed { outcome, reason } => {
+                Payload::FollowUpClosed(v1::FollowUpClosed {
+                    referral_id,
+                    outcome: wire(&outcome),
+                    reason,
+                })
+            }
+            FollowUpEvent::ReadmissionLinked {
+                admission_id,
+                admitted_at,
+                ..
+            } => Payload::ReadmissionLinked(v1::ReadmissionLinked {
+                referral_id,
+                admission_id,
+                admitted_at: Some(timestamp(admitted_at)),
+            }),
+            other => anyhow::bail!(
+                "{} is not published",
+                cqrs_es::DomainEvent::event_type(&other)
+            ),
+        })
     }
 }

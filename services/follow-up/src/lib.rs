@@ -1,9 +1,13 @@
-//! The follow-up service owns the FollowUpPlan of each referral: scheduled contacts,
-//! the contact log and deadlines, i.e. the peer's worklist.
+//! The follow-up service owns the FollowUpPlan of each referral: check-ins from the
+//! follow-up protocol, the contact log, durable deadlines and readmissions, i.e. the
+//! peer's worklist and the coordinator's overdue list.
 //!
-//! Consumes PeerAssigned (peer-assignment); emits ContactRecorded.
+//! Consumes PeerAssigned (peer-assignment), ReferralCancelled/Rejected/entered in
+//! error (referral) and AdmissionRecorded (intake); emits ContactRecorded,
+//! FollowUpOverdue, FollowUpClosed and ReadmissionLinked.
 
 pub mod api;
+pub mod deadlines;
 pub mod domain;
 pub mod handlers;
 pub mod integration;
@@ -13,7 +17,7 @@ use std::sync::Arc;
 
 use careloop_backbone::db::Migration;
 use careloop_backbone::store::{self, Cqrs};
-use careloop_backbone::{Backbone, Consumer, ProjectionRunner, Relay, Service};
+use careloop_backbone::{Backbone, Consumer, ProjectionRunner, Relay, Service, Shutdown};
 
 use domain::FollowUpPlan;
 
@@ -36,6 +40,17 @@ impl FollowUpService {
         FollowUpService {
             cqrs: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
             backbone: backbone.clone(),
+        }
+    }
+}
+
+impl FollowUpService {
+    /// The deadline check (the service runs it every 15 s; tests run it with their
+    /// own clock).
+    pub fn deadline_check(&self) -> deadlines::DeadlineCheck {
+        deadlines::DeadlineCheck {
+            pool: self.backbone.pool.clone(),
+            cqrs: self.cqrs.clone(),
         }
     }
 }
@@ -74,16 +89,30 @@ impl Service for FollowUpService {
 
     fn consumers(&self) -> Vec<Consumer> {
         let b = &self.backbone;
-        vec![Consumer::new(
-            b.pool.clone(),
-            b.js.clone(),
-            b.namespace.clone(),
-            SERVICE,
-            SCHEMA,
-            "peer-assignment",
-            Arc::new(handlers::Handlers {
-                cqrs: self.cqrs.clone(),
-            }),
+        let handler = Arc::new(handlers::Handlers {
+            cqrs: self.cqrs.clone(),
+            protocol: (&b.settings.protocol).into(),
+        });
+        ["peer-assignment", "referral", "intake"]
+            .into_iter()
+            .map(|source| {
+                Consumer::new(
+                    b.pool.clone(),
+                    b.js.clone(),
+                    b.namespace.clone(),
+                    SERVICE,
+                    SCHEMA,
+                    source,
+                    handler.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![tokio::spawn(
+            self.deadline_check()
+                .run(std::time::Duration::from_secs(15), shutdown.clone()),
         )]
     }
 

@@ -1,9 +1,10 @@
-//! The `followups` read model: plans (the peers' worklists) and the contact log.
+//! The `followups` read model: plans (the peers' worklists), check-ins, the contact
+//! log and readmissions, rebuilt from follow-up events (`careloop replay followups`).
 
 use careloop_backbone::{Projection, StoredEvent};
 use sqlx::PgConnection;
 
-use crate::domain::{FollowUpEvent, Outcome, events_wire_name as wire};
+use crate::domain::{CloseOutcome, FollowUpEvent, Outcome, events_wire_name as wire};
 
 pub struct FollowUps;
 
@@ -14,32 +15,62 @@ impl Projection for FollowUps {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["follow_up.followups", "follow_up.contacts"]
+        &[
+            "follow_up.followups",
+            "follow_up.checkpoints",
+            "follow_up.contacts",
+            "follow_up.readmissions",
+        ]
     }
 
     async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
+        let id = &e.aggregate_id;
+        let at = e.recorded_at;
         match e.decode::<FollowUpEvent>()? {
             FollowUpEvent::PlanStarted {
                 peer_id,
+                person_ref,
                 facility,
                 priority,
                 discharged_at,
-                first_contact_due_at,
+                ends_at,
+                checkpoints,
+                ..
             } => {
                 sqlx::query(
-                    "INSERT INTO follow_up.followups (referral_id, peer_id, facility, priority,
-                        discharged_at, first_contact_due_at, started_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                    "INSERT INTO follow_up.followups (referral_id, peer_id, person_ref, facility,
+                        priority, discharged_at, ends_at, state, started_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $8)",
                 )
-                .bind(&e.aggregate_id)
+                .bind(id)
                 .bind(peer_id)
+                .bind(person_ref)
                 .bind(facility)
                 .bind(priority)
                 .bind(discharged_at)
-                .bind(first_contact_due_at)
-                .bind(e.recorded_at)
+                .bind(ends_at)
+                .bind(at)
                 .execute(&mut *tx)
                 .await?;
+                for c in checkpoints {
+                    sqlx::query(
+                        "INSERT INTO follow_up.checkpoints (referral_id, name, window_start, due_at)
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(id)
+                    .bind(&c.name)
+                    .bind(c.window_start)
+                    .bind(c.due_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            FollowUpEvent::PlanReassigned { to_peer, .. } => {
+                sqlx::query("UPDATE follow_up.followups SET peer_id = $2 WHERE referral_id = $1")
+                    .bind(id)
+                    .bind(to_peer)
+                    .execute(&mut *tx)
+                    .await?;
             }
             FollowUpEvent::ContactRecorded { peer_id, contact } => {
                 sqlx::query(
@@ -48,33 +79,122 @@ impl Projection for FollowUps {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(&contact.contact_id)
-                .bind(&e.aggregate_id)
+                .bind(id)
                 .bind(peer_id)
                 .bind(contact.occurred_at)
                 .bind(wire(&contact.channel))
                 .bind(wire(&contact.outcome))
                 .bind(contact.support_types.iter().map(wire).collect::<Vec<_>>())
                 .bind(contact.duration_minutes.map(|d| d as i32))
-                .bind(e.recorded_at)
+                .bind(at)
                 .execute(&mut *tx)
                 .await?;
                 // The first reach is the earliest reached contact, whatever the order
                 // of entry (back-entry is normal).
                 let reached = (contact.outcome == Outcome::Reached).then_some(contact.occurred_at);
                 sqlx::query(
-                    "UPDATE follow_up.followups SET attempts = attempts + 1, updated_at = $2,
+                    "UPDATE follow_up.followups SET attempts = attempts + 1,
                         first_reached_at = CASE
-                            WHEN $3::timestamptz IS NULL THEN first_reached_at
-                            ELSE LEAST(COALESCE(first_reached_at, $3), $3) END
+                            WHEN $2::timestamptz IS NULL THEN first_reached_at
+                            ELSE LEAST(COALESCE(first_reached_at, $2), $2) END
                      WHERE referral_id = $1",
                 )
-                .bind(&e.aggregate_id)
-                .bind(e.recorded_at)
+                .bind(id)
                 .bind(reached)
                 .execute(&mut *tx)
                 .await?;
             }
+            FollowUpEvent::CheckpointMet {
+                checkpoint,
+                contact_id,
+                occurred_at,
+            } => {
+                sqlx::query(
+                    "UPDATE follow_up.checkpoints SET met_at = $3, met_by = $4
+                     WHERE referral_id = $1 AND name = $2",
+                )
+                .bind(id)
+                .bind(checkpoint)
+                .bind(occurred_at)
+                .bind(contact_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            FollowUpEvent::FollowUpOverdue { checkpoint, .. } => {
+                sqlx::query(
+                    "UPDATE follow_up.checkpoints SET overdue = true WHERE referral_id = $1 AND name = $2",
+                )
+                .bind(id)
+                .bind(checkpoint)
+                .execute(&mut *tx)
+                .await?;
+            }
+            FollowUpEvent::ReadmissionLinked {
+                admission_id,
+                admitted_at,
+                paused,
+            } => {
+                sqlx::query(
+                    "INSERT INTO follow_up.readmissions (referral_id, admission_id, admitted_at, linked_at)
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id)
+                .bind(admission_id)
+                .bind(admitted_at)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                if paused {
+                    set_state(tx, id, "paused", None, None).await?;
+                }
+            }
+            FollowUpEvent::PlanResumed { .. } => set_state(tx, id, "active", None, None).await?,
+            FollowUpEvent::FollowUpClosed { outcome, reason } => {
+                let outcome = match outcome {
+                    CloseOutcome::Completed => "completed",
+                    CloseOutcome::Failed => "failed",
+                    CloseOutcome::Cancelled => "cancelled",
+                };
+                set_state(tx, id, "closed", Some(outcome), Some(&reason)).await?;
+            }
         }
+        // Where the plan stands now: its next unmet check-in, and whether one is late.
+        sqlx::query(
+            "UPDATE follow_up.followups f SET updated_at = $2,
+                next_checkpoint = n.name, next_due_at = n.due_at,
+                overdue = EXISTS (SELECT 1 FROM follow_up.checkpoints c
+                                  WHERE c.referral_id = f.referral_id AND c.met_at IS NULL AND c.overdue)
+             FROM (SELECT NULL::text AS name, NULL::timestamptz AS due_at) z
+             LEFT JOIN LATERAL (SELECT c.name, c.due_at FROM follow_up.checkpoints c
+                                WHERE c.referral_id = $1 AND c.met_at IS NULL
+                                ORDER BY c.due_at, c.name LIMIT 1) n ON true
+             WHERE f.referral_id = $1",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
         Ok(())
     }
+}
+
+async fn set_state(
+    tx: &mut PgConnection,
+    id: &str,
+    state: &str,
+    outcome: Option<&str>,
+    reason: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE follow_up.followups SET state = $2,
+            outcome = COALESCE($3, outcome), close_reason = COALESCE($4, close_reason)
+         WHERE referral_id = $1",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(outcome)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }

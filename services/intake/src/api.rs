@@ -9,14 +9,15 @@ use axum::{Json, Router};
 use careloop_backbone::Metadata;
 use careloop_backbone::store::{self, Cqrs};
 use careloop_web::idempotency::{self, Claim};
-use careloop_web::{CorrelationId, Principal, Problem, Role};
+use careloop_web::{ApiJson, CorrelationId, Principal, Problem, Role};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use sqlx::PgPool;
 
 use crate::domain::{
-    Consent, Identifier, Person, PersonCommand, PersonDetails, PersonName, Preferences,
-    ReferralSubmission, RiskLevel, SubmissionCommand, SubmissionError, Submitted,
+    Admission, AdmissionCommand, AdmissionFacts, Consent, Identifier, Person, PersonCommand,
+    PersonDetails, PersonName, Preferences, ReferralSubmission, RiskLevel, SubmissionCommand,
+    SubmissionError, Submitted,
 };
 use cqrs_es::AggregateError;
 
@@ -25,11 +26,13 @@ pub struct AppState {
     pub pool: PgPool,
     pub persons: Arc<Cqrs<Person>>,
     pub submissions: Arc<Cqrs<ReferralSubmission>>,
+    pub admissions: Arc<Cqrs<Admission>>,
 }
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/v1/referrals", post(submit))
+        .route("/v1/admissions", post(admit))
         .with_state(state)
 }
 
@@ -240,4 +243,90 @@ async fn record(
         }
         Err(e) => Err(store::to_problem(e)),
     }
+}
+
+/// The body of `POST /v1/admissions` (the JSON twin of an ADT A01).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdmissionRequest {
+    facility: String,
+    admitted_at: DateTime<Utc>,
+    unit: String,
+    person: AdmittedPerson,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdmittedPerson {
+    identifiers: Vec<Identifier>,
+}
+
+/// `POST /v1/admissions`: a hospital reports an inpatient admission. Admissions of a
+/// person careloop knows (any shared identifier) are recorded and reach follow-up
+/// and the measures; careloop keeps nothing about people it was never asked to help.
+async fn admit(
+    State(s): State<AppState>,
+    principal: Principal,
+    CorrelationId(correlation): CorrelationId,
+    ApiJson(body): ApiJson<AdmissionRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
+    principal.require(&[Role::Hospital])?;
+    if principal.facility.as_deref() != Some(body.facility.as_str()) {
+        return Err(Problem::forbidden(
+            "a hospital may only report admissions to its own facility",
+        ));
+    }
+    if body.person.identifiers.is_empty()
+        || body
+            .person
+            .identifiers
+            .iter()
+            .any(|i| i.system.trim().is_empty() || i.value.trim().is_empty())
+    {
+        return Err(Problem::invalid(
+            "person.identifiers",
+            "at least one identifier with a system and a value is needed",
+        ));
+    }
+    if body.admitted_at > Utc::now() {
+        return Err(Problem::invalid(
+            "admitted_at",
+            "admitted_at is in the future",
+        ));
+    }
+    if body.unit.trim().is_empty() {
+        return Err(Problem::invalid("unit", "unit must not be empty"));
+    }
+    let found = crate::identity::find(&s.pool, &body.person.identifiers)
+        .await
+        .map_err(Problem::internal)?;
+    let Some(person_ref) = found else {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({
+                "recorded": false,
+                "detail": "no referred person has these identifiers; nothing was stored"
+            })),
+        ));
+    };
+    let facts = AdmissionFacts {
+        person_ref: person_ref.to_string(),
+        facility: body.facility,
+        admitted_at: body.admitted_at,
+        unit: body.unit,
+    };
+    let admission_id = facts.admission_id();
+    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    store::execute(
+        &s.admissions,
+        &admission_id,
+        AdmissionCommand::Record(facts),
+        &meta,
+    )
+    .await
+    .map_err(store::to_problem)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"recorded": true, "admission_id": admission_id})),
+    ))
 }

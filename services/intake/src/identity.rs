@@ -5,6 +5,22 @@ use uuid::Uuid;
 
 use crate::domain::Identifier;
 
+/// The `person_ref` of the person holding any of `identifiers`, without creating one.
+pub async fn find(pool: &PgPool, identifiers: &[Identifier]) -> sqlx::Result<Option<Uuid>> {
+    let systems: Vec<&str> = identifiers.iter().map(|i| i.system.as_str()).collect();
+    let values: Vec<&str> = identifiers.iter().map(|i| i.value.as_str()).collect();
+    sqlx::query_scalar(
+        "SELECT p.person_ref
+         FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(s, v, n)
+         JOIN intake.person_identifiers p ON p.system = t.s AND p.value = t.v
+         ORDER BY t.n LIMIT 1",
+    )
+    .bind(&systems)
+    .bind(&values)
+    .fetch_optional(pool)
+    .await
+}
+
 /// The `person_ref` of the person holding any of `identifiers`, or a new one; every
 /// identifier not yet known is then indexed to it.
 ///

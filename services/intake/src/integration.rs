@@ -4,16 +4,26 @@
 use careloop_backbone::{IntegrationMapper, StoredEvent};
 use careloop_events::{Payload, timestamp, v1};
 
-use crate::domain::SubmissionEvent;
+use crate::domain::{AdmissionEvent, SubmissionEvent};
 
 pub struct Mapper;
 
 impl IntegrationMapper for Mapper {
     fn published_types(&self) -> &'static [&'static str] {
-        &["ReferralSubmitted"]
+        &["ReferralSubmitted", "AdmissionRecorded"]
     }
 
     fn to_integration(&self, event: &StoredEvent) -> anyhow::Result<Payload> {
+        if event.event_type == "AdmissionRecorded" {
+            let AdmissionEvent::AdmissionRecorded(a) = event.decode()?;
+            return Ok(Payload::AdmissionRecorded(v1::AdmissionRecorded {
+                admission_id: event.aggregate_id.clone(),
+                person_ref: a.person_ref,
+                facility: a.facility,
+                admitted_at: Some(timestamp(a.admitted_at)),
+                unit: a.unit,
+            }));
+        }
         let SubmissionEvent::ReferralSubmitted(s) = event.decode()?;
         let channel = match s.channel.as_str() {
             "fhir" => v1::Channel::Fhir,

@@ -15,7 +15,7 @@ use careloop_backbone::db::Migration;
 use careloop_backbone::store::{self, Cqrs};
 use careloop_backbone::{Backbone, Consumer, ProjectionRunner, Relay, Service, Shutdown};
 
-use domain::{Person, ReferralSubmission};
+use domain::{Admission, Person, ReferralSubmission};
 
 pub const SERVICE: &str = "intake";
 pub const SCHEMA: &str = "intake";
@@ -36,6 +36,7 @@ pub struct IntakeService {
     backbone: Backbone,
     persons: Arc<Cqrs<Person>>,
     submissions: Arc<Cqrs<ReferralSubmission>>,
+    admissions: Arc<Cqrs<Admission>>,
 }
 
 impl IntakeService {
@@ -43,6 +44,7 @@ impl IntakeService {
         IntakeService {
             persons: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
             submissions: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
+            admissions: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
             backbone: backbone.clone(),
         }
     }
@@ -66,6 +68,7 @@ impl Service for IntakeService {
             pool: self.backbone.pool.clone(),
             persons: self.persons.clone(),
             submissions: self.submissions.clone(),
+            admissions: self.admissions.clone(),
         })
         .merge(closed_loop::api::routes(self.backbone.pool.clone()))
     }

@@ -66,6 +66,25 @@ impl EventHandler for Handlers {
                     reason: w.reason.clone(),
                 },
             ),
+            Payload::FollowUpClosed(c) if c.outcome == "completed" => (
+                c.referral_id.clone(),
+                ReferralCommand::Complete {
+                    reason: c.reason.clone(),
+                },
+            ),
+            Payload::FollowUpClosed(c) if c.outcome == "failed" => (
+                c.referral_id.clone(),
+                ReferralCommand::Fail {
+                    reason: c.reason.clone(),
+                },
+            ),
+            Payload::ReadmissionLinked(r) => (
+                r.referral_id.clone(),
+                ReferralCommand::NoteReadmission {
+                    admission_id: r.admission_id.clone(),
+                    admitted_at: from_timestamp(r.admitted_at.as_ref()),
+                },
+            ),
             Payload::ContactRecorded(c) if c.outcome == "reached" => (
                 c.referral_id.clone(),
                 ReferralCommand::StartFollowUp {

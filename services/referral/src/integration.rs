@@ -21,6 +21,8 @@ impl IntegrationMapper for Mapper {
             "ReferralCancelled",
             "ReferralEnteredInError",
             "ReferralRerouted",
+            "ReferralCompleted",
+            "ReferralFailed",
         ]
     }
 
@@ -85,8 +87,19 @@ impl IntegrationMapper for Mapper {
                 reason,
                 facility,
             } => changed(facility, from, Status::EnteredInError, reason),
+            ReferralEvent::ReferralCompleted {
+                from,
+                reason,
+                facility,
+            } => changed(facility, from, Status::Completed, reason),
+            ReferralEvent::ReferralFailed {
+                from,
+                reason,
+                facility,
+            } => changed(facility, from, Status::Failed, reason),
             other @ (ReferralEvent::ReferralWaitlisted { .. }
-            | ReferralEvent::ReferralOverdue { .. }) => {
+            | ReferralEvent::ReferralOverdue { .. }
+            | ReferralEvent::ReadmissionNoted { .. }) => {
                 anyhow::bail!("{} is not published", other_name(&other))
             }
         })

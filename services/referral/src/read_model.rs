@@ -102,6 +102,20 @@ impl Projection for Referrals {
                 .await?;
                 (Some(reason.clone()), json!({"attempt": attempt}))
             }
+            ReferralEvent::ReferralCompleted { reason, from, .. }
+            | ReferralEvent::ReferralFailed { reason, from, .. } => {
+                (Some(reason.clone()), json!({"from": from}))
+            }
+            ReferralEvent::ReadmissionNoted {
+                admission_id,
+                admitted_at,
+            } => {
+                update(tx, id, "referral_id = referral_id", at).await?;
+                (
+                    None,
+                    json!({"admission_id": admission_id, "admitted_at": admitted_at}),
+                )
+            }
             ReferralEvent::ReferralOverdue { kind, due_at, .. } => {
                 let column = match kind {
                     DueKind::Acceptance => "acceptance_overdue = true",

@@ -50,7 +50,7 @@ impl TryFrom<&str> for DueTimes {
     }
 }
 
-fn parse_duration(s: &str) -> Option<Duration> {
+pub fn parse_duration(s: &str) -> Option<Duration> {
     let (n, unit) = s.split_at(s.len().checked_sub(1)?);
     let n: u64 = n.parse().ok()?;
     let secs = match unit {

@@ -7,7 +7,7 @@
 mod due;
 mod namespace;
 
-pub use due::DueTimes;
+pub use due::{DueTimes, parse_duration};
 pub use namespace::Namespace;
 
 use std::net::SocketAddr;
@@ -33,6 +33,22 @@ pub struct Settings {
     pub reroute_after_reject: bool,
     /// The first retry delay of a failed webhook delivery (doubling after that).
     pub webhook_retry_base: std::time::Duration,
+    /// The follow-up protocol every new plan gets.
+    pub protocol: FollowUpProtocol,
+}
+
+/// When check-ins fall due after discharge, when a plan ends, and when a person who
+/// cannot be reached counts as lost to follow-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUpProtocol {
+    /// Check-in due times after discharge (default 7, 14 and 30 days).
+    pub checkins: Vec<std::time::Duration>,
+    /// The plan ends this long after discharge (default 30 days).
+    pub ends_after: std::time::Duration,
+    /// Failed: this many attempts without reaching the person ...
+    pub failed_after_attempts: u32,
+    /// ... spread over at least this long.
+    pub failed_after: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +142,42 @@ impl Settings {
                 variable: "CARELOOP_WEBHOOK_RETRY_BASE_MS",
                 problem: format!("must be milliseconds between 1 and 3600000, got {retry_ms:?}"),
             })?;
+        let bad = |variable: &'static str, problem: String| ConfigError { variable, problem };
+        let raw = get("CARELOOP_FOLLOWUP_CHECKINS", "7d,14d,30d");
+        let mut checkins = raw
+            .split(',')
+            .map(|d| parse_duration(d.trim()))
+            .collect::<Option<Vec<_>>>()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                bad(
+                    "CARELOOP_FOLLOWUP_CHECKINS",
+                    format!("must be durations like 7d,14d,30d, got {raw:?}"),
+                )
+            })?;
+        checkins.sort();
+        let duration = |name: &'static str, default: &str| {
+            let raw = get(name, default);
+            parse_duration(&raw)
+                .ok_or_else(|| bad(name, format!("must be a duration like 30d, got {raw:?}")))
+        };
+        let ends_after = duration("CARELOOP_FOLLOWUP_ENDS_AFTER", "30d")?;
+        let failed_after = duration("CARELOOP_FAILED_AFTER", "14d")?;
+        let raw = get("CARELOOP_FAILED_AFTER_ATTEMPTS", "5");
+        let failed_after_attempts =
+            raw.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                bad(
+                    "CARELOOP_FAILED_AFTER_ATTEMPTS",
+                    format!("must be a whole number of at least 1, got {raw:?}"),
+                )
+            })?;
         Ok(Settings {
+            protocol: FollowUpProtocol {
+                checkins,
+                ends_after,
+                failed_after_attempts,
+                failed_after,
+            },
             webhook_retry_base,
             acceptance_due,
             first_contact_due,

@@ -1,9 +1,9 @@
 //! What may be asked of a FollowUpPlan.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Channel, Outcome, SupportType};
+use super::{Channel, CloseOutcome, Outcome, SupportType};
 
 /// One contact attempt as a peer reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,15 +17,39 @@ pub struct Contact {
     pub notes: Option<String>,
 }
 
+/// The protocol a new plan follows (from configuration).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Protocol {
+    pub checkins: Vec<Duration>,
+    pub ends_after: Duration,
+    pub failed_after_attempts: u32,
+    pub failed_after: Duration,
+}
+
+impl From<&careloop_config::FollowUpProtocol> for Protocol {
+    fn from(p: &careloop_config::FollowUpProtocol) -> Self {
+        let d = |s: std::time::Duration| Duration::from_std(s).unwrap_or_default();
+        Protocol {
+            checkins: p.checkins.iter().copied().map(d).collect(),
+            ends_after: d(p.ends_after),
+            failed_after_attempts: p.failed_after_attempts,
+            failed_after: d(p.failed_after),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum FollowUpCommand {
-    /// A peer was assigned (from PeerAssigned): the plan starts.
+    /// A peer was assigned (from PeerAssigned): the plan starts, or moves to the new
+    /// peer with its history.
     Start {
         peer_id: String,
+        person_ref: String,
         facility: String,
         priority: String,
         discharged_at: DateTime<Utc>,
         first_contact_due_at: DateTime<Utc>,
+        protocol: Protocol,
     },
     /// A peer (or a coordinator on their behalf) logs a contact attempt.
     RecordContact {
@@ -34,4 +58,21 @@ pub enum FollowUpCommand {
         by_peer: Option<String>,
         now: DateTime<Utc>,
     },
+    /// The deadline check as of `now`: overdue check-ins, and the plan's end.
+    CheckDeadlines { now: DateTime<Utc> },
+    /// The person was admitted again (from AdmissionRecorded).
+    LinkReadmission {
+        admission_id: String,
+        admitted_at: DateTime<Utc>,
+    },
+    /// After the next discharge, a coordinator resumes a paused plan.
+    Resume { reason: String },
+    /// The peer (or a coordinator) closes the plan with an outcome.
+    Close {
+        outcome: CloseOutcome,
+        reason: String,
+        by_peer: Option<String>,
+    },
+    /// The referral was cancelled, rejected or entered in error.
+    Cancel { reason: String },
 }

@@ -34,6 +34,14 @@ pub enum SupportType {
     Affiliational,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseOutcome {
+    Completed,
+    Failed,
+    Cancelled,
+}
+
 /// The wire name of a serde unit variant (`in_person`).
 pub fn wire_name<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v)
@@ -42,18 +50,57 @@ pub fn wire_name<T: Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
+/// One check-in of the plan: met by a reached contact in `(window_start, due_at]`.
+/// The first-contact check-in is met by the first reach, whenever it happens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointPlan {
+    pub name: String,
+    pub window_start: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FollowUpEvent {
     PlanStarted {
         peer_id: String,
+        person_ref: String,
         facility: String,
         priority: String,
         discharged_at: DateTime<Utc>,
-        first_contact_due_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+        checkpoints: Vec<CheckpointPlan>,
+        failed_after_attempts: u32,
+        failed_after_secs: i64,
+    },
+    PlanReassigned {
+        from_peer: String,
+        to_peer: String,
     },
     ContactRecorded {
         peer_id: String,
         contact: Contact,
+    },
+    CheckpointMet {
+        checkpoint: String,
+        contact_id: String,
+        occurred_at: DateTime<Utc>,
+    },
+    FollowUpOverdue {
+        checkpoint: String,
+        due_at: DateTime<Utc>,
+    },
+    ReadmissionLinked {
+        admission_id: String,
+        admitted_at: DateTime<Utc>,
+        /// The plan was active and is now paused.
+        paused: bool,
+    },
+    PlanResumed {
+        reason: String,
+    },
+    FollowUpClosed {
+        outcome: CloseOutcome,
+        reason: String,
     },
 }
 
@@ -61,7 +108,13 @@ impl DomainEvent for FollowUpEvent {
     fn event_type(&self) -> String {
         match self {
             FollowUpEvent::PlanStarted { .. } => "PlanStarted",
+            FollowUpEvent::PlanReassigned { .. } => "PlanReassigned",
             FollowUpEvent::ContactRecorded { .. } => "ContactRecorded",
+            FollowUpEvent::CheckpointMet { .. } => "CheckpointMet",
+            FollowUpEvent::FollowUpOverdue { .. } => "FollowUpOverdue",
+            FollowUpEvent::ReadmissionLinked { .. } => "ReadmissionLinked",
+            FollowUpEvent::PlanResumed { .. } => "PlanResumed",
+            FollowUpEvent::FollowUpClosed { .. } => "FollowUpClosed",
         }
         .to_string()
     }

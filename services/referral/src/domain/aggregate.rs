@@ -18,6 +18,7 @@ pub struct Referral {
     pub waitlisted: bool,
     pub attempt: u32,
     pub overdue: Vec<DueKind>,
+    pub readmissions: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -79,6 +80,11 @@ impl Aggregate for Referral {
             return Err(ReferralError::NotFound);
         };
         let facility = received.facility.clone();
+        let command_kind = match &command {
+            C::Complete { .. } => Some(true),
+            C::Fail { .. } => Some(false),
+            _ => None,
+        };
         match command {
             // Redelivery of ReferralSubmitted: already received, nothing to do.
             C::Receive(_) => {}
@@ -171,6 +177,39 @@ impl Aggregate for Referral {
                 };
                 sink.write(e, self).await;
             }
+            C::Complete { reason } | C::Fail { reason } => {
+                let complete = matches!(command_kind, Some(true));
+                let from = self.status;
+                if complete {
+                    self.check(Action::Complete)?;
+                    let e = E::ReferralCompleted {
+                        from,
+                        reason,
+                        facility,
+                    };
+                    sink.write(e, self).await;
+                } else {
+                    self.check(Action::Fail)?;
+                    let e = E::ReferralFailed {
+                        from,
+                        reason,
+                        facility,
+                    };
+                    sink.write(e, self).await;
+                }
+            }
+            C::NoteReadmission {
+                admission_id,
+                admitted_at,
+            } => {
+                if !self.readmissions.contains(&admission_id) {
+                    let e = E::ReadmissionNoted {
+                        admission_id,
+                        admitted_at,
+                    };
+                    sink.write(e, self).await;
+                }
+            }
             C::MarkOverdue { kind, now } => {
                 if self.overdue.contains(&kind) {
                     return Ok(());
@@ -220,7 +259,10 @@ impl Aggregate for Referral {
                 self.waitlisted = false;
             }
             E::ReferralOverdue { kind, .. } => self.overdue.push(kind),
+            E::ReadmissionNoted { admission_id, .. } => self.readmissions.push(admission_id),
             E::FollowUpStarted { .. }
+            | E::ReferralCompleted { .. }
+            | E::ReferralFailed { .. }
             | E::ReferralRejected { .. }
             | E::ReferralCancelled { .. }
             | E::ReferralEnteredInError { .. } => {}
@@ -339,8 +381,26 @@ mod tests {
                     facility: f(),
                 },
             ],
-            // Reached through follow-up closing (a later issue).
-            Status::Requested | Status::Failed | Status::Completed => return None,
+            Status::Completed => vec![
+                received(),
+                accepted(),
+                started(),
+                E::ReferralCompleted {
+                    from: Status::InProgress,
+                    reason: "x".into(),
+                    facility: f(),
+                },
+            ],
+            Status::Failed => vec![
+                received(),
+                accepted(),
+                E::ReferralFailed {
+                    from: Status::Accepted,
+                    reason: "x".into(),
+                    facility: f(),
+                },
+            ],
+            Status::Requested => return None,
         })
     }
 
@@ -362,6 +422,8 @@ mod tests {
             Action::Accept => C::Accept {
                 peer_id: "peer-2".into(),
             },
+            Action::Complete => C::Complete { reason: "r".into() },
+            Action::Fail => C::Fail { reason: "r".into() },
             // Receive and StartFollowUp are idempotent no-ops where not allowed.
             Action::Receive | Action::StartFollowUp => return None,
         })
@@ -379,6 +441,8 @@ mod tests {
             Status::Rejected,
             Status::Cancelled,
             Status::EnteredInError,
+            Status::Completed,
+            Status::Failed,
         ];
         let mut checked = 0;
         for status in statuses {
@@ -418,7 +482,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 7 * 7);
+        assert_eq!(checked, statuses.len() * 9);
     }
 
     #[tokio::test]

@@ -43,6 +43,18 @@ pub enum ReferralCommand {
         reason: String,
         allowed: bool,
     },
+    /// Follow-up closed its plan (from FollowUpClosed).
+    Complete {
+        reason: String,
+    },
+    Fail {
+        reason: String,
+    },
+    /// The person was readmitted within 30 days (from ReadmissionLinked).
+    NoteReadmission {
+        admission_id: String,
+        admitted_at: DateTime<Utc>,
+    },
     /// The deadline check: marks `kind` overdue if it is due by `now` and still unmet.
     MarkOverdue {
         kind: DueKind,

@@ -115,6 +115,20 @@ pub enum ReferralEvent {
         due_at: DateTime<Utc>,
         facility: String,
     },
+    ReferralCompleted {
+        from: Status,
+        reason: String,
+        facility: String,
+    },
+    ReferralFailed {
+        from: Status,
+        reason: String,
+        facility: String,
+    },
+    ReadmissionNoted {
+        admission_id: String,
+        admitted_at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for ReferralEvent {
@@ -131,6 +145,9 @@ impl DomainEvent for ReferralEvent {
             ReferralEvent::ReferralEnteredInError { .. } => "ReferralEnteredInError",
             ReferralEvent::ReferralRerouted { .. } => "ReferralRerouted",
             ReferralEvent::ReferralOverdue { .. } => "ReferralOverdue",
+            ReferralEvent::ReferralCompleted { .. } => "ReferralCompleted",
+            ReferralEvent::ReferralFailed { .. } => "ReferralFailed",
+            ReferralEvent::ReadmissionNoted { .. } => "ReadmissionNoted",
         }
         .to_string()
     }
@@ -154,9 +171,11 @@ impl ReferralEvent {
             ReferralEvent::ReferralResumed { to, .. } => *to,
             ReferralEvent::ReferralCancelled { .. } => Status::Cancelled,
             ReferralEvent::ReferralEnteredInError { .. } => Status::EnteredInError,
-            ReferralEvent::ReferralWaitlisted { .. } | ReferralEvent::ReferralOverdue { .. } => {
-                return None;
-            }
+            ReferralEvent::ReferralCompleted { .. } => Status::Completed,
+            ReferralEvent::ReferralFailed { .. } => Status::Failed,
+            ReferralEvent::ReferralWaitlisted { .. }
+            | ReferralEvent::ReferralOverdue { .. }
+            | ReferralEvent::ReadmissionNoted { .. } => return None,
         })
     }
 }

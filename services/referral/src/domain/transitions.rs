@@ -19,6 +19,8 @@ pub enum Action {
     Cancel,
     EnterInError,
     Reroute,
+    Complete,
+    Fail,
 }
 
 /// Where an action leads.
@@ -68,6 +70,22 @@ pub const TRANSITIONS: &[Transition] = &[
         to: Target::To(InProgress),
         roles: &[],
         note: "the first ContactRecorded with outcome reached",
+    },
+    Transition {
+        action: Action::Complete,
+        name: "complete",
+        from: &[Accepted, InProgress, OnHold],
+        to: Target::To(Completed),
+        roles: &[],
+        note: "FollowUpClosed with outcome completed",
+    },
+    Transition {
+        action: Action::Fail,
+        name: "fail",
+        from: &[Accepted, InProgress, OnHold],
+        to: Target::To(Failed),
+        roles: &[],
+        note: "FollowUpClosed with outcome failed (the person could not be reached)",
     },
     Transition {
         action: Action::Reject,
