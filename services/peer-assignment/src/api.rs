@@ -1,31 +1,88 @@
-//! The peer-assignment service's HTTP API: the roster.
+//! The peer-assignment service's HTTP API: the roster, match explanations, and
+//! moving a referral between peers.
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use careloop_backbone::Metadata;
 use careloop_backbone::store::{self, Cqrs};
 use careloop_web::idempotency::{self, Claim};
-use careloop_web::{CorrelationId, Principal, Problem, Role};
+use careloop_web::{ApiJson, CorrelationId, Principal, Problem, Role};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use crate::domain::{Peer, PeerCommand, PeerProfile};
+use crate::domain::{Availability, Peer, PeerCommand, PeerPatch, PeerProfile};
+use crate::matching::Matcher;
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
     pub peers: Arc<Cqrs<Peer>>,
+    pub matcher: Arc<Matcher>,
 }
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/v1/peers", post(register).get(list))
+        .route("/v1/peers/{id}", patch(update))
+        .route("/v1/referrals/{id}/matches", get(matches))
+        .route("/v1/referrals/{id}/assignment", put(reassign))
+        .route("/v1/referrals/{id}/assignment/decline", post(decline))
         .with_state(state)
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ContactMode {
+    InPerson,
+    Phone,
+    Video,
+    Text,
+}
+
+fn modes(m: &[ContactMode]) -> Vec<String> {
+    m.iter()
+        .map(|m| {
+            serde_json::to_value(m)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn tags(field: &str, values: Vec<String>) -> Result<Vec<String>, Problem> {
+    let cleaned: Vec<String> = values.iter().map(|v| v.trim().to_lowercase()).collect();
+    if cleaned.iter().any(|v| v.is_empty() || v.len() > 64) {
+        return Err(Problem::invalid(field, "entries must be 1-64 characters"));
+    }
+    Ok(cleaned)
+}
+
+fn languages(values: Vec<String>) -> Result<Vec<String>, Problem> {
+    let l = tags("languages", values)?;
+    if l.is_empty() {
+        return Err(Problem::invalid(
+            "languages",
+            "at least one language code is needed",
+        ));
+    }
+    Ok(l)
+}
+
+fn max_caseload(n: u32) -> Result<u32, Problem> {
+    if (1..=200).contains(&n) {
+        Ok(n)
+    } else {
+        Err(Problem::invalid(
+            "max_caseload",
+            "must be between 1 and 200",
+        ))
+    }
 }
 
 /// `POST /v1/peers`
@@ -44,15 +101,6 @@ struct PeerRequest {
     max_caseload: u32,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum ContactMode {
-    InPerson,
-    Phone,
-    Video,
-    Text,
-}
-
 impl TryFrom<PeerRequest> for PeerProfile {
     type Error = Problem;
 
@@ -60,39 +108,14 @@ impl TryFrom<PeerRequest> for PeerProfile {
         if r.name.trim().is_empty() {
             return Err(Problem::invalid("name", "name must not be empty"));
         }
-        if r.languages.is_empty() || r.languages.iter().any(|l| l.trim().is_empty()) {
-            return Err(Problem::invalid(
-                "languages",
-                "at least one language code is needed",
-            ));
-        }
-        if !(1..=200).contains(&r.max_caseload) {
-            return Err(Problem::invalid(
-                "max_caseload",
-                "must be between 1 and 200",
-            ));
-        }
         Ok(PeerProfile {
             name: r.name.trim().to_string(),
-            languages: r
-                .languages
-                .iter()
-                .map(|l| l.trim().to_lowercase())
-                .collect(),
+            languages: languages(r.languages)?,
             gender: r.gender,
-            lived_experience: r.lived_experience,
-            regions: r.regions,
-            modes: r
-                .modes
-                .iter()
-                .map(|m| {
-                    serde_json::to_value(m)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
-                })
-                .collect(),
-            max_caseload: r.max_caseload,
+            lived_experience: tags("lived_experience", r.lived_experience)?,
+            regions: tags("regions", r.regions)?,
+            modes: modes(&r.modes),
+            max_caseload: max_caseload(r.max_caseload)?,
         })
     }
 }
@@ -113,20 +136,121 @@ async fn register(
             Some(Claim::Fresh(key)) => Some(key),
             None => None,
         };
-    let peer_id = uuid::Uuid::new_v4().to_string();
+    let peer_id = key
+        .as_ref()
+        .map(|k| k.derived_id())
+        .unwrap_or_else(uuid::Uuid::new_v4)
+        .to_string();
     let meta = Metadata::new(correlation).actor(principal.role.as_str());
-    if let Err(e) = store::execute(&s.peers, &peer_id, PeerCommand::Register(profile), &meta).await
-    {
-        if let Some(key) = key {
-            key.release(&s.pool).await;
+    let registered =
+        store::execute(&s.peers, &peer_id, PeerCommand::Register(profile), &meta).await;
+    match registered {
+        Ok(()) => {}
+        // A retry that took over an unfinished Idempotency-Key finds the peer there.
+        Err(cqrs_es::AggregateError::UserError(crate::domain::PeerError::AlreadyRegistered))
+            if key.is_some() => {}
+        Err(e) => {
+            if let Some(key) = key {
+                key.release(&s.pool).await;
+            }
+            return Err(store::to_problem(e));
         }
-        return Err(store::to_problem(e));
     }
     let answer = serde_json::json!({ "peer_id": peer_id });
     if let Some(key) = key {
         key.complete(&s.pool, StatusCode::CREATED, &answer).await?;
     }
     Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// `PATCH /v1/peers/{id}`: any profile field, and availability.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerUpdate {
+    name: Option<String>,
+    languages: Option<Vec<String>>,
+    #[serde(default, with = "double_option")]
+    gender: Option<Option<String>>,
+    lived_experience: Option<Vec<String>>,
+    regions: Option<Vec<String>>,
+    modes: Option<Vec<ContactMode>>,
+    max_caseload: Option<u32>,
+    availability: Option<AvailabilityRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AvailabilityRequest {
+    status: String,
+    until: Option<DateTime<Utc>>,
+}
+
+/// Tells "absent" (keep) from `null` (clear).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+async fn update(
+    State(s): State<AppState>,
+    principal: Principal,
+    CorrelationId(correlation): CorrelationId,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PeerUpdate>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    principal.require(&[Role::Coordinator, Role::Admin])?;
+    if body.name.as_ref().is_some_and(|n| n.trim().is_empty()) {
+        return Err(Problem::invalid("name", "name must not be empty"));
+    }
+    let availability = match body.availability {
+        None => None,
+        Some(a) => Some(match (a.status.as_str(), a.until) {
+            ("active", _) => Availability::Active,
+            ("inactive", _) => Availability::Inactive,
+            ("on_leave", Some(until)) => Availability::OnLeave { until },
+            ("on_leave", None) => {
+                return Err(Problem::invalid(
+                    "availability.until",
+                    "on_leave needs until",
+                ));
+            }
+            _ => {
+                return Err(Problem::invalid(
+                    "availability.status",
+                    "status is active, on_leave or inactive",
+                ));
+            }
+        }),
+    };
+    let patch = PeerPatch {
+        name: body.name.map(|n| n.trim().to_string()),
+        languages: body.languages.map(languages).transpose()?,
+        gender: body.gender,
+        lived_experience: body
+            .lived_experience
+            .map(|v| tags("lived_experience", v))
+            .transpose()?,
+        regions: body.regions.map(|v| tags("regions", v)).transpose()?,
+        modes: body.modes.as_deref().map(modes),
+        max_caseload: body.max_caseload.map(max_caseload).transpose()?,
+    };
+    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    store::execute(&s.peers, &id, PeerCommand::Update(patch), &meta)
+        .await
+        .map_err(store::to_problem)?;
+    if let Some(a) = availability {
+        // Referrals of a peer who stops taking them go back to matching (the
+        // waitlist worker does it, from state, so a crash here loses nothing).
+        store::execute(&s.peers, &id, PeerCommand::SetAvailability(a), &meta)
+            .await
+            .map_err(store::to_problem)?;
+    }
+    Ok(Json(serde_json::json!({ "peer_id": id })))
 }
 
 #[derive(Serialize, sqlx::FromRow)]
@@ -140,6 +264,7 @@ struct PeerRow {
     modes: Vec<String>,
     max_caseload: i32,
     availability: String,
+    available_from: Option<DateTime<Utc>>,
     active_count: i32,
     updated_at: DateTime<Utc>,
 }
@@ -151,11 +276,111 @@ async fn list(
     principal.require(&[Role::Coordinator, Role::Admin])?;
     let rows: Vec<PeerRow> = sqlx::query_as(
         "SELECT peer_id, name, languages, gender, lived_experience, regions, modes,
-                max_caseload, availability, active_count, updated_at
+                max_caseload, availability, available_from, active_count, updated_at
          FROM peer_assignment.peers ORDER BY name, peer_id",
     )
     .fetch_all(&s.pool)
     .await
     .map_err(Problem::internal)?;
     Ok(Json(serde_json::json!({ "items": rows })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatchesQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/referrals/{id}/matches`: ranked candidates with every score term, and
+/// how many peers each hard constraint excluded (counts only, no PHI).
+async fn matches(
+    State(s): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<MatchesQuery>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    principal.require(&[Role::Coordinator, Role::Admin])?;
+    let a = s.matcher.load(&id).await.map_err(Problem::internal)?;
+    let request = a
+        .request
+        .ok_or_else(|| Problem::not_found(format!("no assignment for referral {id} yet")))?;
+    let roster = s.matcher.roster().await.map_err(Problem::internal)?;
+    let mut ranking = s
+        .matcher
+        .rank(&request, &roster, &[])
+        .await
+        .map_err(Problem::internal)?;
+    let total = ranking.candidates.len();
+    ranking
+        .candidates
+        .truncate(q.limit.unwrap_or(10).clamp(1, 100));
+    Ok(Json(serde_json::json!({
+        "referral_id": id,
+        "assigned_peer_id": a.assigned,
+        "roster_size": roster.len(),
+        "eligible": total,
+        "candidates": ranking.candidates,
+        "excluded": ranking.excluded,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReassignRequest {
+    peer_id: String,
+    reason: String,
+}
+
+/// `PUT /v1/referrals/{id}/assignment`: a coordinator's override.
+async fn reassign(
+    State(s): State<AppState>,
+    principal: Principal,
+    CorrelationId(correlation): CorrelationId,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReassignRequest>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    principal.require(&[Role::Coordinator])?;
+    if body.reason.trim().is_empty() {
+        return Err(Problem::invalid("reason", "a reason is needed"));
+    }
+    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    s.matcher
+        .override_peer(&id, &body.peer_id, &body.reason, &meta)
+        .await?;
+    Ok(Json(
+        serde_json::json!({"referral_id": id, "peer_id": body.peer_id}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeclineRequest {
+    reason: String,
+}
+
+/// `POST /v1/referrals/{id}/assignment/decline`: the assigned peer (or a coordinator
+/// for them) hands the referral back to matching.
+async fn decline(
+    State(s): State<AppState>,
+    principal: Principal,
+    CorrelationId(correlation): CorrelationId,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DeclineRequest>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    principal.require(&[Role::Peer, Role::Coordinator])?;
+    if body.reason.trim().is_empty() {
+        return Err(Problem::invalid("reason", "a reason is needed"));
+    }
+    let a = s.matcher.load(&id).await.map_err(Problem::internal)?;
+    if principal.role == Role::Peer && a.assigned.as_deref() != principal.peer_id.as_deref() {
+        return Err(Problem::forbidden("this referral is not assigned to you"));
+    }
+    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    s.matcher
+        .hand_back(&id, &body.reason, &meta)
+        .await
+        .map_err(store::to_problem)?;
+    Ok(Json(
+        serde_json::json!({"referral_id": id, "handed_back": true}),
+    ))
 }

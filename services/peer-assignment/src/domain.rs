@@ -7,4 +7,4 @@ mod peer;
 pub use assignment::{
     Assignment, AssignmentCommand, AssignmentError, AssignmentEvent, AssignmentRequest,
 };
-pub use peer::{Peer, PeerCommand, PeerError, PeerEvent, PeerProfile};
+pub use peer::{Availability, Peer, PeerCommand, PeerError, PeerEvent, PeerPatch, PeerProfile};

@@ -3,7 +3,7 @@
 use careloop_backbone::{IntegrationMapper, StoredEvent};
 use careloop_events::{Payload, timestamp, v1};
 
-use crate::domain::AssignmentEvent;
+use crate::domain::{AssignmentEvent, AssignmentRequest};
 
 pub struct Mapper;
 
@@ -11,52 +11,61 @@ impl IntegrationMapper for Mapper {
     fn published_types(&self) -> &'static [&'static str] {
         &[
             "PeerAssigned",
+            "PeerReassigned",
             "AssignmentWaitlisted",
             "AssignmentReleased",
             "AssignmentReopened",
+            "AssignmentHandedBack",
         ]
     }
 
     fn to_integration(&self, event: &StoredEvent) -> anyhow::Result<Payload> {
         let referral_id = event.aggregate_id.clone();
-        match event.decode::<AssignmentEvent>()? {
-            AssignmentEvent::PeerAssigned { peer_id, request } => {
-                let priority = match request.priority.as_str() {
-                    "asap" => v1::Priority::Asap,
-                    "urgent" => v1::Priority::Urgent,
-                    _ => v1::Priority::Routine,
-                };
-                Ok(Payload::PeerAssigned(v1::PeerAssigned {
-                    referral_id,
-                    peer_id,
-                    person_ref: request.person_ref,
-                    facility: request.facility,
-                    discharged_at: Some(timestamp(request.discharged_at)),
-                    priority: priority as i32,
-                    first_contact_due_at: Some(timestamp(request.first_contact_due_at)),
-                }))
-            }
+        let unassigned = |peer_id: Option<String>, reason: String| {
+            Payload::PeerUnassigned(v1::PeerUnassigned {
+                referral_id: referral_id.clone(),
+                peer_id: peer_id.unwrap_or_default(),
+                reason,
+            })
+        };
+        Ok(match event.decode::<AssignmentEvent>()? {
+            AssignmentEvent::PeerAssigned { peer_id, request }
+            | AssignmentEvent::PeerReassigned {
+                to_peer: peer_id,
+                request,
+                ..
+            } => assigned(referral_id, peer_id, request),
             AssignmentEvent::AssignmentWaitlisted { reason } => {
-                Ok(Payload::AssignmentWaitlisted(v1::AssignmentWaitlisted {
+                Payload::AssignmentWaitlisted(v1::AssignmentWaitlisted {
                     referral_id,
                     reason,
-                }))
+                })
             }
-            AssignmentEvent::AssignmentReleased { peer_id, reason } => {
-                Ok(Payload::PeerUnassigned(v1::PeerUnassigned {
-                    referral_id,
-                    peer_id: peer_id.unwrap_or_default(),
-                    reason,
-                }))
-            }
+            AssignmentEvent::AssignmentReleased { peer_id, reason } => unassigned(peer_id, reason),
             AssignmentEvent::AssignmentReopened { released_peer, .. } => {
-                Ok(Payload::PeerUnassigned(v1::PeerUnassigned {
-                    referral_id,
-                    peer_id: released_peer.unwrap_or_default(),
-                    reason: "referral sent back to matching".into(),
-                }))
+                unassigned(released_peer, "referral sent back to matching".into())
+            }
+            AssignmentEvent::AssignmentHandedBack { peer_id, reason } => {
+                unassigned(Some(peer_id), reason)
             }
             other => anyhow::bail!("{other:?} is not published"),
-        }
+        })
     }
+}
+
+fn assigned(referral_id: String, peer_id: String, request: AssignmentRequest) -> Payload {
+    let priority = match request.priority.as_str() {
+        "asap" => v1::Priority::Asap,
+        "urgent" => v1::Priority::Urgent,
+        _ => v1::Priority::Routine,
+    };
+    Payload::PeerAssigned(v1::PeerAssigned {
+        referral_id,
+        peer_id,
+        person_ref: request.person_ref,
+        facility: request.facility,
+        discharged_at: Some(timestamp(request.discharged_at)),
+        priority: priority as i32,
+        first_contact_due_at: Some(timestamp(request.first_contact_due_at)),
+    })
 }

@@ -1,19 +1,23 @@
-//! The peer-assignment service owns the roster of peers (profile, capacity) and the
-//! assignment of each referral to a peer, or to the waitlist.
+//! The peer-assignment service owns the roster of peers (profile, availability,
+//! capacity) and the assignment of each referral to a peer, or to the waitlist.
 //!
-//! Consumes ReferralReceived (referral); emits PeerAssigned and AssignmentWaitlisted.
+//! Consumes the referral service's events (ReferralReceived to match; cancelled,
+//! rejected, entered in error or closed referrals free their peer's slot); emits
+//! PeerAssigned, PeerUnassigned and AssignmentWaitlisted.
 
 pub mod api;
 pub mod domain;
 pub mod integration;
 pub mod matching;
+pub mod ranking;
 pub mod read_model;
+pub mod waitlist;
 
 use std::sync::Arc;
 
 use careloop_backbone::db::Migration;
 use careloop_backbone::store::{self, Cqrs};
-use careloop_backbone::{Backbone, Consumer, Metadata, ProjectionRunner, Relay, Service};
+use careloop_backbone::{Backbone, Consumer, Metadata, ProjectionRunner, Relay, Service, Shutdown};
 
 use domain::{Assignment, Peer, PeerCommand, PeerProfile};
 
@@ -29,15 +33,31 @@ const MIGRATIONS: &[Migration] = &[Migration {
 pub struct PeerAssignmentService {
     backbone: Backbone,
     peers: Arc<Cqrs<Peer>>,
-    assignments: Arc<Cqrs<Assignment>>,
+    matcher: Arc<matching::Matcher>,
 }
 
 impl PeerAssignmentService {
     pub fn new(backbone: &Backbone) -> Self {
+        let pool = backbone.pool.clone();
+        let peers: Arc<Cqrs<Peer>> = store::cqrs(pool.clone(), SCHEMA, ());
+        let matcher = Arc::new(matching::Matcher {
+            pool: pool.clone(),
+            peers: peers.clone(),
+            assignments: store::cqrs::<Assignment>(pool.clone(), SCHEMA, ()),
+            assignment_store: Arc::new(store::event_store(pool, SCHEMA)),
+            weights: backbone.settings.match_weights,
+        });
         PeerAssignmentService {
-            peers: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
-            assignments: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
+            peers,
+            matcher,
             backbone: backbone.clone(),
+        }
+    }
+
+    pub fn waitlist(&self) -> waitlist::WaitlistWorker {
+        waitlist::WaitlistWorker {
+            pool: self.backbone.pool.clone(),
+            matcher: self.matcher.clone(),
         }
     }
 
@@ -119,6 +139,7 @@ impl Service for PeerAssignmentService {
         api::routes(api::AppState {
             pool: self.backbone.pool.clone(),
             peers: self.peers.clone(),
+            matcher: self.matcher.clone(),
         })
     }
 
@@ -143,13 +164,12 @@ impl Service for PeerAssignmentService {
             SERVICE,
             SCHEMA,
             "referral",
-            Arc::new(matching::Matcher {
-                pool: b.pool.clone(),
-                peers: self.peers.clone(),
-                assignments: self.assignments.clone(),
-                assignment_store: Arc::new(store::event_store(b.pool.clone(), SCHEMA)),
-            }),
+            Arc::new(matching::ReferralEvents(self.matcher.clone())),
         )]
+    }
+
+    fn workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![tokio::spawn(self.waitlist().run(shutdown.clone()))]
     }
 
     fn projections(&self) -> Vec<ProjectionRunner> {

@@ -1,68 +1,93 @@
-//! Matching a received referral to a peer (a simple rule for now: a shared language,
-//! the preferred peer gender when given, free capacity; least loaded first).
+//! Assigning referrals to peers: the saga over the Assignment and Peer aggregates.
 //!
 //! The steps are recorded on the Assignment (propose → reserve the peer's slot →
 //! confirm), so a crash at any point resumes where it stopped when the event is
-//! redelivered. The roster read model may lag behind the Peer aggregates; that is
+//! redelivered. Candidates come from the roster read model, ranked by
+//! [`crate::ranking`]; the read model may lag behind the Peer aggregates, which is
 //! fine because the Peer aggregate, not the read model, decides whether a slot is
 //! free: a refused reservation declines the proposal and the next candidate is tried.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use careloop_backbone::store::{self, Cqrs, EventStore};
 use careloop_backbone::{EventHandler, Incoming, Metadata};
+use careloop_config::MatchWeights;
 use careloop_events::{Payload, from_timestamp, v1};
+use chrono::Utc;
 use cqrs_es::AggregateError;
 use sqlx::{PgConnection, PgPool};
 
 use crate::domain::{
-    Assignment, AssignmentCommand, AssignmentRequest, Peer, PeerCommand, PeerError,
+    Assignment, AssignmentCommand, AssignmentError, AssignmentRequest, Peer, PeerCommand, PeerError,
 };
+use crate::ranking::{self, Ranking, RosterPeer, Wanted};
 
 pub struct Matcher {
     pub pool: PgPool,
     pub peers: Arc<Cqrs<Peer>>,
     pub assignments: Arc<Cqrs<Assignment>>,
     pub assignment_store: Arc<EventStore<Assignment>>,
+    pub weights: MatchWeights,
 }
 
+/// The consumer of the referral service's events.
+pub struct ReferralEvents(pub Arc<Matcher>);
+
 #[async_trait::async_trait]
-impl EventHandler for Matcher {
+impl EventHandler for ReferralEvents {
     async fn handle(&self, event: &Incoming, _tx: &mut PgConnection) -> anyhow::Result<()> {
         let meta = event.metadata(crate::SERVICE);
         let (referral_id, reason) = match &event.payload {
-            Payload::ReferralReceived(r) => return self.received(r, &meta).await,
+            Payload::ReferralReceived(r) => return self.0.received(r, &meta).await,
             Payload::ReferralCancelled(c) => (&c.referral_id, "referral cancelled"),
             Payload::ReferralRejected(r) => (&r.referral_id, "referral rejected"),
             Payload::ReferralStatusChanged(s) if s.to_status == "entered-in-error" => {
                 (&s.referral_id, "referral entered in error")
             }
+            Payload::ReferralStatusChanged(s)
+                if s.to_status == "completed" || s.to_status == "failed" =>
+            {
+                (&s.referral_id, "follow-up closed")
+            }
             _ => return Ok(()),
         };
-        self.release(referral_id, reason, &meta).await
+        self.0.release(referral_id, reason, &meta).await
     }
 }
 
 impl Matcher {
     async fn received(&self, r: &v1::ReferralReceived, meta: &Metadata) -> anyhow::Result<()> {
-        let matching = r.matching.clone().unwrap_or_default();
+        let m = r.matching.clone().unwrap_or_default();
         let priority = match v1::Priority::try_from(r.priority) {
             Ok(v1::Priority::Asap) => "asap",
             Ok(v1::Priority::Urgent) => "urgent",
             _ => "routine",
         };
+        let none_if_empty = |s: String| (!s.is_empty()).then_some(s);
         let request = AssignmentRequest {
             person_ref: r.person_ref.clone(),
             facility: r.facility.clone(),
             priority: priority.into(),
             discharged_at: from_timestamp(r.discharged_at.as_ref()),
             first_contact_due_at: from_timestamp(r.first_contact_due_at.as_ref()),
-            language: matching.language,
-            preferred_peer_gender: (!matching.preferred_peer_gender.is_empty())
-                .then_some(matching.preferred_peer_gender),
+            language: m.language,
+            preferred_peer_gender: none_if_empty(m.preferred_peer_gender),
+            lived_experience: m.lived_experience,
+            needs: m.needs,
+            contact_modes: m.contact_modes,
+            region: none_if_empty(m.region),
         };
-        self.assign(&r.referral_id, request, r.attempt.max(1), meta)
-            .await
+        let attempt = r.attempt.max(1);
+        let ask = AssignmentCommand::Request { request, attempt };
+        self.run(&r.referral_id, ask, meta).await?;
+        // A reopened (rerouted) assignment gives the previous peer's slot back first.
+        self.free_released_slot(&r.referral_id, meta).await?;
+        let a = self.load(&r.referral_id).await?;
+        if a.attempt > attempt {
+            return Ok(()); // a later routing already took over
+        }
+        self.settle(&r.referral_id, meta).await
     }
 
     /// The referral closed: the assignment is released and the peer's slot freed.
@@ -73,25 +98,212 @@ impl Matcher {
         reason: &str,
         meta: &Metadata,
     ) -> anyhow::Result<()> {
+        if self.load(referral_id).await?.request.is_none() {
+            return Ok(()); // never routed here: nothing to free
+        }
         let release = AssignmentCommand::Release {
             reason: reason.to_string(),
         };
-        let a = store::load(&self.assignment_store, referral_id)
-            .await
-            .map_err(err)?;
-        if a.request.is_none() {
-            return Ok(()); // never routed here: nothing to free
-        }
-        store::execute(&self.assignments, referral_id, release, meta)
-            .await
-            .map_err(err)?;
+        self.run(referral_id, release, meta).await?;
         self.free_released_slot(referral_id, meta).await
     }
 
-    async fn free_released_slot(&self, referral_id: &str, meta: &Metadata) -> anyhow::Result<()> {
-        let a = store::load(&self.assignment_store, referral_id)
+    /// A waitlisted referral gets another chance (capacity freed up).
+    pub async fn rematch(&self, referral_id: &str, meta: &Metadata) -> anyhow::Result<()> {
+        self.run(referral_id, AssignmentCommand::Rematch, meta)
+            .await?;
+        self.settle(referral_id, meta).await
+    }
+
+    /// The assigned peer declined or went on leave: match again without them.
+    pub async fn hand_back(
+        &self,
+        referral_id: &str,
+        reason: &str,
+        meta: &Metadata,
+    ) -> Result<(), AggregateError<AssignmentError>> {
+        let cmd = AssignmentCommand::HandBack {
+            reason: reason.to_string(),
+        };
+        store::execute(&self.assignments, referral_id, cmd, meta).await?;
+        let settled = async {
+            self.free_released_slot(referral_id, meta).await?;
+            self.settle(referral_id, meta).await
+        };
+        // The hand-back is recorded; the rest is resumed by the waitlist worker if
+        // it fails here.
+        if let Err(e) = settled.await {
+            tracing::warn!(error = %format!("{e:#}"), "re-matching after a hand-back failed; will resume");
+        }
+        Ok(())
+    }
+
+    /// A coordinator moves the referral to `to_peer`: their slot is taken first, so
+    /// the move never exceeds a caseload; then the previous peer's slot is freed.
+    pub async fn override_peer(
+        &self,
+        referral_id: &str,
+        to_peer: &str,
+        reason: &str,
+        meta: &Metadata,
+    ) -> Result<(), careloop_web::Problem> {
+        let a = self
+            .load(referral_id)
             .await
-            .map_err(err)?;
+            .map_err(careloop_web::Problem::internal)?;
+        if a.assigned.is_none() {
+            return Err(store::to_problem(AggregateError::UserError(
+                AssignmentError::NotAssigned,
+            )));
+        }
+        let reserve = PeerCommand::ReserveSlot {
+            referral_id: referral_id.to_string(),
+            now: Utc::now(),
+        };
+        store::execute(&self.peers, to_peer, reserve, meta)
+            .await
+            .map_err(store::to_problem)?;
+        let cmd = AssignmentCommand::Override {
+            to_peer: to_peer.to_string(),
+            reason: reason.to_string(),
+        };
+        if let Err(e) = store::execute(&self.assignments, referral_id, cmd, meta).await {
+            // Give the slot back: the move did not happen.
+            let undo = PeerCommand::ReleaseSlot {
+                referral_id: referral_id.to_string(),
+            };
+            let _ = store::execute(&self.peers, to_peer, undo, meta).await;
+            return Err(store::to_problem(e));
+        }
+        self.free_released_slot(referral_id, meta)
+            .await
+            .map_err(careloop_web::Problem::internal)
+    }
+
+    /// Proposes, reserves and confirms until the referral is assigned or waitlisted.
+    /// Bounded: each round assigns, waitlists, or declines one more peer.
+    pub async fn settle(&self, referral_id: &str, meta: &Metadata) -> anyhow::Result<()> {
+        let mut roster: Option<Vec<RosterPeer>> = None;
+        for _ in 0..10_000 {
+            let a = self.load(referral_id).await?;
+            let Some(request) = a.request.clone() else {
+                return Ok(());
+            };
+            if a.assigned.is_some() || a.waitlisted || a.released {
+                return Ok(());
+            }
+            let peer_id = match a.proposed.clone() {
+                Some(p) => p,
+                None => {
+                    if roster.is_none() {
+                        roster = Some(self.roster().await?);
+                    }
+                    let ranking = self
+                        .rank(&request, roster.as_deref().unwrap_or(&[]), &a.declined_by)
+                        .await?;
+                    match ranking.candidates.first() {
+                        Some(best) => {
+                            let p = best.peer_id.clone();
+                            let propose = AssignmentCommand::Propose { peer_id: p.clone() };
+                            self.run(referral_id, propose, meta).await?;
+                            p
+                        }
+                        None => {
+                            let reason = waitlist_reason(&ranking);
+                            self.run(referral_id, AssignmentCommand::Waitlist { reason }, meta)
+                                .await?;
+                            return Ok(());
+                        }
+                    }
+                }
+            };
+            let reserve = PeerCommand::ReserveSlot {
+                referral_id: referral_id.to_string(),
+                now: Utc::now(),
+            };
+            match store::execute(&self.peers, &peer_id, reserve, meta).await {
+                Ok(()) => {
+                    self.run(referral_id, AssignmentCommand::Confirm { peer_id }, meta)
+                        .await?;
+                }
+                Err(AggregateError::UserError(
+                    e @ (PeerError::CaseloadFull(_)
+                    | PeerError::NotFound
+                    | PeerError::Unavailable(_)),
+                )) => {
+                    let reason = e.to_string();
+                    self.run(
+                        referral_id,
+                        AssignmentCommand::Decline { peer_id, reason },
+                        meta,
+                    )
+                    .await?;
+                }
+                Err(e) => anyhow::bail!("reserving a slot: {e}"),
+            }
+        }
+        anyhow::bail!("matching did not settle for referral {referral_id}")
+    }
+
+    /// Ranks the roster for `request`, leaving out `skip`.
+    pub async fn rank(
+        &self,
+        request: &AssignmentRequest,
+        roster: &[RosterPeer],
+        skip: &[String],
+    ) -> anyhow::Result<Ranking> {
+        let history = self.history(&request.person_ref).await?;
+        Ok(ranking::rank(
+            &wanted(request),
+            roster,
+            &history,
+            skip,
+            &self.weights,
+        ))
+    }
+
+    /// The whole roster as matching sees it.
+    pub async fn roster(&self) -> sqlx::Result<Vec<RosterPeer>> {
+        sqlx::query_as(
+            "SELECT peer_id, languages, gender, lived_experience, regions, max_caseload,
+                    active_count,
+                    (availability = 'active'
+                     OR (availability = 'on_leave' AND available_from <= now())) AS available
+             FROM peer_assignment.peers",
+        )
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    async fn history(&self, person_ref: &str) -> sqlx::Result<HashSet<String>> {
+        let peers: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT peer_id FROM peer_assignment.assignment_history WHERE person_ref = $1",
+        )
+        .bind(person_ref)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(peers.into_iter().collect())
+    }
+
+    pub async fn load(&self, referral_id: &str) -> anyhow::Result<Assignment> {
+        store::load(&self.assignment_store, referral_id)
+            .await
+            .map_err(err)
+    }
+
+    async fn run(
+        &self,
+        referral_id: &str,
+        cmd: AssignmentCommand,
+        meta: &Metadata,
+    ) -> anyhow::Result<()> {
+        store::execute(&self.assignments, referral_id, cmd, meta)
+            .await
+            .map_err(err)
+    }
+
+    async fn free_released_slot(&self, referral_id: &str, meta: &Metadata) -> anyhow::Result<()> {
+        let a = self.load(referral_id).await?;
         // Never free a slot the current attempt holds with the same peer again.
         let current = [a.proposed.as_ref(), a.assigned.as_ref()];
         if let Some(peer) = a.released_peer.filter(|p| !current.contains(&Some(p))) {
@@ -102,94 +314,29 @@ impl Matcher {
         }
         Ok(())
     }
+}
 
-    /// Assigns `referral_id` to a peer with room, or waitlists it.
-    pub async fn assign(
-        &self,
-        referral_id: &str,
-        request: AssignmentRequest,
-        attempt: u32,
-        meta: &Metadata,
-    ) -> anyhow::Result<()> {
-        let run = |c| store::execute(&self.assignments, referral_id, c, meta);
-        let ask = AssignmentCommand::Request {
-            request: request.clone(),
-            attempt,
-        };
-        run(ask).await.map_err(err)?;
-        // A reopened (rerouted) assignment gives the previous peer's slot back first.
-        self.free_released_slot(referral_id, meta).await?;
-        // Bounded: each round either assigns, waitlists, or declines one more peer.
-        for _ in 0..1000 {
-            let a = store::load(&self.assignment_store, referral_id)
-                .await
-                .map_err(err)?;
-            if a.assigned.is_some() || a.waitlisted || a.released || a.attempt > attempt {
-                return Ok(());
-            }
-            let peer_id = match a.proposed {
-                Some(p) => p,
-                None => match self.candidate(&request, &a.declined_by).await? {
-                    Some(p) => {
-                        run(AssignmentCommand::Propose { peer_id: p.clone() })
-                            .await
-                            .map_err(err)?;
-                        p
-                    }
-                    None => {
-                        let reason = "no peer with a shared language and free capacity".into();
-                        run(AssignmentCommand::Waitlist { reason })
-                            .await
-                            .map_err(err)?;
-                        return Ok(());
-                    }
-                },
-            };
-            let reserve = PeerCommand::ReserveSlot {
-                referral_id: referral_id.to_string(),
-            };
-            match store::execute(&self.peers, &peer_id, reserve, meta).await {
-                Ok(()) => {
-                    run(AssignmentCommand::Confirm { peer_id })
-                        .await
-                        .map_err(err)?;
-                }
-                Err(AggregateError::UserError(
-                    e @ (PeerError::CaseloadFull(_) | PeerError::NotFound),
-                )) => {
-                    let reason = e.to_string();
-                    run(AssignmentCommand::Decline { peer_id, reason })
-                        .await
-                        .map_err(err)?;
-                }
-                Err(e) => return Err(err(e)),
-            }
-        }
-        anyhow::bail!("matching did not settle for referral {referral_id}")
+pub fn wanted(r: &AssignmentRequest) -> Wanted {
+    Wanted {
+        language: r.language.clone(),
+        preferred_peer_gender: r.preferred_peer_gender.clone(),
+        lived_experience: r.lived_experience.clone(),
+        needs: r.needs.clone(),
+        contact_modes: r.contact_modes.clone(),
+        region: r.region.clone(),
     }
+}
 
-    /// The best peer the roster read model offers, skipping those who declined.
-    async fn candidate(
-        &self,
-        request: &AssignmentRequest,
-        declined: &[String],
-    ) -> anyhow::Result<Option<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT peer_id FROM peer_assignment.peers
-             WHERE availability = 'active'
-               AND active_count < max_caseload
-               AND $1 = ANY(languages)
-               AND ($2::text IS NULL OR gender = $2)
-               AND NOT (peer_id = ANY($3))
-             ORDER BY active_count::float8 / max_caseload, peer_id
-             LIMIT 1",
-        )
-        .bind(&request.language)
-        .bind(&request.preferred_peer_gender)
-        .bind(declined)
-        .fetch_optional(&self.pool)
-        .await?)
+fn waitlist_reason(r: &Ranking) -> String {
+    if r.excluded.is_empty() {
+        return "no peers on the roster".into();
     }
+    let parts: Vec<String> = r
+        .excluded
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    format!("no peer fits right now (excluded by {})", parts.join(", "))
 }
 
 fn err<E: std::error::Error>(e: AggregateError<E>) -> anyhow::Error {

@@ -35,6 +35,7 @@ async fn racing_reservations_never_exceed_a_peers_caseload() {
         tokio::spawn(async move {
             let cmd = PeerCommand::ReserveSlot {
                 referral_id: format!("r{i}"),
+                now: chrono::Utc::now(),
             };
             store::execute(&peers, "peer-1", cmd, &meta).await
         })

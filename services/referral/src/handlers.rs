@@ -60,6 +60,12 @@ impl EventHandler for Handlers {
                     peer_id: a.peer_id.clone(),
                 },
             ),
+            Payload::PeerUnassigned(u) if !u.peer_id.is_empty() => (
+                u.referral_id.clone(),
+                ReferralCommand::Unassign {
+                    peer_id: u.peer_id.clone(),
+                },
+            ),
             Payload::AssignmentWaitlisted(w) => (
                 w.referral_id.clone(),
                 ReferralCommand::Waitlist {

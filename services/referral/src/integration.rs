@@ -99,7 +99,8 @@ impl IntegrationMapper for Mapper {
             } => changed(facility, from, Status::Failed, reason),
             other @ (ReferralEvent::ReferralWaitlisted { .. }
             | ReferralEvent::ReferralOverdue { .. }
-            | ReferralEvent::ReadmissionNoted { .. }) => {
+            | ReferralEvent::ReadmissionNoted { .. }
+            | ReferralEvent::ReferralPeerChanged { .. }) => {
                 anyhow::bail!("{} is not published", other_name(&other))
             }
         })

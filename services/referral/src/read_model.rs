@@ -116,6 +116,17 @@ impl Projection for Referrals {
                     json!({"admission_id": admission_id, "admitted_at": admitted_at}),
                 )
             }
+            ReferralEvent::ReferralPeerChanged { from, to } => {
+                sqlx::query(
+                    "UPDATE referral.referrals SET peer_id = $2, updated_at = $3 WHERE referral_id = $1",
+                )
+                .bind(id)
+                .bind(to)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                (None, json!({"from_peer_id": from, "to_peer_id": to}))
+            }
             ReferralEvent::ReferralOverdue { kind, due_at, .. } => {
                 let column = match kind {
                     DueKind::Acceptance => "acceptance_overdue = true",

@@ -35,6 +35,53 @@ pub struct Settings {
     pub webhook_retry_base: std::time::Duration,
     /// The follow-up protocol every new plan gets.
     pub protocol: FollowUpProtocol,
+    /// How much each term of a peer match counts.
+    pub match_weights: MatchWeights,
+}
+
+/// Weights of the peer-match score terms (each term is between 0 and 1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MatchWeights {
+    /// Shared lived experience with the person's preferences and needs.
+    pub lived_experience: f64,
+    /// The peer serves the person's region.
+    pub region: f64,
+    /// The peer supported this person before.
+    pub continuity: f64,
+    /// The peer's free share of their caseload.
+    pub load: f64,
+}
+
+impl TryFrom<&str> for MatchWeights {
+    type Error = String;
+
+    fn try_from(value: &str) -> Result<Self, Self::Error> {
+        let mut w = MatchWeights {
+            lived_experience: 3.0,
+            region: 1.0,
+            continuity: 2.0,
+            load: 1.0,
+        };
+        for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("expected term=weight, got {part:?}"))?;
+            let v: f64 = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+                .ok_or_else(|| format!("weight of {k} must be a number >= 0"))?;
+            match k.trim() {
+                "lived_experience" => w.lived_experience = v,
+                "region" => w.region = v,
+                "continuity" => w.continuity = v,
+                "load" => w.load = v,
+                other => return Err(format!("unknown term {other:?}")),
+            }
+        }
+        Ok(w)
+    }
 }
 
 /// When check-ins fall due after discharge, when a plan ends, and when a person who
@@ -171,7 +218,16 @@ impl Settings {
                     format!("must be a whole number of at least 1, got {raw:?}"),
                 )
             })?;
+        let match_weights = MatchWeights::try_from(
+            get(
+                "CARELOOP_MATCH_WEIGHTS",
+                "lived_experience=3,region=1,continuity=2,load=1",
+            )
+            .as_str(),
+        )
+        .map_err(|p| bad("CARELOOP_MATCH_WEIGHTS", p))?;
         Ok(Settings {
+            match_weights,
             protocol: FollowUpProtocol {
                 checkins,
                 ends_after,

@@ -2,9 +2,10 @@
 //!
 //! Assigning touches two aggregates (this one and the Peer), so the steps are
 //! recorded: first the proposed peer, then the peer's slot is reserved, then the
-//! assignment is confirmed. If the process dies between steps, the redelivered
-//! ReferralReceived resumes with the proposed peer (reserving is idempotent per
-//! referral), so no slot is ever taken twice or leaked.
+//! assignment is confirmed. If the process dies between steps, the redelivered event
+//! resumes with the proposed peer (reserving is idempotent per referral), so no slot
+//! is ever taken twice or leaked. Every peer who held the referral stays in the
+//! history (continuity: the next referral of the same person prefers them).
 
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -23,6 +24,14 @@ pub struct AssignmentRequest {
     pub first_contact_due_at: DateTime<Utc>,
     pub language: String,
     pub preferred_peer_gender: Option<String>,
+    #[serde(default)]
+    pub lived_experience: Vec<String>,
+    #[serde(default)]
+    pub needs: Vec<String>,
+    #[serde(default)]
+    pub contact_modes: Vec<String>,
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -32,11 +41,12 @@ pub struct Assignment {
     pub attempt: u32,
     pub proposed: Option<String>,
     pub assigned: Option<String>,
+    /// Peers not to propose again in this attempt (full, declined, on leave).
     pub declined_by: Vec<String>,
     pub waitlisted: bool,
     /// The referral is closed (cancelled, rejected, entered in error): no matching.
     pub released: bool,
-    /// The peer whose slot the last release or reopening gave back.
+    /// The peer whose slot the last release, hand-back or reassignment gave back.
     pub released_peer: Option<String>,
 }
 
@@ -46,10 +56,6 @@ pub enum AssignmentCommand {
     Request {
         request: AssignmentRequest,
         attempt: u32,
-    },
-    /// The referral closed: give the peer's slot back and stop matching.
-    Release {
-        reason: String,
     },
     Propose {
         peer_id: String,
@@ -64,6 +70,21 @@ pub enum AssignmentCommand {
         reason: String,
     },
     Waitlist {
+        reason: String,
+    },
+    /// Capacity freed up: a waitlisted referral is matched again.
+    Rematch,
+    /// The assigned peer declined, or went on leave: back to matching without them.
+    HandBack {
+        reason: String,
+    },
+    /// A coordinator moves the referral to `to_peer` (whose slot is already held).
+    Override {
+        to_peer: String,
+        reason: String,
+    },
+    /// The referral closed: give the peer's slot back and stop matching.
+    Release {
         reason: String,
     },
 }
@@ -94,6 +115,17 @@ pub enum AssignmentEvent {
     AssignmentWaitlisted {
         reason: String,
     },
+    AssignmentRematching,
+    AssignmentHandedBack {
+        peer_id: String,
+        reason: String,
+    },
+    PeerReassigned {
+        from_peer: String,
+        to_peer: String,
+        reason: String,
+        request: AssignmentRequest,
+    },
 }
 
 impl DomainEvent for AssignmentEvent {
@@ -106,6 +138,9 @@ impl DomainEvent for AssignmentEvent {
             AssignmentEvent::PeerAssigned { .. } => "PeerAssigned",
             AssignmentEvent::ProposalDeclined { .. } => "ProposalDeclined",
             AssignmentEvent::AssignmentWaitlisted { .. } => "AssignmentWaitlisted",
+            AssignmentEvent::AssignmentRematching => "AssignmentRematching",
+            AssignmentEvent::AssignmentHandedBack { .. } => "AssignmentHandedBack",
+            AssignmentEvent::PeerReassigned { .. } => "PeerReassigned",
         }
         .to_string()
     }
@@ -121,11 +156,18 @@ pub enum AssignmentError {
     NotRequested,
     #[error("peer {0} is not the proposed peer")]
     NotProposed(String),
+    #[error("the referral has no assigned peer")]
+    NotAssigned,
+    #[error("the referral is closed")]
+    Closed,
 }
 
 impl From<AssignmentError> for Problem {
     fn from(e: AssignmentError) -> Problem {
-        Problem::conflict(e.to_string())
+        match e {
+            AssignmentError::NotRequested => Problem::not_found(e.to_string()),
+            _ => Problem::conflict(e.to_string()),
+        }
     }
 }
 
@@ -168,11 +210,36 @@ impl Aggregate for Assignment {
             }
             return Ok(());
         }
-        if self.assigned.is_some() || self.released {
-            return Ok(());
+        if self.released {
+            return match command {
+                C::Override { .. } | C::HandBack { .. } => Err(AssignmentError::Closed),
+                _ => Ok(()),
+            };
         }
         match command {
             C::Request { .. } | C::Release { .. } => {}
+            C::HandBack { reason } => {
+                let Some(peer_id) = self.assigned.clone() else {
+                    return Err(AssignmentError::NotAssigned);
+                };
+                sink.write(E::AssignmentHandedBack { peer_id, reason }, self)
+                    .await;
+            }
+            C::Override { to_peer, reason } => {
+                let Some(from_peer) = self.assigned.clone() else {
+                    return Err(AssignmentError::NotAssigned);
+                };
+                if from_peer != to_peer {
+                    let e = E::PeerReassigned {
+                        from_peer,
+                        to_peer,
+                        reason,
+                        request,
+                    };
+                    sink.write(e, self).await;
+                }
+            }
+            _ if self.assigned.is_some() => {}
             C::Propose { peer_id } => {
                 if self.proposed.is_none() {
                     sink.write(E::PeerProposed { peer_id }, self).await;
@@ -193,6 +260,11 @@ impl Aggregate for Assignment {
             C::Waitlist { reason } => {
                 if !self.waitlisted && self.proposed.is_none() {
                     sink.write(E::AssignmentWaitlisted { reason }, self).await;
+                }
+            }
+            C::Rematch => {
+                if self.waitlisted {
+                    sink.write(E::AssignmentRematching, self).await;
                 }
             }
         }
@@ -233,6 +305,22 @@ impl Aggregate for Assignment {
                 self.declined_by.push(peer_id);
             }
             E::AssignmentWaitlisted { .. } => self.waitlisted = true,
+            E::AssignmentRematching => {
+                self.waitlisted = false;
+                self.declined_by.clear();
+            }
+            E::AssignmentHandedBack { peer_id, .. } => {
+                self.assigned = None;
+                self.proposed = None;
+                self.declined_by.push(peer_id.clone());
+                self.released_peer = Some(peer_id);
+            }
+            E::PeerReassigned {
+                from_peer, to_peer, ..
+            } => {
+                self.assigned = Some(to_peer);
+                self.released_peer = Some(from_peer);
+            }
         }
     }
 }
@@ -253,6 +341,10 @@ mod tests {
             first_contact_due_at: "2026-11-21T15:30:00Z".parse().unwrap(),
             language: "en".into(),
             preferred_peer_gender: None,
+            lived_experience: vec![],
+            needs: vec![],
+            contact_modes: vec![],
+            region: None,
         }
     }
 
@@ -270,30 +362,56 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_reroute_reopens_matching_and_gives_the_slot_back() {
+    async fn only_the_proposed_peer_can_be_confirmed() {
         Given::with(())
-            .given(assigned("a"))
-            .when_async(AssignmentCommand::Request {
-                request: request(),
-                attempt: 2,
+            .given(assigned("a")[..2].to_vec())
+            .when_async(AssignmentCommand::Confirm {
+                peer_id: "b".into(),
             })
             .await
-            .then_expect_events(vec![AssignmentEvent::AssignmentReopened {
-                attempt: 2,
-                released_peer: Some("a".into()),
-            }]);
-        // The same attempt again (a redelivery) changes nothing.
-        let mut reopened = assigned("a");
-        reopened.push(AssignmentEvent::AssignmentReopened {
+            .then_expect_error(AssignmentError::NotProposed("b".into()));
+    }
+
+    #[tokio::test]
+    async fn confirming_the_proposed_peer_assigns_it() {
+        Given::with(())
+            .given(assigned("a")[..2].to_vec())
+            .when_async(AssignmentCommand::Confirm {
+                peer_id: "a".into(),
+            })
+            .await
+            .then_expect_events(vec![assigned("a")[2].clone()]);
+    }
+
+    #[tokio::test]
+    async fn an_assigned_referral_ignores_later_matching_steps() {
+        Given::with(())
+            .given(assigned("a"))
+            .when_async(AssignmentCommand::Waitlist { reason: "x".into() })
+            .await
+            .then_expect_events(vec![]);
+    }
+
+    #[tokio::test]
+    async fn a_reroute_reopens_matching_and_gives_the_slot_back() {
+        let reopened = AssignmentEvent::AssignmentReopened {
             attempt: 2,
             released_peer: Some("a".into()),
-        });
+        };
+        let again = AssignmentCommand::Request {
+            request: request(),
+            attempt: 2,
+        };
         Given::with(())
-            .given(reopened)
-            .when_async(AssignmentCommand::Request {
-                request: request(),
-                attempt: 2,
-            })
+            .given(assigned("a"))
+            .when_async(again.clone())
+            .await
+            .then_expect_events(vec![reopened.clone()]);
+        let mut after = assigned("a");
+        after.push(reopened);
+        Given::with(())
+            .given(after)
+            .when_async(again)
             .await
             .then_expect_events(vec![]);
     }
@@ -323,55 +441,62 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_the_proposed_peer_can_be_confirmed() {
+    async fn a_hand_back_excludes_the_peer_from_the_next_match() {
+        let mut given = assigned("a");
+        given.push(AssignmentEvent::AssignmentHandedBack {
+            peer_id: "a".into(),
+            reason: "on leave".into(),
+        });
+        let mut a = Assignment::default();
+        for e in given.clone() {
+            a.apply(e);
+        }
+        assert_eq!(a.assigned, None);
+        assert_eq!(a.declined_by, ["a"]);
+        assert_eq!(a.released_peer.as_deref(), Some("a"));
         Given::with(())
-            .given(vec![
-                AssignmentEvent::AssignmentRequested(request()),
-                AssignmentEvent::PeerProposed {
-                    peer_id: "a".into(),
-                },
-            ])
-            .when_async(AssignmentCommand::Confirm {
+            .given(given)
+            .when_async(AssignmentCommand::Propose {
                 peer_id: "b".into(),
             })
             .await
-            .then_expect_error(AssignmentError::NotProposed("b".into()));
-    }
-
-    #[tokio::test]
-    async fn confirming_the_proposed_peer_assigns_it() {
-        Given::with(())
-            .given(vec![
-                AssignmentEvent::AssignmentRequested(request()),
-                AssignmentEvent::PeerProposed {
-                    peer_id: "a".into(),
-                },
-            ])
-            .when_async(AssignmentCommand::Confirm {
-                peer_id: "a".into(),
-            })
-            .await
-            .then_expect_events(vec![AssignmentEvent::PeerAssigned {
-                peer_id: "a".into(),
-                request: request(),
+            .then_expect_events(vec![AssignmentEvent::PeerProposed {
+                peer_id: "b".into(),
             }]);
     }
 
     #[tokio::test]
-    async fn an_assigned_referral_ignores_later_steps() {
+    async fn only_a_waitlisted_referral_is_rematched() {
+        let mut waiting = assigned("a")[..1].to_vec();
+        waiting.push(AssignmentEvent::AssignmentWaitlisted {
+            reason: "full".into(),
+        });
         Given::with(())
-            .given(vec![
-                AssignmentEvent::AssignmentRequested(request()),
-                AssignmentEvent::PeerProposed {
-                    peer_id: "a".into(),
-                },
-                AssignmentEvent::PeerAssigned {
-                    peer_id: "a".into(),
-                    request: request(),
-                },
-            ])
-            .when_async(AssignmentCommand::Waitlist { reason: "x".into() })
+            .given(waiting)
+            .when_async(AssignmentCommand::Rematch)
+            .await
+            .then_expect_events(vec![AssignmentEvent::AssignmentRematching]);
+        Given::with(())
+            .given(assigned("a"))
+            .when_async(AssignmentCommand::Rematch)
             .await
             .then_expect_events(vec![]);
+    }
+
+    #[tokio::test]
+    async fn an_override_moves_the_referral_and_frees_the_old_peer() {
+        Given::with(())
+            .given(assigned("a"))
+            .when_async(AssignmentCommand::Override {
+                to_peer: "b".into(),
+                reason: "continuity".into(),
+            })
+            .await
+            .then_expect_events(vec![AssignmentEvent::PeerReassigned {
+                from_peer: "a".into(),
+                to_peer: "b".into(),
+                reason: "continuity".into(),
+                request: request(),
+            }]);
     }
 }

@@ -92,12 +92,31 @@ impl Aggregate for Referral {
                 if self.peer_id.as_deref() == Some(peer_id.as_str()) {
                     return Ok(());
                 }
+                if self.has_peer_status() {
+                    let from = self.peer_id.clone();
+                    let e = E::ReferralPeerChanged {
+                        from,
+                        to: Some(peer_id),
+                    };
+                    sink.write(e, self).await;
+                    return Ok(());
+                }
                 self.check(Action::Accept)?;
                 sink.write(E::ReferralAccepted { peer_id, facility }, self)
                     .await;
             }
+            C::Unassign { peer_id } => {
+                if self.peer_id.as_deref() == Some(peer_id.as_str()) && self.has_peer_status() {
+                    let e = E::ReferralPeerChanged {
+                        from: Some(peer_id),
+                        to: None,
+                    };
+                    sink.write(e, self).await;
+                }
+            }
             C::Waitlist { reason } => {
-                if self.status == Status::Received && !self.waitlisted {
+                let unassigned = self.status == Status::Received || self.peer_id.is_none();
+                if unassigned && !self.status.is_final() && !self.waitlisted {
                     sink.write(E::ReferralWaitlisted { reason }, self).await;
                 }
             }
@@ -260,6 +279,10 @@ impl Aggregate for Referral {
             }
             E::ReferralOverdue { kind, .. } => self.overdue.push(kind),
             E::ReadmissionNoted { admission_id, .. } => self.readmissions.push(admission_id),
+            E::ReferralPeerChanged { to, .. } => {
+                self.waitlisted = false;
+                self.peer_id = to;
+            }
             E::FollowUpStarted { .. }
             | E::ReferralCompleted { .. }
             | E::ReferralFailed { .. }
@@ -278,6 +301,14 @@ impl Referral {
                 current: self.status.as_str(),
                 action: transitions::transition(action).name,
             },
+        )
+    }
+
+    /// Statuses in which the referral is held by a peer (so a new peer is a change).
+    fn has_peer_status(&self) -> bool {
+        matches!(
+            self.status,
+            Status::Accepted | Status::InProgress | Status::OnHold
         )
     }
 
@@ -419,13 +450,12 @@ mod tests {
                 reason: "r".into(),
                 allowed: true,
             },
-            Action::Accept => C::Accept {
-                peer_id: "peer-2".into(),
-            },
             Action::Complete => C::Complete { reason: "r".into() },
             Action::Fail => C::Fail { reason: "r".into() },
-            // Receive and StartFollowUp are idempotent no-ops where not allowed.
-            Action::Receive | Action::StartFollowUp => return None,
+            // Receive and StartFollowUp are idempotent no-ops where not allowed; an
+            // Accept by another peer of a referral that has one is a reassignment
+            // (tested below).
+            Action::Receive | Action::StartFollowUp | Action::Accept => return None,
         })
     }
 
@@ -482,7 +512,31 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, statuses.len() * 9);
+        assert_eq!(checked, statuses.len() * 8);
+    }
+
+    #[tokio::test]
+    async fn another_peer_taking_over_changes_the_peer_not_the_status() {
+        Given::with(())
+            .given(vec![received(), accepted(), started()])
+            .when_async(ReferralCommand::Accept {
+                peer_id: "peer-2".into(),
+            })
+            .await
+            .then_expect_events(vec![ReferralEvent::ReferralPeerChanged {
+                from: Some("peer-1".into()),
+                to: Some("peer-2".into()),
+            }]);
+        Given::with(())
+            .given(history(Status::Cancelled).unwrap())
+            .when_async(ReferralCommand::Accept {
+                peer_id: "peer-2".into(),
+            })
+            .await
+            .then_expect_error(ReferralError::NotAllowed {
+                current: "cancelled",
+                action: "accept",
+            });
     }
 
     #[tokio::test]

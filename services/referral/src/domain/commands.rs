@@ -9,8 +9,13 @@ pub enum ReferralCommand {
     /// Intake submitted the referral (from ReferralSubmitted). Due times are computed
     /// by the caller from the configured policy.
     Receive(Box<Received>),
-    /// A peer took the referral on (from PeerAssigned).
+    /// A peer took the referral on (from PeerAssigned); for a referral that already
+    /// has a peer, the peer changes (reassignment).
     Accept {
+        peer_id: String,
+    },
+    /// The peer gave the referral back (from PeerUnassigned).
+    Unassign {
         peer_id: String,
     },
     /// Nobody fits right now (from AssignmentWaitlisted).

@@ -129,6 +129,11 @@ pub enum ReferralEvent {
         admission_id: String,
         admitted_at: DateTime<Utc>,
     },
+    /// Another peer took over, or (to = None) the peer gave the referral back.
+    ReferralPeerChanged {
+        from: Option<String>,
+        to: Option<String>,
+    },
 }
 
 impl DomainEvent for ReferralEvent {
@@ -148,6 +153,7 @@ impl DomainEvent for ReferralEvent {
             ReferralEvent::ReferralCompleted { .. } => "ReferralCompleted",
             ReferralEvent::ReferralFailed { .. } => "ReferralFailed",
             ReferralEvent::ReadmissionNoted { .. } => "ReadmissionNoted",
+            ReferralEvent::ReferralPeerChanged { .. } => "ReferralPeerChanged",
         }
         .to_string()
     }
@@ -175,7 +181,8 @@ impl ReferralEvent {
             ReferralEvent::ReferralFailed { .. } => Status::Failed,
             ReferralEvent::ReferralWaitlisted { .. }
             | ReferralEvent::ReferralOverdue { .. }
-            | ReferralEvent::ReadmissionNoted { .. } => return None,
+            | ReferralEvent::ReadmissionNoted { .. }
+            | ReferralEvent::ReferralPeerChanged { .. } => return None,
         })
     }
 }

@@ -1,0 +1,115 @@
+//! The waitlist and hand-backs, worked from state rather than from events, so a
+//! restart loses nothing:
+//!
+//! - referrals held by a peer who is no longer available (on leave, inactive) go back
+//!   to matching without that peer;
+//! - when any peer has room (freed capacity, a returning or new peer, a larger
+//!   caseload), waitlisted referrals are matched again in priority order (asap,
+//!   urgent, routine), then by how long they have waited.
+//!
+//! One pass at a time across instances (an advisory lock), so the order holds. A
+//! referral no peer fits stays put without new events; only those with a candidate
+//! are re-matched.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use careloop_backbone::outbox::Wakeup;
+use careloop_backbone::{Metadata, Shutdown};
+use sqlx::PgPool;
+
+use crate::matching::Matcher;
+
+#[derive(Clone)]
+pub struct WaitlistWorker {
+    pub pool: PgPool,
+    pub matcher: Arc<Matcher>,
+}
+
+impl WaitlistWorker {
+    /// One pass; returns how many referrals it assigned or handed back.
+    pub async fn run_once(&self) -> anyhow::Result<usize> {
+        let mut lock = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('careloop.waitlist', 0))")
+            .execute(&mut *lock)
+            .await?;
+        let meta = Metadata::new(uuid::Uuid::new_v4().to_string()).actor("waitlist");
+        let mut moved = 0;
+
+        let handed: Vec<String> = sqlx::query_scalar(
+            "SELECT a.referral_id FROM peer_assignment.assignments a
+             JOIN peer_assignment.peers p ON p.peer_id = a.peer_id
+             WHERE a.status = 'assigned'
+               AND NOT (p.availability = 'active'
+                        OR (p.availability = 'on_leave' AND p.available_from <= now()))
+             ORDER BY a.referral_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for id in &handed {
+            match self
+                .matcher
+                .hand_back(id, "the peer is not available", &meta)
+                .await
+            {
+                Ok(()) => moved += 1,
+                Err(e) => tracing::debug!(referral = %id, error = %e, "hand-back skipped"),
+            }
+        }
+
+        let waiting: Vec<String> = sqlx::query_scalar(
+            "SELECT referral_id FROM peer_assignment.assignments
+             WHERE status = 'waitlisted'
+             ORDER BY CASE priority WHEN 'asap' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END,
+                      waitlisted_at, referral_id
+             LIMIT 1000",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        if waiting.is_empty() {
+            lock.commit().await?;
+            return Ok(moved);
+        }
+        // The roster is read once per pass and kept current locally: the read model
+        // may not have applied the reservations this pass just made.
+        let mut roster = self.matcher.roster().await?;
+        for id in &waiting {
+            if !roster
+                .iter()
+                .any(|p| p.available && p.active_count < p.max_caseload)
+            {
+                break;
+            }
+            let a = self.matcher.load(id).await?;
+            let Some(request) = a.request.clone().filter(|_| a.waitlisted) else {
+                continue;
+            };
+            let ranking = self.matcher.rank(&request, &roster, &[]).await?;
+            if ranking.candidates.is_empty() {
+                continue;
+            }
+            self.matcher.rematch(id, &meta).await?;
+            if let Some(peer) = self.matcher.load(id).await?.assigned {
+                moved += 1;
+                if let Some(p) = roster.iter_mut().find(|p| p.peer_id == peer) {
+                    p.active_count += 1;
+                }
+            }
+        }
+        lock.commit().await?;
+        Ok(moved)
+    }
+
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let mut wakeup = Wakeup::new(self.pool.clone(), crate::SCHEMA, Duration::from_secs(2));
+        while !shutdown.is_triggered() {
+            if let Err(e) = self.run_once().await {
+                tracing::warn!(error = %format!("{e:#}"), "waitlist pass failed; will retry");
+            }
+            tokio::select! {
+                _ = wakeup.wait(false) => {}
+                _ = shutdown.wait() => {}
+            }
+        }
+    }
+}
