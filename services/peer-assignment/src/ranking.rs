@@ -96,7 +96,7 @@ pub fn rank(
             Some("availability")
         } else if p.active_count >= p.max_caseload {
             Some("capacity")
-        } else if !p.languages.iter().any(|l| *l == wanted.language) {
+        } else if !p.languages.contains(&wanted.language) {
             Some("language")
         } else if wanted
             .preferred_peer_gender

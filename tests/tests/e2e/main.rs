@@ -3,6 +3,7 @@
 
 mod followup;
 mod lifecycle;
+mod matching;
 mod outage;
 mod slice;
 

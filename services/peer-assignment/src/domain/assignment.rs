@@ -298,6 +298,7 @@ impl Aggregate for Assignment {
             E::PeerProposed { peer_id } => self.proposed = Some(peer_id),
             E::PeerAssigned { peer_id, .. } => {
                 self.assigned = Some(peer_id);
+                self.proposed = None;
                 self.waitlisted = false;
             }
             E::ProposalDeclined { peer_id, .. } => {
