@@ -3,6 +3,7 @@
 mod aggregate;
 mod commands;
 mod events;
+pub mod facts;
 
 pub use aggregate::{Checkpoint, FollowUpError, FollowUpPlan, PlanState};
 pub use commands::{Contact, FollowUpCommand, Protocol};

@@ -9,10 +9,14 @@ use careloop_backbone::{EventHandler, Incoming};
 use careloop_events::{Payload, from_timestamp, v1};
 use sqlx::PgConnection;
 
+use crate::domain::facts::{Admission, AdmissionFacts, Discharge, DischargeFacts, FactsCommand};
 use crate::domain::{FollowUpCommand, FollowUpPlan, Protocol};
+use crate::measures::metrics::REFERRALS_RECEIVED;
 
 pub struct Handlers {
     pub cqrs: Arc<Cqrs<FollowUpPlan>>,
+    pub discharges: Arc<Cqrs<DischargeFacts>>,
+    pub admissions: Arc<Cqrs<AdmissionFacts>>,
     pub protocol: Protocol,
 }
 
@@ -24,6 +28,7 @@ impl EventHandler for Handlers {
             let meta = meta.clone();
             async move { store::tolerate_refusal(store::execute(&self.cqrs, &id, command, &meta).await) }
         };
+        self.note_facts(event).await?;
         match &event.payload {
             Payload::PeerAssigned(a) => {
                 let priority = match v1::Priority::try_from(a.priority) {
@@ -82,6 +87,69 @@ impl EventHandler for Handlers {
                     run(referral_id, command).await?;
                 }
                 Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Handlers {
+    /// Keeps the facts the continuity measures need, as follow-up's own events.
+    async fn note_facts(&self, event: &Incoming) -> anyhow::Result<()> {
+        let meta = event.metadata(crate::SERVICE);
+        let note = |id: String, command: FactsCommand| {
+            let meta = meta.clone();
+            async move {
+                store::execute(&self.discharges, &id, command, &meta)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            }
+        };
+        let status =
+            |id: &str, s: &str| note(id.to_string(), FactsCommand::NoteStatus(s.to_string()));
+        let assignment =
+            |id: &str, s: &str| note(id.to_string(), FactsCommand::NoteAssignment(s.to_string()));
+        match &event.payload {
+            Payload::ReferralSubmitted(s) => {
+                let channel = match v1::Channel::try_from(s.channel) {
+                    Ok(v1::Channel::Fhir) => "fhir",
+                    Ok(v1::Channel::Hl7) => "hl7",
+                    _ => "api",
+                };
+                REFERRALS_RECEIVED
+                    .with_label_values(&[s.facility.as_str(), channel])
+                    .inc();
+                Ok(())
+            }
+            Payload::ReferralReceived(r) => {
+                let discharge = Discharge {
+                    person_ref: r.person_ref.clone(),
+                    facility: r.facility.clone(),
+                    discharged_at: from_timestamp(r.discharged_at.as_ref()),
+                };
+                note(
+                    r.referral_id.clone(),
+                    FactsCommand::NoteDischarge(discharge),
+                )
+                .await?;
+                status(&r.referral_id, "received").await
+            }
+            Payload::ReferralAccepted(a) => status(&a.referral_id, "accepted").await,
+            Payload::ReferralRejected(r) => status(&r.referral_id, "rejected").await,
+            Payload::ReferralCancelled(c) => status(&c.referral_id, "cancelled").await,
+            Payload::ReferralStatusChanged(s) => status(&s.referral_id, &s.to_status).await,
+            Payload::PeerAssigned(a) => assignment(&a.referral_id, "assigned").await,
+            Payload::AssignmentWaitlisted(w) => assignment(&w.referral_id, "waitlisted").await,
+            Payload::PeerUnassigned(u) => assignment(&u.referral_id, "unassigned").await,
+            Payload::AdmissionRecorded(a) => {
+                let admission = Admission {
+                    person_ref: a.person_ref.clone(),
+                    facility: a.facility.clone(),
+                    admitted_at: from_timestamp(a.admitted_at.as_ref()),
+                };
+                store::execute(&self.admissions, &a.admission_id, admission, &meta)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))
             }
             _ => Ok(()),
         }

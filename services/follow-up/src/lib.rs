@@ -11,6 +11,7 @@ pub mod deadlines;
 pub mod domain;
 pub mod handlers;
 pub mod integration;
+pub mod measures;
 pub mod read_model;
 
 use std::sync::Arc;
@@ -20,14 +21,21 @@ use careloop_backbone::store::{self, Cqrs};
 use careloop_backbone::{Backbone, Consumer, ProjectionRunner, Relay, Service, Shutdown};
 
 use domain::FollowUpPlan;
+use domain::facts::{AdmissionFacts, DischargeFacts};
 
 pub const SERVICE: &str = "follow-up";
 pub const SCHEMA: &str = "follow_up";
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    name: "0001_follow_up_read_model",
-    sql: include_str!("../migrations/0001_read_model.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "0001_follow_up_read_model",
+        sql: include_str!("../migrations/0001_read_model.sql"),
+    },
+    Migration {
+        name: "0002_measures",
+        sql: include_str!("../migrations/0002_measures.sql"),
+    },
+];
 
 #[derive(Clone)]
 pub struct FollowUpService {
@@ -73,6 +81,7 @@ impl Service for FollowUpService {
             pool: self.backbone.pool.clone(),
             cqrs: self.cqrs.clone(),
         })
+        .merge(measures::api::routes(self.backbone.pool.clone()))
     }
 
     fn relay(&self) -> Relay {
@@ -91,6 +100,8 @@ impl Service for FollowUpService {
         let b = &self.backbone;
         let handler = Arc::new(handlers::Handlers {
             cqrs: self.cqrs.clone(),
+            discharges: store::cqrs::<DischargeFacts>(b.pool.clone(), SCHEMA, ()),
+            admissions: store::cqrs::<AdmissionFacts>(b.pool.clone(), SCHEMA, ()),
             protocol: (&b.settings.protocol).into(),
         });
         ["peer-assignment", "referral", "intake"]
@@ -110,17 +121,31 @@ impl Service for FollowUpService {
     }
 
     fn workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
-        vec![tokio::spawn(
-            self.deadline_check()
-                .run(std::time::Duration::from_secs(15), shutdown.clone()),
-        )]
+        vec![
+            tokio::spawn(
+                self.deadline_check()
+                    .run(std::time::Duration::from_secs(15), shutdown.clone()),
+            ),
+            tokio::spawn(measures::metrics::run(
+                self.backbone.pool.clone(),
+                std::time::Duration::from_secs(15),
+                shutdown.clone(),
+            )),
+        ]
     }
 
     fn projections(&self) -> Vec<ProjectionRunner> {
-        vec![ProjectionRunner::new(
-            self.backbone.pool.clone(),
-            SCHEMA,
-            Arc::new(read_model::FollowUps),
-        )]
+        vec![
+            ProjectionRunner::new(
+                self.backbone.pool.clone(),
+                SCHEMA,
+                Arc::new(read_model::FollowUps),
+            ),
+            ProjectionRunner::new(
+                self.backbone.pool.clone(),
+                SCHEMA,
+                Arc::new(measures::read_model::Measures),
+            ),
+        ]
     }
 }

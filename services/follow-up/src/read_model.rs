@@ -24,6 +24,9 @@ impl Projection for FollowUps {
     }
 
     async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
+        if e.aggregate_type != "FollowUpPlan" {
+            return Ok(());
+        }
         let id = &e.aggregate_id;
         let at = e.recorded_at;
         match e.decode::<FollowUpEvent>()? {

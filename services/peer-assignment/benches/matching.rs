@@ -12,8 +12,16 @@ use careloop_peer_assignment::ranking::{RosterPeer, Wanted, rank};
 const LANGUAGES: [&str; 5] = ["en", "es", "zh", "vi", "so"];
 const GENDERS: [&str; 3] = ["female", "male", "nonbinary"];
 const TAGS: [&str; 10] = [
-    "bipolar", "depression", "psychosis", "substance use", "lgbtq", "veteran", "youth",
-    "parent", "disability benefits", "medication experience",
+    "bipolar",
+    "depression",
+    "psychosis",
+    "substance use",
+    "lgbtq",
+    "veteran",
+    "youth",
+    "parent",
+    "disability benefits",
+    "medication experience",
 ];
 
 /// A small deterministic generator (no extra dependency).
@@ -21,7 +29,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
@@ -41,7 +52,7 @@ fn roster(n: usize, rng: &mut Lcg) -> Vec<RosterPeer> {
                 regions: vec![format!("68{}", rng.next() % 10)],
                 max_caseload: max,
                 active_count: (rng.next() % (max as u64 + 1)) as i32,
-                available: rng.next() % 10 != 0,
+                available: !rng.next().is_multiple_of(10),
             }
         })
         .collect()
@@ -50,10 +61,13 @@ fn roster(n: usize, rng: &mut Lcg) -> Vec<RosterPeer> {
 fn wanted(rng: &mut Lcg) -> Wanted {
     Wanted {
         language: rng.pick(&LANGUAGES).into(),
-        preferred_peer_gender: (rng.next() % 2 == 0).then(|| rng.pick(&GENDERS).to_string()),
+        preferred_peer_gender: rng
+            .next()
+            .is_multiple_of(2)
+            .then(|| rng.pick(&GENDERS).to_string()),
         lived_experience: vec![rng.pick(&TAGS).into(), rng.pick(&TAGS).into()],
         needs: vec!["emotional".into()],
-        contact_modes: if rng.next() % 4 == 0 {
+        contact_modes: if rng.next().is_multiple_of(4) {
             vec!["in_person".into()]
         } else {
             vec!["phone".into()]
@@ -113,7 +127,10 @@ fn main() {
         let start = Instant::now();
         let mut assigned = 0;
         for w in &waitlist {
-            if !full.iter().any(|p| p.available && p.active_count < p.max_caseload) {
+            if !full
+                .iter()
+                .any(|p| p.available && p.active_count < p.max_caseload)
+            {
                 break;
             }
             let r = rank(w, &full, &history, &[], &weights);

@@ -9,6 +9,7 @@ pub mod api;
 pub mod domain;
 pub mod integration;
 pub mod matching;
+pub mod metrics;
 pub mod ranking;
 pub mod read_model;
 pub mod waitlist;

@@ -106,6 +106,9 @@ impl WaitlistWorker {
             if let Err(e) = self.run_once().await {
                 tracing::warn!(error = %format!("{e:#}"), "waitlist pass failed; will retry");
             }
+            if let Err(e) = crate::metrics::refresh(&self.pool).await {
+                tracing::warn!(error = %e, "refreshing roster metrics failed");
+            }
             tokio::select! {
                 _ = wakeup.wait(false) => {}
                 _ = shutdown.wait() => {}

@@ -33,7 +33,7 @@ CREATE TABLE {schema}.snapshots (
 -- Wakes the relay and projections as soon as events commit (they also poll).
 CREATE FUNCTION {schema}.notify_events() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('{schema}_events', '');
+    PERFORM pg_notify('careloop_events', '{schema}');
     RETURN NULL;
 END $$;
 CREATE TRIGGER events_notify AFTER INSERT ON {schema}.events

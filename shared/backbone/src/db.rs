@@ -20,7 +20,7 @@ pub async fn connect(database_url: &str) -> anyhow::Result<PgPool> {
     let opts = opts.log_statements(tracing::log::LevelFilter::Trace);
     let pool = || {
         PgPoolOptions::new()
-            .max_connections(32)
+            .max_connections(24)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts.clone())

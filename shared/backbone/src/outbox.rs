@@ -162,19 +162,82 @@ pub async fn pending(
 
 /// Waits until new events may have committed in `schema` (a NOTIFY from the events
 /// trigger) or `poll` has passed, whichever is first.
+///
+/// One LISTEN connection per database serves every relay, projection and worker of
+/// the process (the trigger names the schema in its payload), so the number of
+/// connections does not grow with the number of readers.
 pub struct Wakeup {
-    listener: Option<sqlx::postgres::PgListener>,
-    pool: sqlx::PgPool,
-    channel: String,
+    rx: tokio::sync::broadcast::Receiver<String>,
+    schema: String,
     poll: std::time::Duration,
+}
+
+/// The channel every events trigger notifies, with the schema as payload.
+pub const CHANNEL: &str = "careloop_events";
+
+struct Shared {
+    tx: tokio::sync::broadcast::Sender<String>,
+    alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+static LISTENERS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Shared>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Marks the shared listener dead when its task ends (or its runtime shuts down).
+struct AliveGuard(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn subscribe(pool: &sqlx::PgPool) -> tokio::sync::broadcast::Receiver<String> {
+    let opts = pool.connect_options();
+    let key = format!(
+        "{}:{}/{}",
+        opts.get_host(),
+        opts.get_port(),
+        opts.get_database().unwrap_or("")
+    );
+    let mut map = LISTENERS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(shared) = map.get(&key)
+        && shared.alive.load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return shared.tx.subscribe();
+    }
+    let (tx, rx) = tokio::sync::broadcast::channel(1024);
+    let alive = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    tokio::spawn(listen(pool.clone(), tx.clone(), AliveGuard(alive.clone())));
+    map.insert(key, Shared { tx, alive });
+    rx
+}
+
+async fn listen(
+    pool: sqlx::PgPool,
+    tx: tokio::sync::broadcast::Sender<String>,
+    _alive: AliveGuard,
+) {
+    loop {
+        match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(mut l) => {
+                if l.listen(CHANNEL).await.is_ok() {
+                    while let Ok(n) = l.recv().await {
+                        let _ = tx.send(n.payload().to_string());
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "LISTEN unavailable; readers poll"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 impl Wakeup {
     pub fn new(pool: sqlx::PgPool, schema: &str, poll: std::time::Duration) -> Self {
         Wakeup {
-            listener: None,
-            pool,
-            channel: format!("{schema}_events"),
+            rx: subscribe(&pool),
+            schema: schema.to_string(),
             poll,
         }
     }
@@ -187,26 +250,21 @@ impl Wakeup {
             tokio::time::sleep(std::time::Duration::from_millis(15)).await;
             return;
         }
-        if self.listener.is_none() {
-            match sqlx::postgres::PgListener::connect_with(&self.pool).await {
-                Ok(mut l) => {
-                    if l.listen(&self.channel).await.is_ok() {
-                        self.listener = Some(l);
+        let schema = self.schema.clone();
+        let rx = &mut self.rx;
+        let woken = async move {
+            loop {
+                match rx.recv().await {
+                    Ok(s) if s == schema => return,
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        std::future::pending::<()>().await
                     }
                 }
-                Err(e) => tracing::debug!(error = %e, "LISTEN unavailable; polling"),
             }
-        }
-        match &mut self.listener {
-            Some(l) => {
-                match tokio::time::timeout(self.poll, l.try_recv()).await {
-                    Ok(Ok(Some(_))) | Err(_) => {}
-                    // The connection was lost: reconnect on the next wait.
-                    Ok(Ok(None)) | Ok(Err(_)) => self.listener = None,
-                }
-            }
-            None => tokio::time::sleep(self.poll).await,
-        }
+        };
+        let _ = tokio::time::timeout(self.poll, woken).await;
     }
 }
 

@@ -4,6 +4,7 @@
 //! birth dates, phone numbers, identifiers), which only the intake service holds.
 
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -20,6 +21,26 @@ pub fn init() {
         });
     let _ = tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_target(true))
+        .with(filter)
+        .try_init();
+}
+
+/// Installs a subscriber writing every careloop log line, down to `trace`, to
+/// `writer`: tests use it to prove what the logs never contain.
+pub fn init_with_writer<W>(writer: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter: Targets =
+        "trace,sqlx=info,async_nats=info,hyper=info,h2=info,tokio=info,runtime=info"
+            .parse()
+            .expect("valid filter");
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(writer),
+        )
         .with(filter)
         .try_init();
 }

@@ -4,6 +4,7 @@
 mod followup;
 mod lifecycle;
 mod matching;
+mod measures;
 mod outage;
 mod slice;
 

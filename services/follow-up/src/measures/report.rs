@@ -1,0 +1,382 @@
+//! Computing the measures: one SQL query gives, per discharge, its first reached
+//! contact and its first readmission as of `as_of`; the counting is plain Rust over
+//! those rows ([`Tally`]), so the definitions read as they are written.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Duration, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+/// One discharge, as of the report's time.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DischargeRow {
+    pub facility: String,
+    pub discharged_at: DateTime<Utc>,
+    /// The earliest reached contact after discharge, at or before `as_of`.
+    pub first_reached: Option<DateTime<Utc>>,
+    /// The earliest admission in `(discharged_at, discharged_at + 30d]`, at or before
+    /// `as_of`.
+    pub first_readmission: Option<DateTime<Utc>>,
+}
+
+/// Which discharges a report covers.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub as_of: DateTime<Utc>,
+    pub facility: Option<String>,
+    /// Discharged at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Discharged before.
+    pub to: Option<DateTime<Utc>>,
+}
+
+pub async fn load(pool: &PgPool, scope: &Scope) -> sqlx::Result<Vec<DischargeRow>> {
+    sqlx::query_as(
+        "SELECT d.facility, d.discharged_at,
+            (SELECT min(c.occurred_at) FROM follow_up.measure_contacts c
+              WHERE c.referral_id = d.referral_id AND c.reached
+                AND c.occurred_at > d.discharged_at AND c.occurred_at <= $1) AS first_reached,
+            (SELECT min(a.admitted_at) FROM follow_up.measure_admissions a
+              WHERE a.person_ref = d.person_ref
+                AND a.admitted_at > d.discharged_at
+                AND a.admitted_at <= d.discharged_at + interval '30 days'
+                AND a.admitted_at <= $1) AS first_readmission
+         FROM follow_up.measure_discharges d
+         WHERE d.discharged_at IS NOT NULL AND d.facility IS NOT NULL
+           AND NOT d.excluded
+           AND d.discharged_at <= $1
+           AND ($2::text IS NULL OR d.facility = $2)
+           AND ($3::timestamptz IS NULL OR d.discharged_at >= $3)
+           AND ($4::timestamptz IS NULL OR d.discharged_at < $4)",
+    )
+    .bind(scope.as_of)
+    .bind(&scope.facility)
+    .bind(scope.from)
+    .bind(scope.to)
+    .fetch_all(pool)
+    .await
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FollowUp {
+    pub discharges: u64,
+    pub followed_up: u64,
+    pub ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Readmission {
+    pub discharges: u64,
+    pub readmitted: u64,
+    pub readmitted_engaged: u64,
+    pub readmitted_not_engaged: u64,
+    pub ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FirstContact {
+    pub count: u64,
+    /// The nearest-rank percentiles of the observed seconds (values that occurred).
+    pub p50: Option<i64>,
+    pub p90: Option<i64>,
+}
+
+/// The measures of one group of discharges.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Measures {
+    pub followup_7d: FollowUp,
+    pub followup_30d: FollowUp,
+    pub readmission_30d: Readmission,
+    pub first_contact_seconds: FirstContact,
+}
+
+/// Counts discharges into the measures.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    m: Measures,
+    first_contacts: Vec<i64>,
+}
+
+impl Tally {
+    pub fn add(&mut self, row: &DischargeRow, as_of: DateTime<Utc>) {
+        let d = row.discharged_at;
+        let reached_within = |days: i64| {
+            row.first_reached
+                .is_some_and(|r| r <= d + Duration::days(days))
+        };
+        if d <= as_of - Duration::days(7) {
+            self.m.followup_7d.discharges += 1;
+            self.m.followup_7d.followed_up += reached_within(7) as u64;
+        }
+        if d <= as_of - Duration::days(30) {
+            self.m.followup_30d.discharges += 1;
+            self.m.followup_30d.followed_up += reached_within(30) as u64;
+            let r = &mut self.m.readmission_30d;
+            r.discharges += 1;
+            if let Some(admitted) = row.first_readmission {
+                r.readmitted += 1;
+                let until = admitted.min(d + Duration::days(30));
+                let engaged = row.first_reached.is_some_and(|c| c < until);
+                if engaged {
+                    r.readmitted_engaged += 1;
+                } else {
+                    r.readmitted_not_engaged += 1;
+                }
+            }
+        }
+        if let Some(r) = row.first_reached {
+            self.first_contacts.push((r - d).num_seconds());
+        }
+    }
+
+    pub fn first_contact_seconds(&self) -> &[i64] {
+        &self.first_contacts
+    }
+
+    pub fn finish(mut self) -> Measures {
+        let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
+        let f = &mut self.m;
+        f.followup_7d.ratio = ratio(f.followup_7d.followed_up, f.followup_7d.discharges);
+        f.followup_30d.ratio = ratio(f.followup_30d.followed_up, f.followup_30d.discharges);
+        f.readmission_30d.ratio = ratio(f.readmission_30d.readmitted, f.readmission_30d.discharges);
+        self.first_contacts.sort_unstable();
+        let n = self.first_contacts.len();
+        let rank = |p: f64| {
+            (n > 0).then(|| self.first_contacts[((p * n as f64).ceil() as usize).clamp(1, n) - 1])
+        };
+        self.m.first_contact_seconds = FirstContact {
+            count: n as u64,
+            p50: rank(0.5),
+            p90: rank(0.9),
+        };
+        self.m
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FacilityMeasures {
+    pub facility: String,
+    #[serde(flatten)]
+    pub measures: Measures,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cohort {
+    /// Monday 00:00 UTC of the discharge week.
+    pub week_start: DateTime<Utc>,
+    #[serde(flatten)]
+    pub measures: Measures,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub as_of: DateTime<Utc>,
+    pub total: Measures,
+    pub facilities: Vec<FacilityMeasures>,
+    pub cohorts: Vec<Cohort>,
+}
+
+pub fn week_start(t: DateTime<Utc>) -> DateTime<Utc> {
+    let day = t.date_naive() - Duration::days(t.weekday().num_days_from_monday() as i64);
+    day.and_hms_opt(0, 0, 0).expect("midnight").and_utc()
+}
+
+/// The report over `rows` (already limited to the scope).
+pub fn compute(rows: &[DischargeRow], as_of: DateTime<Utc>) -> Report {
+    let mut total = Tally::default();
+    let mut by_facility: BTreeMap<&str, Tally> = BTreeMap::new();
+    let mut by_week: BTreeMap<DateTime<Utc>, Tally> = BTreeMap::new();
+    for row in rows {
+        total.add(row, as_of);
+        by_facility
+            .entry(&row.facility)
+            .or_default()
+            .add(row, as_of);
+        by_week
+            .entry(week_start(row.discharged_at))
+            .or_default()
+            .add(row, as_of);
+    }
+    Report {
+        as_of,
+        total: total.finish(),
+        facilities: by_facility
+            .into_iter()
+            .map(|(f, t)| FacilityMeasures {
+                facility: f.to_string(),
+                measures: t.finish(),
+            })
+            .collect(),
+        cohorts: by_week
+            .into_iter()
+            .map(|(w, t)| Cohort {
+                week_start: w,
+                measures: t.finish(),
+            })
+            .collect(),
+    }
+}
+
+/// The report as CSV: one line for the total, each facility and each weekly cohort.
+pub fn to_csv(report: &Report) -> String {
+    let mut out = String::from(
+        "scope,facility,week_start,followup_7d_discharges,followup_7d_followed_up,followup_7d_ratio,\
+         followup_30d_discharges,followup_30d_followed_up,followup_30d_ratio,\
+         readmission_30d_discharges,readmitted,readmitted_engaged,readmitted_not_engaged,readmission_30d_ratio,\
+         first_contact_count,first_contact_p50_seconds,first_contact_p90_seconds\n",
+    );
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
+    let opti = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let mut line = |scope: &str, facility: &str, week: &str, m: &Measures| {
+        let (f7, f30, r, fc) = (
+            &m.followup_7d,
+            &m.followup_30d,
+            &m.readmission_30d,
+            &m.first_contact_seconds,
+        );
+        out.push_str(&format!(
+            "{scope},{},{week},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            csv_field(facility),
+            f7.discharges,
+            f7.followed_up,
+            opt(f7.ratio),
+            f30.discharges,
+            f30.followed_up,
+            opt(f30.ratio),
+            r.discharges,
+            r.readmitted,
+            r.readmitted_engaged,
+            r.readmitted_not_engaged,
+            opt(r.ratio),
+            fc.count,
+            opti(fc.p50),
+            opti(fc.p90),
+        ));
+    };
+    line("total", "", "", &report.total);
+    for f in &report.facilities {
+        line("facility", &f.facility, "", &f.measures);
+    }
+    for c in &report.cohorts {
+        line("week", "", &c.week_start.to_rfc3339(), &c.measures);
+    }
+    out
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    const AS_OF: &str = "2026-12-31T00:00:00Z";
+
+    fn row(d: &str, reached: Option<&str>, readmitted: Option<&str>) -> DischargeRow {
+        DischargeRow {
+            facility: "st-marys".into(),
+            discharged_at: t(d),
+            first_reached: reached.map(t),
+            first_readmission: readmitted.map(t),
+        }
+    }
+
+    #[test]
+    fn seven_and_thirty_day_windows_hold_at_their_edges() {
+        let rows = [
+            // Discharged exactly 7 days before as_of: in D7. Reached exactly at +7d: N7.
+            row("2026-12-24T00:00:00Z", Some("2026-12-31T00:00:00Z"), None),
+            // One second later: not in D7 yet.
+            row("2026-12-24T00:00:01Z", Some("2026-12-24T01:00:00Z"), None),
+            // Reached one second after +7d: not N7, but N30.
+            row("2026-11-01T00:00:00Z", Some("2026-11-08T00:00:01Z"), None),
+        ];
+        let m = compute(&rows, t(AS_OF)).total;
+        assert_eq!(
+            (m.followup_7d.discharges, m.followup_7d.followed_up),
+            (2, 1)
+        );
+        assert_eq!(
+            (m.followup_30d.discharges, m.followup_30d.followed_up),
+            (1, 1)
+        );
+        assert_eq!(m.first_contact_seconds.count, 3);
+    }
+
+    #[test]
+    fn readmissions_split_by_engagement() {
+        let rows = [
+            // Reached before the readmission: engaged.
+            row(
+                "2026-10-01T00:00:00Z",
+                Some("2026-10-03T00:00:00Z"),
+                Some("2026-10-31T00:00:00Z"),
+            ),
+            // Reached only at the readmission's own moment: not engaged (open interval).
+            row(
+                "2026-10-01T00:00:00Z",
+                Some("2026-10-10T00:00:00Z"),
+                Some("2026-10-10T00:00:00Z"),
+            ),
+            // Not readmitted.
+            row("2026-10-01T00:00:00Z", None, None),
+        ];
+        let r = compute(&rows, t(AS_OF)).total.readmission_30d;
+        assert_eq!(
+            (
+                r.discharges,
+                r.readmitted,
+                r.readmitted_engaged,
+                r.readmitted_not_engaged
+            ),
+            (3, 2, 1, 1)
+        );
+        assert_eq!(r.ratio, Some(2.0 / 3.0));
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank_and_empty_ratios_are_null() {
+        let rows: Vec<DischargeRow> = [3600, 7199, 604_800, 604_801, 1_036_800]
+            .iter()
+            .map(|s| {
+                let d = t("2026-10-01T00:00:00Z");
+                DischargeRow {
+                    facility: "x".into(),
+                    discharged_at: d,
+                    first_reached: Some(d + Duration::seconds(*s)),
+                    first_readmission: None,
+                }
+            })
+            .collect();
+        let fc = compute(&rows, t(AS_OF)).total.first_contact_seconds;
+        assert_eq!(
+            (fc.count, fc.p50, fc.p90),
+            (5, Some(604_800), Some(1_036_800))
+        );
+        let empty = compute(&[], t(AS_OF)).total;
+        assert_eq!(empty.followup_7d.ratio, None);
+        assert_eq!(empty.first_contact_seconds.p50, None);
+    }
+
+    #[test]
+    fn cohorts_are_discharge_weeks_starting_monday() {
+        assert_eq!(
+            week_start(t("2026-11-22T15:00:00Z")),
+            t("2026-11-16T00:00:00Z")
+        );
+        assert_eq!(
+            week_start(t("2026-11-16T00:00:00Z")),
+            t("2026-11-16T00:00:00Z")
+        );
+    }
+}
