@@ -124,6 +124,10 @@ async fn run_dev() -> anyhow::Result<()> {
     let ttl = chrono::Duration::days(7);
     println!();
     println!("careloop is running at http://{}", settings.http_addr);
+    println!(
+        "HL7 v2 over MLLP on {} (when the port is free)",
+        settings.mllp_addr
+    );
     if seeded > 0 {
         println!("seeded a demo roster of {seeded} peers (GET /v1/peers)");
     }

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 
 pub struct Application {
     host: Host,
+    intake: IntakeService,
     peer_assignment: PeerAssignmentService,
 }
 
@@ -27,8 +28,9 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let backbone = Backbone::connect(settings).await?;
         let peer_assignment = PeerAssignmentService::new(&backbone);
+        let intake = IntakeService::new(&backbone);
         let services: Vec<Arc<dyn Service>> = vec![
-            Arc::new(IntakeService::new(&backbone)),
+            Arc::new(intake.clone()),
             Arc::new(ReferralService::new(&backbone)),
             Arc::new(peer_assignment.clone()),
             Arc::new(FollowUpService::new(&backbone)),
@@ -41,6 +43,7 @@ impl Application {
         host.migrate().await?;
         Ok(Application {
             host,
+            intake,
             peer_assignment,
         })
     }
@@ -60,6 +63,11 @@ impl Application {
             .iter()
             .flat_map(|s| s.projections())
             .collect()
+    }
+
+    /// A handle on the intake service (its MLLP address once serving).
+    pub fn intake(&self) -> IntakeService {
+        self.intake.clone()
     }
 
     pub async fn seed_demo_roster(&self) -> anyhow::Result<usize> {

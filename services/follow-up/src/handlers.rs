@@ -9,7 +9,9 @@ use careloop_backbone::{EventHandler, Incoming};
 use careloop_events::{Payload, from_timestamp, v1};
 use sqlx::PgConnection;
 
-use crate::domain::facts::{Admission, AdmissionFacts, Discharge, DischargeFacts, FactsCommand};
+use crate::domain::facts::{
+    Admission, AdmissionFacts, AdmissionFactsCommand, Discharge, DischargeFacts, FactsCommand,
+};
 use crate::domain::{FollowUpCommand, FollowUpPlan, Protocol};
 use crate::measures::metrics::REFERRALS_RECEIVED;
 
@@ -147,7 +149,14 @@ impl Handlers {
                     facility: a.facility.clone(),
                     admitted_at: from_timestamp(a.admitted_at.as_ref()),
                 };
-                store::execute(&self.admissions, &a.admission_id, admission, &meta)
+                let cmd = AdmissionFactsCommand::Note(admission);
+                store::execute(&self.admissions, &a.admission_id, cmd, &meta)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            }
+            Payload::AdmissionCancelled(a) => {
+                let cmd = AdmissionFactsCommand::Withdraw;
+                store::execute(&self.admissions, &a.admission_id, cmd, &meta)
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))
             }

@@ -1,13 +1,10 @@
 //! `POST /v1/referrals`: a hospital refers a person at discharge.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use careloop_backbone::Metadata;
-use careloop_backbone::store::{self, Cqrs};
 use careloop_web::idempotency::{self, Claim};
 use careloop_web::{ApiJson, CorrelationId, Principal, Problem, Role};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -15,24 +12,24 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 use crate::domain::{
-    Admission, AdmissionCommand, AdmissionFacts, Consent, Identifier, Person, PersonCommand,
-    PersonDetails, PersonName, Preferences, ReferralSubmission, RiskLevel, SubmissionCommand,
-    SubmissionError, Submitted,
+    Consent, Identifier, PersonDetails, PersonName, Preferences, RiskLevel, Submitted,
 };
-use cqrs_es::AggregateError;
+use crate::reception::{Reception, ValidReferral};
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
-    pub persons: Arc<Cqrs<Person>>,
-    pub submissions: Arc<Cqrs<ReferralSubmission>>,
-    pub admissions: Arc<Cqrs<Admission>>,
+    pub reception: Reception,
 }
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/v1/referrals", post(submit))
         .route("/v1/admissions", post(admit))
+        .route(
+            "/v1/persons/{person_ref}/consent/revoke",
+            post(revoke_consent),
+        )
         .with_state(state)
 }
 
@@ -69,12 +66,6 @@ pub struct DischargeRequest {
     pub discharged_at: DateTime<Utc>,
     pub unit: String,
     pub risk_level: RiskLevel,
-}
-
-/// A referral request that passed every rule.
-pub struct ValidReferral {
-    pub person: PersonDetails,
-    pub submitted: Submitted,
 }
 
 impl ReferralRequest {
@@ -181,19 +172,16 @@ async fn submit(
             "a hospital may only refer for its own facility (the token's facility claim)",
         ));
     }
-    let mut valid = request.validate(Utc::now())?;
+    let valid = request.validate(Utc::now())?;
     let key =
         match idempotency::claim(&s.pool, crate::SCHEMA, &principal.sub, &headers, &body).await? {
             Some(Claim::Replay(status, body)) => return Ok((status, Json(body))),
             Some(Claim::Fresh(key)) => Some(key),
             None => None,
         };
-    if let Some(key) = &key {
-        valid.submitted.referral_id = key.derived_id().to_string();
-    }
-    let result = record(&s, &mut valid, &correlation, &principal).await;
-    let referral_id = match result {
-        Ok(id) => id,
+    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    let accepted = match s.reception.submit(valid, &meta).await {
+        Ok(a) => a,
         Err(p) => {
             if let Some(key) = key {
                 key.release(&s.pool).await;
@@ -201,48 +189,23 @@ async fn submit(
             return Err(p);
         }
     };
-    let answer = serde_json::json!({"referral_id": referral_id, "status": "requested"});
+    // The same discharge sent again (any channel): the answer names the first.
+    let (status, answer) = if accepted.duplicate {
+        (
+            StatusCode::OK,
+            serde_json::json!({"referral_id": accepted.referral_id, "status": "requested",
+                               "duplicate": true}),
+        )
+    } else {
+        (
+            StatusCode::CREATED,
+            serde_json::json!({"referral_id": accepted.referral_id, "status": "requested"}),
+        )
+    };
     if let Some(key) = key {
-        key.complete(&s.pool, StatusCode::CREATED, &answer).await?;
+        key.complete(&s.pool, status, &answer).await?;
     }
-    Ok((StatusCode::CREATED, Json(answer)))
-}
-
-async fn record(
-    s: &AppState,
-    valid: &mut ValidReferral,
-    correlation: &str,
-    principal: &Principal,
-) -> Result<String, Problem> {
-    let person_ref = crate::identity::resolve(&s.pool, &valid.person.identifiers)
-        .await
-        .map_err(Problem::internal)?
-        .to_string();
-    let meta = Metadata::new(correlation).actor(principal.role.as_str());
-    store::execute(
-        &s.persons,
-        &person_ref,
-        PersonCommand::Record(valid.person.clone()),
-        &meta,
-    )
-    .await
-    .map_err(store::to_problem)?;
-    valid.submitted.person_ref = person_ref;
-    let referral_id = valid.submitted.referral_id.clone();
-    let submitted = store::execute(
-        &s.submissions,
-        &referral_id,
-        SubmissionCommand::Submit(valid.submitted.clone()),
-        &meta,
-    )
-    .await;
-    match submitted {
-        // A retry that took over an unfinished Idempotency-Key finds the work done.
-        Ok(()) | Err(AggregateError::UserError(SubmissionError::AlreadySubmitted)) => {
-            Ok(referral_id)
-        }
-        Err(e) => Err(store::to_problem(e)),
-    }
+    Ok((status, Json(answer)))
 }
 
 /// The body of `POST /v1/admissions` (the JSON twin of an ADT A01).
@@ -297,10 +260,18 @@ async fn admit(
     if body.unit.trim().is_empty() {
         return Err(Problem::invalid("unit", "unit must not be empty"));
     }
-    let found = crate::identity::find(&s.pool, &body.person.identifiers)
-        .await
-        .map_err(Problem::internal)?;
-    let Some(person_ref) = found else {
+    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    let recorded = s
+        .reception
+        .admit(
+            &body.person.identifiers,
+            &body.facility,
+            body.admitted_at,
+            &body.unit,
+            &meta,
+        )
+        .await?;
+    let Some(admission_id) = recorded else {
         return Ok((
             StatusCode::ACCEPTED,
             Json(serde_json::json!({
@@ -309,24 +280,40 @@ async fn admit(
             })),
         ));
     };
-    let facts = AdmissionFacts {
-        person_ref: person_ref.to_string(),
-        facility: body.facility,
-        admitted_at: body.admitted_at,
-        unit: body.unit,
-    };
-    let admission_id = facts.admission_id();
-    let meta = Metadata::new(correlation).actor(principal.role.as_str());
-    store::execute(
-        &s.admissions,
-        &admission_id,
-        AdmissionCommand::Record(facts),
-        &meta,
-    )
-    .await
-    .map_err(store::to_problem)?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({"recorded": true, "admission_id": admission_id})),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    reason: String,
+}
+
+/// `POST /v1/persons/{person_ref}/consent/revoke`: the person withdrew consent. Their
+/// open referrals are cancelled and follow-up stops, with the reason on the timeline.
+async fn revoke_consent(
+    State(s): State<AppState>,
+    principal: Principal,
+    CorrelationId(correlation): CorrelationId,
+    axum::extract::Path(person_ref): axum::extract::Path<String>,
+    ApiJson(body): ApiJson<RevokeRequest>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    principal.require(&[Role::Coordinator, Role::Admin, Role::Hospital])?;
+    if body.reason.trim().is_empty() {
+        return Err(Problem::invalid("reason", "a reason is needed"));
+    }
+    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    s.reception
+        .revoke_consent(
+            &person_ref,
+            format!("consent revoked: {}", body.reason.trim()),
+            &meta,
+        )
+        .await?;
+    Ok(Json(
+        serde_json::json!({"person_ref": person_ref, "consent": "revoked"}),
     ))
 }

@@ -7,7 +7,9 @@ mod person;
 mod submission;
 
 pub use admission::{Admission, AdmissionCommand, AdmissionError, AdmissionEvent, AdmissionFacts};
-pub use person::{Identifier, Person, PersonCommand, PersonDetails, PersonEvent, PersonName};
+pub use person::{
+    ConsentRecord, Identifier, Person, PersonCommand, PersonDetails, PersonEvent, PersonName,
+};
 pub use submission::{
     Consent, Preferences, ReferralSubmission, RiskLevel, SubmissionCommand, SubmissionError,
     SubmissionEvent, Submitted,

@@ -6,8 +6,11 @@
 pub mod api;
 pub mod closed_loop;
 pub mod domain;
+pub mod fhir;
+pub mod hl7;
 pub mod identity;
 pub mod integration;
+pub mod reception;
 
 use std::sync::Arc;
 
@@ -29,10 +32,16 @@ const MIGRATIONS: &[Migration] = &[
         name: "0002_closed_loop",
         sql: include_str!("../migrations/0002_closed_loop.sql"),
     },
+    Migration {
+        name: "0003_edges",
+        sql: include_str!("../migrations/0003_edges.sql"),
+    },
 ];
 
 #[derive(Clone)]
 pub struct IntakeService {
+    /// Where the MLLP listener listens, once it does.
+    mllp_addr: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
     backbone: Backbone,
     persons: Arc<Cqrs<Person>>,
     submissions: Arc<Cqrs<ReferralSubmission>>,
@@ -45,7 +54,58 @@ impl IntakeService {
             persons: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
             submissions: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
             admissions: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
+            mllp_addr: Default::default(),
             backbone: backbone.clone(),
+        }
+    }
+}
+
+impl IntakeService {
+    /// The address the HL7 v2 MLLP listener is bound to (after the service started).
+    pub fn mllp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.mllp_addr.get().copied()
+    }
+
+    fn start_mllp(&self, shutdown: &Shutdown) -> Option<tokio::task::JoinHandle<()>> {
+        let addr = self.backbone.settings.mllp_addr;
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|_| l))
+            .and_then(tokio::net::TcpListener::from_std);
+        let listener = match listener {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(%addr, error = %e, "HL7 MLLP listener not started (CARELOOP_MLLP_ADDR)");
+                return None;
+            }
+        };
+        if let Ok(a) = listener.local_addr() {
+            let _ = self.mllp_addr.set(a);
+            tracing::info!(addr = %a, "HL7 v2 MLLP listening");
+        }
+        let inbound = hl7::inbound::Inbound {
+            pool: self.backbone.pool.clone(),
+            reception: self.reception(),
+        };
+        let limits = hl7::mllp::Limits {
+            read_timeout: self.backbone.settings.mllp_read_timeout,
+            ..Default::default()
+        };
+        Some(tokio::spawn(hl7::mllp::serve(
+            listener,
+            inbound,
+            limits,
+            shutdown.clone(),
+        )))
+    }
+
+    /// The reception every channel goes through.
+    pub fn reception(&self) -> reception::Reception {
+        reception::Reception {
+            pool: self.backbone.pool.clone(),
+            persons: self.persons.clone(),
+            submissions: self.submissions.clone(),
+            admissions: self.admissions.clone(),
+            person_store: Arc::new(store::event_store(self.backbone.pool.clone(), SCHEMA)),
         }
     }
 }
@@ -66,11 +126,13 @@ impl Service for IntakeService {
     fn routes(&self) -> axum::Router {
         api::routes(api::AppState {
             pool: self.backbone.pool.clone(),
-            persons: self.persons.clone(),
-            submissions: self.submissions.clone(),
-            admissions: self.admissions.clone(),
+            reception: self.reception(),
         })
         .merge(closed_loop::api::routes(self.backbone.pool.clone()))
+        .merge(fhir::api::routes(fhir::api::FhirState {
+            pool: self.backbone.pool.clone(),
+            reception: self.reception(),
+        }))
     }
 
     fn relay(&self) -> Relay {
@@ -103,7 +165,9 @@ impl Service for IntakeService {
             self.backbone.pool.clone(),
             self.backbone.settings.webhook_retry_base,
         );
-        vec![tokio::spawn(dispatcher.run(shutdown.clone()))]
+        let mut tasks = vec![tokio::spawn(dispatcher.run(shutdown.clone()))];
+        tasks.extend(self.start_mllp(shutdown));
+        tasks
     }
 
     fn projections(&self) -> Vec<ProjectionRunner> {

@@ -12,6 +12,7 @@ use sqlx::PgConnection;
 use crate::domain::{MatchingInputs, Priority, Received, Referral, ReferralCommand, ReferralError};
 
 pub struct Handlers {
+    pub pool: sqlx::PgPool,
     pub cqrs: Arc<Cqrs<Referral>>,
     pub acceptance_due: DueTimes,
     pub first_contact_due: DueTimes,
@@ -53,6 +54,30 @@ impl EventHandler for Handlers {
                     s.referral_id.clone(),
                     ReferralCommand::Receive(Box::new(received)),
                 )
+            }
+            Payload::ReferralWithdrawn(w) => (
+                w.referral_id.clone(),
+                ReferralCommand::Cancel {
+                    reason: format!("withdrawn by the hospital: {}", w.reason),
+                },
+            ),
+            Payload::ConsentRevoked(c) => {
+                // Every open referral of the person is cancelled, with the reason.
+                let open: Vec<String> = sqlx::query_scalar(
+                    "SELECT referral_id FROM referral.referrals
+                     WHERE person_ref = $1
+                       AND status NOT IN ('rejected', 'cancelled', 'failed', 'completed', 'entered-in-error')",
+                )
+                .bind(&c.person_ref)
+                .fetch_all(&self.pool)
+                .await?;
+                for id in open {
+                    let cmd = ReferralCommand::Cancel {
+                        reason: c.reason.clone(),
+                    };
+                    store::tolerate_refusal(store::execute(&self.cqrs, &id, cmd, &meta).await)?;
+                }
+                return Ok(());
             }
             Payload::PeerAssigned(a) => (
                 a.referral_id.clone(),

@@ -37,6 +37,8 @@ pub struct Settings {
     pub protocol: FollowUpProtocol,
     /// How much each term of a peer match counts.
     pub match_weights: MatchWeights,
+    /// An MLLP connection silent this long is closed.
+    pub mllp_read_timeout: std::time::Duration,
 }
 
 /// Weights of the peer-match score terms (each term is between 0 and 1).
@@ -226,7 +228,20 @@ impl Settings {
             .as_str(),
         )
         .map_err(|p| bad("CARELOOP_MATCH_WEIGHTS", p))?;
+        let raw = get("CARELOOP_MLLP_READ_TIMEOUT_SECS", "30");
+        let mllp_read_timeout = raw
+            .parse::<u64>()
+            .ok()
+            .filter(|s| (1..=3600).contains(s))
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| {
+                bad(
+                    "CARELOOP_MLLP_READ_TIMEOUT_SECS",
+                    format!("must be seconds between 1 and 3600, got {raw:?}"),
+                )
+            })?;
         Ok(Settings {
+            mllp_read_timeout,
             match_weights,
             protocol: FollowUpProtocol {
                 checkins,

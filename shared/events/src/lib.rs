@@ -21,6 +21,8 @@ impl Payload {
             Payload::AdmissionRecorded(_) => "AdmissionRecorded",
             Payload::ConsentRevoked(_) => "ConsentRevoked",
             Payload::PersonErased(_) => "PersonErased",
+            Payload::AdmissionCancelled(_) => "AdmissionCancelled",
+            Payload::ReferralWithdrawn(_) => "ReferralWithdrawn",
             Payload::ReferralReceived(_) => "ReferralReceived",
             Payload::ReferralAccepted(_) => "ReferralAccepted",
             Payload::ReferralRejected(_) => "ReferralRejected",

@@ -1,6 +1,7 @@
 //! End-to-end tests across all four services, over HTTP, against the real Postgres
 //! and JetStream. `spawn_app` starts exactly what `careloop dev` starts.
 
+mod edges;
 mod followup;
 mod lifecycle;
 mod matching;
@@ -20,6 +21,7 @@ pub struct TestApp {
     secret: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub intake: careloop_intake::IntakeService,
     pub env: TestEnv,
 }
 
@@ -29,6 +31,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(env: TestEnv) -> TestApp {
     let app = Application::build(&env.settings).await.expect("app builds");
+    let intake = app.intake();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -41,6 +44,7 @@ pub async fn spawn_app_with(env: TestEnv) -> TestApp {
         secret: env.settings.jwt_secret.clone(),
         stop: Some(stop),
         server: Some(server),
+        intake,
         env,
     }
 }

@@ -115,6 +115,7 @@ impl Aggregate for DischargeFacts {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct AdmissionFacts {
     pub noted: bool,
+    pub withdrawn: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,11 +128,23 @@ pub struct Admission {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AdmissionEvent {
     AdmissionNoted(Admission),
+    /// The hospital cancelled the admission: it no longer counts.
+    AdmissionWithdrawn,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdmissionFactsCommand {
+    Note(Admission),
+    Withdraw,
 }
 
 impl DomainEvent for AdmissionEvent {
     fn event_type(&self) -> String {
-        "AdmissionNoted".to_string()
+        match self {
+            AdmissionEvent::AdmissionNoted(_) => "AdmissionNoted",
+            AdmissionEvent::AdmissionWithdrawn => "AdmissionWithdrawn",
+        }
+        .to_string()
     }
 
     fn event_version(&self) -> String {
@@ -141,7 +154,7 @@ impl DomainEvent for AdmissionEvent {
 
 impl Aggregate for AdmissionFacts {
     const TYPE: &'static str = "AdmissionFacts";
-    type Command = Admission;
+    type Command = AdmissionFactsCommand;
     type Event = AdmissionEvent;
     type Error = FactsError;
     type Services = ();
@@ -152,15 +165,26 @@ impl Aggregate for AdmissionFacts {
         _: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        if !self.noted {
-            sink.write(AdmissionEvent::AdmissionNoted(command), self)
-                .await;
+        match command {
+            AdmissionFactsCommand::Note(a) => {
+                if !self.noted {
+                    sink.write(AdmissionEvent::AdmissionNoted(a), self).await;
+                }
+            }
+            AdmissionFactsCommand::Withdraw => {
+                if self.noted && !self.withdrawn {
+                    sink.write(AdmissionEvent::AdmissionWithdrawn, self).await;
+                }
+            }
         }
         Ok(())
     }
 
-    fn apply(&mut self, _: Self::Event) {
-        self.noted = true;
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            AdmissionEvent::AdmissionNoted(_) => self.noted = true,
+            AdmissionEvent::AdmissionWithdrawn => self.withdrawn = true,
+        }
     }
 }
 

@@ -65,7 +65,13 @@ impl Projection for Measures {
                 .await?;
             }
             "AdmissionFacts" => {
-                let AdmissionEvent::AdmissionNoted(a) = e.decode()?;
+                let AdmissionEvent::AdmissionNoted(a) = e.decode()? else {
+                    sqlx::query("DELETE FROM follow_up.measure_admissions WHERE admission_id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    return Ok(());
+                };
                 sqlx::query(
                     "INSERT INTO follow_up.measure_admissions (admission_id, person_ref, facility, admitted_at)
                      VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",

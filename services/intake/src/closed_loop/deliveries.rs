@@ -30,6 +30,27 @@ impl EventHandler for StatusChanges {
             ),
             _ => return Ok(()),
         };
+        // The FHIR Task mirrors every status change (GET /fhir/Task).
+        let at = from_timestamp(event.envelope.occurred_at.as_ref());
+        let person_ref = match &event.payload {
+            Payload::ReferralReceived(r) => Some(r.person_ref.clone()),
+            _ => None,
+        };
+        sqlx::query(
+            "INSERT INTO intake.referral_tasks (referral_id, person_ref, facility, status, reason,
+                 authored_on, last_updated)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)
+             ON CONFLICT (referral_id) DO UPDATE SET status = $4, reason = $5, last_updated = $6,
+                 person_ref = COALESCE(intake.referral_tasks.person_ref, $2)",
+        )
+        .bind(referral_id)
+        .bind(person_ref)
+        .bind(facility)
+        .bind(status)
+        .bind((!reason.is_empty()).then_some(reason))
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
         let configured: Option<String> =
             sqlx::query_scalar("SELECT facility FROM intake.facility_webhooks WHERE facility = $1")
                 .bind(facility)

@@ -34,21 +34,32 @@ impl AdmissionFacts {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Admission {
     pub recorded: bool,
+    pub person_ref: String,
+    pub cancelled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AdmissionCommand {
     Record(AdmissionFacts),
+    /// The hospital cancelled the admission (HL7 A11).
+    Cancel {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AdmissionEvent {
     AdmissionRecorded(AdmissionFacts),
+    AdmissionCancelled { reason: String, person_ref: String },
 }
 
 impl DomainEvent for AdmissionEvent {
     fn event_type(&self) -> String {
-        "AdmissionRecorded".to_string()
+        match self {
+            AdmissionEvent::AdmissionRecorded(_) => "AdmissionRecorded",
+            AdmissionEvent::AdmissionCancelled { .. } => "AdmissionCancelled",
+        }
+        .to_string()
     }
 
     fn event_version(&self) -> String {
@@ -79,16 +90,32 @@ impl Aggregate for Admission {
         _: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        let AdmissionCommand::Record(facts) = command;
-        if !self.recorded {
-            sink.write(AdmissionEvent::AdmissionRecorded(facts), self)
-                .await;
+        match command {
+            AdmissionCommand::Record(facts) => {
+                if !self.recorded {
+                    sink.write(AdmissionEvent::AdmissionRecorded(facts), self)
+                        .await;
+                }
+            }
+            AdmissionCommand::Cancel { reason } => {
+                if self.recorded && !self.cancelled {
+                    let person_ref = self.person_ref.clone();
+                    let e = AdmissionEvent::AdmissionCancelled { reason, person_ref };
+                    sink.write(e, self).await;
+                }
+            }
         }
         Ok(())
     }
 
-    fn apply(&mut self, _: Self::Event) {
-        self.recorded = true;
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            AdmissionEvent::AdmissionRecorded(f) => {
+                self.recorded = true;
+                self.person_ref = f.person_ref;
+            }
+            AdmissionEvent::AdmissionCancelled { .. } => self.cancelled = true,
+        }
     }
 }
 

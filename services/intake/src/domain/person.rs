@@ -30,21 +30,41 @@ pub struct PersonDetails {
     pub language: String,
 }
 
+/// A consent to peer-support referral, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentRecord {
+    pub scope: String,
+    pub granted_at: chrono::DateTime<chrono::Utc>,
+    pub recorded_by: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Person {
     pub details: Option<PersonDetails>,
+    /// The consent in force, if any (revoking clears it).
+    pub consent: Option<ConsentRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PersonCommand {
     /// Records the person, or what changed since the last referral.
     Record(PersonDetails),
+    RecordConsent(ConsentRecord),
+    RevokeConsent {
+        revoked_at: chrono::DateTime<chrono::Utc>,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PersonEvent {
     PersonRegistered(PersonDetails),
     PersonDetailsUpdated(PersonDetails),
+    ConsentRecorded(ConsentRecord),
+    ConsentRevoked {
+        revoked_at: chrono::DateTime<chrono::Utc>,
+        reason: String,
+    },
 }
 
 impl DomainEvent for PersonEvent {
@@ -52,6 +72,8 @@ impl DomainEvent for PersonEvent {
         match self {
             PersonEvent::PersonRegistered(_) => "PersonRegistered",
             PersonEvent::PersonDetailsUpdated(_) => "PersonDetailsUpdated",
+            PersonEvent::ConsentRecorded(_) => "ConsentRecorded",
+            PersonEvent::ConsentRevoked { .. } => "ConsentRevoked",
         }
         .to_string()
     }
@@ -61,13 +83,15 @@ impl DomainEvent for PersonEvent {
     }
 }
 
-/// Recording a person is never refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum PersonError {}
+pub enum PersonError {
+    #[error("no such person")]
+    NotFound,
+}
 
 impl From<PersonError> for careloop_web::Problem {
     fn from(e: PersonError) -> Self {
-        match e {}
+        careloop_web::Problem::not_found(e.to_string())
     }
 }
 
@@ -84,7 +108,28 @@ impl Aggregate for Person {
         _: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        let PersonCommand::Record(mut details) = command;
+        let mut details = match command {
+            PersonCommand::Record(details) => details,
+            PersonCommand::RecordConsent(c) => {
+                if self.details.is_none() {
+                    return Err(PersonError::NotFound);
+                }
+                if self.consent.as_ref() != Some(&c) {
+                    sink.write(PersonEvent::ConsentRecorded(c), self).await;
+                }
+                return Ok(());
+            }
+            PersonCommand::RevokeConsent { revoked_at, reason } => {
+                if self.details.is_none() {
+                    return Err(PersonError::NotFound);
+                }
+                if self.consent.is_some() {
+                    let e = PersonEvent::ConsentRevoked { revoked_at, reason };
+                    sink.write(e, self).await;
+                }
+                return Ok(());
+            }
+        };
         match &self.details {
             None => {
                 sink.write(PersonEvent::PersonRegistered(details), self)
@@ -111,6 +156,8 @@ impl Aggregate for Person {
             PersonEvent::PersonRegistered(d) | PersonEvent::PersonDetailsUpdated(d) => {
                 self.details = Some(d)
             }
+            PersonEvent::ConsentRecorded(c) => self.consent = Some(c),
+            PersonEvent::ConsentRevoked { .. } => self.consent = None,
         }
     }
 }

@@ -74,21 +74,32 @@ pub struct Submitted {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ReferralSubmission {
     pub submitted: bool,
+    pub facility: String,
+    pub withdrawn: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SubmissionCommand {
-    Submit(Submitted),
+    Submit(Box<Submitted>),
+    /// The hospital takes the referral back (HL7 A13: the discharge was cancelled).
+    Withdraw {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum SubmissionEvent {
-    ReferralSubmitted(Submitted),
+    ReferralSubmitted(Box<Submitted>),
+    ReferralWithdrawn { reason: String, facility: String },
 }
 
 impl DomainEvent for SubmissionEvent {
     fn event_type(&self) -> String {
-        "ReferralSubmitted".to_string()
+        match self {
+            SubmissionEvent::ReferralSubmitted(_) => "ReferralSubmitted",
+            SubmissionEvent::ReferralWithdrawn { .. } => "ReferralWithdrawn",
+        }
+        .to_string()
     }
 
     fn event_version(&self) -> String {
@@ -121,17 +132,33 @@ impl Aggregate for ReferralSubmission {
         _: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        let SubmissionCommand::Submit(s) = command;
-        if self.submitted {
-            return Err(SubmissionError::AlreadySubmitted);
+        match command {
+            SubmissionCommand::Submit(s) => {
+                if self.submitted {
+                    return Err(SubmissionError::AlreadySubmitted);
+                }
+                sink.write(SubmissionEvent::ReferralSubmitted(s), self)
+                    .await;
+            }
+            SubmissionCommand::Withdraw { reason } => {
+                if self.submitted && !self.withdrawn {
+                    let facility = self.facility.clone();
+                    let e = SubmissionEvent::ReferralWithdrawn { reason, facility };
+                    sink.write(e, self).await;
+                }
+            }
         }
-        sink.write(SubmissionEvent::ReferralSubmitted(s), self)
-            .await;
         Ok(())
     }
 
-    fn apply(&mut self, _: Self::Event) {
-        self.submitted = true;
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            SubmissionEvent::ReferralSubmitted(s) => {
+                self.submitted = true;
+                self.facility = s.facility;
+            }
+            SubmissionEvent::ReferralWithdrawn { .. } => self.withdrawn = true,
+        }
     }
 }
 
@@ -168,12 +195,16 @@ mod tests {
     async fn a_referral_is_submitted_once() {
         Given::with(())
             .given_no_previous_events()
-            .when_async(SubmissionCommand::Submit(submitted()))
+            .when_async(SubmissionCommand::Submit(Box::new(submitted())))
             .await
-            .then_expect_events(vec![SubmissionEvent::ReferralSubmitted(submitted())]);
+            .then_expect_events(vec![SubmissionEvent::ReferralSubmitted(Box::new(
+                submitted(),
+            ))]);
         Given::with(())
-            .given(vec![SubmissionEvent::ReferralSubmitted(submitted())])
-            .when_async(SubmissionCommand::Submit(submitted()))
+            .given(vec![SubmissionEvent::ReferralSubmitted(Box::new(
+                submitted(),
+            ))])
+            .when_async(SubmissionCommand::Submit(Box::new(submitted())))
             .await
             .then_expect_error(SubmissionError::AlreadySubmitted);
     }

@@ -1,0 +1,108 @@
+//! The Task that tracks a referral (SDOHCC-TaskForReferralManagement), with its
+//! status mirroring the referral's. The IG's Task status value set leaves out
+//! `received`: a received referral shows as `requested` with `businessStatus`
+//! saying received.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+pub const PROFILE: &str =
+    "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-TaskForReferralManagement";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TaskRow {
+    pub referral_id: String,
+    pub person_ref: Option<String>,
+    pub facility: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub authored_on: Option<DateTime<Utc>>,
+    pub last_updated: DateTime<Utc>,
+}
+
+const SELECT: &str = "SELECT referral_id, person_ref, facility, status, reason, authored_on,
+    last_updated FROM intake.referral_tasks";
+
+pub async fn get(pool: &PgPool, id: &str) -> sqlx::Result<Option<TaskRow>> {
+    sqlx::query_as(&format!("{SELECT} WHERE referral_id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn search(
+    pool: &PgPool,
+    facility: Option<&str>,
+    focus: Option<&str>,
+    updated_after: Option<DateTime<Utc>>,
+) -> sqlx::Result<Vec<TaskRow>> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE ($1::text IS NULL OR facility = $1)
+           AND ($2::text IS NULL OR referral_id = $2)
+           AND ($3::timestamptz IS NULL OR last_updated > $3)
+         ORDER BY last_updated, referral_id LIMIT 500"
+    ))
+    .bind(facility)
+    .bind(focus)
+    .bind(updated_after)
+    .fetch_all(pool)
+    .await
+}
+
+/// The Task resource for a referral in `row`'s state.
+pub fn render(row: &TaskRow) -> Value {
+    let fhir_status = match row.status.as_str() {
+        "received" | "requested" => "requested",
+        other => other,
+    };
+    let mut task = json!({
+        "resourceType": "Task",
+        "id": row.referral_id,
+        "meta": {"profile": [PROFILE], "lastUpdated": row.last_updated},
+        "status": fhir_status,
+        "businessStatus": {"text": row.status},
+        "intent": "order",
+        "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
+        "focus": {"reference": format!("ServiceRequest/{}", row.referral_id)},
+        "requester": {"display": row.facility},
+        "owner": {"display": "careloop peer support"},
+        "lastModified": row.last_updated,
+    });
+    if let Some(p) = &row.person_ref {
+        task["for"] = json!({"reference": format!("Patient/{p}")});
+    }
+    if let Some(a) = row.authored_on {
+        task["authoredOn"] = json!(a);
+    }
+    let reason = row.reason.as_deref().filter(|r| !r.is_empty());
+    if let ("rejected" | "cancelled" | "on-hold" | "failed" | "entered-in-error", Some(r)) =
+        (row.status.as_str(), reason)
+    {
+        task["statusReason"] = json!({"text": r});
+    }
+    if matches!(row.status.as_str(), "completed" | "failed") {
+        task["output"] = json!([{
+            "type": {"coding": [{
+                "system": "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes",
+                "code": "resulting-activity",
+                "display": "Resulting Activity"
+            }]},
+            "valueString": format!("peer support follow-up {}: {}", row.status, reason.unwrap_or("closed")),
+        }]);
+    }
+    task
+}
+
+/// The Task of a referral submitted but not yet taken in by the referral service.
+pub fn requested(referral_id: &str, person_ref: &str, facility: &str, now: DateTime<Utc>) -> Value {
+    render(&TaskRow {
+        referral_id: referral_id.to_string(),
+        person_ref: Some(person_ref.to_string()),
+        facility: facility.to_string(),
+        status: "requested".into(),
+        reason: None,
+        authored_on: Some(now),
+        last_updated: now,
+    })
+}

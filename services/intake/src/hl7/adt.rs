@@ -1,0 +1,447 @@
+//! An ADT message, read into what careloop needs. hl7-parser gives the structure
+//! (segments, fields, repetitions, components, escape sequences, timestamps); this
+//! module only picks fields, per HL7 v2.3 to v2.8.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use hl7_parser::Message;
+use hl7_parser::datetime::TimeStamp;
+
+use crate::domain::{Identifier, PersonDetails, PersonName, RiskLevel};
+
+/// The header fields an acknowledgement echoes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Header {
+    pub sending_application: String,
+    pub sending_facility: String,
+    pub receiving_application: String,
+    pub receiving_facility: String,
+    pub control_id: String,
+    pub trigger: String,
+    pub version: String,
+    pub processing_id: String,
+}
+
+/// A peer-support referral flag at discharge: the ZPS segment (`ZPS|Y|consent time|
+/// recorded by|risk level`), careloop's Z-segment for interface engines that can add
+/// one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferralFlag {
+    pub consent_at: Option<DateTime<Utc>>,
+    pub recorded_by: String,
+    pub risk_level: RiskLevel,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adt {
+    pub header: Header,
+    /// MSH-4 (or MSH-3) as a facility id: lower case, words joined by '-'.
+    pub facility: String,
+    pub person: PersonDetails,
+    /// PV1-2 (I = inpatient).
+    pub patient_class: Option<String>,
+    /// PV1-3.1, the point of care.
+    pub unit: Option<String>,
+    /// PV1-44.
+    pub admitted_at: Option<DateTime<Utc>>,
+    /// PV1-45.
+    pub discharged_at: Option<DateTime<Utc>>,
+    /// EVN-6 (event occurred), EVN-2 (recorded) or MSH-7, in that order.
+    pub event_at: Option<DateTime<Utc>>,
+    pub flag: Option<ReferralFlag>,
+}
+
+/// Why a message cannot be taken: AR (rejected: not ADT, no header) or AE (an
+/// application error: a needed field is missing or wrong).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdtError {
+    Reject(String),
+    Error { field: String, reason: String },
+}
+
+/// Bytes as text: UTF-8, else ISO 8859-1 (the usual MSH-18 alternatives), without a
+/// byte-order mark.
+pub fn decode(bytes: &[u8]) -> String {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => bytes.iter().map(|b| *b as char).collect(),
+    }
+}
+
+/// The header alone, for acknowledging a message that cannot be read further.
+pub fn header(text: &str) -> Option<Header> {
+    let m = Message::parse_with_lenient_newlines(text.trim_start_matches('\u{feff}').trim(), true)
+        .ok()?;
+    read_header(&m)
+}
+
+fn read_header(m: &Message<'_>) -> Option<Header> {
+    let msh = m.segment("MSH")?;
+    let f = |n: usize| {
+        msh.field(n)
+            .map(|f| f.raw_value().to_string())
+            .unwrap_or_default()
+    };
+    let c = |n: usize, k: usize| {
+        msh.field(n)
+            .and_then(|f| f.component(k))
+            .map(|c| c.raw_value().to_string())
+            .unwrap_or_default()
+    };
+    let trigger = {
+        let t = c(9, 2);
+        if t.is_empty() {
+            // Old senders put the trigger in EVN-1 only.
+            m.segment("EVN")
+                .and_then(|e| e.field(1))
+                .map(|f| f.raw_value().to_string())
+                .unwrap_or_default()
+        } else {
+            t
+        }
+    };
+    Some(Header {
+        sending_application: f(3),
+        sending_facility: f(4),
+        receiving_application: f(5),
+        receiving_facility: f(6),
+        control_id: f(10),
+        trigger,
+        version: c(12, 1),
+        processing_id: c(11, 1),
+    })
+}
+
+fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for ch in s.trim().to_lowercase().chars() {
+        if ch.is_ascii_alphanumeric() {
+            out.push(ch);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+/// An HL7 timestamp as UTC (a timestamp without an offset is taken as UTC).
+pub fn timestamp(raw: &str) -> Option<DateTime<Utc>> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return None;
+    }
+    let t: TimeStamp = hl7_parser::datetime::parse_timestamp(raw, true).ok()?;
+    let date = NaiveDate::from_ymd_opt(
+        t.year as i32,
+        t.month.unwrap_or(1) as u32,
+        t.day.unwrap_or(1) as u32,
+    )?;
+    let naive = date.and_hms_opt(
+        t.hour.unwrap_or(0) as u32,
+        t.minute.unwrap_or(0) as u32,
+        t.second.unwrap_or(0) as u32,
+    )?;
+    let offset = t
+        .offset
+        .map(|o| {
+            let sign = if o.hours < 0 { -1 } else { 1 };
+            Duration::hours(o.hours as i64) + Duration::minutes(sign * o.minutes as i64)
+        })
+        .unwrap_or_default();
+    Some(naive.and_utc() - offset)
+}
+
+pub fn parse(text: &str) -> Result<Adt, AdtError> {
+    let text = text.trim_start_matches('\u{feff}').trim();
+    let m = Message::parse_with_lenient_newlines(text, true)
+        .map_err(|_| AdtError::Reject("not an HL7 v2 message".into()))?;
+    let header = read_header(&m).ok_or_else(|| AdtError::Reject("no MSH segment".into()))?;
+    let msh = m.segment("MSH").expect("read_header found it");
+    let kind = msh
+        .field(9)
+        .and_then(|f| f.component(1))
+        .map(|c| c.raw_value())
+        .unwrap_or_default();
+    if kind != "ADT" {
+        return Err(AdtError::Reject(format!(
+            "message type {kind:?} is not ADT"
+        )));
+    }
+    if header.control_id.is_empty() {
+        return Err(AdtError::Reject(
+            "MSH-10 (message control id) is empty".into(),
+        ));
+    }
+    let sep = &m.separators;
+    let decode = |raw: &str| sep.decode(raw).to_string().trim().to_string();
+    let facility = {
+        let hd = msh
+            .field(4)
+            .and_then(|f| f.component(1))
+            .map(|c| c.raw_value())
+            .filter(|v| !v.is_empty())
+            .or_else(|| {
+                msh.field(3)
+                    .and_then(|f| f.component(1))
+                    .map(|c| c.raw_value())
+            })
+            .unwrap_or_default();
+        slug(&decode(hd))
+    };
+    if facility.is_empty() {
+        return Err(AdtError::Error {
+            field: "MSH-4".into(),
+            reason: "no sending facility".into(),
+        });
+    }
+
+    let pid = m.segment("PID").ok_or_else(|| AdtError::Error {
+        field: "PID".into(),
+        reason: "no PID segment".into(),
+    })?;
+    let mut identifiers = Vec::new();
+    for (field, label) in [(3, "PID-3"), (2, "PID-2")] {
+        let Some(f) = pid.field(field) else { continue };
+        for r in f.repeats() {
+            let value = r
+                .component(1)
+                .map(|c| decode(c.raw_value()))
+                .unwrap_or_default();
+            if value.is_empty() {
+                continue;
+            }
+            let authority = r.component(4);
+            let sub = |k: usize| {
+                authority
+                    .and_then(|a| a.subcomponent(k))
+                    .map(|s| decode(s.raw_value()))
+                    .unwrap_or_default()
+            };
+            let (namespace, universal) = (
+                if authority.is_some_and(|a| a.has_subcomponents()) {
+                    sub(1)
+                } else {
+                    authority.map(|a| decode(a.raw_value())).unwrap_or_default()
+                },
+                sub(2),
+            );
+            let id_type = r
+                .component(5)
+                .map(|c| decode(c.raw_value()))
+                .unwrap_or_default();
+            let system = if !universal.is_empty() {
+                if universal.chars().all(|c| c.is_ascii_digit() || c == '.') {
+                    format!("urn:oid:{universal}")
+                } else {
+                    universal
+                }
+            } else if !namespace.is_empty() {
+                format!("urn:careloop:hl7:authority:{}", slug(&namespace))
+            } else {
+                let kind = if id_type.is_empty() {
+                    label.to_lowercase()
+                } else {
+                    id_type.to_lowercase()
+                };
+                format!("urn:careloop:hl7:{facility}:{kind}")
+            };
+            identifiers.push(Identifier { system, value });
+        }
+    }
+    if identifiers.is_empty() {
+        return Err(AdtError::Error {
+            field: "PID-3".into(),
+            reason: "no patient identifier".into(),
+        });
+    }
+    let comp = |seg: &hl7_parser::message::Segment<'_>, f: usize, c: usize| {
+        seg.field(f)
+            .and_then(|f| f.repeats().next().and_then(|r| r.component(c)))
+            .map(|c| decode(c.raw_value()))
+            .filter(|v| !v.is_empty())
+    };
+    let name = match (comp(pid, 5, 1), comp(pid, 5, 2)) {
+        (None, None) => None,
+        (family, given) => Some(PersonName {
+            family: family.unwrap_or_default(),
+            given: given.unwrap_or_default(),
+        }),
+    };
+    let birth_date = comp(pid, 7, 1)
+        .and_then(|b| timestamp(&b))
+        .map(|t| t.date_naive());
+    let language = comp(pid, 15, 1)
+        .map(|l| match l.to_lowercase().as_str() {
+            "e" | "en" | "eng" | "english" => "en".to_string(),
+            "s" | "es" | "spa" | "spanish" => "es".to_string(),
+            other if other.len() == 2 => other.to_string(),
+            _ => "en".to_string(),
+        })
+        .unwrap_or_else(|| "en".into());
+    let person = PersonDetails {
+        identifiers,
+        name,
+        birth_date,
+        phone: comp(pid, 13, 1),
+        gender: comp(pid, 8, 1).map(|g| match g.as_str() {
+            "F" => "female".to_string(),
+            "M" => "male".to_string(),
+            other => other.to_lowercase(),
+        }),
+        postcode: comp(pid, 11, 5),
+        language,
+    };
+
+    let pv1 = m.segment("PV1");
+    let pv1_time = |n: usize| pv1.and_then(|p| comp(p, n, 1)).and_then(|t| timestamp(&t));
+    let evn_time = |n: usize| {
+        m.segment("EVN")
+            .and_then(|e| e.field(n))
+            .map(|f| f.raw_value())
+            .and_then(timestamp)
+    };
+    let msh_time = msh.field(7).map(|f| f.raw_value()).and_then(timestamp);
+    let flag = m.segment("ZPS").and_then(|z| {
+        let yes = comp(z, 1, 1).is_some_and(|v| v.eq_ignore_ascii_case("Y"));
+        yes.then(|| ReferralFlag {
+            consent_at: comp(z, 2, 1).and_then(|t| timestamp(&t)),
+            recorded_by: comp(z, 3, 1).unwrap_or_else(|| "discharge planner (HL7 ZPS)".into()),
+            risk_level: match comp(z, 4, 1).map(|r| r.to_lowercase()).as_deref() {
+                Some("high") => RiskLevel::High,
+                Some("low") => RiskLevel::Low,
+                _ => RiskLevel::Moderate,
+            },
+        })
+    });
+    Ok(Adt {
+        facility,
+        patient_class: pv1.and_then(|p| comp(p, 2, 1)),
+        unit: pv1.and_then(|p| comp(p, 3, 1)),
+        admitted_at: pv1_time(44),
+        discharged_at: pv1_time(45),
+        event_at: evn_time(6).or_else(|| evn_time(2)).or(msh_time),
+        person,
+        flag,
+        header,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        let path = format!("{}/fixtures/hl7v2/{name}", env!("CARGO_MANIFEST_DIR"));
+        decode(&std::fs::read(path).unwrap())
+    }
+
+    #[test]
+    fn every_fixture_reads() {
+        for (name, trigger, ids) in [
+            ("fhirconverter_ADT-A03-02.hl7", "A03", 3),
+            ("fhirconverter_ADT-A08-01.hl7", "A08", 3),
+            ("fhirconverter_ADT-A11-02.hl7", "A11", 3),
+            ("fhirconverter_ADT-A13-02.hl7", "A13", 3),
+            ("fhirconverter_ADT01-23.hl7", "A01", 1),
+            ("fhirconverter_ADT01-28.hl7", "A01", 2),
+            ("fhirconverter_ADT04-23.hl7", "A04", 1),
+            ("fhirconverter_ADT04-28.hl7", "A04", 3),
+            ("hapi_ADT_A01.hl7", "A01", 2),
+        ] {
+            let adt = parse(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            assert_eq!(adt.header.trigger, trigger, "{name}");
+            assert_eq!(
+                adt.person.identifiers.len(),
+                ids,
+                "{name}: {:?}",
+                adt.person.identifiers
+            );
+            assert!(!adt.header.control_id.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn repeating_pid3_keeps_each_assigning_authority() {
+        let adt = parse(&fixture("fhirconverter_ADT04-28.hl7")).unwrap();
+        let systems: Vec<&str> = adt
+            .person
+            .identifiers
+            .iter()
+            .map(|i| i.system.as_str())
+            .collect();
+        assert_eq!(
+            systems,
+            // CX.4, the assigning authority, is what tells identifiers apart; this
+            // sender puts the identifier type there.
+            [
+                "urn:careloop:hl7:authority:mr",
+                "urn:careloop:hl7:authority:ehrid",
+                "urn:careloop:hl7:authority:nist"
+            ]
+        );
+        let adt = parse(&fixture("fhirconverter_ADT01-28.hl7")).unwrap();
+        assert_eq!(
+            adt.person.identifiers[0].system,
+            "urn:careloop:hl7:authority:adt1"
+        );
+        assert_eq!(adt.person.identifiers[0].value, "PATID1234");
+        assert_eq!(adt.facility, "good-health-hospital");
+    }
+
+    #[test]
+    fn timestamps_carry_their_offset() {
+        assert_eq!(
+            timestamp("20050110045504+0700"),
+            Some("2005-01-09T21:55:04Z".parse().unwrap())
+        );
+        assert_eq!(
+            timestamp("200105231927"),
+            Some("2001-05-23T19:27:00Z".parse().unwrap())
+        );
+        assert_eq!(timestamp(""), None);
+    }
+
+    #[test]
+    fn escapes_and_newline_endings_are_handled() {
+        let msg = format!(
+            "MSH|^~\\&|APP|ST MARYS|CARELOOP|CL|20261120153000||ADT^A03^ADT_A03|M1|P|2.5\nEVN|A03|20261120153000\nPID|1||MRN12345^^^HOSP&2.16.840.1.113883.3.999.1&ISO^MR||O\\T\\BRIEN^ANNE\nPV1|1|I|PSYCH^101{}20261101090000|20261120153000\n",
+            "|".repeat(41)
+        );
+        let adt = parse(&msg).unwrap();
+        assert_eq!(adt.person.name.as_ref().unwrap().family, "O&BRIEN");
+        assert_eq!(
+            adt.person.identifiers[0].system,
+            "urn:oid:2.16.840.1.113883.3.999.1"
+        );
+        assert_eq!(
+            adt.discharged_at,
+            Some("2026-11-20T15:30:00Z".parse().unwrap())
+        );
+        assert_eq!(adt.unit.as_deref(), Some("PSYCH"));
+        assert_eq!(adt.facility, "st-marys");
+    }
+
+    #[test]
+    fn what_is_not_adt_is_rejected() {
+        assert!(matches!(parse("hello"), Err(AdtError::Reject(_))));
+        assert!(matches!(
+            parse("MSH|^~\\&|A|B|C|D|20260101||ORU^R01|1|P|2.5"),
+            Err(AdtError::Reject(_))
+        ));
+        assert!(matches!(
+            parse("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1"),
+            Err(AdtError::Error { .. })
+        ));
+    }
+
+    #[test]
+    fn latin1_bytes_are_read() {
+        let mut bytes =
+            b"MSH|^~\\&|A|B|C|D|20260101||ADT^A08|7|P|2.5|||||||8859/1\rPID|1||X1^^^H^MR||M"
+                .to_vec();
+        bytes.push(0xDC); // Ü in ISO 8859-1
+        bytes.extend_from_slice(b"LLER^JO");
+        let adt = parse(&decode(&bytes)).unwrap();
+        assert_eq!(adt.person.name.unwrap().family, "MÜLLER");
+    }
+}

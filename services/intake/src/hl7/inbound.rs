@@ -1,0 +1,305 @@
+//! What each ADT trigger does, and the acknowledgement.
+//!
+//! - A01 (admit), and A04 (register) for an inpatient: an admission of a person
+//!   careloop knows (AdmissionRecorded, for readmissions);
+//! - A03 (discharge): a referral, when the person has a consent to peer-support
+//!   referral on record or the message carries careloop's ZPS flag (which records the
+//!   consent it asserts);
+//! - A08 (update): the person's details, for a person careloop knows;
+//! - A11 (cancel admit): the admission no longer counts;
+//! - A13 (cancel discharge): the referral of that discharge is withdrawn.
+//!
+//! Every effect is idempotent by its natural key (referral: facility + person +
+//! discharge time; admission: person + facility + admission time), and a message
+//! already handled (same sender, same MSH-10) gets its stored ACK again.
+
+use careloop_backbone::Metadata;
+use careloop_web::Problem;
+use chrono::Utc;
+use sqlx::PgPool;
+
+use super::adt::{self, Adt, AdtError, Header};
+use crate::domain::{Consent, Preferences, RiskLevel, Submitted};
+use crate::reception::{Reception, ValidReferral};
+
+#[derive(Clone)]
+pub struct Inbound {
+    pub pool: PgPool,
+    pub reception: Reception,
+}
+
+/// MSA-1: AA accepted, AE application error, AR rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckCode {
+    AA,
+    AE,
+    AR,
+}
+
+impl Inbound {
+    /// Handles one framed message; returns the ACK to send back.
+    pub async fn handle(&self, bytes: &[u8]) -> String {
+        let text = adt::decode(bytes);
+        let adt = match adt::parse(&text) {
+            Ok(adt) => adt,
+            Err(AdtError::Reject(reason)) => {
+                let header = adt::header(&text).unwrap_or_default();
+                return ack(&header, AckCode::AR, &reason, None);
+            }
+            Err(AdtError::Error { field, reason }) => {
+                let header = adt::header(&text).unwrap_or_default();
+                return ack(&header, AckCode::AE, &reason, Some(&field));
+            }
+        };
+        let sender = format!(
+            "{}|{}",
+            adt.header.sending_application, adt.header.sending_facility
+        );
+        match self.stored_ack(&sender, &adt.header.control_id).await {
+            Ok(Some(previous)) => return previous,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "HL7 message log unavailable");
+                return ack(
+                    &adt.header,
+                    AckCode::AE,
+                    "temporarily unavailable; resend",
+                    None,
+                );
+            }
+        }
+        let meta = Metadata::new(uuid::Uuid::new_v4().to_string()).actor("hl7");
+        let reply = match self.apply(&adt, &meta).await {
+            Ok(note) => ack(&adt.header, AckCode::AA, &note, None),
+            Err(p) if p.status < 500 => {
+                ack(&adt.header, AckCode::AE, &p.detail, p.field.as_deref())
+            }
+            Err(p) => {
+                tracing::error!(detail = %p.detail, "HL7 message not applied");
+                // Not stored: a resend is processed again (every effect is idempotent).
+                return ack(&adt.header, AckCode::AE, "internal error; resend", None);
+            }
+        };
+        if let Err(e) = self.store_ack(&sender, &adt.header, &reply).await {
+            tracing::warn!(error = %e, "could not store an HL7 acknowledgement");
+        }
+        reply
+    }
+
+    async fn stored_ack(&self, sender: &str, control_id: &str) -> sqlx::Result<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT ack FROM intake.hl7_messages WHERE sender = $1 AND control_id = $2 AND ack IS NOT NULL",
+        )
+        .bind(sender)
+        .bind(control_id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    async fn store_ack(&self, sender: &str, h: &Header, reply: &str) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO intake.hl7_messages (sender, control_id, message_type, ack)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (sender, control_id) DO NOTHING",
+        )
+        .bind(sender)
+        .bind(&h.control_id)
+        .bind(format!("ADT^{}", h.trigger))
+        .bind(reply)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The effect of one message; the text goes into MSA-3.
+    async fn apply(&self, adt: &Adt, meta: &Metadata) -> Result<String, Problem> {
+        let ids = &adt.person.identifiers;
+        let when = |t: Option<chrono::DateTime<Utc>>, field: &str| {
+            t.or(adt.event_at).ok_or_else(|| {
+                Problem::invalid(
+                    field.to_string(),
+                    format!("{field} (or EVN-6, EVN-2, MSH-7) is needed"),
+                )
+            })
+        };
+        let unit = adt.unit.clone().unwrap_or_else(|| "inpatient".into());
+        match adt.header.trigger.as_str() {
+            "A01" | "A04" => {
+                if adt.header.trigger == "A04" && adt.patient_class.as_deref() != Some("I") {
+                    return Ok("registration noted; not an inpatient admission".into());
+                }
+                let admitted_at = when(adt.admitted_at, "PV1-44")?;
+                if admitted_at > Utc::now() {
+                    return Err(Problem::invalid("PV1-44", "the admission is in the future"));
+                }
+                match self
+                    .reception
+                    .admit(ids, &adt.facility, admitted_at, &unit, meta)
+                    .await?
+                {
+                    Some(_) => Ok("admission recorded".into()),
+                    None => Ok("not a referred person; nothing stored".into()),
+                }
+            }
+            "A03" => {
+                self.discharge(adt, when(adt.discharged_at, "PV1-45")?, unit, meta)
+                    .await
+            }
+            "A08" => match self
+                .reception
+                .update_known_person(adt.person.clone(), meta)
+                .await?
+            {
+                Some(_) => Ok("person updated".into()),
+                None => Ok("not a referred person; nothing stored".into()),
+            },
+            "A11" => {
+                let admitted_at = when(adt.admitted_at, "PV1-44")?;
+                let cancelled = self
+                    .reception
+                    .cancel_admission(ids, &adt.facility, admitted_at, meta)
+                    .await?;
+                Ok(if cancelled {
+                    "admission cancelled"
+                } else {
+                    "not a referred person; nothing stored"
+                }
+                .into())
+            }
+            "A13" => {
+                let discharged_at = when(adt.discharged_at, "PV1-45")?;
+                let withdrawn = self
+                    .reception
+                    .withdraw(ids, &adt.facility, discharged_at, meta)
+                    .await?;
+                Ok(if withdrawn {
+                    "referral withdrawn"
+                } else {
+                    "not a referred person; nothing stored"
+                }
+                .into())
+            }
+            other => Err(Problem::invalid(
+                "MSH-9",
+                format!("trigger {other} is not handled"),
+            )),
+        }
+    }
+
+    async fn discharge(
+        &self,
+        adt: &Adt,
+        discharged_at: chrono::DateTime<Utc>,
+        unit: String,
+        meta: &Metadata,
+    ) -> Result<String, Problem> {
+        if discharged_at > Utc::now() {
+            return Err(Problem::invalid("PV1-45", "the discharge is in the future"));
+        }
+        let consent = match &adt.flag {
+            Some(flag) => Consent {
+                granted_at: flag.consent_at.unwrap_or(discharged_at).min(Utc::now()),
+                scope: "peer-support-referral".into(),
+                recorded_by: flag.recorded_by.clone(),
+            },
+            None => {
+                let known = match self.reception.find(&adt.person.identifiers).await? {
+                    Some(p) => self.reception.person(&p).await?.consent,
+                    None => None,
+                };
+                match known {
+                    Some(c) => Consent {
+                        granted_at: c.granted_at,
+                        scope: c.scope,
+                        recorded_by: c.recorded_by,
+                    },
+                    None => {
+                        return Ok(
+                            "discharge noted; no consent to peer-support referral on record".into(),
+                        );
+                    }
+                }
+            }
+        };
+        let language = adt.person.language.clone();
+        let region = adt
+            .person
+            .postcode
+            .as_deref()
+            .map(|p| p.chars().take(3).collect::<String>())
+            .filter(|r| !r.is_empty());
+        let valid = ValidReferral {
+            person: adt.person.clone(),
+            submitted: Submitted {
+                referral_id: String::new(),
+                person_ref: String::new(),
+                facility: adt.facility.clone(),
+                channel: "hl7".into(),
+                discharged_at,
+                unit,
+                risk_level: adt
+                    .flag
+                    .as_ref()
+                    .map(|f| f.risk_level)
+                    .unwrap_or(RiskLevel::Moderate),
+                consent,
+                needs: vec![],
+                language,
+                preferences: Preferences::default(),
+                region,
+                notes: None,
+            },
+        };
+        let accepted = self.reception.submit(valid, meta).await?;
+        Ok(format!(
+            "referral {}{}",
+            accepted.referral_id,
+            if accepted.duplicate {
+                " (already referred)"
+            } else {
+                " created"
+            }
+        ))
+    }
+}
+
+/// An ACK for `h` (the incoming header, possibly empty when it could not be read).
+pub fn ack(h: &Header, code: AckCode, text: &str, field: Option<&str>) -> String {
+    let now = Utc::now().format("%Y%m%d%H%M%S");
+    let code = match code {
+        AckCode::AA => "AA",
+        AckCode::AE => "AE",
+        AckCode::AR => "AR",
+    };
+    let version = if h.version.is_empty() {
+        "2.5"
+    } else {
+        h.version.as_str()
+    };
+    let trigger = if h.trigger.is_empty() {
+        ""
+    } else {
+        h.trigger.as_str()
+    };
+    let clean = |s: &str| s.replace(['|', '^', '~', '\\', '&', '\r', '\n'], " ");
+    let mut out = format!(
+        "MSH|^~\\&|CARELOOP|CARELOOP|{}|{}|{now}||ACK^{trigger}^ACK|{}|P|{version}\rMSA|{code}|{}|{}\r",
+        h.sending_application,
+        h.sending_facility,
+        uuid::Uuid::new_v4().simple(),
+        h.control_id,
+        clean(text),
+    );
+    if code != "AA" {
+        let location = field.map(clean).unwrap_or_default();
+        out.push_str(&format!(
+            "ERR||{location}|{}|E||||{}\r",
+            if code == "AR" {
+                "200^Unsupported"
+            } else {
+                "207^Application internal error"
+            },
+            clean(text)
+        ));
+    }
+    out
+}

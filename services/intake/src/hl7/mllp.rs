@@ -1,0 +1,153 @@
+//! The MLLP listener: `0x0B message 0x1C 0x0D` over TCP.
+//!
+//! Each connection reads into a buffer that never grows past `max_message`; bytes
+//! before a start block are skipped; a message over the limit is answered with AR
+//! and the connection closed; a connection silent for `read_timeout` is closed; at
+//! most `max_connections` are served at once (the rest wait to be accepted). A
+//! message that is not HL7 gets an AR. The listener stops with the service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use careloop_backbone::Shutdown;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use super::adt::Header;
+use super::inbound::{AckCode, Inbound, ack};
+
+pub const START: u8 = 0x0B;
+pub const END: [u8; 2] = [0x1C, 0x0D];
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_message: usize,
+    pub read_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message: 1 << 20,
+            read_timeout: Duration::from_secs(30),
+            max_connections: 256,
+        }
+    }
+}
+
+pub fn frame(message: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 3);
+    out.push(START);
+    out.extend_from_slice(message.as_bytes());
+    out.extend_from_slice(&END);
+    out
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    inbound: Inbound,
+    limits: Limits,
+    mut shutdown: Shutdown,
+) {
+    let inbound = Arc::new(inbound);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("semaphore stays open"),
+            _ = shutdown.wait() => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait() => return,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let inbound = inbound.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if let Err(e) = connection(stream, &inbound, limits, shutdown).await {
+                        tracing::debug!(error = %e, "MLLP connection ended");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "MLLP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    inbound: &Inbound,
+    limits: Limits,
+    mut shutdown: Shutdown,
+) -> std::io::Result<()> {
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        // Hand over every complete frame in the buffer.
+        while let Some((message, consumed)) = next_frame(&buf) {
+            let reply = inbound.handle(message).await;
+            buf.drain(..consumed);
+            stream.write_all(&frame(&reply)).await?;
+        }
+        // Nothing framed yet: drop what precedes a start block (noise, not HL7).
+        match buf.iter().position(|b| *b == START) {
+            Some(0) => {}
+            Some(i) => {
+                buf.drain(..i);
+            }
+            None => buf.clear(),
+        }
+        if buf.len() > limits.max_message {
+            let reply = ack(&Header::default(), AckCode::AR, "message too large", None);
+            stream.write_all(&frame(&reply)).await?;
+            return Ok(());
+        }
+        let read = tokio::select! {
+            r = tokio::time::timeout(limits.read_timeout, stream.read(&mut chunk)) => r,
+            _ = shutdown.wait() => return Ok(()),
+        };
+        match read {
+            Err(_) => return Ok(()), // silent too long
+            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+}
+
+/// The first complete frame in `buf`: its content and how many bytes it used.
+fn next_frame(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let start = buf.iter().position(|b| *b == START)?;
+    let rest = &buf[start + 1..];
+    let end = rest.windows(2).position(|w| w == END)?;
+    Some((&rest[..end], start + 1 + end + 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_found_after_noise_and_across_messages() {
+        let mut buf = b"noise".to_vec();
+        buf.extend(frame("A"));
+        buf.extend(frame("BB"));
+        buf.extend_from_slice(&[START, b'C']);
+        let (m, used) = next_frame(&buf).unwrap();
+        assert_eq!(m, b"A");
+        let rest = &buf[used..];
+        let (m2, used2) = next_frame(rest).unwrap();
+        assert_eq!(m2, b"BB");
+        assert!(
+            next_frame(&rest[used2..]).is_none(),
+            "a partial frame waits"
+        );
+    }
+}

@@ -1,0 +1,274 @@
+//! The reception every channel goes through (REST, FHIR, HL7 v2): it finds or creates
+//! the person by any shared identifier, keeps their details and consent in the PHI
+//! vault, and submits the referral, once.
+//!
+//! A referral's id is derived from its facility, person and discharge time, so the
+//! same discharge sent twice, over the same channel or another, is one referral; the
+//! second answer names the first.
+
+use std::sync::Arc;
+
+use careloop_backbone::Metadata;
+use careloop_backbone::store::{self, Cqrs};
+use careloop_web::Problem;
+use chrono::{DateTime, Utc};
+use cqrs_es::AggregateError;
+use sqlx::PgPool;
+
+use crate::domain::{
+    Admission, AdmissionCommand, AdmissionFacts, ConsentRecord, Identifier, Person, PersonCommand,
+    PersonDetails, ReferralSubmission, SubmissionCommand, SubmissionError, Submitted,
+};
+use crate::identity;
+
+/// A referral that passed every rule of its channel.
+pub struct ValidReferral {
+    pub person: PersonDetails,
+    pub submitted: Submitted,
+}
+
+/// What became of a submission.
+pub struct Accepted {
+    pub referral_id: String,
+    pub person_ref: String,
+    /// The same discharge was referred before; this is that referral.
+    pub duplicate: bool,
+}
+
+#[derive(Clone)]
+pub struct Reception {
+    pub pool: PgPool,
+    pub persons: Arc<Cqrs<Person>>,
+    pub submissions: Arc<Cqrs<ReferralSubmission>>,
+    pub admissions: Arc<Cqrs<Admission>>,
+    pub person_store: Arc<store::EventStore<Person>>,
+}
+
+/// The id of the referral of one discharge.
+pub fn referral_id(facility: &str, person_ref: &str, discharged_at: DateTime<Utc>) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        format!(
+            "careloop:referral:{facility}:{person_ref}:{}",
+            discharged_at.timestamp()
+        )
+        .as_bytes(),
+    )
+    .to_string()
+}
+
+impl Reception {
+    pub async fn submit(&self, valid: ValidReferral, meta: &Metadata) -> Result<Accepted, Problem> {
+        let ValidReferral {
+            person,
+            mut submitted,
+        } = valid;
+        // (continued in submit_for)
+        let person_ref = self.record_person(person, meta).await?;
+        self.record_consent(&person_ref, submitted.consent.clone().into(), meta)
+            .await?;
+        submitted.person_ref = person_ref;
+        self.submit_for(submitted, meta).await
+    }
+
+    /// Submits a referral for a person already in the vault (`submitted.person_ref`).
+    pub async fn submit_for(
+        &self,
+        mut submitted: Submitted,
+        meta: &Metadata,
+    ) -> Result<Accepted, Problem> {
+        let person_ref = submitted.person_ref.clone();
+        submitted.referral_id =
+            referral_id(&submitted.facility, &person_ref, submitted.discharged_at);
+        let id = submitted.referral_id.clone();
+        let result = store::execute(
+            &self.submissions,
+            &id,
+            SubmissionCommand::Submit(Box::new(submitted)),
+            meta,
+        )
+        .await;
+        let duplicate = match result {
+            Ok(()) => false,
+            Err(AggregateError::UserError(SubmissionError::AlreadySubmitted)) => true,
+            Err(e) => return Err(store::to_problem(e)),
+        };
+        Ok(Accepted {
+            referral_id: id,
+            person_ref,
+            duplicate,
+        })
+    }
+
+    /// Finds (or creates) the person and records what they sent about them.
+    pub async fn record_person(
+        &self,
+        person: PersonDetails,
+        meta: &Metadata,
+    ) -> Result<String, Problem> {
+        let person_ref = identity::resolve(&self.pool, &person.identifiers)
+            .await
+            .map_err(Problem::internal)?
+            .to_string();
+        store::execute(
+            &self.persons,
+            &person_ref,
+            PersonCommand::Record(person),
+            meta,
+        )
+        .await
+        .map_err(store::to_problem)?;
+        Ok(person_ref)
+    }
+
+    /// Updates the details of a person careloop knows (HL7 A08); unknown: nothing.
+    pub async fn update_known_person(
+        &self,
+        person: PersonDetails,
+        meta: &Metadata,
+    ) -> Result<Option<String>, Problem> {
+        match self.find(&person.identifiers).await? {
+            Some(_) => self.record_person(person, meta).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn record_consent(
+        &self,
+        person_ref: &str,
+        consent: ConsentRecord,
+        meta: &Metadata,
+    ) -> Result<(), Problem> {
+        store::execute(
+            &self.persons,
+            person_ref,
+            PersonCommand::RecordConsent(consent),
+            meta,
+        )
+        .await
+        .map_err(store::to_problem)
+    }
+
+    /// Revokes the person's consent: ConsentRevoked cancels their open referrals and
+    /// stops follow-up.
+    pub async fn revoke_consent(
+        &self,
+        person_ref: &str,
+        reason: String,
+        meta: &Metadata,
+    ) -> Result<(), Problem> {
+        let cmd = PersonCommand::RevokeConsent {
+            revoked_at: Utc::now(),
+            reason,
+        };
+        store::execute(&self.persons, person_ref, cmd, meta)
+            .await
+            .map_err(store::to_problem)
+    }
+
+    pub async fn find(&self, identifiers: &[Identifier]) -> Result<Option<String>, Problem> {
+        Ok(identity::find(&self.pool, identifiers)
+            .await
+            .map_err(Problem::internal)?
+            .map(|p| p.to_string()))
+    }
+
+    /// The person as the vault holds them (empty when unknown).
+    pub async fn person(&self, person_ref: &str) -> Result<Person, Problem> {
+        store::load(&self.person_store, person_ref)
+            .await
+            .map_err(store::to_problem)
+    }
+
+    /// Whether the person has a consent to peer-support referral in force.
+    pub async fn has_consent(&self, person_ref: &str) -> Result<bool, Problem> {
+        let person = store::load(&self.person_store, person_ref)
+            .await
+            .map_err(store::to_problem)?;
+        Ok(person.consent.is_some())
+    }
+
+    /// Records an admission of a person careloop knows; `None` for anyone else
+    /// (careloop keeps nothing about people it was never asked to help).
+    pub async fn admit(
+        &self,
+        identifiers: &[Identifier],
+        facility: &str,
+        admitted_at: DateTime<Utc>,
+        unit: &str,
+        meta: &Metadata,
+    ) -> Result<Option<String>, Problem> {
+        let Some(person_ref) = self.find(identifiers).await? else {
+            return Ok(None);
+        };
+        let facts = AdmissionFacts {
+            person_ref,
+            facility: facility.to_string(),
+            admitted_at,
+            unit: unit.to_string(),
+        };
+        let id = facts.admission_id();
+        store::execute(&self.admissions, &id, AdmissionCommand::Record(facts), meta)
+            .await
+            .map_err(store::to_problem)?;
+        Ok(Some(id))
+    }
+
+    /// Cancels an admission reported before (HL7 A11).
+    pub async fn cancel_admission(
+        &self,
+        identifiers: &[Identifier],
+        facility: &str,
+        admitted_at: DateTime<Utc>,
+        meta: &Metadata,
+    ) -> Result<bool, Problem> {
+        let Some(person_ref) = self.find(identifiers).await? else {
+            return Ok(false);
+        };
+        let id = AdmissionFacts {
+            person_ref,
+            facility: facility.to_string(),
+            admitted_at,
+            unit: String::new(),
+        }
+        .admission_id();
+        let cmd = AdmissionCommand::Cancel {
+            reason: "admission cancelled by the hospital".into(),
+        };
+        store::execute(&self.admissions, &id, cmd, meta)
+            .await
+            .map_err(store::to_problem)?;
+        Ok(true)
+    }
+
+    /// Withdraws the referral of a discharge the hospital cancelled (HL7 A13).
+    pub async fn withdraw(
+        &self,
+        identifiers: &[Identifier],
+        facility: &str,
+        discharged_at: DateTime<Utc>,
+        meta: &Metadata,
+    ) -> Result<bool, Problem> {
+        let Some(person_ref) = self.find(identifiers).await? else {
+            return Ok(false);
+        };
+        let id = referral_id(facility, &person_ref, discharged_at);
+        let cmd = SubmissionCommand::Withdraw {
+            reason: "the hospital cancelled the discharge".into(),
+        };
+        store::execute(&self.submissions, &id, cmd, meta)
+            .await
+            .map_err(store::to_problem)?;
+        Ok(true)
+    }
+}
+
+impl From<crate::domain::Consent> for ConsentRecord {
+    fn from(c: crate::domain::Consent) -> Self {
+        ConsentRecord {
+            scope: c.scope,
+            granted_at: c.granted_at,
+            recorded_by: c.recorded_by,
+        }
+    }
+}
