@@ -449,3 +449,59 @@ async fn fhir_bundles_refer_and_tasks_follow() {
     );
     app.shutdown().await;
 }
+
+/// Revoking consent over REST cancels the person's open referrals, with the reason
+/// on the timeline; a revocation of an unknown person is a 404.
+#[tokio::test]
+async fn revoking_consent_cancels_open_referrals() {
+    let app = spawn_app().await;
+    let hospital = app.token("hospital", Some("st-marys"), None);
+    let (s, created) = app
+        .post(
+            "/v1/referrals",
+            &hospital,
+            &referral_body("MRN-REVOKE", &at(recent_discharge())),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let id = created["referral_id"].as_str().unwrap().to_string();
+    let view = eventually("the referral received", WAIT, || async {
+        let (s, v) = app.get(&format!("/v1/referrals/{id}"), &hospital).await;
+        (s == 200).then_some(v)
+    })
+    .await;
+    let person_ref = view["person_ref"].as_str().unwrap();
+    let c = app.token("coordinator", None, None);
+    let (s, p) = app
+        .post(
+            &format!("/v1/persons/{person_ref}/consent/revoke"),
+            &c,
+            &json!({"reason": ""}),
+        )
+        .await;
+    assert_eq!((s, p["field"].as_str()), (422, Some("reason")));
+    let (s, _) = app
+        .post(
+            &format!("/v1/persons/{person_ref}/consent/revoke"),
+            &c,
+            &json!({"reason": "asked to stop"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let view = eventually("the referral cancelled", WAIT, || async {
+        let (_, v) = app.get(&format!("/v1/referrals/{id}"), &hospital).await;
+        (v["status"] == "cancelled").then_some(v)
+    })
+    .await;
+    let last = view["timeline"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["reason"], "consent revoked: asked to stop", "{view}");
+    let (s, _) = app
+        .post(
+            &format!("/v1/persons/{}/consent/revoke", uuid::Uuid::new_v4()),
+            &c,
+            &json!({"reason": "x"}),
+        )
+        .await;
+    assert_eq!(s, 404);
+    app.shutdown().await;
+}
