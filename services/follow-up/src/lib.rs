@@ -85,15 +85,8 @@ impl Service for FollowUpService {
     }
 
     fn relay(&self) -> Relay {
-        let b = &self.backbone;
-        Relay::new(
-            b.pool.clone(),
-            b.js.clone(),
-            b.namespace.clone(),
-            SERVICE,
-            SCHEMA,
-            Arc::new(integration::Mapper),
-        )
+        self.backbone
+            .relay(SERVICE, SCHEMA, Arc::new(integration::Mapper))
     }
 
     fn consumers(&self) -> Vec<Consumer> {
@@ -106,17 +99,7 @@ impl Service for FollowUpService {
         });
         ["peer-assignment", "referral", "intake"]
             .into_iter()
-            .map(|source| {
-                Consumer::new(
-                    b.pool.clone(),
-                    b.js.clone(),
-                    b.namespace.clone(),
-                    SERVICE,
-                    SCHEMA,
-                    source,
-                    handler.clone(),
-                )
-            })
+            .map(|source| b.consumer(SERVICE, SCHEMA, source, handler.clone()))
             .collect()
     }
 
@@ -136,16 +119,10 @@ impl Service for FollowUpService {
 
     fn projections(&self) -> Vec<ProjectionRunner> {
         vec![
-            ProjectionRunner::new(
-                self.backbone.pool.clone(),
-                SCHEMA,
-                Arc::new(read_model::FollowUps),
-            ),
-            ProjectionRunner::new(
-                self.backbone.pool.clone(),
-                SCHEMA,
-                Arc::new(measures::read_model::Measures),
-            ),
+            self.backbone
+                .projection(SCHEMA, Arc::new(read_model::FollowUps)),
+            self.backbone
+                .projection(SCHEMA, Arc::new(measures::read_model::Measures)),
         ]
     }
 }

@@ -136,23 +136,13 @@ impl Service for IntakeService {
     }
 
     fn relay(&self) -> Relay {
-        let b = &self.backbone;
-        Relay::new(
-            b.pool.clone(),
-            b.js.clone(),
-            b.namespace.clone(),
-            SERVICE,
-            SCHEMA,
-            Arc::new(integration::Mapper),
-        )
+        self.backbone
+            .relay(SERVICE, SCHEMA, Arc::new(integration::Mapper))
     }
 
     fn consumers(&self) -> Vec<Consumer> {
         let b = &self.backbone;
-        vec![Consumer::new(
-            b.pool.clone(),
-            b.js.clone(),
-            b.namespace.clone(),
+        vec![b.consumer(
             SERVICE,
             SCHEMA,
             "referral",

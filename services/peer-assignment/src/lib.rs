@@ -145,23 +145,13 @@ impl Service for PeerAssignmentService {
     }
 
     fn relay(&self) -> Relay {
-        let b = &self.backbone;
-        Relay::new(
-            b.pool.clone(),
-            b.js.clone(),
-            b.namespace.clone(),
-            SERVICE,
-            SCHEMA,
-            Arc::new(integration::Mapper),
-        )
+        self.backbone
+            .relay(SERVICE, SCHEMA, Arc::new(integration::Mapper))
     }
 
     fn consumers(&self) -> Vec<Consumer> {
         let b = &self.backbone;
-        vec![Consumer::new(
-            b.pool.clone(),
-            b.js.clone(),
-            b.namespace.clone(),
+        vec![b.consumer(
             SERVICE,
             SCHEMA,
             "referral",
@@ -174,10 +164,9 @@ impl Service for PeerAssignmentService {
     }
 
     fn projections(&self) -> Vec<ProjectionRunner> {
-        vec![ProjectionRunner::new(
-            self.backbone.pool.clone(),
-            SCHEMA,
-            Arc::new(read_model::Roster),
-        )]
+        vec![
+            self.backbone
+                .projection(SCHEMA, Arc::new(read_model::Roster)),
+        ]
     }
 }

@@ -77,15 +77,8 @@ impl Service for ReferralService {
     }
 
     fn relay(&self) -> Relay {
-        let b = &self.backbone;
-        Relay::new(
-            b.pool.clone(),
-            b.js.clone(),
-            b.namespace.clone(),
-            SERVICE,
-            SCHEMA,
-            Arc::new(integration::Mapper),
-        )
+        self.backbone
+            .relay(SERVICE, SCHEMA, Arc::new(integration::Mapper))
     }
 
     fn consumers(&self) -> Vec<Consumer> {
@@ -98,26 +91,15 @@ impl Service for ReferralService {
         });
         ["intake", "peer-assignment", "follow-up"]
             .into_iter()
-            .map(|source| {
-                Consumer::new(
-                    b.pool.clone(),
-                    b.js.clone(),
-                    b.namespace.clone(),
-                    SERVICE,
-                    SCHEMA,
-                    source,
-                    handler.clone(),
-                )
-            })
+            .map(|source| b.consumer(SERVICE, SCHEMA, source, handler.clone()))
             .collect()
     }
 
     fn projections(&self) -> Vec<ProjectionRunner> {
-        vec![ProjectionRunner::new(
-            self.backbone.pool.clone(),
-            SCHEMA,
-            Arc::new(read_model::Referrals),
-        )]
+        vec![
+            self.backbone
+                .projection(SCHEMA, Arc::new(read_model::Referrals)),
+        ]
     }
 
     fn workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {

@@ -48,6 +48,40 @@ impl Backbone {
     }
 }
 
+impl Backbone {
+    /// The relay publishing `service`'s events from `schema`.
+    pub fn relay(
+        &self,
+        service: &'static str,
+        schema: &'static str,
+        mapper: Arc<dyn crate::IntegrationMapper>,
+    ) -> Relay {
+        let (pool, js, ns) = (self.pool.clone(), self.js.clone(), self.namespace.clone());
+        Relay::new(pool, js, ns, service, schema, mapper)
+    }
+
+    /// `service`'s durable consumer of `source`'s events.
+    pub fn consumer(
+        &self,
+        service: &'static str,
+        schema: &'static str,
+        source: &'static str,
+        handler: Arc<dyn crate::EventHandler>,
+    ) -> Consumer {
+        let (pool, js, ns) = (self.pool.clone(), self.js.clone(), self.namespace.clone());
+        Consumer::new(pool, js, ns, service, schema, source, handler)
+    }
+
+    /// A read model fed from `schema`'s events.
+    pub fn projection(
+        &self,
+        schema: &'static str,
+        projection: Arc<dyn crate::Projection>,
+    ) -> ProjectionRunner {
+        ProjectionRunner::new(self.pool.clone(), schema, projection)
+    }
+}
+
 /// What a service brings to a host.
 pub trait Service: Send + Sync + 'static {
     /// The service's name, used in subjects, consumer names and metric labels.
