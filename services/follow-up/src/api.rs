@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -202,6 +202,7 @@ struct ContactRow {
     outcome: String,
     support_types: Vec<String>,
     duration_minutes: Option<i32>,
+    notes: Option<String>,
 }
 
 const SELECT: &str = "SELECT referral_id, peer_id, facility, priority, discharged_at, ends_at,
@@ -233,7 +234,8 @@ async fn plan(
     .await
     .map_err(Problem::internal)?;
     let contacts: Vec<ContactRow> = sqlx::query_as(
-        "SELECT contact_id, peer_id, occurred_at, channel, outcome, support_types, duration_minutes
+        "SELECT contact_id, peer_id, occurred_at, channel, outcome, support_types, duration_minutes,
+                notes
          FROM follow_up.contacts WHERE referral_id = $1 ORDER BY occurred_at, contact_id",
     )
     .bind(&id)
@@ -261,7 +263,7 @@ struct WorklistQuery {
 async fn worklist(
     State(s): State<AppState>,
     principal: Principal,
-    Query(q): Query<WorklistQuery>,
+    careloop_web::ApiQuery(q): careloop_web::ApiQuery<WorklistQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Peer, Role::Coordinator, Role::Admin])?;
     let peer_id = match principal.role {

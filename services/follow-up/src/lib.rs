@@ -35,6 +35,10 @@ const MIGRATIONS: &[Migration] = &[
         name: "0002_measures",
         sql: include_str!("../migrations/0002_measures.sql"),
     },
+    Migration {
+        name: "0003_contact_notes",
+        sql: include_str!("../migrations/0003_contact_notes.sql"),
+    },
 ];
 
 #[derive(Clone)]

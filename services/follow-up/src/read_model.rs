@@ -78,8 +78,8 @@ impl Projection for FollowUps {
             FollowUpEvent::ContactRecorded { peer_id, contact } => {
                 sqlx::query(
                     "INSERT INTO follow_up.contacts (contact_id, referral_id, peer_id, occurred_at,
-                        channel, outcome, support_types, duration_minutes, recorded_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                        channel, outcome, support_types, duration_minutes, recorded_at, notes)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(&contact.contact_id)
                 .bind(id)
@@ -90,6 +90,7 @@ impl Projection for FollowUps {
                 .bind(contact.support_types.iter().map(wire).collect::<Vec<_>>())
                 .bind(contact.duration_minutes.map(|d| d as i32))
                 .bind(at)
+                .bind(&contact.notes)
                 .execute(&mut *tx)
                 .await?;
                 // The first reach is the earliest reached contact, whatever the order

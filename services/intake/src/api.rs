@@ -194,7 +194,8 @@ async fn submit(
         (
             StatusCode::OK,
             serde_json::json!({"referral_id": accepted.referral_id, "status": "requested",
-                               "duplicate": true}),
+                               "duplicate": true,
+                               "detail": "this discharge was referred before; that referral stands (the person's details were updated)"}),
         )
     } else {
         (

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod closed_loop;
+pub mod contact_card;
 pub mod domain;
 pub mod fhir;
 pub mod hl7;
@@ -35,6 +36,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         name: "0003_edges",
         sql: include_str!("../migrations/0003_edges.sql"),
+    },
+    Migration {
+        name: "0004_contact_card",
+        sql: include_str!("../migrations/0004_contact_card.sql"),
     },
 ];
 
@@ -129,6 +134,10 @@ impl Service for IntakeService {
             reception: self.reception(),
         })
         .merge(closed_loop::api::routes(self.backbone.pool.clone()))
+        .merge(contact_card::routes(contact_card::CardState {
+            pool: self.backbone.pool.clone(),
+            reception: self.reception(),
+        }))
         .merge(fhir::api::routes(fhir::api::FhirState {
             pool: self.backbone.pool.clone(),
             reception: self.reception(),
@@ -142,12 +151,20 @@ impl Service for IntakeService {
 
     fn consumers(&self) -> Vec<Consumer> {
         let b = &self.backbone;
-        vec![b.consumer(
-            SERVICE,
-            SCHEMA,
-            "referral",
-            Arc::new(closed_loop::deliveries::StatusChanges),
-        )]
+        vec![
+            b.consumer(
+                SERVICE,
+                SCHEMA,
+                "referral",
+                Arc::new(closed_loop::deliveries::StatusChanges),
+            ),
+            b.consumer(
+                SERVICE,
+                SCHEMA,
+                "peer-assignment",
+                Arc::new(contact_card::PeerOfReferral),
+            ),
+        ]
     }
 
     fn workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
@@ -297,7 +297,7 @@ async fn matches(
     State(s): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-    Query(q): Query<MatchesQuery>,
+    careloop_web::ApiQuery(q): careloop_web::ApiQuery<MatchesQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Coordinator, Role::Admin])?;
     let a = s.matcher.load(&id).await.map_err(Problem::internal)?;
@@ -377,7 +377,7 @@ async fn decline(
     }
     let meta = Metadata::new(correlation).actor(principal.role.as_str());
     s.matcher
-        .hand_back(&id, &body.reason, &meta)
+        .hand_back(&id, &body.reason, true, &meta)
         .await
         .map_err(store::to_problem)?;
     Ok(Json(

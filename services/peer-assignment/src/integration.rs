@@ -45,9 +45,9 @@ impl IntegrationMapper for Mapper {
             AssignmentEvent::AssignmentReopened { released_peer, .. } => {
                 unassigned(released_peer, "referral sent back to matching".into())
             }
-            AssignmentEvent::AssignmentHandedBack { peer_id, reason } => {
-                unassigned(Some(peer_id), reason)
-            }
+            AssignmentEvent::AssignmentHandedBack {
+                peer_id, reason, ..
+            } => unassigned(Some(peer_id), reason),
             other => anyhow::bail!("{other:?} is not published"),
         })
     }

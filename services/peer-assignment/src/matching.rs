@@ -115,15 +115,17 @@ impl Matcher {
         self.settle(referral_id, meta).await
     }
 
-    /// The assigned peer declined or went on leave: match again without them.
+    /// The assigned peer declined (`exclude`) or went on leave: match again.
     pub async fn hand_back(
         &self,
         referral_id: &str,
         reason: &str,
+        exclude: bool,
         meta: &Metadata,
     ) -> Result<(), AggregateError<AssignmentError>> {
         let cmd = AssignmentCommand::HandBack {
             reason: reason.to_string(),
+            exclude,
         };
         store::execute(&self.assignments, referral_id, cmd, meta).await?;
         let settled = async {
@@ -198,8 +200,10 @@ impl Matcher {
                     if roster.is_none() {
                         roster = Some(self.roster().await?);
                     }
+                    let skip: Vec<String> =
+                        a.declined_by.iter().chain(&a.refused_by).cloned().collect();
                     let ranking = self
-                        .rank(&request, roster.as_deref().unwrap_or(&[]), &a.declined_by)
+                        .rank(&request, roster.as_deref().unwrap_or(&[]), &skip)
                         .await?;
                     match ranking.candidates.first() {
                         Some(best) => {

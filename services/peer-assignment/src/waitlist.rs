@@ -49,7 +49,7 @@ impl WaitlistWorker {
         for id in &handed {
             match self
                 .matcher
-                .hand_back(id, "the peer is not available", &meta)
+                .hand_back(id, "the peer is not available", false, &meta)
                 .await
             {
                 Ok(()) => moved += 1,
@@ -84,7 +84,7 @@ impl WaitlistWorker {
             let Some(request) = a.request.clone().filter(|_| a.waitlisted) else {
                 continue;
             };
-            let ranking = self.matcher.rank(&request, &roster, &[]).await?;
+            let ranking = self.matcher.rank(&request, &roster, &a.refused_by).await?;
             if ranking.candidates.is_empty() {
                 continue;
             }

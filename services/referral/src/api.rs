@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
@@ -138,7 +138,7 @@ struct ListQuery {
 async fn list(
     State(s): State<AppState>,
     principal: Principal,
-    Query(q): Query<ListQuery>,
+    careloop_web::ApiQuery(q): careloop_web::ApiQuery<ListQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Admin, Role::Coordinator, Role::Hospital])?;
     if let Some(st) = &q.status
@@ -154,7 +154,14 @@ async fn list(
             "priority is asap, urgent or routine",
         ));
     }
-    // A hospital only ever sees its own facility, whatever it asks for.
+    // A hospital only ever sees its own facility.
+    if let Some(f) = &q.facility
+        && !principal.may_see_facility(f)
+    {
+        return Err(Problem::forbidden(
+            "a hospital sees only its own facility's referrals",
+        ));
+    }
     let facility = match principal.role {
         Role::Hospital => principal.facility.clone(),
         _ => q.facility.clone(),

@@ -150,6 +150,12 @@ impl Host {
         }
         router
             .fallback(|| async { careloop_web::Problem::not_found("no such route") })
+            .method_not_allowed_fallback(|| async {
+                careloop_web::Problem::new(
+                    axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                    "this method is not allowed on this route",
+                )
+            })
             .layer(axum::Extension(self.auth.clone()))
             .layer(axum::middleware::from_fn(careloop_web::correlation::layer))
     }

@@ -48,7 +48,8 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
             }
             _ => {
                 // serde reports a missing field at its parent: name the field itself.
-                let msg = inner.to_string();
+                // The offending value is left out of the message: it may be PHI.
+                let msg = without_values(&inner.to_string());
                 let field = missing_field(&msg)
                     .map(|f| {
                         if path == "." {
@@ -66,6 +67,30 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     de.end()
         .map_err(|e| Problem::bad_request(format!("malformed JSON: {e}")))?;
     Ok(value)
+}
+
+/// `invalid type: string "Alex Rivera", expected ...` without the value.
+pub fn without_values(msg: &str) -> String {
+    let msg = strip_position(msg);
+    for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
+        if let Some(rest) = msg.strip_prefix(prefix)
+            && let Some((_, expected)) = rest.split_once(", expected ")
+        {
+            let kind = rest.split([' ', ',']).next().unwrap_or("value");
+            return format!("{prefix}{kind} (value not shown), expected {expected}");
+        }
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant `")
+        && let Some((_, expected)) = rest.split_once("`, expected ")
+    {
+        return format!("unknown variant, expected {expected}");
+    }
+    msg.to_string()
+}
+
+/// The unknown field a message names, if any.
+pub fn unknown_field(msg: &str) -> Option<&str> {
+    msg.strip_prefix("unknown field `")?.split('`').next()
 }
 
 fn missing_field(msg: &str) -> Option<&str> {
@@ -113,6 +138,14 @@ mod tests {
         assert!(p.detail.contains("extra"), "{}", p.detail);
         let p = parse::<Outer>(br#"{"inner": "#).unwrap_err();
         assert_eq!(p.status, 400);
+        let p = parse::<Outer>(br#"{"inner": {"kind": "one", "name": 42}}"#).unwrap_err();
+        assert!(
+            !p.detail.contains("42"),
+            "values are not echoed: {}",
+            p.detail
+        );
+        let p = parse::<Outer>(br#"{"inner": {"kind": "Alex Rivera", "name": "x"}}"#).unwrap_err();
+        assert!(!p.detail.contains("Alex"), "{}", p.detail);
         let p = parse::<Outer>(br#"{"inner": {"kind": "one", "name": "x"}} {}"#).unwrap_err();
         assert_eq!(p.status, 400);
     }

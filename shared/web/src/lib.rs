@@ -8,8 +8,10 @@ pub mod health;
 pub mod idempotency;
 pub mod json;
 pub mod problem;
+pub mod query;
 
 pub use auth::{Authenticator, Principal, Role};
 pub use correlation::CorrelationId;
 pub use json::ApiJson;
 pub use problem::Problem;
+pub use query::ApiQuery;

@@ -277,6 +277,24 @@ async fn the_mllp_listener_survives_what_the_network_sends() {
         let ack = h.await.unwrap();
         assert_eq!(msa(&ack)[1..3], ["AA".to_string(), format!("MANY-{i}")]);
     }
+    // A field present but wrong is an AE naming it, not a silent default.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let bad_risk = adt(
+        "A03",
+        "BAD-RISK",
+        "MRN-X",
+        "",
+        &hl7_time(Utc::now() - chrono::Duration::hours(1)),
+        false,
+    ) + "ZPS|Y||planner|extreme\n";
+    let ack = exchange(&mut s, &bad_risk).await;
+    assert_eq!(msa(&ack)[1], "AE", "{ack}");
+    assert!(ack.contains("ERR||ZPS-4|102^Data type error"), "{ack}");
+    let bad_time = adt("A03", "BAD-TIME", "MRN-X", "", "notatime", true);
+    let ack = exchange(&mut s, &bad_time).await;
+    assert_eq!(msa(&ack)[1], "AE", "{ack}");
+    assert!(ack.contains("PV1-45"), "{ack}");
+
     // And it still serves.
     let mut s = TcpStream::connect(addr).await.unwrap();
     assert_eq!(msa(&exchange(&mut s, &update("AFTER")).await)[1], "AA");

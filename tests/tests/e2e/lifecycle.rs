@@ -220,12 +220,10 @@ async fn the_coordinator_queue_pages_and_filters() {
     assert_eq!((s, p["field"].as_str()), (422, Some("cursor")));
 
     let other = app.token("hospital", Some("mercy"), None);
-    let (_, theirs) = app.get("/v1/referrals?facility=st-marys", &other).await;
-    assert_eq!(
-        theirs["items"].as_array().unwrap().len(),
-        0,
-        "a hospital sees only its own"
-    );
+    let (s, _) = app.get("/v1/referrals?facility=st-marys", &other).await;
+    assert_eq!(s, 403, "a hospital sees only its own facility");
+    let (_, theirs) = app.get("/v1/referrals", &other).await;
+    assert_eq!(theirs["items"].as_array().unwrap().len(), 0);
     let mine = app.token("hospital", Some("st-marys"), None);
     let since = page1["items"][0]["updated_at"].as_str().unwrap();
     let (_, polled) = app

@@ -65,6 +65,22 @@ async fn a_referral_travels_from_hospital_to_a_reached_person() {
     assert_eq!(events, ["ReferralReceived", "ReferralAccepted"]);
 
     let peer_token = app.token("peer", None, Some(&peer_id));
+    // The assigned peer reads who to call; another peer may not.
+    let card = eventually("the contact card", WAIT, || async {
+        let (s, c) = app
+            .get(&format!("/v1/referrals/{id}/contact-card"), &peer_token)
+            .await;
+        (s == 200).then_some(c)
+    })
+    .await;
+    assert_eq!(card["name"]["family"], "Rivera");
+    assert_eq!(card["phone"], "+1-402-555-0134");
+    assert_eq!(card["hospital_notes"], "Prefers afternoon calls.");
+    let stranger = app.token("peer", None, Some("another-peer"));
+    let (s, _) = app
+        .get(&format!("/v1/referrals/{id}/contact-card"), &stranger)
+        .await;
+    assert_eq!(s, 403);
     // The follow-up plan exists once PeerAssigned reached follow-up.
     let reached_at = discharged + chrono::Duration::minutes(30);
     let contact = json!({"occurred_at": at(reached_at), "channel": "phone",
@@ -267,6 +283,35 @@ async fn tokens_roles_and_facilities_are_enforced() {
         .get(&format!("/v1/referrals/{id}"), &other_hospital)
         .await;
     assert_eq!(s, 403);
+
+    // Query strings, methods and facilities get problem+json too.
+    let (s, p) = app.get("/v1/referrals?limit=abc", &hospital).await;
+    assert_eq!((s, p["field"].as_str()), (422, Some("limit")), "{p}");
+    let (s, p) = app.get("/v1/referrals?stauts=accepted", &hospital).await;
+    assert_eq!((s, p["field"].as_str()), (422, Some("stauts")), "{p}");
+    let (s, _) = app.get("/v1/referrals?facility=mercy", &hospital).await;
+    assert_eq!(s, 403, "a hospital asking for another facility is told no");
+    let res = app
+        .http
+        .delete(format!("{}/v1/referrals", app.base))
+        .bearer_auth(&hospital)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 405);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let res = app
+        .http
+        .get(format!("{}/v1/referrals", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
 
     for open in ["/healthz", "/readyz", "/metrics"] {
         let res = app

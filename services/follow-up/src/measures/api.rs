@@ -45,6 +45,13 @@ async fn continuity(
     }
     let as_of = time(&q, "as_of")?.unwrap_or_else(Utc::now);
     // A hospital sees its own facility only.
+    if let Some(f) = q.get("facility")
+        && !principal.may_see_facility(f)
+    {
+        return Err(Problem::forbidden(
+            "a hospital sees only its own facility's measures",
+        ));
+    }
     let facility = match principal.role {
         Role::Hospital => principal.facility.clone(),
         _ => q.get("facility").cloned(),

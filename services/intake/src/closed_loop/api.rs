@@ -1,6 +1,6 @@
 //! Configuring a facility's webhook and reading its delivery log.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use careloop_web::{ApiJson, Principal, Problem, Role};
@@ -90,7 +90,7 @@ async fn deliveries(
     State(pool): State<PgPool>,
     principal: Principal,
     Path(facility): Path<String>,
-    Query(q): Query<DeliveriesQuery>,
+    careloop_web::ApiQuery(q): careloop_web::ApiQuery<DeliveriesQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     authorize(&principal, &facility)?;
     let rows: Vec<DeliveryRow> = sqlx::query_as(

@@ -45,6 +45,8 @@ pub struct Adt {
     pub admitted_at: Option<DateTime<Utc>>,
     /// PV1-45.
     pub discharged_at: Option<DateTime<Utc>>,
+    /// ZPS-1 = N: the hospital says no peer-support referral.
+    pub referral_declined: bool,
     /// EVN-6 (event occurred), EVN-2 (recorded) or MSH-7, in that order.
     pub event_at: Option<DateTime<Utc>>,
     pub flag: Option<ReferralFlag>,
@@ -293,7 +295,16 @@ pub fn parse(text: &str) -> Result<Adt, AdtError> {
     };
 
     let pv1 = m.segment("PV1");
-    let pv1_time = |n: usize| pv1.and_then(|p| comp(p, n, 1)).and_then(|t| timestamp(&t));
+    // A time that is present must read; only an empty one falls back to another.
+    let pv1_time = |n: usize| -> Result<Option<DateTime<Utc>>, AdtError> {
+        match pv1.and_then(|p| comp(p, n, 1)) {
+            None => Ok(None),
+            Some(raw) => timestamp(&raw).map(Some).ok_or_else(|| AdtError::Error {
+                field: format!("PV1-{n}"),
+                reason: format!("PV1-{n} is not an HL7 timestamp"),
+            }),
+        }
+    };
     let evn_time = |n: usize| {
         m.segment("EVN")
             .and_then(|e| e.field(n))
@@ -301,24 +312,45 @@ pub fn parse(text: &str) -> Result<Adt, AdtError> {
             .and_then(timestamp)
     };
     let msh_time = msh.field(7).map(|f| f.raw_value()).and_then(timestamp);
-    let flag = m.segment("ZPS").and_then(|z| {
-        let yes = comp(z, 1, 1).is_some_and(|v| v.eq_ignore_ascii_case("Y"));
-        yes.then(|| ReferralFlag {
-            consent_at: comp(z, 2, 1).and_then(|t| timestamp(&t)),
+    let zps = m.segment("ZPS");
+    let answer = zps.and_then(|z| comp(z, 1, 1)).map(|v| v.to_uppercase());
+    let flag = match (zps, answer.as_deref()) {
+        (Some(z), Some("Y")) => Some(ReferralFlag {
+            consent_at: match comp(z, 2, 1) {
+                None => None,
+                Some(raw) => Some(timestamp(&raw).ok_or_else(|| AdtError::Error {
+                    field: "ZPS-2".into(),
+                    reason: "ZPS-2 (consent time) is not an HL7 timestamp".into(),
+                })?),
+            },
             recorded_by: comp(z, 3, 1).unwrap_or_else(|| "discharge planner (HL7 ZPS)".into()),
             risk_level: match comp(z, 4, 1).map(|r| r.to_lowercase()).as_deref() {
+                None | Some("moderate") => RiskLevel::Moderate,
                 Some("high") => RiskLevel::High,
                 Some("low") => RiskLevel::Low,
-                _ => RiskLevel::Moderate,
+                Some(_) => {
+                    return Err(AdtError::Error {
+                        field: "ZPS-4".into(),
+                        reason: "ZPS-4 (risk level) must be high, moderate or low".into(),
+                    });
+                }
             },
-        })
-    });
+        }),
+        (Some(_), Some("N")) | (None, _) => None,
+        (Some(_), _) => {
+            return Err(AdtError::Error {
+                field: "ZPS-1".into(),
+                reason: "ZPS-1 must be Y (refer to peer support) or N".into(),
+            });
+        }
+    };
     Ok(Adt {
+        referral_declined: answer.as_deref() == Some("N"),
         facility,
         patient_class: pv1.and_then(|p| comp(p, 2, 1)),
         unit: pv1.and_then(|p| comp(p, 3, 1)),
-        admitted_at: pv1_time(44),
-        discharged_at: pv1_time(45),
+        admitted_at: pv1_time(44)?,
+        discharged_at: pv1_time(45)?,
         event_at: evn_time(6).or_else(|| evn_time(2)).or(msh_time),
         person,
         flag,

@@ -195,6 +195,9 @@ impl Inbound {
         if discharged_at > Utc::now() {
             return Err(Problem::invalid("PV1-45", "the discharge is in the future"));
         }
+        if adt.referral_declined {
+            return Ok("discharge noted; ZPS-1 says no peer-support referral".into());
+        }
         let consent = match &adt.flag {
             Some(flag) => Consent {
                 granted_at: flag.consent_at.unwrap_or(discharged_at).min(Utc::now()),
@@ -291,13 +294,17 @@ pub fn ack(h: &Header, code: AckCode, text: &str, field: Option<&str>) -> String
     );
     if code != "AA" {
         let location = field.map(clean).unwrap_or_default();
+        // HL7 table 0357: what kind of error this is.
+        let condition = match (code, field) {
+            ("AR", _) => "200^Unsupported message type",
+            (_, Some(_)) if text.contains("needed") || text.contains("no ") => {
+                "101^Required field missing"
+            }
+            (_, Some(_)) => "102^Data type error",
+            _ => "207^Application internal error",
+        };
         out.push_str(&format!(
-            "ERR||{location}|{}|E||||{}\r",
-            if code == "AR" {
-                "200^Unsupported"
-            } else {
-                "207^Application internal error"
-            },
+            "ERR||{location}|{condition}|E||||{}\r",
             clean(text)
         ));
     }

@@ -41,8 +41,12 @@ pub struct Assignment {
     pub attempt: u32,
     pub proposed: Option<String>,
     pub assigned: Option<String>,
-    /// Peers not to propose again in this attempt (full, declined, on leave).
+    /// Peers who had no room when proposed (tried again after a rematch).
     pub declined_by: Vec<String>,
+    /// Peers who gave the referral back themselves: not proposed again in this
+    /// attempt, even after a rematch.
+    #[serde(default)]
+    pub refused_by: Vec<String>,
     pub waitlisted: bool,
     /// The referral is closed (cancelled, rejected, entered in error): no matching.
     pub released: bool,
@@ -74,9 +78,11 @@ pub enum AssignmentCommand {
     },
     /// Capacity freed up: a waitlisted referral is matched again.
     Rematch,
-    /// The assigned peer declined, or went on leave: back to matching without them.
+    /// The assigned peer declined (`exclude`: not to be proposed again) or went on
+    /// leave (proposed again once back): back to matching.
     HandBack {
         reason: String,
+        exclude: bool,
     },
     /// A coordinator moves the referral to `to_peer` (whose slot is already held).
     Override {
@@ -119,6 +125,8 @@ pub enum AssignmentEvent {
     AssignmentHandedBack {
         peer_id: String,
         reason: String,
+        #[serde(default)]
+        excluded: bool,
     },
     PeerReassigned {
         from_peer: String,
@@ -218,12 +226,16 @@ impl Aggregate for Assignment {
         }
         match command {
             C::Request { .. } | C::Release { .. } => {}
-            C::HandBack { reason } => {
+            C::HandBack { reason, exclude } => {
                 let Some(peer_id) = self.assigned.clone() else {
                     return Err(AssignmentError::NotAssigned);
                 };
-                sink.write(E::AssignmentHandedBack { peer_id, reason }, self)
-                    .await;
+                let e = E::AssignmentHandedBack {
+                    peer_id,
+                    reason,
+                    excluded: exclude,
+                };
+                sink.write(e, self).await;
             }
             C::Override { to_peer, reason } => {
                 let Some(from_peer) = self.assigned.clone() else {
@@ -310,10 +322,14 @@ impl Aggregate for Assignment {
                 self.waitlisted = false;
                 self.declined_by.clear();
             }
-            E::AssignmentHandedBack { peer_id, .. } => {
+            E::AssignmentHandedBack {
+                peer_id, excluded, ..
+            } => {
                 self.assigned = None;
                 self.proposed = None;
-                self.declined_by.push(peer_id.clone());
+                if excluded {
+                    self.refused_by.push(peer_id.clone());
+                }
                 self.released_peer = Some(peer_id);
             }
             E::PeerReassigned {
@@ -446,14 +462,15 @@ mod tests {
         let mut given = assigned("a");
         given.push(AssignmentEvent::AssignmentHandedBack {
             peer_id: "a".into(),
-            reason: "on leave".into(),
+            reason: "conflict of interest".into(),
+            excluded: true,
         });
         let mut a = Assignment::default();
         for e in given.clone() {
             a.apply(e);
         }
         assert_eq!(a.assigned, None);
-        assert_eq!(a.declined_by, ["a"]);
+        assert_eq!(a.refused_by, ["a"]);
         assert_eq!(a.released_peer.as_deref(), Some("a"));
         Given::with(())
             .given(given)

@@ -25,7 +25,7 @@ pub struct Referral {
 pub enum ReferralError {
     #[error("no such referral")]
     NotFound,
-    #[error("a referral in status {current} cannot be {action}")]
+    #[error("cannot {action} a referral in status {current}")]
     NotAllowed {
         current: &'static str,
         action: &'static str,
