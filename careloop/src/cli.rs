@@ -18,7 +18,7 @@ USAGE:
                                     peer, admin)
   careloop migrate                  apply every service's migrations
   careloop replay PROJECTION        rebuild one read model from events
-                                    (referrals, roster, followups)
+                                    (referrals, roster, followups, measures)
 
 CONFIGURATION (environment):
   DATABASE_URL        postgres://postgres@127.0.0.1:5432/careloop
@@ -27,6 +27,7 @@ CONFIGURATION (environment):
   CARELOOP_MLLP_ADDR  127.0.0.1:2575
   CARELOOP_NAMESPACE  careloop
   CARELOOP_JWT_SECRET (dev default, with a warning)
+  (more in the README: due times, follow-up protocol, match weights, webhooks)
 ";
 
 pub async fn run(args: Vec<String>) -> anyhow::Result<()> {
