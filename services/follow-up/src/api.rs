@@ -73,6 +73,7 @@ async fn record_contact(
     State(s): State<AppState>,
     principal: Principal,
     CorrelationId(correlation): CorrelationId,
+    headers: axum::http::HeaderMap,
     Path(referral_id): Path<String>,
     ApiJson(body): ApiJson<ContactRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
@@ -80,7 +81,19 @@ async fn record_contact(
     if body.duration_minutes.is_some_and(|d| d > 24 * 60) {
         return Err(Problem::invalid("duration_minutes", "must be at most 1440"));
     }
-    let contact_id = uuid::Uuid::new_v4().to_string();
+    // With an Idempotency-Key, a retried request names the same contact, which the
+    // plan records once.
+    let contact_id = match headers
+        .get(careloop_web::idempotency::HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(key) => uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_URL,
+            format!("careloop:contact:{referral_id}:{}:{key}", principal.sub).as_bytes(),
+        ),
+        None => uuid::Uuid::new_v4(),
+    }
+    .to_string();
     let command = FollowUpCommand::RecordContact {
         contact: Contact {
             contact_id: contact_id.clone(),

@@ -56,20 +56,59 @@ impl EventHandler for Handlers {
                     discharged_at,
                     first_contact_due_at: from_timestamp(a.first_contact_due_at.as_ref()),
                     protocol: self.protocol.clone(),
+                    attempt: a.attempt.max(1),
                 };
-                run(a.referral_id.clone(), command).await
+                run(a.referral_id.clone(), command).await?;
+                // Admissions reported before the plan existed still link to it.
+                let earlier: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+                    "SELECT admission_id, admitted_at FROM follow_up.person_admissions
+                     WHERE person_ref = $1 AND admitted_at > $2
+                       AND admitted_at <= $2 + interval '30 days'",
+                )
+                .bind(&a.person_ref)
+                .bind(discharged_at)
+                .fetch_all(&mut *tx)
+                .await?;
+                for (admission_id, admitted_at) in earlier {
+                    let link = FollowUpCommand::LinkReadmission {
+                        admission_id,
+                        admitted_at,
+                    };
+                    run(a.referral_id.clone(), link).await?;
+                }
+                Ok(())
+            }
+            Payload::PeerUnassigned(u) if !u.peer_id.is_empty() => {
+                let command = FollowUpCommand::Unassign {
+                    peer_id: u.peer_id.clone(),
+                };
+                run(u.referral_id.clone(), command).await
             }
             Payload::ReferralCancelled(c) => {
-                run(c.referral_id.clone(), cancel("referral cancelled")).await
+                run(c.referral_id.clone(), cancel("referral cancelled", false)).await
             }
+            // A rejected referral may be rerouted: a newer assignment reopens the plan.
             Payload::ReferralRejected(r) => {
-                run(r.referral_id.clone(), cancel("referral rejected")).await
+                run(r.referral_id.clone(), cancel("referral rejected", true)).await
             }
             Payload::ReferralStatusChanged(s) if s.to_status == "entered-in-error" => {
-                run(s.referral_id.clone(), cancel("referral entered in error")).await
+                run(
+                    s.referral_id.clone(),
+                    cancel("referral entered in error", false),
+                )
+                .await
             }
             Payload::AdmissionRecorded(a) => {
                 let admitted_at = from_timestamp(a.admitted_at.as_ref());
+                sqlx::query(
+                    "INSERT INTO follow_up.person_admissions (admission_id, person_ref, admitted_at)
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(&a.admission_id)
+                .bind(&a.person_ref)
+                .bind(admitted_at)
+                .execute(&mut *tx)
+                .await?;
                 // Plans this admission may be a readmission for; the aggregate
                 // decides on the window.
                 let plans: Vec<String> = sqlx::query_scalar(
@@ -165,8 +204,9 @@ impl Handlers {
     }
 }
 
-fn cancel(reason: &str) -> FollowUpCommand {
+fn cancel(reason: &str, reopenable: bool) -> FollowUpCommand {
     FollowUpCommand::Cancel {
         reason: reason.to_string(),
+        reopenable,
     }
 }

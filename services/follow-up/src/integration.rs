@@ -38,13 +38,13 @@ impl IntegrationMapper for Mapper {
                     due_at: Some(timestamp(due_at)),
                 })
             }
-            FollowUpEvent::FollowUpClosed { outcome, reason } => {
-                Payload::FollowUpClosed(v1::FollowUpClosed {
-                    referral_id,
-                    outcome: wire(&outcome),
-                    reason,
-                })
-            }
+            FollowUpEvent::FollowUpClosed {
+                outcome, reason, ..
+            } => Payload::FollowUpClosed(v1::FollowUpClosed {
+                referral_id,
+                outcome: wire(&outcome),
+                reason,
+            }),
             FollowUpEvent::ReadmissionLinked {
                 admission_id,
                 admitted_at,

@@ -39,6 +39,10 @@ const MIGRATIONS: &[Migration] = &[
         name: "0003_contact_notes",
         sql: include_str!("../migrations/0003_contact_notes.sql"),
     },
+    Migration {
+        name: "0004_person_admissions",
+        sql: include_str!("../migrations/0004_person_admissions.sql"),
+    },
 ];
 
 #[derive(Clone)]

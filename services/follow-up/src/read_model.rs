@@ -68,6 +68,22 @@ impl Projection for FollowUps {
                     .await?;
                 }
             }
+            FollowUpEvent::PlanReopened { peer_id, .. } => {
+                sqlx::query(
+                    "UPDATE follow_up.followups SET peer_id = $2, state = 'active', outcome = NULL,
+                        close_reason = NULL WHERE referral_id = $1",
+                )
+                .bind(id)
+                .bind(peer_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            FollowUpEvent::PlanUnassigned { .. } => {
+                sqlx::query("UPDATE follow_up.followups SET peer_id = '' WHERE referral_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             FollowUpEvent::PlanReassigned { to_peer, .. } => {
                 sqlx::query("UPDATE follow_up.followups SET peer_id = $2 WHERE referral_id = $1")
                     .bind(id)
@@ -153,7 +169,9 @@ impl Projection for FollowUps {
                 }
             }
             FollowUpEvent::PlanResumed { .. } => set_state(tx, id, "active", None, None).await?,
-            FollowUpEvent::FollowUpClosed { outcome, reason } => {
+            FollowUpEvent::FollowUpClosed {
+                outcome, reason, ..
+            } => {
                 let outcome = match outcome {
                     CloseOutcome::Completed => "completed",
                     CloseOutcome::Failed => "failed",

@@ -306,6 +306,7 @@ async fn revoke_consent(
     if body.reason.trim().is_empty() {
         return Err(Problem::invalid("reason", "a reason is needed"));
     }
+    s.reception.check_facility(&principal, &person_ref).await?;
     let meta = Metadata::new(correlation).actor(principal.role.as_str());
     s.reception
         .revoke_consent(

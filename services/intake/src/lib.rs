@@ -41,6 +41,10 @@ const MIGRATIONS: &[Migration] = &[
         name: "0004_contact_card",
         sql: include_str!("../migrations/0004_contact_card.sql"),
     },
+    Migration {
+        name: "0005_hl7_message_hash",
+        sql: include_str!("../migrations/0005_hl7_message_hash.sql"),
+    },
 ];
 
 #[derive(Clone)]

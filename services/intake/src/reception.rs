@@ -173,6 +173,47 @@ impl Reception {
             .map(|p| p.to_string()))
     }
 
+    /// Whether `facility` ever referred this person: a hospital acts on a person's
+    /// consent or refers them again only then.
+    pub async fn facility_referred(
+        &self,
+        person_ref: &str,
+        facility: &str,
+    ) -> Result<bool, Problem> {
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM intake.events
+             WHERE aggregate_type = 'ReferralSubmission' AND event_type = 'ReferralSubmitted'
+               AND payload->'ReferralSubmitted'->>'person_ref' = $1
+               AND payload->'ReferralSubmitted'->>'facility' = $2
+             LIMIT 1",
+        )
+        .bind(person_ref)
+        .bind(facility)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Problem::internal)?;
+        Ok(found.is_some())
+    }
+
+    /// For a hospital principal: 403 unless its facility referred the person.
+    pub async fn check_facility(
+        &self,
+        principal: &careloop_web::Principal,
+        person_ref: &str,
+    ) -> Result<(), Problem> {
+        if principal.role != careloop_web::Role::Hospital {
+            return Ok(());
+        }
+        let facility = principal.facility.as_deref().unwrap_or_default();
+        if self.facility_referred(person_ref, facility).await? {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(
+                "this person was never referred by your facility",
+            ))
+        }
+    }
+
     /// The person as the vault holds them (empty when unknown).
     pub async fn person(&self, person_ref: &str) -> Result<Person, Problem> {
         store::load(&self.person_store, person_ref)

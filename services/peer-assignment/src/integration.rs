@@ -29,12 +29,17 @@ impl IntegrationMapper for Mapper {
             })
         };
         Ok(match event.decode::<AssignmentEvent>()? {
-            AssignmentEvent::PeerAssigned { peer_id, request }
+            AssignmentEvent::PeerAssigned {
+                peer_id,
+                request,
+                attempt,
+            }
             | AssignmentEvent::PeerReassigned {
                 to_peer: peer_id,
                 request,
+                attempt,
                 ..
-            } => assigned(referral_id, peer_id, request),
+            } => assigned(referral_id, peer_id, request, attempt),
             AssignmentEvent::AssignmentWaitlisted { reason } => {
                 Payload::AssignmentWaitlisted(v1::AssignmentWaitlisted {
                     referral_id,
@@ -53,7 +58,12 @@ impl IntegrationMapper for Mapper {
     }
 }
 
-fn assigned(referral_id: String, peer_id: String, request: AssignmentRequest) -> Payload {
+fn assigned(
+    referral_id: String,
+    peer_id: String,
+    request: AssignmentRequest,
+    attempt: u32,
+) -> Payload {
     let priority = match request.priority.as_str() {
         "asap" => v1::Priority::Asap,
         "urgent" => v1::Priority::Urgent,
@@ -67,5 +77,6 @@ fn assigned(referral_id: String, peer_id: String, request: AssignmentRequest) ->
         discharged_at: Some(timestamp(request.discharged_at)),
         priority: priority as i32,
         first_contact_due_at: Some(timestamp(request.first_contact_due_at)),
+        attempt: attempt.max(1),
     })
 }

@@ -227,8 +227,24 @@ impl Matcher {
             };
             match store::execute(&self.peers, &peer_id, reserve, meta).await {
                 Ok(()) => {
-                    self.run(referral_id, AssignmentCommand::Confirm { peer_id }, meta)
-                        .await?;
+                    let confirm = AssignmentCommand::Confirm {
+                        peer_id: peer_id.clone(),
+                    };
+                    self.run(referral_id, confirm, meta).await?;
+                    // If the referral closed (or another step won) meanwhile, the
+                    // confirmation did nothing: give the slot back rather than leak it.
+                    let after = self.load(referral_id).await?;
+                    if after.assigned.as_deref() != Some(peer_id.as_str())
+                        && after.proposed.as_deref() != Some(peer_id.as_str())
+                    {
+                        let release = PeerCommand::ReleaseSlot {
+                            referral_id: referral_id.to_string(),
+                        };
+                        store::tolerate_refusal(
+                            store::execute(&self.peers, &peer_id, release, meta).await,
+                        )?;
+                        return Ok(());
+                    }
                 }
                 Err(AggregateError::UserError(
                     e @ (PeerError::CaseloadFull(_)

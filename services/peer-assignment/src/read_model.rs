@@ -147,7 +147,9 @@ async fn apply_assignment(
             .await?;
             return Ok(());
         }
-        AssignmentEvent::PeerAssigned { peer_id, request }
+        AssignmentEvent::PeerAssigned {
+            peer_id, request, ..
+        }
         | AssignmentEvent::PeerReassigned {
             to_peer: peer_id,
             request,

@@ -9,7 +9,7 @@ use careloop_config::DueTimes;
 use careloop_events::{Payload, from_timestamp};
 use sqlx::PgConnection;
 
-use crate::domain::{MatchingInputs, Priority, Received, Referral, ReferralCommand, ReferralError};
+use crate::domain::{MatchingInputs, Priority, Received, Referral, ReferralCommand};
 
 pub struct Handlers {
     pub pool: sqlx::PgPool,
@@ -20,7 +20,7 @@ pub struct Handlers {
 
 #[async_trait::async_trait]
 impl EventHandler for Handlers {
-    async fn handle(&self, event: &Incoming, _tx: &mut PgConnection) -> anyhow::Result<()> {
+    async fn handle(&self, event: &Incoming, tx: &mut PgConnection) -> anyhow::Result<()> {
         let meta = event.metadata(crate::SERVICE);
         let (id, command) = match &event.payload {
             Payload::ReferralSubmitted(s) => {
@@ -50,10 +50,33 @@ impl EventHandler for Handlers {
                         needs: m.needs,
                     },
                 };
-                (
-                    s.referral_id.clone(),
-                    ReferralCommand::Receive(Box::new(received)),
+                let submitted_at = from_timestamp(event.envelope.occurred_at.as_ref());
+                sqlx::query(
+                    "INSERT INTO referral.person_referrals (person_ref, referral_id, submitted_at)
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 )
+                .bind(&s.person_ref)
+                .bind(&s.referral_id)
+                .bind(submitted_at)
+                .execute(&mut *tx)
+                .await?;
+                let receive = ReferralCommand::Receive(Box::new(received));
+                store::tolerate_refusal(
+                    store::execute(&self.cqrs, &s.referral_id, receive, &meta).await,
+                )?;
+                // Consent revoked after this submission, its event handled first.
+                let revoked: Option<String> = sqlx::query_scalar(
+                    "SELECT reason FROM referral.revoked_consents
+                     WHERE person_ref = $1 AND revoked_at >= $2",
+                )
+                .bind(&s.person_ref)
+                .bind(submitted_at)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match revoked {
+                    Some(reason) => (s.referral_id.clone(), ReferralCommand::Cancel { reason }),
+                    None => return Ok(()),
+                }
             }
             Payload::ReferralWithdrawn(w) => (
                 w.referral_id.clone(),
@@ -62,16 +85,27 @@ impl EventHandler for Handlers {
                 },
             ),
             Payload::ConsentRevoked(c) => {
-                // Every open referral of the person is cancelled, with the reason.
-                let open: Vec<String> = sqlx::query_scalar(
-                    "SELECT referral_id FROM referral.referrals
-                     WHERE person_ref = $1
-                       AND status NOT IN ('rejected', 'cancelled', 'failed', 'completed', 'entered-in-error')",
+                let revoked_at = from_timestamp(c.revoked_at.as_ref());
+                sqlx::query(
+                    "INSERT INTO referral.revoked_consents (person_ref, revoked_at, reason)
+                     VALUES ($1, $2, $3)
+                     ON CONFLICT (person_ref) DO UPDATE SET revoked_at = $2, reason = $3",
                 )
                 .bind(&c.person_ref)
-                .fetch_all(&self.pool)
+                .bind(revoked_at)
+                .bind(&c.reason)
+                .execute(&mut *tx)
                 .await?;
-                for id in open {
+                // Every referral of the person submitted before the revocation.
+                let referrals: Vec<String> = sqlx::query_scalar(
+                    "SELECT referral_id FROM referral.person_referrals
+                     WHERE person_ref = $1 AND submitted_at <= $2",
+                )
+                .bind(&c.person_ref)
+                .bind(revoked_at)
+                .fetch_all(&mut *tx)
+                .await?;
+                for id in referrals {
                     let cmd = ReferralCommand::Cancel {
                         reason: c.reason.clone(),
                     };
@@ -125,11 +159,6 @@ impl EventHandler for Handlers {
             ),
             _ => return Ok(()),
         };
-        let result = store::execute(&self.cqrs, &id, command, &meta).await;
-        if let Err(cqrs_es::AggregateError::UserError(ReferralError::NotAcceptedYet)) = &result {
-            // PeerAssigned is on its way through the other consumer: try again.
-            anyhow::bail!("referral {id} reached before its assignment arrived");
-        }
-        store::tolerate_refusal(result)
+        store::tolerate_refusal(store::execute(&self.cqrs, &id, command, &meta).await)
     }
 }

@@ -100,7 +100,8 @@ impl IntegrationMapper for Mapper {
             other @ (ReferralEvent::ReferralWaitlisted { .. }
             | ReferralEvent::ReferralOverdue { .. }
             | ReferralEvent::ReadmissionNoted { .. }
-            | ReferralEvent::ReferralPeerChanged { .. }) => {
+            | ReferralEvent::ReferralPeerChanged { .. }
+            | ReferralEvent::FirstReachNoted { .. }) => {
                 anyhow::bail!("{} is not published", other_name(&other))
             }
         })

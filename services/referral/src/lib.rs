@@ -23,10 +23,16 @@ use domain::Referral;
 pub const SERVICE: &str = "referral";
 pub const SCHEMA: &str = "referral";
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    name: "0001_referral_read_model",
-    sql: include_str!("../migrations/0001_read_model.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "0001_referral_read_model",
+        sql: include_str!("../migrations/0001_read_model.sql"),
+    },
+    Migration {
+        name: "0002_consent",
+        sql: include_str!("../migrations/0002_consent.sql"),
+    },
+];
 
 #[derive(Clone)]
 pub struct ReferralService {

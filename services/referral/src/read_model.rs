@@ -116,6 +116,17 @@ impl Projection for Referrals {
                     json!({"admission_id": admission_id, "admitted_at": admitted_at}),
                 )
             }
+            ReferralEvent::FirstReachNoted {
+                contact_id,
+                occurred_at,
+            } => {
+                update(tx, id, "referral_id = referral_id", at).await?;
+                (
+                    None,
+                    json!({"contact_id": contact_id, "reached_at": occurred_at,
+                           "applies_when": "accepted"}),
+                )
+            }
             ReferralEvent::ReferralPeerChanged { from, to } => {
                 sqlx::query(
                     "UPDATE referral.referrals SET peer_id = $2, updated_at = $3 WHERE referral_id = $1",

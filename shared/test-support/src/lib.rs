@@ -59,6 +59,14 @@ impl Default for TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
+        // CARELOOP_TEST_KEEP=1 keeps the database and stream to look at after a run.
+        if std::env::var("CARELOOP_TEST_KEEP").is_ok_and(|v| v == "1") {
+            eprintln!(
+                "kept database {} and namespace {}",
+                self.database, self.namespace
+            );
+            return;
+        }
         // Drop runs outside any async context we can rely on: clean up on a thread
         // with its own runtime.
         let database = self.database.clone();

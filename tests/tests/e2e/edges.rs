@@ -134,6 +134,13 @@ async fn an_a03_over_mllp_becomes_a_task_read_over_fhir() {
 
     let again = exchange(&mut stream, &a03).await;
     assert_eq!(again, ack, "the same MSH-10 gets the same ACK");
+    let reused = a03.replace("O\\T\\RIVERA", "SOMEONE-ELSE");
+    let refused = exchange(&mut stream, &reused).await;
+    assert_eq!(
+        msa(&refused)[1],
+        "AR",
+        "a control id reused for another message: {refused}"
+    );
     let pool = sqlx_pool(&app).await;
     let submitted: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM intake.events WHERE event_type = 'ReferralSubmitted'",
@@ -498,6 +505,15 @@ async fn revoking_consent_cancels_open_referrals() {
         )
         .await;
     assert_eq!((s, p["field"].as_str()), (422, Some("reason")));
+    let other = app.token("hospital", Some("mercy"), None);
+    let (s, _) = app
+        .post(
+            &format!("/v1/persons/{person_ref}/consent/revoke"),
+            &other,
+            &json!({"reason": "x"}),
+        )
+        .await;
+    assert_eq!(s, 403, "a hospital acts only on people it referred");
     let (s, _) = app
         .post(
             &format!("/v1/persons/{person_ref}/consent/revoke"),

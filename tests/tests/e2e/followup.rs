@@ -121,6 +121,22 @@ async fn a_plan_tracks_check_ins_and_closes_the_referral() {
     })
     .await;
 
+    // A retried request with the same Idempotency-Key records one contact.
+    for _ in 0..2 {
+        let res = app
+            .http
+            .post(format!("{}/v1/referrals/{}/contacts", app.base, r.id))
+            .bearer_auth(&peer)
+            .header("Idempotency-Key", "call-2")
+            .json(
+                &json!({"occurred_at": at(r.discharged + Duration::minutes(40)),
+                          "channel": "phone", "outcome": "no_answer"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 201);
+    }
     let late = json!({"occurred_at": at(r.discharged + Duration::minutes(45)),
                       "channel": "text", "outcome": "left_message"});
     let (s, _) = app
@@ -129,12 +145,13 @@ async fn a_plan_tracks_check_ins_and_closes_the_referral() {
     assert_eq!(s, 201, "back-entry after closing is kept");
     let p = eventually("the late contact in the log", WAIT, || async {
         let p = plan(&app, &r.id).await;
-        (p["contacts"].as_array()?.len() == 2).then_some(p)
+        (p["contacts"].as_array()?.len() == 3).then_some(p)
     })
     .await;
     assert_eq!(p["state"], "closed");
     assert_eq!(p["outcome"], "completed");
-    assert_eq!(p["contacts"][1]["outcome"], "left_message");
+    assert_eq!(p["contacts"][1]["outcome"], "no_answer");
+    assert_eq!(p["contacts"][2]["outcome"], "left_message");
     app.shutdown().await;
 }
 

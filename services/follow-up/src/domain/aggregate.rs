@@ -52,6 +52,10 @@ pub struct FollowUpPlan {
     readmissions: Vec<String>,
     failed_after_attempts: u32,
     failed_after_secs: i64,
+    /// The routing attempt the plan serves.
+    attempt: u32,
+    /// Closed because the referral was rejected: a newer attempt reopens it.
+    reopenable: bool,
 }
 
 pub const FIRST_CONTACT: &str = "first_contact";
@@ -101,7 +105,46 @@ impl Aggregate for FollowUpPlan {
         use FollowUpCommand as C;
         use FollowUpEvent as E;
         if self.state == PlanState::NotStarted {
-            let C::Start {
+            return match command {
+                C::Start {
+                    peer_id,
+                    person_ref,
+                    facility,
+                    priority,
+                    discharged_at,
+                    first_contact_due_at,
+                    protocol,
+                    attempt,
+                } => {
+                    let e = plan_started(
+                        peer_id,
+                        person_ref,
+                        facility,
+                        priority,
+                        discharged_at,
+                        first_contact_due_at,
+                        &protocol,
+                        attempt,
+                    );
+                    sink.write(e, self).await;
+                    Ok(())
+                }
+                // The referral closed before any peer took it (the events came through
+                // different consumers): a late assignment must not start a plan.
+                C::Cancel { reason, reopenable } => {
+                    let e = E::FollowUpClosed {
+                        outcome: CloseOutcome::Cancelled,
+                        reason,
+                        reopenable,
+                    };
+                    sink.write(e, self).await;
+                    Ok(())
+                }
+                _ => Err(FollowUpError::NoPlan),
+            };
+        }
+        match command {
+            C::Start {
                 peer_id,
                 person_ref,
                 facility,
@@ -109,44 +152,34 @@ impl Aggregate for FollowUpPlan {
                 discharged_at,
                 first_contact_due_at,
                 protocol,
-            } = command
-            else {
-                return Err(FollowUpError::NoPlan);
-            };
-            let mut checkpoints = vec![CheckpointPlan {
-                name: FIRST_CONTACT.into(),
-                window_start: discharged_at,
-                due_at: first_contact_due_at,
-            }];
-            let mut window_start = discharged_at;
-            for offset in &protocol.checkins {
-                let due_at = discharged_at + *offset;
-                checkpoints.push(CheckpointPlan {
-                    name: format!("day_{}", offset.num_days()),
-                    window_start,
-                    due_at,
-                });
-                window_start = due_at;
-            }
-            let e = E::PlanStarted {
-                peer_id,
-                person_ref,
-                facility,
-                priority,
-                discharged_at,
-                ends_at: discharged_at + protocol.ends_after,
-                checkpoints,
-                failed_after_attempts: protocol.failed_after_attempts,
-                failed_after_secs: protocol.failed_after.num_seconds(),
-            };
-            sink.write(e, self).await;
-            return Ok(());
-        }
-        match command {
-            C::Start { peer_id, .. } => {
+                attempt,
+            } => {
+                if self.state == PlanState::Closed {
+                    // A rejected referral rerouted and assigned again: the plan goes
+                    // on (or starts, if it was rejected before any peer took it);
+                    // anything else closed stays closed.
+                    if self.reopenable && attempt > self.attempt {
+                        let e = if self.discharged_at.is_none() {
+                            plan_started(
+                                peer_id,
+                                person_ref,
+                                facility,
+                                priority,
+                                discharged_at,
+                                first_contact_due_at,
+                                &protocol,
+                                attempt,
+                            )
+                        } else {
+                            E::PlanReopened { peer_id, attempt }
+                        };
+                        sink.write(e, self).await;
+                    }
+                    return Ok(());
+                }
                 // Redelivered PeerAssigned: nothing. A new peer: the plan moves with
                 // its history.
-                if peer_id != self.peer_id && self.state != PlanState::Closed {
+                if peer_id != self.peer_id {
                     let from_peer = self.peer_id.clone();
                     let e = E::PlanReassigned {
                         from_peer,
@@ -160,6 +193,9 @@ impl Aggregate for FollowUpPlan {
                 by_peer,
                 now,
             } => {
+                if self.discharged_at.is_none() {
+                    return Err(FollowUpError::NoPlan);
+                }
                 if by_peer.as_ref().is_some_and(|p| *p != self.peer_id) {
                     return Err(FollowUpError::NotYourReferral);
                 }
@@ -197,12 +233,14 @@ impl Aggregate for FollowUpPlan {
                         let e = E::FollowUpClosed {
                             outcome: CloseOutcome::Completed,
                             reason: "every check-in met".into(),
+                            reopenable: false,
                         };
                         sink.write(e, self).await;
                     } else if let Some(reason) = self.lost_to_follow_up() {
                         let e = E::FollowUpClosed {
                             outcome: CloseOutcome::Failed,
                             reason,
+                            reopenable: false,
                         };
                         sink.write(e, self).await;
                     }
@@ -235,6 +273,7 @@ impl Aggregate for FollowUpPlan {
                     let e = E::FollowUpClosed {
                         outcome,
                         reason: reason.into(),
+                        reopenable: false,
                     };
                     sink.write(e, self).await;
                 }
@@ -272,16 +311,28 @@ impl Aggregate for FollowUpPlan {
                 if self.state == PlanState::Closed {
                     return Err(FollowUpError::NotAllowed(self.state, "closed"));
                 }
-                sink.write(E::FollowUpClosed { outcome, reason }, self)
-                    .await;
+                let e = E::FollowUpClosed {
+                    outcome,
+                    reason,
+                    reopenable: false,
+                };
+                sink.write(e, self).await;
             }
-            C::Cancel { reason } => {
+            C::Cancel { reason, reopenable } => {
                 if self.state != PlanState::Closed {
                     let e = E::FollowUpClosed {
                         outcome: CloseOutcome::Cancelled,
                         reason,
+                        reopenable,
                     };
                     sink.write(e, self).await;
+                }
+            }
+            C::Unassign { peer_id } => {
+                // A closed plan keeps its peer: they may still back-enter contacts.
+                let open = self.state != PlanState::Closed;
+                if open && self.peer_id == peer_id && !peer_id.is_empty() {
+                    sink.write(E::PlanUnassigned { peer_id }, self).await;
                 }
             }
         }
@@ -298,6 +349,7 @@ impl Aggregate for FollowUpPlan {
                 checkpoints,
                 failed_after_attempts,
                 failed_after_secs,
+                attempt,
                 ..
             } => {
                 self.state = PlanState::Active;
@@ -314,6 +366,8 @@ impl Aggregate for FollowUpPlan {
                     .collect();
                 self.failed_after_attempts = failed_after_attempts;
                 self.failed_after_secs = failed_after_secs;
+                self.attempt = attempt;
+                self.reopenable = false;
             }
             E::PlanReassigned { to_peer, .. } => self.peer_id = to_peer,
             E::ContactRecorded { contact, .. } => self.attempts.push(Attempt {
@@ -354,8 +408,59 @@ impl Aggregate for FollowUpPlan {
                 }
             }
             E::PlanResumed { .. } => self.state = PlanState::Active,
-            E::FollowUpClosed { .. } => self.state = PlanState::Closed,
+            E::FollowUpClosed { reopenable, .. } => {
+                self.state = PlanState::Closed;
+                self.reopenable = reopenable;
+            }
+            E::PlanReopened { peer_id, attempt } => {
+                self.state = PlanState::Active;
+                self.peer_id = peer_id;
+                self.attempt = attempt;
+                self.reopenable = false;
+            }
+            E::PlanUnassigned { .. } => self.peer_id = String::new(),
         }
+    }
+}
+
+/// The plan a new assignment starts, from the protocol.
+#[allow(clippy::too_many_arguments)]
+fn plan_started(
+    peer_id: String,
+    person_ref: String,
+    facility: String,
+    priority: String,
+    discharged_at: DateTime<Utc>,
+    first_contact_due_at: DateTime<Utc>,
+    protocol: &super::Protocol,
+    attempt: u32,
+) -> FollowUpEvent {
+    let mut checkpoints = vec![CheckpointPlan {
+        name: FIRST_CONTACT.into(),
+        window_start: discharged_at,
+        due_at: first_contact_due_at,
+    }];
+    let mut window_start = discharged_at;
+    for offset in &protocol.checkins {
+        let due_at = discharged_at + *offset;
+        checkpoints.push(CheckpointPlan {
+            name: format!("day_{}", offset.num_days()),
+            window_start,
+            due_at,
+        });
+        window_start = due_at;
+    }
+    FollowUpEvent::PlanStarted {
+        peer_id,
+        person_ref,
+        facility,
+        priority,
+        discharged_at,
+        ends_at: discharged_at + protocol.ends_after,
+        checkpoints,
+        failed_after_attempts: protocol.failed_after_attempts,
+        failed_after_secs: protocol.failed_after.num_seconds(),
+        attempt,
     }
 }
 
@@ -423,6 +528,7 @@ mod tests {
             discharged_at: t(DISCHARGED),
             first_contact_due_at: t("2026-11-02T12:00:00Z"),
             protocol: protocol(),
+            attempt: 1,
         }
     }
 
@@ -612,6 +718,7 @@ mod tests {
                 given.clone(),
                 FollowUpCommand::Cancel {
                     reason: "referral cancelled".into(),
+                    reopenable: false,
                 },
             )
             .await,
@@ -703,6 +810,78 @@ mod tests {
             when(given, start()).await.is_empty(),
             "a redelivery changes nothing"
         );
+    }
+
+    #[tokio::test]
+    async fn a_cancel_before_the_plan_keeps_a_late_assignment_from_starting_it() {
+        let closed = when(
+            vec![],
+            FollowUpCommand::Cancel {
+                reason: "referral cancelled".into(),
+                reopenable: false,
+            },
+        )
+        .await;
+        assert_eq!(names(&closed), ["closed Cancelled"]);
+        assert!(when(closed, start()).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_rerouted_referral_reopens_its_plan_for_the_new_peer() {
+        let mut given = started().await;
+        given.extend(
+            when(
+                given.clone(),
+                FollowUpCommand::Cancel {
+                    reason: "referral rejected".into(),
+                    reopenable: true,
+                },
+            )
+            .await,
+        );
+        let mut again = start();
+        if let FollowUpCommand::Start {
+            peer_id, attempt, ..
+        } = &mut again
+        {
+            *peer_id = "peer-2".into();
+            *attempt = 2;
+        }
+        let e = when(given.clone(), again).await;
+        assert_eq!(
+            e,
+            [FollowUpEvent::PlanReopened {
+                peer_id: "peer-2".into(),
+                attempt: 2
+            }]
+        );
+        assert!(
+            when(given, start()).await.is_empty(),
+            "the same attempt does not"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_who_gave_the_referral_back_cannot_record_on_it() {
+        let mut given = started().await;
+        given.extend(
+            when(
+                given.clone(),
+                FollowUpCommand::Unassign {
+                    peer_id: "peer-1".into(),
+                },
+            )
+            .await,
+        );
+        Given::with(())
+            .given(given)
+            .when_async(FollowUpCommand::RecordContact {
+                contact: contact("c", "2026-11-02T00:00:00Z", Outcome::Reached),
+                by_peer: Some("peer-1".into()),
+                now: t("2026-11-03T00:00:00Z"),
+            })
+            .await
+            .then_expect_error(FollowUpError::NotYourReferral);
     }
 
     #[tokio::test]

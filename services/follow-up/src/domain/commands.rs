@@ -50,7 +50,11 @@ pub enum FollowUpCommand {
         discharged_at: DateTime<Utc>,
         first_contact_due_at: DateTime<Utc>,
         protocol: Protocol,
+        /// The routing attempt of the assignment (a rerouted referral starts again).
+        attempt: u32,
     },
+    /// The peer gave the referral back (from PeerUnassigned).
+    Unassign { peer_id: String },
     /// A peer (or a coordinator on their behalf) logs a contact attempt.
     RecordContact {
         contact: Contact,
@@ -73,6 +77,7 @@ pub enum FollowUpCommand {
         reason: String,
         by_peer: Option<String>,
     },
-    /// The referral was cancelled, rejected or entered in error.
-    Cancel { reason: String },
+    /// The referral was cancelled, rejected or entered in error. `reopenable`: a
+    /// rejected referral may be rerouted, and a newer attempt reopens the plan.
+    Cancel { reason: String, reopenable: bool },
 }

@@ -71,6 +71,8 @@ pub enum FollowUpEvent {
         checkpoints: Vec<CheckpointPlan>,
         failed_after_attempts: u32,
         failed_after_secs: i64,
+        #[serde(default)]
+        attempt: u32,
     },
     PlanReassigned {
         from_peer: String,
@@ -101,6 +103,18 @@ pub enum FollowUpEvent {
     FollowUpClosed {
         outcome: CloseOutcome,
         reason: String,
+        /// A newer routing attempt may reopen the plan (a rejected referral).
+        #[serde(default)]
+        reopenable: bool,
+    },
+    /// A rerouted referral was assigned again: the plan goes on with its history.
+    PlanReopened {
+        peer_id: String,
+        attempt: u32,
+    },
+    /// The peer gave the referral back: nobody holds the plan until a new peer does.
+    PlanUnassigned {
+        peer_id: String,
     },
 }
 
@@ -115,6 +129,8 @@ impl DomainEvent for FollowUpEvent {
             FollowUpEvent::ReadmissionLinked { .. } => "ReadmissionLinked",
             FollowUpEvent::PlanResumed { .. } => "PlanResumed",
             FollowUpEvent::FollowUpClosed { .. } => "FollowUpClosed",
+            FollowUpEvent::PlanReopened { .. } => "PlanReopened",
+            FollowUpEvent::PlanUnassigned { .. } => "PlanUnassigned",
         }
         .to_string()
     }

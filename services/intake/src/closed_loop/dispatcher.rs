@@ -2,8 +2,8 @@
 //! backoff (base × 2^(attempt-1), at most an hour apart) until delivered or until
 //! `MAX_ATTEMPTS`, when the delivery is marked failed and stays visible.
 //!
-//! Deliveries are claimed with `FOR UPDATE SKIP LOCKED`, so several instances share
-//! the work without sending one delivery twice at the same time.
+//! Deliveries are claimed with `FOR UPDATE SKIP LOCKED` and a lease, so several
+//! instances share the work without sending one delivery twice at the same time.
 
 use std::time::{Duration, Instant};
 
@@ -36,83 +36,107 @@ impl Dispatcher {
     }
 
     /// Sends the deliveries due now; returns how many it attempted.
+    ///
+    /// Deliveries are claimed with a lease (their next attempt moved a minute ahead)
+    /// in a short transaction, sent with no transaction open (an open transaction
+    /// would hold back every outbox reader on the server while a hospital endpoint is
+    /// slow), and each result is recorded in a transaction of its own. A process that
+    /// dies mid-send leaves the lease to expire: the delivery is sent again, and the
+    /// receiver recognises it by `event_id` and `Careloop-Delivery`.
     pub async fn run_once(&self) -> anyhow::Result<usize> {
-        let mut tx = self.pool.begin().await?;
         let due: Vec<(i64, String, i32, String, String)> = sqlx::query_as(
-            "SELECT d.id, d.body, d.attempts, w.url, w.secret
-             FROM intake.webhook_deliveries d
-             JOIN intake.facility_webhooks w ON w.facility = d.facility
-             WHERE d.state = 'pending' AND d.next_attempt_at <= now()
-             ORDER BY d.next_attempt_at, d.id
-             LIMIT 20
-             FOR UPDATE OF d SKIP LOCKED",
+            "WITH claimed AS (
+                 UPDATE intake.webhook_deliveries d
+                 SET next_attempt_at = now() + interval '60 seconds'
+                 WHERE d.id IN (
+                     SELECT id FROM intake.webhook_deliveries
+                     WHERE state = 'pending' AND next_attempt_at <= now()
+                     ORDER BY next_attempt_at, id
+                     LIMIT 20
+                     FOR UPDATE SKIP LOCKED)
+                 RETURNING d.id, d.body, d.attempts, d.facility)
+             SELECT c.id, c.body, c.attempts, w.url, w.secret
+             FROM claimed c JOIN intake.facility_webhooks w ON w.facility = c.facility
+             ORDER BY c.id",
         )
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
         for (id, body, attempts, url, secret) in &due {
-            let attempt = attempts + 1;
-            let started = Instant::now();
-            let header = signature::sign(secret, chrono::Utc::now().timestamp(), body);
-            let result = self
-                .http
-                .post(url)
-                .header("Content-Type", "application/json")
-                .header(signature::HEADER, header)
-                .header("Careloop-Delivery", id.to_string())
-                .body(body.clone())
-                .send()
-                .await;
-            let elapsed = started.elapsed().as_millis() as i32;
-            let (code, error) = match &result {
-                Ok(res) if res.status().is_success() => (Some(res.status().as_u16() as i32), None),
-                Ok(res) => (
-                    Some(res.status().as_u16() as i32),
-                    Some(format!("answered {}", res.status())),
-                ),
-                Err(e) => (None, Some(e.to_string())),
-            };
+            self.send(*id, body, attempts + 1, url, secret).await?;
+        }
+        Ok(due.len())
+    }
+
+    async fn send(
+        &self,
+        id: i64,
+        body: &str,
+        attempt: i32,
+        url: &str,
+        secret: &str,
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let header = signature::sign(secret, chrono::Utc::now().timestamp(), body);
+        let result = self
+            .http
+            .post(url)
+            .header("Content-Type", "application/json")
+            .header(signature::HEADER, header)
+            .header("Careloop-Delivery", id.to_string())
+            .body(body.to_string())
+            .send()
+            .await;
+        let elapsed = started.elapsed().as_millis() as i32;
+        let (code, error) = match &result {
+            Ok(res) if res.status().is_success() => (Some(res.status().as_u16() as i32), None),
+            Ok(res) => (
+                Some(res.status().as_u16() as i32),
+                Some(format!("answered {}", res.status())),
+            ),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO intake.webhook_attempts (delivery_id, attempt, status_code, error, duration_ms)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(attempt)
+        .bind(code)
+        .bind(&error)
+        .bind(elapsed)
+        .execute(&mut *tx)
+        .await?;
+        if error.is_none() {
             sqlx::query(
-                "INSERT INTO intake.webhook_attempts (delivery_id, attempt, status_code, error, duration_ms)
-                 VALUES ($1, $2, $3, $4, $5)",
+                "UPDATE intake.webhook_deliveries SET state = 'delivered', attempts = $2,
+                    delivered_at = now() WHERE id = $1",
             )
             .bind(id)
             .bind(attempt)
-            .bind(code)
-            .bind(&error)
-            .bind(elapsed)
             .execute(&mut *tx)
             .await?;
-            if error.is_none() {
-                sqlx::query(
-                    "UPDATE intake.webhook_deliveries SET state = 'delivered', attempts = $2,
-                        delivered_at = now() WHERE id = $1",
-                )
-                .bind(id)
-                .bind(attempt)
-                .execute(&mut *tx)
-                .await?;
+        } else {
+            let state = if attempt >= MAX_ATTEMPTS {
+                "failed"
             } else {
-                let state = if attempt >= MAX_ATTEMPTS {
-                    "failed"
-                } else {
-                    "pending"
-                };
-                let delay = self.backoff(attempt);
-                tracing::warn!(delivery = id, attempt, state, "webhook delivery failed");
-                sqlx::query(
-                    "UPDATE intake.webhook_deliveries SET state = $2, attempts = $3,
-                        next_attempt_at = now() + $4 * interval '1 millisecond' WHERE id = $1",
-                )
-                .bind(id)
-                .bind(state)
-                .bind(attempt)
-                .bind(delay.as_millis() as f64)
-                .execute(&mut *tx)
-                .await?;
-            }
+                "pending"
+            };
+            let delay = self.backoff(attempt);
+            tracing::warn!(delivery = id, attempt, state, "webhook delivery failed");
+            sqlx::query(
+                "UPDATE intake.webhook_deliveries SET state = $2, attempts = $3,
+                    next_attempt_at = now() + $4 * interval '1 millisecond' WHERE id = $1",
+            )
+            .bind(id)
+            .bind(state)
+            .bind(attempt)
+            .bind(delay.as_millis() as f64)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
-        Ok(due.len())
+        Ok(())
     }
 
     /// The wait after the `attempt`-th failure.

@@ -236,6 +236,7 @@ async fn service_request(
         .and_then(|r| r.strip_prefix("Patient/"))
         .ok_or_else(|| Outcome::required("ServiceRequest.subject"))?
         .to_string();
+    s.reception.check_facility(&principal, &person_ref).await?;
     let known = s.reception.person(&person_ref).await?;
     let Some(person) = known.details else {
         return Err(Outcome::invalid(
@@ -291,6 +292,7 @@ async fn consent(
         .and_then(|r| r.strip_prefix("Patient/"))
         .ok_or_else(|| Outcome::required("Consent.patient"))?
         .to_string();
+    s.reception.check_facility(&principal, &person_ref).await?;
     let (status, facts) = read::consent(
         At {
             value: &c,

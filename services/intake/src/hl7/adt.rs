@@ -238,7 +238,9 @@ pub fn parse(text: &str) -> Result<Adt, AdtError> {
                     universal
                 }
             } else if !namespace.is_empty() {
-                format!("urn:careloop:hl7:authority:{}", slug(&namespace))
+                // A bare namespace ("MR", "1") means nothing outside its sender:
+                // qualify it by the facility, so two hospitals' MRN 1 stay two people.
+                format!("urn:careloop:hl7:{facility}:authority:{}", slug(&namespace))
             } else {
                 let kind = if id_type.is_empty() {
                     label.to_lowercase()
@@ -406,18 +408,33 @@ mod tests {
             // CX.4, the assigning authority, is what tells identifiers apart; this
             // sender puts the identifier type there.
             [
-                "urn:careloop:hl7:authority:mr",
-                "urn:careloop:hl7:authority:ehrid",
-                "urn:careloop:hl7:authority:nist"
+                "urn:careloop:hl7:rdx:authority:mr",
+                "urn:careloop:hl7:rdx:authority:ehrid",
+                "urn:careloop:hl7:rdx:authority:nist"
             ]
         );
         let adt = parse(&fixture("fhirconverter_ADT01-28.hl7")).unwrap();
         assert_eq!(
             adt.person.identifiers[0].system,
-            "urn:careloop:hl7:authority:adt1"
+            "urn:careloop:hl7:good-health-hospital:authority:adt1"
         );
         assert_eq!(adt.person.identifiers[0].value, "PATID1234");
         assert_eq!(adt.facility, "good-health-hospital");
+    }
+
+    #[test]
+    fn a_bare_assigning_authority_is_qualified_by_its_sender() {
+        let msg = |facility: &str| {
+            format!(
+                "MSH|^~\\&|APP|{facility}|C|D|20260101||ADT^A08|1|P|2.5\rPID|1||0000000001^^^MR^MR"
+            )
+        };
+        let a = parse(&msg("ST MARYS")).unwrap().person.identifiers;
+        let b = parse(&msg("MERCY")).unwrap().person.identifiers;
+        assert_ne!(
+            a[0].system, b[0].system,
+            "two hospitals' MRN 1 are two people"
+        );
     }
 
     #[test]

@@ -55,8 +55,19 @@ impl Inbound {
             "{}|{}",
             adt.header.sending_application, adt.header.sending_facility
         );
+        let hash = message_hash(&text);
         match self.stored_ack(&sender, &adt.header.control_id).await {
-            Ok(Some(previous)) => return previous,
+            Ok(Some((previous, stored_hash))) => {
+                if stored_hash.is_some_and(|h| h != hash) {
+                    return ack(
+                        &adt.header,
+                        AckCode::AR,
+                        "MSH-10 was used before for a different message",
+                        Some("MSH-10"),
+                    );
+                }
+                return previous;
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(error = %e, "HL7 message log unavailable");
@@ -71,24 +82,33 @@ impl Inbound {
         let meta = Metadata::new(uuid::Uuid::new_v4().to_string()).actor("hl7");
         let reply = match self.apply(&adt, &meta).await {
             Ok(note) => ack(&adt.header, AckCode::AA, &note, None),
-            Err(p) if p.status < 500 => {
-                ack(&adt.header, AckCode::AE, &p.detail, p.field.as_deref())
+            // A conflict or an internal error may pass: not stored, so a resend is
+            // processed again (every effect is idempotent).
+            Err(p) if p.status == 409 || p.status >= 500 => {
+                tracing::warn!(detail = %p.detail, "HL7 message not applied; the sender may resend");
+                return ack(
+                    &adt.header,
+                    AckCode::AE,
+                    "temporarily unable to apply; resend",
+                    None,
+                );
             }
-            Err(p) => {
-                tracing::error!(detail = %p.detail, "HL7 message not applied");
-                // Not stored: a resend is processed again (every effect is idempotent).
-                return ack(&adt.header, AckCode::AE, "internal error; resend", None);
-            }
+            Err(p) => ack(&adt.header, AckCode::AE, &p.detail, p.field.as_deref()),
         };
-        if let Err(e) = self.store_ack(&sender, &adt.header, &reply).await {
+        if let Err(e) = self.store_ack(&sender, &adt.header, &reply, &hash).await {
             tracing::warn!(error = %e, "could not store an HL7 acknowledgement");
         }
         reply
     }
 
-    async fn stored_ack(&self, sender: &str, control_id: &str) -> sqlx::Result<Option<String>> {
-        sqlx::query_scalar(
-            "SELECT ack FROM intake.hl7_messages WHERE sender = $1 AND control_id = $2 AND ack IS NOT NULL",
+    async fn stored_ack(
+        &self,
+        sender: &str,
+        control_id: &str,
+    ) -> sqlx::Result<Option<(String, Option<String>)>> {
+        sqlx::query_as(
+            "SELECT ack, message_hash FROM intake.hl7_messages
+             WHERE sender = $1 AND control_id = $2 AND ack IS NOT NULL",
         )
         .bind(sender)
         .bind(control_id)
@@ -96,15 +116,22 @@ impl Inbound {
         .await
     }
 
-    async fn store_ack(&self, sender: &str, h: &Header, reply: &str) -> sqlx::Result<()> {
+    async fn store_ack(
+        &self,
+        sender: &str,
+        h: &Header,
+        reply: &str,
+        hash: &str,
+    ) -> sqlx::Result<()> {
         sqlx::query(
-            "INSERT INTO intake.hl7_messages (sender, control_id, message_type, ack)
-             VALUES ($1, $2, $3, $4) ON CONFLICT (sender, control_id) DO NOTHING",
+            "INSERT INTO intake.hl7_messages (sender, control_id, message_type, ack, message_hash)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sender, control_id) DO NOTHING",
         )
         .bind(sender)
         .bind(&h.control_id)
         .bind(format!("ADT^{}", h.trigger))
         .bind(reply)
+        .bind(hash)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -263,6 +290,31 @@ impl Inbound {
             }
         ))
     }
+}
+
+/// The message without its MSH-7 (a resend may carry a new send time): what must
+/// match for a repeated MSH-10 to be the same message.
+fn message_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let normalised: String = text
+        .replace("\r\n", "\r")
+        .replace('\n', "\r")
+        .split('\r')
+        .filter(|seg| !seg.trim().is_empty())
+        .map(|seg| {
+            if seg.starts_with("MSH") {
+                let mut f: Vec<&str> = seg.split('|').collect();
+                if f.len() > 6 {
+                    f[6] = "";
+                }
+                f.join("|")
+            } else {
+                seg.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\r");
+    format!("{:x}", Sha256::digest(normalised.as_bytes()))
 }
 
 /// An ACK for `h` (the incoming header, possibly empty when it could not be read).

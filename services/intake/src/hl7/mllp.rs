@@ -1,10 +1,11 @@
 //! The MLLP listener: `0x0B message 0x1C 0x0D` over TCP.
 //!
-//! Each connection reads into a buffer that never grows past `max_message`; bytes
-//! before a start block are skipped; a message over the limit is answered with AR
-//! and the connection closed; a connection silent for `read_timeout` is closed; at
-//! most `max_connections` are served at once (the rest wait to be accepted). A
-//! message that is not HL7 gets an AR. The listener stops with the service.
+//! Each connection reads into a buffer that never grows much past `max_message`;
+//! bytes before a start block are skipped; a message over the limit is answered
+//! with AR (and a buffer over it closes the connection); a connection silent for
+//! `read_timeout`, or taking twice that to send one message, is closed; at most
+//! `max_connections` are served at once (the rest wait to be accepted). A message
+//! that is not HL7 gets an AR. The listener stops with the service.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,11 +90,19 @@ async fn connection(
 ) -> std::io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16 * 1024];
+    // When the message being received started: a sender trickling bytes cannot hold
+    // a connection open for longer than two read timeouts per message.
+    let mut started: Option<tokio::time::Instant> = None;
     loop {
         // Hand over every complete frame in the buffer.
         while let Some((message, consumed)) = next_frame(&buf) {
-            let reply = inbound.handle(message).await;
+            let reply = if message.len() > limits.max_message {
+                ack(&Header::default(), AckCode::AR, "message too large", None)
+            } else {
+                inbound.handle(message).await
+            };
             buf.drain(..consumed);
+            started = None;
             stream.write_all(&frame(&reply)).await?;
         }
         // Nothing framed yet: drop what precedes a start block (noise, not HL7).
@@ -108,6 +117,12 @@ async fn connection(
             let reply = ack(&Header::default(), AckCode::AR, "message too large", None);
             stream.write_all(&frame(&reply)).await?;
             return Ok(());
+        }
+        if !buf.is_empty() {
+            let since = *started.get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() > limits.read_timeout * 2 {
+                return Ok(()); // too slow to finish one message
+            }
         }
         let read = tokio::select! {
             r = tokio::time::timeout(limits.read_timeout, stream.read(&mut chunk)) => r,

@@ -113,6 +113,8 @@ pub enum AssignmentEvent {
     PeerAssigned {
         peer_id: String,
         request: AssignmentRequest,
+        #[serde(default)]
+        attempt: u32,
     },
     ProposalDeclined {
         peer_id: String,
@@ -133,6 +135,8 @@ pub enum AssignmentEvent {
         to_peer: String,
         reason: String,
         request: AssignmentRequest,
+        #[serde(default)]
+        attempt: u32,
     },
 }
 
@@ -247,6 +251,7 @@ impl Aggregate for Assignment {
                         to_peer,
                         reason,
                         request,
+                        attempt: self.attempt,
                     };
                     sink.write(e, self).await;
                 }
@@ -261,7 +266,13 @@ impl Aggregate for Assignment {
                 if self.proposed.as_deref() != Some(peer_id.as_str()) {
                     return Err(AssignmentError::NotProposed(peer_id));
                 }
-                sink.write(E::PeerAssigned { peer_id, request }, self).await;
+                let attempt = self.attempt;
+                let e = E::PeerAssigned {
+                    peer_id,
+                    request,
+                    attempt,
+                };
+                sink.write(e, self).await;
             }
             C::Decline { peer_id, reason } => {
                 if self.proposed.as_deref() == Some(peer_id.as_str()) {
@@ -374,6 +385,7 @@ mod tests {
             AssignmentEvent::PeerAssigned {
                 peer_id: peer.into(),
                 request: request(),
+                attempt: 1,
             },
         ]
     }
@@ -515,6 +527,7 @@ mod tests {
                 to_peer: "b".into(),
                 reason: "continuity".into(),
                 request: request(),
+                attempt: 1,
             }]);
     }
 }

@@ -19,6 +19,9 @@ pub struct Referral {
     pub attempt: u32,
     pub overdue: Vec<DueKind>,
     pub readmissions: Vec<String>,
+    /// A reach that came before acceptance (or during a hold), not yet applied.
+    pub pending_reach: Option<(String, DateTime<Utc>)>,
+    pub reached: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -36,10 +39,6 @@ pub enum ReferralError {
         "sending a rejected referral back to matching is turned off (CARELOOP_REROUTE_AFTER_REJECT)"
     )]
     RerouteDisabled,
-    /// A reach arrived before the peer assignment it follows (they come through
-    /// different consumers): worth retrying, unlike the refusals above.
-    #[error("the referral is not accepted yet")]
-    NotAcceptedYet,
 }
 
 impl From<ReferralError> for Problem {
@@ -50,9 +49,7 @@ impl From<ReferralError> for Problem {
                 Problem::conflict(e.to_string()).with_extension("current_status", current)
             }
             ReferralError::ReasonRequired => Problem::invalid("reason", e.to_string()),
-            ReferralError::RerouteDisabled | ReferralError::NotAcceptedYet => {
-                Problem::conflict(e.to_string())
-            }
+            ReferralError::RerouteDisabled => Problem::conflict(e.to_string()),
         }
     }
 }
@@ -104,6 +101,7 @@ impl Aggregate for Referral {
                 self.check(Action::Accept)?;
                 sink.write(E::ReferralAccepted { peer_id, facility }, self)
                     .await;
+                self.start_pending_reach(sink).await;
             }
             C::Unassign { peer_id } => {
                 if self.peer_id.as_deref() == Some(peer_id.as_str()) && self.has_peer_status() {
@@ -125,8 +123,15 @@ impl Aggregate for Referral {
                 occurred_at,
             } => {
                 // Only the first reach moves the referral; later ones change nothing.
-                if self.status == Status::Received && !self.waitlisted {
-                    return Err(ReferralError::NotAcceptedYet);
+                // One that comes before acceptance, or during a hold, is kept for then.
+                let early = matches!(self.status, Status::Received | Status::OnHold);
+                if early && !self.reached && self.pending_reach.is_none() {
+                    let e = E::FirstReachNoted {
+                        contact_id,
+                        occurred_at,
+                    };
+                    sink.write(e, self).await;
+                    return Ok(());
                 }
                 if self.status == Status::Accepted {
                     let e = E::FollowUpStarted {
@@ -168,6 +173,7 @@ impl Aggregate for Referral {
                     facility,
                 };
                 sink.write(e, self).await;
+                self.start_pending_reach(sink).await;
             }
             C::Cancel { reason } => {
                 self.check(Action::Cancel)?;
@@ -279,12 +285,19 @@ impl Aggregate for Referral {
             }
             E::ReferralOverdue { kind, .. } => self.overdue.push(kind),
             E::ReadmissionNoted { admission_id, .. } => self.readmissions.push(admission_id),
+            E::FirstReachNoted {
+                contact_id,
+                occurred_at,
+            } => self.pending_reach = Some((contact_id, occurred_at)),
+            E::FollowUpStarted { .. } => {
+                self.reached = true;
+                self.pending_reach = None;
+            }
             E::ReferralPeerChanged { to, .. } => {
                 self.waitlisted = false;
                 self.peer_id = to;
             }
-            E::FollowUpStarted { .. }
-            | E::ReferralCompleted { .. }
+            E::ReferralCompleted { .. }
             | E::ReferralFailed { .. }
             | E::ReferralRejected { .. }
             | E::ReferralCancelled { .. }
@@ -302,6 +315,26 @@ impl Referral {
                 action: transitions::transition(action).name,
             },
         )
+    }
+
+    /// Applies a reach kept from before acceptance, once the referral is accepted.
+    async fn start_pending_reach(&mut self, sink: &EventSink<Self>) {
+        if self.status != Status::Accepted {
+            return;
+        }
+        if let Some((contact_id, occurred_at)) = self.pending_reach.clone() {
+            let facility = self
+                .received
+                .as_ref()
+                .map(|r| r.facility.clone())
+                .unwrap_or_default();
+            let e = ReferralEvent::FollowUpStarted {
+                contact_id,
+                occurred_at,
+                facility,
+            };
+            sink.write(e, self).await;
+        }
     }
 
     /// Statuses in which the referral is held by a peer (so a new peer is a change).
@@ -537,6 +570,29 @@ mod tests {
                 current: "cancelled",
                 action: "accept",
             });
+    }
+
+    #[tokio::test]
+    async fn a_reach_before_acceptance_applies_when_the_referral_is_accepted() {
+        let noted = ReferralEvent::FirstReachNoted {
+            contact_id: "c1".into(),
+            occurred_at: t("2026-11-21T16:00:00Z"),
+        };
+        Given::with(())
+            .given(vec![received()])
+            .when_async(ReferralCommand::StartFollowUp {
+                contact_id: "c1".into(),
+                occurred_at: t("2026-11-21T16:00:00Z"),
+            })
+            .await
+            .then_expect_events(vec![noted.clone()]);
+        Given::with(())
+            .given(vec![received(), noted])
+            .when_async(ReferralCommand::Accept {
+                peer_id: "peer-1".into(),
+            })
+            .await
+            .then_expect_events(vec![accepted(), started()]);
     }
 
     #[tokio::test]

@@ -129,6 +129,13 @@ pub enum ReferralEvent {
         admission_id: String,
         admitted_at: DateTime<Utc>,
     },
+    /// The person was reached before the referral was accepted (the contact came
+    /// through another consumer first) or while it was on hold: kept, and applied
+    /// as soon as the referral is accepted.
+    FirstReachNoted {
+        contact_id: String,
+        occurred_at: DateTime<Utc>,
+    },
     /// Another peer took over, or (to = None) the peer gave the referral back.
     ReferralPeerChanged {
         from: Option<String>,
@@ -154,6 +161,7 @@ impl DomainEvent for ReferralEvent {
             ReferralEvent::ReferralFailed { .. } => "ReferralFailed",
             ReferralEvent::ReadmissionNoted { .. } => "ReadmissionNoted",
             ReferralEvent::ReferralPeerChanged { .. } => "ReferralPeerChanged",
+            ReferralEvent::FirstReachNoted { .. } => "FirstReachNoted",
         }
         .to_string()
     }
@@ -182,7 +190,8 @@ impl ReferralEvent {
             ReferralEvent::ReferralWaitlisted { .. }
             | ReferralEvent::ReferralOverdue { .. }
             | ReferralEvent::ReadmissionNoted { .. }
-            | ReferralEvent::ReferralPeerChanged { .. } => return None,
+            | ReferralEvent::ReferralPeerChanged { .. }
+            | ReferralEvent::FirstReachNoted { .. } => return None,
         })
     }
 }
