@@ -12,7 +12,6 @@ use sqlx::PgConnection;
 use crate::domain::{MatchingInputs, Priority, Received, Referral, ReferralCommand};
 
 pub struct Handlers {
-    pub pool: sqlx::PgPool,
     pub cqrs: Arc<Cqrs<Referral>>,
     pub acceptance_due: DueTimes,
     pub first_contact_due: DueTimes,

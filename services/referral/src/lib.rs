@@ -90,7 +90,6 @@ impl Service for ReferralService {
     fn consumers(&self) -> Vec<Consumer> {
         let b = &self.backbone;
         let handler = Arc::new(handlers::Handlers {
-            pool: b.pool.clone(),
             cqrs: self.cqrs.clone(),
             acceptance_due: b.settings.acceptance_due,
             first_contact_due: b.settings.first_contact_due,
