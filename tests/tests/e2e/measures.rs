@@ -224,6 +224,12 @@ async fn the_measures_equal_hand_computed_numbers_and_carry_no_phi() {
     )
     .await;
     assert_eq!(report["total"]["followup_7d"]["ratio"], json!(2.0 / 6.0));
+    // Guarantee 5 for the measures: rebuilt from follow-up's own events, the same.
+    careloop_app::cli::replay(&app.env.settings, "measures")
+        .await
+        .unwrap();
+    let (_, replayed) = app.get(&url, &c.coordinator).await;
+    assert_eq!(replayed, report, "replay yields the same report");
     assert_eq!(report["total"]["readmission_30d"]["ratio"], json!(0.5));
     assert!(!report["cohorts"].as_array().unwrap().is_empty());
 
