@@ -98,6 +98,25 @@ impl EventHandler for Handlers {
                 )
                 .await
             }
+            Payload::AdmissionCancelled(a) => {
+                sqlx::query("DELETE FROM follow_up.person_admissions WHERE admission_id = $1")
+                    .bind(&a.admission_id)
+                    .execute(&mut *tx)
+                    .await?;
+                let plans: Vec<String> = sqlx::query_scalar(
+                    "SELECT referral_id FROM follow_up.plans_by_person WHERE person_ref = $1",
+                )
+                .bind(&a.person_ref)
+                .fetch_all(&mut *tx)
+                .await?;
+                for referral_id in plans {
+                    let command = FollowUpCommand::UnlinkReadmission {
+                        admission_id: a.admission_id.clone(),
+                    };
+                    run(referral_id, command).await?;
+                }
+                Ok(())
+            }
             Payload::AdmissionRecorded(a) => {
                 let admitted_at = from_timestamp(a.admitted_at.as_ref());
                 sqlx::query(

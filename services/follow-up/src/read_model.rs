@@ -169,6 +169,21 @@ impl Projection for FollowUps {
                 }
             }
             FollowUpEvent::PlanResumed { .. } => set_state(tx, id, "active", None, None).await?,
+            FollowUpEvent::ReadmissionUnlinked {
+                admission_id,
+                resumed,
+            } => {
+                sqlx::query(
+                    "DELETE FROM follow_up.readmissions WHERE referral_id = $1 AND admission_id = $2",
+                )
+                .bind(id)
+                .bind(admission_id)
+                .execute(&mut *tx)
+                .await?;
+                if resumed {
+                    set_state(tx, id, "active", None, None).await?;
+                }
+            }
             FollowUpEvent::FollowUpClosed {
                 outcome, reason, ..
             } => {

@@ -294,6 +294,16 @@ impl Aggregate for FollowUpPlan {
                     sink.write(e, self).await;
                 }
             }
+            C::UnlinkReadmission { admission_id } => {
+                if self.readmissions.contains(&admission_id) {
+                    let resumed = self.state == PlanState::Paused && self.readmissions.len() == 1;
+                    let e = E::ReadmissionUnlinked {
+                        admission_id,
+                        resumed,
+                    };
+                    sink.write(e, self).await;
+                }
+            }
             C::Resume { reason } => {
                 if self.state != PlanState::Paused {
                     return Err(FollowUpError::NotAllowed(self.state, "resumed"));
@@ -408,6 +418,15 @@ impl Aggregate for FollowUpPlan {
                 }
             }
             E::PlanResumed { .. } => self.state = PlanState::Active,
+            E::ReadmissionUnlinked {
+                admission_id,
+                resumed,
+            } => {
+                self.readmissions.retain(|a| *a != admission_id);
+                if resumed {
+                    self.state = PlanState::Active;
+                }
+            }
             E::FollowUpClosed { reopenable, .. } => {
                 self.state = PlanState::Closed;
                 self.reopenable = reopenable;
@@ -762,6 +781,39 @@ mod tests {
             names(&when(given, late).await),
             ["overdue first_contact", "overdue day_7", "overdue day_14"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_admission_unpauses_the_plan() {
+        let mut given = started().await;
+        given.extend(
+            when(
+                given.clone(),
+                FollowUpCommand::LinkReadmission {
+                    admission_id: "adm-1".into(),
+                    admitted_at: t("2026-11-05T00:00:00Z"),
+                },
+            )
+            .await,
+        );
+        let e = when(
+            given.clone(),
+            FollowUpCommand::UnlinkReadmission {
+                admission_id: "adm-1".into(),
+            },
+        )
+        .await;
+        assert_eq!(
+            e,
+            [FollowUpEvent::ReadmissionUnlinked {
+                admission_id: "adm-1".into(),
+                resumed: true
+            }]
+        );
+        let unknown = FollowUpCommand::UnlinkReadmission {
+            admission_id: "other".into(),
+        };
+        assert!(when(given, unknown).await.is_empty());
     }
 
     #[tokio::test]

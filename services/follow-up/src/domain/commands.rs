@@ -69,6 +69,8 @@ pub enum FollowUpCommand {
         admission_id: String,
         admitted_at: DateTime<Utc>,
     },
+    /// The hospital cancelled an admission (HL7 A11): it is no readmission after all.
+    UnlinkReadmission { admission_id: String },
     /// After the next discharge, a coordinator resumes a paused plan.
     Resume { reason: String },
     /// The peer (or a coordinator) closes the plan with an outcome.

@@ -100,6 +100,12 @@ pub enum FollowUpEvent {
     PlanResumed {
         reason: String,
     },
+    /// A linked admission was cancelled by the hospital; `resumed` when that was the
+    /// only thing pausing the plan.
+    ReadmissionUnlinked {
+        admission_id: String,
+        resumed: bool,
+    },
     FollowUpClosed {
         outcome: CloseOutcome,
         reason: String,
@@ -128,6 +134,7 @@ impl DomainEvent for FollowUpEvent {
             FollowUpEvent::FollowUpOverdue { .. } => "FollowUpOverdue",
             FollowUpEvent::ReadmissionLinked { .. } => "ReadmissionLinked",
             FollowUpEvent::PlanResumed { .. } => "PlanResumed",
+            FollowUpEvent::ReadmissionUnlinked { .. } => "ReadmissionUnlinked",
             FollowUpEvent::FollowUpClosed { .. } => "FollowUpClosed",
             FollowUpEvent::PlanReopened { .. } => "PlanReopened",
             FollowUpEvent::PlanUnassigned { .. } => "PlanUnassigned",
