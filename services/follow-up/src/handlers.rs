@@ -33,11 +33,7 @@ impl EventHandler for Handlers {
         self.note_facts(event).await?;
         match &event.payload {
             Payload::PeerAssigned(a) => {
-                let priority = match v1::Priority::try_from(a.priority) {
-                    Ok(v1::Priority::Asap) => "asap",
-                    Ok(v1::Priority::Urgent) => "urgent",
-                    _ => "routine",
-                };
+                let priority = v1::Priority::of(a.priority).name();
                 let discharged_at = from_timestamp(a.discharged_at.as_ref());
                 sqlx::query(
                     "INSERT INTO follow_up.plans_by_person (person_ref, referral_id, discharged_at)

@@ -13,7 +13,6 @@ use careloop_events::Payload;
 use careloop_web::{Principal, Problem, Role};
 use sqlx::{PgConnection, PgPool};
 
-use crate::domain::SubmissionEvent;
 use crate::reception::Reception;
 
 /// Keeps `referral_tasks.peer_id` current from peer-assignment's events.
@@ -83,17 +82,7 @@ async fn card(
             ));
         }
     }
-    let payload: Option<serde_json::Value> = sqlx::query_scalar(
-        "SELECT payload FROM intake.events
-         WHERE aggregate_type = 'ReferralSubmission' AND aggregate_id = $1 AND sequence = 1",
-    )
-    .bind(&id)
-    .fetch_optional(&s.pool)
-    .await
-    .map_err(Problem::internal)?;
-    let Some(Ok(SubmissionEvent::ReferralSubmitted(submitted))) =
-        payload.map(serde_json::from_value::<SubmissionEvent>)
-    else {
+    let Some((submitted, _)) = s.reception.submission(&id).await? else {
         return Err(Problem::not_found(format!("no referral {id}")));
     };
     let person = s.reception.person(&submitted.person_ref).await?;

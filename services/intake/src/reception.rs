@@ -17,7 +17,8 @@ use sqlx::PgPool;
 
 use crate::domain::{
     Admission, AdmissionCommand, AdmissionFacts, ConsentRecord, Identifier, Person, PersonCommand,
-    PersonDetails, ReferralSubmission, SubmissionCommand, SubmissionError, Submitted,
+    PersonDetails, ReferralSubmission, SubmissionCommand, SubmissionError, SubmissionEvent,
+    Submitted,
 };
 use crate::identity;
 
@@ -223,10 +224,28 @@ impl Reception {
 
     /// Whether the person has a consent to peer-support referral in force.
     pub async fn has_consent(&self, person_ref: &str) -> Result<bool, Problem> {
-        let person = store::load(&self.person_store, person_ref)
-            .await
-            .map_err(store::to_problem)?;
-        Ok(person.consent.is_some())
+        Ok(self.person(person_ref).await?.consent.is_some())
+    }
+
+    /// The referral as it was submitted, and when; `None` when intake never took it.
+    pub async fn submission(
+        &self,
+        referral_id: &str,
+    ) -> Result<Option<(Submitted, DateTime<Utc>)>, Problem> {
+        let row: Option<(serde_json::Value, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT payload, recorded_at FROM intake.events
+             WHERE aggregate_type = 'ReferralSubmission' AND aggregate_id = $1 AND sequence = 1",
+        )
+        .bind(referral_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Problem::internal)?;
+        Ok(
+            row.and_then(|(payload, at)| match serde_json::from_value(payload) {
+                Ok(SubmissionEvent::ReferralSubmitted(s)) => Some((*s, at)),
+                _ => None,
+            }),
+        )
     }
 
     /// Records an admission of a person careloop knows; `None` for anyone else

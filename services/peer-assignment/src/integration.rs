@@ -64,11 +64,7 @@ fn assigned(
     request: AssignmentRequest,
     attempt: u32,
 ) -> Payload {
-    let priority = match request.priority.as_str() {
-        "asap" => v1::Priority::Asap,
-        "urgent" => v1::Priority::Urgent,
-        _ => v1::Priority::Routine,
-    };
+    let priority = v1::Priority::from_name(&request.priority);
     Payload::PeerAssigned(v1::PeerAssigned {
         referral_id,
         peer_id,

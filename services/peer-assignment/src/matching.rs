@@ -59,11 +59,7 @@ impl EventHandler for ReferralEvents {
 impl Matcher {
     async fn received(&self, r: &v1::ReferralReceived, meta: &Metadata) -> anyhow::Result<()> {
         let m = r.matching.clone().unwrap_or_default();
-        let priority = match v1::Priority::try_from(r.priority) {
-            Ok(v1::Priority::Asap) => "asap",
-            Ok(v1::Priority::Urgent) => "urgent",
-            _ => "routine",
-        };
+        let priority = v1::Priority::of(r.priority).name();
         let none_if_empty = |s: String| (!s.is_empty()).then_some(s);
         let request = AssignmentRequest {
             person_ref: r.person_ref.clone(),

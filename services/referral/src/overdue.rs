@@ -53,15 +53,10 @@ impl OverdueCheck {
     }
 
     /// Checks every `every` until shutdown.
-    pub async fn run(self, every: Duration, mut shutdown: Shutdown) {
-        while !shutdown.is_triggered() {
-            if let Err(e) = self.run_once(Utc::now()).await {
-                tracing::warn!(error = %format!("{e:#}"), "deadline check failed; will retry");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = shutdown.wait() => {}
-            }
-        }
+    pub async fn run(self, every: Duration, shutdown: Shutdown) {
+        careloop_backbone::shutdown::every("referral deadline check", every, shutdown, || async {
+            self.run_once(Utc::now()).await.map(|_| ())
+        })
+        .await
     }
 }

@@ -29,3 +29,26 @@ impl ShutdownTrigger {
         let _ = self.0.send(true);
     }
 }
+
+/// Runs `pass` every `interval` until shutdown; a failed pass is logged and retried
+/// at the next tick. For background checks that work from state (deadlines, metric
+/// snapshots), so a missed tick only delays them.
+pub async fn every<F, Fut>(
+    what: &'static str,
+    interval: std::time::Duration,
+    mut shutdown: Shutdown,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    while !shutdown.is_triggered() {
+        if let Err(e) = pass().await {
+            tracing::warn!(error = %format!("{e:#}"), "{what} failed; will retry");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait() => {}
+        }
+    }
+}

@@ -13,6 +13,34 @@ pub use time::{from_timestamp, timestamp};
 
 pub use v1::envelope::Payload;
 
+impl v1::Priority {
+    /// A raw field value; anything unknown reads as routine.
+    pub fn of(raw: i32) -> Self {
+        match Self::try_from(raw) {
+            Ok(Self::Unspecified) | Err(_) => Self::Routine,
+            Ok(p) => p,
+        }
+    }
+
+    /// The name careloop's APIs use: asap | urgent | routine.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Asap => "asap",
+            Self::Urgent => "urgent",
+            Self::Routine | Self::Unspecified => "routine",
+        }
+    }
+
+    /// From that name; anything else reads as routine.
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "asap" => Self::Asap,
+            "urgent" => Self::Urgent,
+            _ => Self::Routine,
+        }
+    }
+}
+
 impl Payload {
     /// The event's message name, which is also the last token of its NATS subject.
     pub fn event_type(&self) -> &'static str {

@@ -281,15 +281,10 @@ pub async fn refresh(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(pool: PgPool, every: Duration, mut shutdown: Shutdown) {
+pub async fn run(pool: PgPool, every: Duration, shutdown: Shutdown) {
     register();
-    while !shutdown.is_triggered() {
-        if let Err(e) = refresh(&pool).await {
-            tracing::warn!(error = %format!("{e:#}"), "refreshing the continuity metrics failed");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = shutdown.wait() => {}
-        }
-    }
+    careloop_backbone::shutdown::every("refreshing the continuity metrics", every, shutdown, || {
+        refresh(&pool)
+    })
+    .await
 }

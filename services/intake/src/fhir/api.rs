@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use careloop_backbone::Metadata;
 use careloop_web::{CorrelationId, Principal, Problem, Role};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use super::outcome::{FHIR_JSON, Outcome};
 use super::read::{self, At};
 use super::task;
-use crate::domain::{ConsentRecord, SubmissionEvent};
+use crate::domain::ConsentRecord;
 use crate::reception::{Reception, ValidReferral};
 
 #[derive(Clone)]
@@ -230,12 +230,7 @@ async fn service_request(
         value: &sr,
         path: "ServiceRequest",
     };
-    let person_ref = sr
-        .get("subject")
-        .and_then(read::reference)
-        .and_then(|r| r.strip_prefix("Patient/"))
-        .ok_or_else(|| Outcome::required("ServiceRequest.subject"))?
-        .to_string();
+    let person_ref = patient_ref(&sr, "subject", "ServiceRequest.subject")?;
     s.reception.check_facility(&principal, &person_ref).await?;
     let known = s.reception.person(&person_ref).await?;
     let Some(person) = known.details else {
@@ -275,6 +270,16 @@ async fn service_request(
     Ok(res)
 }
 
+/// The person a resource's `Patient/{id}` reference at `key` names.
+fn patient_ref(resource: &Value, key: &str, expression: &str) -> Result<String, Outcome> {
+    resource
+        .get(key)
+        .and_then(read::reference)
+        .and_then(|r| r.strip_prefix("Patient/"))
+        .map(str::to_string)
+        .ok_or_else(|| Outcome::required(expression))
+}
+
 /// `POST /fhir/Consent`: records a consent for a known Patient, or with status
 /// `inactive` revokes it (open referrals are cancelled, follow-up stops).
 async fn consent(
@@ -286,12 +291,7 @@ async fn consent(
     let (principal, _) = hospital(principal)?;
     let c = parse(&body)?;
     expect_type(&c, "Consent")?;
-    let person_ref = c
-        .get("patient")
-        .and_then(read::reference)
-        .and_then(|r| r.strip_prefix("Patient/"))
-        .ok_or_else(|| Outcome::required("Consent.patient"))?
-        .to_string();
+    let person_ref = patient_ref(&c, "patient", "Consent.patient")?;
     s.reception.check_facility(&principal, &person_ref).await?;
     let (status, facts) = read::consent(
         At {
@@ -343,7 +343,7 @@ async fn read_task(
     p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
     let row = match task::get(&s.pool, &id).await.map_err(Problem::internal)? {
         Some(row) => row,
-        None => submitted_task(&s.pool, &id)
+        None => submitted_task(&s.reception, &id)
             .await?
             .ok_or_else(|| Outcome::from(Problem::not_found(format!("no Task/{id}"))))?,
     };
@@ -354,19 +354,8 @@ async fn read_task(
 }
 
 /// A referral intake holds but the referral service has not taken in yet.
-async fn submitted_task(pool: &PgPool, id: &str) -> Result<Option<task::TaskRow>, Outcome> {
-    let row: Option<(serde_json::Value, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT payload, recorded_at FROM intake.events
-         WHERE aggregate_type = 'ReferralSubmission' AND aggregate_id = $1 AND sequence = 1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await
-    .map_err(Problem::internal)?;
-    let Some((payload, at)) = row else {
-        return Ok(None);
-    };
-    let Ok(SubmissionEvent::ReferralSubmitted(s)) = serde_json::from_value(payload) else {
+async fn submitted_task(reception: &Reception, id: &str) -> Result<Option<task::TaskRow>, Outcome> {
+    let Some((s, at)) = reception.submission(id).await? else {
         return Ok(None);
     };
     Ok(Some(task::TaskRow {

@@ -81,10 +81,10 @@ impl Priority {
 
     pub fn from_proto(p: i32) -> Priority {
         use careloop_events::v1::Priority as P;
-        match P::try_from(p) {
-            Ok(P::Asap) => Priority::Asap,
-            Ok(P::Urgent) => Priority::Urgent,
-            _ => Priority::Routine,
+        match P::of(p) {
+            P::Asap => Priority::Asap,
+            P::Urgent => Priority::Urgent,
+            P::Routine | P::Unspecified => Priority::Routine,
         }
     }
 }
