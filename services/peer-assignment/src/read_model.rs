@@ -38,30 +38,19 @@ async fn apply_peer(
 ) -> anyhow::Result<()> {
     let (id, at) = (&e.aggregate_id, e.recorded_at);
     match event {
-        PeerEvent::PeerRegistered(p) => {
+        // A registration inserts the peer; a profile update rewrites the profile and
+        // keeps availability and the registration time.
+        PeerEvent::PeerRegistered(p) | PeerEvent::PeerProfileUpdated(p) => {
             sqlx::query(
                 "INSERT INTO peer_assignment.peers (peer_id, name, languages, gender,
                     lived_experience, regions, modes, max_caseload, availability,
                     registered_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $9)",
-            )
-            .bind(id)
-            .bind(&p.name)
-            .bind(&p.languages)
-            .bind(&p.gender)
-            .bind(&p.lived_experience)
-            .bind(&p.regions)
-            .bind(&p.modes)
-            .bind(p.max_caseload as i32)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        PeerEvent::PeerProfileUpdated(p) => {
-            sqlx::query(
-                "UPDATE peer_assignment.peers SET name = $2, languages = $3, gender = $4,
-                    lived_experience = $5, regions = $6, modes = $7, max_caseload = $8,
-                    updated_at = $9 WHERE peer_id = $1",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $9)
+                 ON CONFLICT (peer_id) DO UPDATE SET name = EXCLUDED.name,
+                    languages = EXCLUDED.languages, gender = EXCLUDED.gender,
+                    lived_experience = EXCLUDED.lived_experience, regions = EXCLUDED.regions,
+                    modes = EXCLUDED.modes, max_caseload = EXCLUDED.max_caseload,
+                    updated_at = EXCLUDED.updated_at",
             )
             .bind(id)
             .bind(&p.name)

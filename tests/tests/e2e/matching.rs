@@ -313,6 +313,27 @@ async fn matches_explain_and_referrals_move_between_peers() {
         (r["assigned_peer_id"].is_null() && r["waitlisted"] == true).then_some(())
     })
     .await;
+    // A profile edit while on leave changes the profile, not the leave.
+    let res = app
+        .http
+        .patch(format!("{}/v1/peers/{a}", app.base))
+        .bearer_auth(&c)
+        .json(&json!({"regions": ["681", "682"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let ana = eventually("the roster showing Ana's new regions", WAIT, || async {
+        let (_, r) = app.get("/v1/peers", &c).await;
+        let ana = r["items"]
+            .as_array()?
+            .iter()
+            .find(|p| p["peer_id"] == a.as_str())?;
+        (ana["regions"] == json!(["681", "682"])).then(|| ana.clone())
+    })
+    .await;
+    assert_eq!(ana["availability"], "on_leave", "{ana}");
+
     let res = app
         .http
         .patch(format!("{}/v1/peers/{a}", app.base))
