@@ -9,14 +9,31 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use careloop_backbone::Metadata;
 use careloop_backbone::store::{self, Cqrs};
-use careloop_web::{ApiJson, CorrelationId, Principal, Problem, Role};
+use careloop_web::{ApiJson, Authenticated, CorrelationId, Principal, Problem, Role};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sqlx::PgPool;
 
-use crate::domain::{
-    Channel, CloseOutcome, Contact, FollowUpCommand, FollowUpPlan, Outcome, SupportType,
-};
+use careloop_events::{ContactOutcome, PlanOutcome};
+
+use crate::domain::{Channel, Contact, FollowUpCommand, FollowUpError, FollowUpPlan, SupportType};
+use crate::read_model::{self, WorklistFilter};
+
+// Domain refusals as HTTP answers (the one place follow-up's errors meet HTTP).
+impl From<FollowUpError> for Problem {
+    fn from(e: FollowUpError) -> Problem {
+        match &e {
+            FollowUpError::NoPlan => Problem::conflict(e.to_string()),
+            FollowUpError::ContactBeforeDischarge(_) | FollowUpError::ContactInFuture => {
+                Problem::invalid("occurred_at", e.to_string())
+            }
+            FollowUpError::NotYourReferral => Problem::forbidden(e.to_string()),
+            FollowUpError::NotAllowed(state, _) => {
+                Problem::conflict(e.to_string()).with_extension("plan_state", state)
+            }
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -62,7 +79,7 @@ async fn execute(
 struct ContactRequest {
     occurred_at: DateTime<Utc>,
     channel: Channel,
-    outcome: Outcome,
+    outcome: ContactOutcome,
     #[serde(default)]
     support_types: Vec<SupportType>,
     duration_minutes: Option<u32>,
@@ -71,7 +88,7 @@ struct ContactRequest {
 
 async fn record_contact(
     State(s): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     CorrelationId(correlation): CorrelationId,
     headers: axum::http::HeaderMap,
     Path(referral_id): Path<String>,
@@ -117,14 +134,14 @@ async fn record_contact(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CloseRequest {
-    outcome: CloseOutcome,
+    outcome: PlanOutcome,
     reason: String,
 }
 
 /// `POST /v1/referrals/{id}/followup/close`: the peer closes the plan with an outcome.
 async fn close(
     State(s): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     CorrelationId(correlation): CorrelationId,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CloseRequest>,
@@ -133,7 +150,7 @@ async fn close(
     if body.reason.trim().is_empty() {
         return Err(Problem::invalid("reason", "a reason is needed"));
     }
-    if body.outcome == CloseOutcome::Cancelled {
+    if body.outcome == PlanOutcome::Cancelled {
         return Err(Problem::invalid(
             "outcome",
             "a plan is cancelled by cancelling its referral; close with completed or failed",
@@ -159,7 +176,7 @@ struct ResumeRequest {
 /// `POST /v1/referrals/{id}/followup/resume`: after the next discharge.
 async fn resume(
     State(s): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     CorrelationId(correlation): CorrelationId,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ResumeRequest>,
@@ -177,84 +194,26 @@ async fn resume(
     ))
 }
 
-#[derive(Serialize, sqlx::FromRow)]
-struct FollowUpRow {
-    referral_id: String,
-    peer_id: String,
-    facility: String,
-    priority: String,
-    discharged_at: DateTime<Utc>,
-    ends_at: DateTime<Utc>,
-    state: String,
-    outcome: Option<String>,
-    close_reason: Option<String>,
-    first_reached_at: Option<DateTime<Utc>>,
-    attempts: i32,
-    next_checkpoint: Option<String>,
-    next_due_at: Option<DateTime<Utc>>,
-    overdue: bool,
-    updated_at: DateTime<Utc>,
-}
-
-#[derive(Serialize, sqlx::FromRow)]
-struct CheckpointRow {
-    name: String,
-    window_start: DateTime<Utc>,
-    due_at: DateTime<Utc>,
-    met_at: Option<DateTime<Utc>>,
-    met_by: Option<String>,
-    overdue: bool,
-}
-
-#[derive(Serialize, sqlx::FromRow)]
-struct ContactRow {
-    contact_id: String,
-    peer_id: String,
-    occurred_at: DateTime<Utc>,
-    channel: String,
-    outcome: String,
-    support_types: Vec<String>,
-    duration_minutes: Option<i32>,
-    notes: Option<String>,
-}
-
-const SELECT: &str = "SELECT referral_id, peer_id, facility, priority, discharged_at, ends_at,
-    state, outcome, close_reason, first_reached_at, attempts, next_checkpoint, next_due_at,
-    overdue, updated_at FROM follow_up.followups";
-
 /// `GET /v1/referrals/{id}/followup`: the plan with its check-ins and contacts.
 async fn plan(
     State(s): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Peer, Role::Coordinator, Role::Admin])?;
-    let row: FollowUpRow = sqlx::query_as(&format!("{SELECT} WHERE referral_id = $1"))
-        .bind(&id)
-        .fetch_optional(&s.pool)
+    let row = read_model::plan(&s.pool, &id)
         .await
         .map_err(Problem::internal)?
         .ok_or_else(|| Problem::not_found(format!("no follow-up plan for referral {id}")))?;
     if principal.role == Role::Peer && principal.peer_id.as_deref() != Some(row.peer_id.as_str()) {
         return Err(Problem::forbidden("this plan belongs to another peer"));
     }
-    let checkpoints: Vec<CheckpointRow> = sqlx::query_as(
-        "SELECT name, window_start, due_at, met_at, met_by, overdue
-         FROM follow_up.checkpoints WHERE referral_id = $1 ORDER BY due_at, name",
-    )
-    .bind(&id)
-    .fetch_all(&s.pool)
-    .await
-    .map_err(Problem::internal)?;
-    let contacts: Vec<ContactRow> = sqlx::query_as(
-        "SELECT contact_id, peer_id, occurred_at, channel, outcome, support_types, duration_minutes,
-                notes
-         FROM follow_up.contacts WHERE referral_id = $1 ORDER BY occurred_at, contact_id",
-    )
-    .bind(&id)
-    .fetch_all(&s.pool)
-    .await
-    .map_err(Problem::internal)?;
+    let checkpoints = read_model::checkpoints(&s.pool, &id)
+        .await
+        .map_err(Problem::internal)?;
+    let contacts = read_model::contacts(&s.pool, &id)
+        .await
+        .map_err(Problem::internal)?;
     let mut view = serde_json::to_value(row).map_err(Problem::internal)?;
     view["checkpoints"] = serde_json::to_value(checkpoints).map_err(Problem::internal)?;
     view["contacts"] = serde_json::to_value(contacts).map_err(Problem::internal)?;
@@ -275,7 +234,7 @@ struct WorklistQuery {
 /// check-in. A peer sees only their own; by default only active plans.
 async fn worklist(
     State(s): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     careloop_web::ApiQuery(q): careloop_web::ApiQuery<WorklistQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Peer, Role::Coordinator, Role::Admin])?;
@@ -290,21 +249,15 @@ async fn worklist(
             "state is active, paused, closed or all",
         ));
     }
-    let rows: Vec<FollowUpRow> = sqlx::query_as(&format!(
-        "{SELECT}
-         WHERE ($1::text IS NULL OR peer_id = $1)
-           AND ($2::timestamptz IS NULL OR next_due_at < $2)
-           AND ($3::bool IS NULL OR overdue = $3)
-           AND ($4 = 'all' OR state = $4)
-         ORDER BY next_due_at NULLS LAST, referral_id LIMIT $5"
-    ))
-    .bind(peer_id)
-    .bind(q.due_before)
-    .bind(q.overdue)
-    .bind(state)
-    .bind(q.limit.unwrap_or(100).clamp(1, 500))
-    .fetch_all(&s.pool)
-    .await
-    .map_err(Problem::internal)?;
+    let filter = WorklistFilter {
+        peer_id,
+        due_before: q.due_before,
+        overdue: q.overdue,
+        state,
+        limit: q.limit.unwrap_or(100).clamp(1, 500),
+    };
+    let rows = read_model::worklist(&s.pool, &filter)
+        .await
+        .map_err(Problem::internal)?;
     Ok(Json(serde_json::json!({ "items": rows })))
 }

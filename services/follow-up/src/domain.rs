@@ -1,13 +1,15 @@
-//! The FollowUpPlan aggregate: business rules as pure `handle`/`apply`.
+//! The FollowUpPlan aggregate (business rules as pure `handle`/`apply`, split by
+//! concept under [`plan`]) and the PersonCare state of the readmission process
+//! manager.
 
-mod aggregate;
 mod commands;
 mod events;
-pub mod facts;
+mod person_care;
+pub mod plan;
 
-pub use aggregate::{Checkpoint, FollowUpError, FollowUpPlan, PlanState};
-pub use commands::{Contact, FollowUpCommand, Protocol};
+pub use commands::{Contact, FollowUpCommand, PlanStart, Protocol};
 pub use events::{
-    Channel, CheckpointPlan, CloseOutcome, FollowUpEvent, Outcome, SupportType,
-    wire_name as events_wire_name,
+    Channel, CheckpointPlan, FollowUpEvent, SupportType, wire_name as events_wire_name,
 };
+pub use person_care::{PersonCare, PersonCareCommand, PersonCareError, PersonCareEvent};
+pub use plan::{Checkpoint, FollowUpError, FollowUpPlan, PlanState};

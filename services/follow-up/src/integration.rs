@@ -9,12 +9,9 @@ pub struct Mapper;
 
 impl IntegrationMapper for Mapper {
     fn published_types(&self) -> &'static [&'static str] {
-        &[
-            "ContactRecorded",
-            "FollowUpOverdue",
-            "FollowUpClosed",
-            "ReadmissionLinked",
-        ]
+        // FollowUpOverdue stays inside the service: nothing consumed it, and the
+        // coordinators' overdue list reads the follow-up read model.
+        &["ContactRecorded", "FollowUpClosed", "ReadmissionLinked"]
     }
 
     fn to_integration(&self, event: &StoredEvent) -> anyhow::Result<Payload> {
@@ -27,24 +24,14 @@ impl IntegrationMapper for Mapper {
                     peer_id,
                     occurred_at: Some(timestamp(contact.occurred_at)),
                     channel: wire(&contact.channel),
-                    outcome: wire(&contact.outcome),
+                    outcome: contact.outcome.as_str().into(),
                     support_types: contact.support_types.iter().map(wire).collect(),
-                })
-            }
-            FollowUpEvent::FollowUpOverdue { checkpoint, due_at } => {
-                Payload::FollowUpOverdue(v1::FollowUpOverdue {
-                    referral_id,
-                    checkpoint,
-                    due_at: Some(timestamp(due_at)),
+                    outcome_code: v1::ContactOutcome::from(contact.outcome) as i32,
                 })
             }
             FollowUpEvent::FollowUpClosed {
                 outcome, reason, ..
-            } => Payload::FollowUpClosed(v1::FollowUpClosed {
-                referral_id,
-                outcome: wire(&outcome),
-                reason,
-            }),
+            } => Payload::FollowUpClosed(v1::FollowUpClosed::new(referral_id, outcome, reason)),
             FollowUpEvent::ReadmissionLinked {
                 admission_id,
                 admitted_at,

@@ -2,17 +2,22 @@
 //! follow-up protocol, the contact log, durable deadlines and readmissions, i.e. the
 //! peer's worklist and the coordinator's overdue list.
 //!
-//! Consumes PeerAssigned (peer-assignment), ReferralCancelled/Rejected/entered in
-//! error (referral) and AdmissionRecorded (intake); emits ContactRecorded,
-//! FollowUpOverdue, FollowUpClosed and ReadmissionLinked.
+//! Consumes PeerAssigned and PeerUnassigned (peer-assignment), ReferralCancelled,
+//! ReferralRejected and entered-in-error changes (referral), AdmissionRecorded and
+//! AdmissionCancelled (intake); emits ContactRecorded, FollowUpClosed and
+//! ReadmissionLinked. The [`readmissions`] process manager links admissions to plans.
+//!
+//! It also hosts the continuity-of-care measures (`careloop-measures`): their facts,
+//! read model, report and metrics live in its process and schema.
 
 pub mod api;
 pub mod deadlines;
 pub mod domain;
 pub mod handlers;
 pub mod integration;
-pub mod measures;
+pub mod metrics;
 pub mod read_model;
+pub mod readmissions;
 
 use std::sync::Arc;
 
@@ -20,13 +25,14 @@ use careloop_backbone::db::Migration;
 use careloop_backbone::store::{self, Cqrs};
 use careloop_backbone::{Backbone, Consumer, ProjectionRunner, Relay, Service, Shutdown};
 
+use careloop_backbone::Chain;
 use domain::FollowUpPlan;
-use domain::facts::{AdmissionFacts, DischargeFacts};
 
 pub const SERVICE: &str = "follow-up";
 pub const SCHEMA: &str = "follow_up";
 
 const MIGRATIONS: &[Migration] = &[
+    // Follow-up's own, then the measures' it hosts (see careloop_measures::MIGRATIONS).
     Migration {
         name: "0001_follow_up_read_model",
         sql: include_str!("../migrations/0001_read_model.sql"),
@@ -43,6 +49,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0004_person_admissions",
         sql: include_str!("../migrations/0004_person_admissions.sql"),
     },
+    Migration {
+        name: "0005_person_care_from_events",
+        sql: include_str!("../migrations/0005_person_care_from_events.sql"),
+    },
+    careloop_measures::MIGRATIONS[0],
 ];
 
 #[derive(Clone)]
@@ -89,22 +100,34 @@ impl Service for FollowUpService {
             pool: self.backbone.pool.clone(),
             cqrs: self.cqrs.clone(),
         })
-        .merge(measures::api::routes(self.backbone.pool.clone()))
+        .merge(careloop_measures::api::routes(self.backbone.pool.clone()))
     }
 
-    fn relay(&self) -> Relay {
-        self.backbone
-            .relay(SERVICE, SCHEMA, Arc::new(integration::Mapper))
+    fn relay(&self) -> Option<Relay> {
+        Some(
+            self.backbone
+                .relay(SERVICE, SCHEMA, Arc::new(integration::Mapper)),
+        )
     }
 
     fn consumers(&self) -> Vec<Consumer> {
         let b = &self.backbone;
-        let handler = Arc::new(handlers::Handlers {
+        let readmissions = readmissions::ReadmissionLinker {
+            people: store::cqrs(b.pool.clone(), SCHEMA, ()),
+            people_store: Arc::new(store::event_store(b.pool.clone(), SCHEMA)),
+            plans: self.cqrs.clone(),
+        };
+        let follow_up = Arc::new(handlers::Handlers {
             cqrs: self.cqrs.clone(),
-            discharges: store::cqrs::<DischargeFacts>(b.pool.clone(), SCHEMA, ()),
-            admissions: store::cqrs::<AdmissionFacts>(b.pool.clone(), SCHEMA, ()),
+            readmissions,
             protocol: (&b.settings.protocol).into(),
         });
+        let measures = Arc::new(careloop_measures::recorder::recorder(
+            b.pool.clone(),
+            SCHEMA,
+            SERVICE,
+        ));
+        let handler = Arc::new(Chain(vec![measures, follow_up]));
         ["peer-assignment", "referral", "intake"]
             .into_iter()
             .map(|source| b.consumer(SERVICE, SCHEMA, source, handler.clone()))
@@ -117,7 +140,7 @@ impl Service for FollowUpService {
                 self.deadline_check()
                     .run(std::time::Duration::from_secs(15), shutdown.clone()),
             ),
-            tokio::spawn(measures::metrics::run(
+            tokio::spawn(careloop_measures::metrics::run(
                 self.backbone.pool.clone(),
                 std::time::Duration::from_secs(15),
                 shutdown.clone(),
@@ -130,7 +153,7 @@ impl Service for FollowUpService {
             self.backbone
                 .projection(SCHEMA, Arc::new(read_model::FollowUps)),
             self.backbone
-                .projection(SCHEMA, Arc::new(measures::read_model::Measures)),
+                .projection(SCHEMA, Arc::new(careloop_measures::read_model::Measures)),
         ]
     }
 }

@@ -1,10 +1,14 @@
 //! The `followups` read model: plans (the peers' worklists), check-ins, the contact
-//! log and readmissions, rebuilt from follow-up events (`careloop replay followups`).
+//! log and readmissions, rebuilt from follow-up events (`careloop replay followups`),
+//! and every query on it.
 
 use careloop_backbone::{Projection, StoredEvent};
-use sqlx::PgConnection;
+use careloop_events::ContactOutcome;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
 
-use crate::domain::{CloseOutcome, FollowUpEvent, Outcome, events_wire_name as wire};
+use crate::domain::{FollowUpEvent, events_wire_name as wire};
 
 pub struct FollowUps;
 
@@ -49,7 +53,7 @@ impl Projection for FollowUps {
                 .bind(peer_id)
                 .bind(person_ref)
                 .bind(facility)
-                .bind(priority)
+                .bind(priority.as_str())
                 .bind(discharged_at)
                 .bind(ends_at)
                 .bind(at)
@@ -102,7 +106,7 @@ impl Projection for FollowUps {
                 .bind(peer_id)
                 .bind(contact.occurred_at)
                 .bind(wire(&contact.channel))
-                .bind(wire(&contact.outcome))
+                .bind(contact.outcome.as_str())
                 .bind(contact.support_types.iter().map(wire).collect::<Vec<_>>())
                 .bind(contact.duration_minutes.map(|d| d as i32))
                 .bind(at)
@@ -111,7 +115,8 @@ impl Projection for FollowUps {
                 .await?;
                 // The first reach is the earliest reached contact, whatever the order
                 // of entry (back-entry is normal).
-                let reached = (contact.outcome == Outcome::Reached).then_some(contact.occurred_at);
+                let reached =
+                    (contact.outcome == ContactOutcome::Reached).then_some(contact.occurred_at);
                 sqlx::query(
                     "UPDATE follow_up.followups SET attempts = attempts + 1,
                         first_reached_at = CASE
@@ -187,12 +192,7 @@ impl Projection for FollowUps {
             FollowUpEvent::FollowUpClosed {
                 outcome, reason, ..
             } => {
-                let outcome = match outcome {
-                    CloseOutcome::Completed => "completed",
-                    CloseOutcome::Failed => "failed",
-                    CloseOutcome::Cancelled => "cancelled",
-                };
-                set_state(tx, id, "closed", Some(outcome), Some(&reason)).await?;
+                set_state(tx, id, "closed", Some(outcome.as_str()), Some(&reason)).await?;
             }
         }
         // Where the plan stands now: its next unmet check-in, and whether one is late.
@@ -234,4 +234,135 @@ async fn set_state(
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+pub struct FollowUpRow {
+    pub referral_id: String,
+    pub peer_id: String,
+    pub facility: String,
+    pub priority: String,
+    pub discharged_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub state: String,
+    pub outcome: Option<String>,
+    pub close_reason: Option<String>,
+    pub first_reached_at: Option<DateTime<Utc>>,
+    pub attempts: i32,
+    pub next_checkpoint: Option<String>,
+    pub next_due_at: Option<DateTime<Utc>>,
+    pub overdue: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+pub struct CheckpointRow {
+    pub name: String,
+    pub window_start: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    pub met_at: Option<DateTime<Utc>>,
+    pub met_by: Option<String>,
+    pub overdue: bool,
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+pub struct ContactRow {
+    pub contact_id: String,
+    pub peer_id: String,
+    pub occurred_at: DateTime<Utc>,
+    pub channel: String,
+    pub outcome: String,
+    pub support_types: Vec<String>,
+    pub duration_minutes: Option<i32>,
+    pub notes: Option<String>,
+}
+
+const PLANS: &str = "SELECT referral_id, peer_id, facility, priority, discharged_at, ends_at,
+    state, outcome, close_reason, first_reached_at, attempts, next_checkpoint, next_due_at,
+    overdue, updated_at FROM follow_up.followups";
+
+pub async fn plan(pool: &PgPool, referral_id: &str) -> sqlx::Result<Option<FollowUpRow>> {
+    sqlx::query_as(&format!("{PLANS} WHERE referral_id = $1"))
+        .bind(referral_id)
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn checkpoints(pool: &PgPool, referral_id: &str) -> sqlx::Result<Vec<CheckpointRow>> {
+    sqlx::query_as(
+        "SELECT name, window_start, due_at, met_at, met_by, overdue
+         FROM follow_up.checkpoints WHERE referral_id = $1 ORDER BY due_at, name",
+    )
+    .bind(referral_id)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn contacts(pool: &PgPool, referral_id: &str) -> sqlx::Result<Vec<ContactRow>> {
+    sqlx::query_as(
+        "SELECT contact_id, peer_id, occurred_at, channel, outcome, support_types,
+                duration_minutes, notes
+         FROM follow_up.contacts WHERE referral_id = $1 ORDER BY occurred_at, contact_id",
+    )
+    .bind(referral_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// What the worklist is filtered by (`state`: active, paused, closed or all).
+pub struct WorklistFilter {
+    pub peer_id: Option<String>,
+    pub due_before: Option<DateTime<Utc>>,
+    pub overdue: Option<bool>,
+    pub state: String,
+    pub limit: i64,
+}
+
+/// Plans by their next due check-in.
+pub async fn worklist(pool: &PgPool, f: &WorklistFilter) -> sqlx::Result<Vec<FollowUpRow>> {
+    sqlx::query_as(&format!(
+        "{PLANS}
+         WHERE ($1::text IS NULL OR peer_id = $1)
+           AND ($2::timestamptz IS NULL OR next_due_at < $2)
+           AND ($3::bool IS NULL OR overdue = $3)
+           AND ($4 = 'all' OR state = $4)
+         ORDER BY next_due_at NULLS LAST, referral_id LIMIT $5"
+    ))
+    .bind(&f.peer_id)
+    .bind(f.due_before)
+    .bind(f.overdue)
+    .bind(&f.state)
+    .bind(f.limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Active plans with a check-in past due and not yet marked, or past their end, as
+/// of `now`: the plans the deadline check asks (the aggregate decides).
+pub async fn due_for_check(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT f.referral_id FROM follow_up.followups f
+         WHERE f.state = 'active' AND (f.ends_at <= $1 OR EXISTS (
+             SELECT 1 FROM follow_up.checkpoints c
+             WHERE c.referral_id = f.referral_id AND c.met_at IS NULL
+               AND NOT c.overdue AND c.due_at < $1))
+         LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Active plans with an overdue check-in.
+pub async fn overdue_count(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM follow_up.followups WHERE state = 'active' AND overdue",
+    )
+    .fetch_one(pool)
+    .await
 }

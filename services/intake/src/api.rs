@@ -6,15 +6,16 @@ use axum::routing::post;
 use axum::{Json, Router};
 use careloop_backbone::Metadata;
 use careloop_web::idempotency::{self, Claim};
-use careloop_web::{ApiJson, CorrelationId, Principal, Problem, Role};
+use careloop_web::{ApiJson, Authenticated, CorrelationId, Problem, Role};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use sqlx::PgPool;
 
 use crate::domain::{
-    Consent, Identifier, PersonDetails, PersonName, Preferences, RiskLevel, Submitted,
+    AdmissionError, Consent, Field, Identifier, InvalidReferral, NewReferral, PersonDetails,
+    PersonError, PersonName, Preferences, ReferralDraft, RiskLevel, SubmissionError, TaskError,
 };
-use crate::reception::{Reception, ValidReferral};
+use crate::reception::Reception;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -68,99 +69,83 @@ pub struct DischargeRequest {
     pub risk_level: RiskLevel,
 }
 
-impl ReferralRequest {
-    /// Checks the rules a well-formed request must also meet.
-    pub fn validate(self, now: DateTime<Utc>) -> Result<ValidReferral, Problem> {
-        let blank = |s: &str| s.trim().is_empty();
-        if blank(&self.facility) {
-            return Err(Problem::invalid("facility", "facility must not be empty"));
-        }
-        if self.person.identifiers.is_empty() {
-            return Err(Problem::invalid(
-                "person.identifiers",
-                "at least one identifier (system and value) is needed",
-            ));
-        }
-        for (i, id) in self.person.identifiers.iter().enumerate() {
-            if blank(&id.system) || blank(&id.value) {
-                return Err(Problem::invalid(
-                    format!("person.identifiers[{i}]"),
-                    "an identifier needs a system and a value",
-                ));
-            }
-        }
-        if blank(&self.person.language) {
-            return Err(Problem::invalid(
-                "person.language",
-                "language must not be empty",
-            ));
-        }
-        if self.person.birth_date.is_some_and(|b| b > now.date_naive()) {
-            return Err(Problem::invalid(
-                "person.birth_date",
-                "birth_date is in the future",
-            ));
-        }
-        if self.discharge.discharged_at > now {
-            return Err(Problem::invalid(
-                "discharge.discharged_at",
-                "discharged_at is in the future; refer at or after discharge",
-            ));
-        }
-        if blank(&self.discharge.unit) {
-            return Err(Problem::invalid("discharge.unit", "unit must not be empty"));
-        }
-        if self.consent.granted_at > now {
-            return Err(Problem::invalid(
-                "consent.granted_at",
-                "granted_at is in the future",
-            ));
-        }
-        if blank(&self.consent.scope) || blank(&self.consent.recorded_by) {
-            return Err(Problem::invalid(
-                "consent",
-                "consent needs a scope and who recorded it",
-            ));
-        }
-        let region = self
-            .person
-            .postcode
-            .as_deref()
-            .map(|p| p.trim().chars().take(3).collect::<String>())
-            .filter(|r| !r.is_empty());
-        let language = self.person.language.trim().to_lowercase();
-        Ok(ValidReferral {
+impl From<ReferralRequest> for ReferralDraft {
+    fn from(r: ReferralRequest) -> Self {
+        ReferralDraft {
+            facility: r.facility,
+            channel: careloop_events::Channel::Api,
             person: PersonDetails {
-                identifiers: self.person.identifiers,
-                name: self.person.name,
-                birth_date: self.person.birth_date,
-                phone: self.person.phone,
-                gender: self.person.gender,
-                postcode: self.person.postcode,
-                language: language.clone(),
+                identifiers: r.person.identifiers,
+                name: r.person.name,
+                birth_date: r.person.birth_date,
+                phone: r.person.phone,
+                gender: r.person.gender,
+                postcode: r.person.postcode,
+                language: r.person.language,
             },
-            submitted: Submitted {
-                referral_id: uuid::Uuid::new_v4().to_string(),
-                person_ref: String::new(),
-                facility: self.facility.trim().to_string(),
-                channel: "api".into(),
-                discharged_at: self.discharge.discharged_at,
-                unit: self.discharge.unit,
-                risk_level: self.discharge.risk_level,
-                consent: self.consent,
-                needs: self.needs,
-                language,
-                preferences: self.person.preferences,
-                region,
-                notes: self.notes,
-            },
-        })
+            discharged_at: r.discharge.discharged_at,
+            unit: r.discharge.unit,
+            risk_level: r.discharge.risk_level,
+            consent: r.consent,
+            needs: r.needs,
+            preferences: r.person.preferences,
+            notes: r.notes,
+        }
+    }
+}
+
+impl TryFrom<ReferralRequest> for NewReferral {
+    type Error = Problem;
+
+    fn try_from(r: ReferralRequest) -> Result<Self, Problem> {
+        NewReferral::new(r.into(), Utc::now()).map_err(invalid_body)
+    }
+}
+
+/// A refused referral, the field named as the JSON body names it.
+fn invalid_body(e: InvalidReferral) -> Problem {
+    let field = match e.field {
+        Field::Facility => "facility".to_string(),
+        Field::Identifiers => "person.identifiers".into(),
+        Field::Identifier(i) => format!("person.identifiers[{i}]"),
+        Field::Language => "person.language".into(),
+        Field::BirthDate => "person.birth_date".into(),
+        Field::DischargedAt => "discharge.discharged_at".into(),
+        Field::Unit => "discharge.unit".into(),
+        Field::ConsentGrantedAt => "consent.granted_at".into(),
+        Field::ConsentTerms => "consent".into(),
+    };
+    Problem::invalid(field, e.reason)
+}
+
+// Domain refusals as HTTP answers (the one place intake's domain errors meet HTTP).
+impl From<PersonError> for Problem {
+    fn from(e: PersonError) -> Self {
+        Problem::not_found(e.to_string())
+    }
+}
+
+impl From<SubmissionError> for Problem {
+    fn from(e: SubmissionError) -> Self {
+        Problem::conflict(e.to_string())
+    }
+}
+
+impl From<AdmissionError> for Problem {
+    fn from(e: AdmissionError) -> Self {
+        match e {}
+    }
+}
+
+impl From<TaskError> for Problem {
+    fn from(e: TaskError) -> Self {
+        match e {}
     }
 }
 
 async fn submit(
     State(s): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     CorrelationId(correlation): CorrelationId,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -172,7 +157,7 @@ async fn submit(
             "a hospital may only refer for its own facility (the token's facility claim)",
         ));
     }
-    let valid = request.validate(Utc::now())?;
+    let referral = NewReferral::try_from(request)?;
     let key =
         match idempotency::claim(&s.pool, crate::SCHEMA, &principal.sub, &headers, &body).await? {
             Some(Claim::Replay(status, body)) => return Ok((status, Json(body))),
@@ -180,7 +165,7 @@ async fn submit(
             None => None,
         };
     let meta = Metadata::new(correlation).actor(principal.role.as_str());
-    let accepted = match s.reception.submit(valid, &meta).await {
+    let accepted = match s.reception.submit(referral, &meta).await {
         Ok(a) => a,
         Err(p) => {
             if let Some(key) = key {
@@ -230,7 +215,7 @@ struct AdmittedPerson {
 /// and the measures; careloop keeps nothing about people it was never asked to help.
 async fn admit(
     State(s): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     CorrelationId(correlation): CorrelationId,
     ApiJson(body): ApiJson<AdmissionRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
@@ -297,7 +282,7 @@ struct RevokeRequest {
 /// open referrals are cancelled and follow-up stops, with the reason on the timeline.
 async fn revoke_consent(
     State(s): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     CorrelationId(correlation): CorrelationId,
     axum::extract::Path(person_ref): axum::extract::Path<String>,
     ApiJson(body): ApiJson<RevokeRequest>,

@@ -1,16 +1,26 @@
 //! Intake's aggregates: the Person (the PHI vault), the ReferralSubmission (what a
-//! hospital sent, with its consent) and the Admission (a referred person admitted
-//! again).
+//! hospital sent, with its consent), the Admission (a referred person admitted again)
+//! and the ReferralTask (the hospital's view of the referral: its status as the
+//! referral service reports it and the peer who holds it). [`NewReferral`] is the one
+//! way a referral comes in, whatever the channel.
 
 mod admission;
+mod new_referral;
 mod person;
 mod submission;
+mod task;
 
-pub use admission::{Admission, AdmissionCommand, AdmissionError, AdmissionEvent, AdmissionFacts};
+pub use admission::{
+    Admission, AdmissionCommand, AdmissionDetails, AdmissionError, AdmissionEvent,
+};
+pub use new_referral::{
+    Field, InvalidReferral, NewReferral, ReferralDraft, language_code, referral_id, region_of,
+};
 pub use person::{
-    ConsentRecord, Identifier, Person, PersonCommand, PersonDetails, PersonEvent, PersonName,
+    Identifier, Person, PersonCommand, PersonDetails, PersonError, PersonEvent, PersonName,
 };
 pub use submission::{
     Consent, Preferences, ReferralSubmission, RiskLevel, SubmissionCommand, SubmissionError,
-    SubmissionEvent, Submitted,
+    SubmissionEvent, SubmittedReferral,
 };
+pub use task::{ReferralTask, StatusChange, TaskCommand, TaskError, TaskEvent};

@@ -5,7 +5,7 @@
 use careloop_backbone::{IntegrationMapper, StoredEvent};
 use careloop_events::{Payload, timestamp, v1};
 
-use crate::domain::{AdmissionEvent, PersonEvent, SubmissionEvent, Submitted};
+use crate::domain::{AdmissionEvent, PersonEvent, SubmissionEvent, SubmittedReferral};
 
 pub struct Mapper;
 
@@ -65,28 +65,17 @@ impl IntegrationMapper for Mapper {
     }
 }
 
-fn submitted(s: Submitted) -> Payload {
-    let channel = match s.channel.as_str() {
-        "fhir" => v1::Channel::Fhir,
-        "hl7" => v1::Channel::Hl7,
-        _ => v1::Channel::Api,
-    };
+fn submitted(s: SubmittedReferral) -> Payload {
+    let matching = s.matching();
     Payload::ReferralSubmitted(v1::ReferralSubmitted {
         referral_id: s.referral_id,
         person_ref: s.person_ref,
         facility: s.facility,
-        channel: channel as i32,
+        channel: v1::Channel::from(s.channel) as i32,
         discharged_at: Some(timestamp(s.discharged_at)),
         unit: s.unit,
         risk_level: s.risk_level.as_str().to_string(),
-        priority: s.risk_level.priority() as i32,
-        matching: Some(v1::MatchingInputs {
-            language: s.language,
-            preferred_peer_gender: s.preferences.peer_gender.unwrap_or_default(),
-            lived_experience: s.preferences.lived_experience,
-            contact_modes: s.preferences.contact_modes,
-            region: s.region.unwrap_or_default(),
-            needs: s.needs,
-        }),
+        priority: v1::Priority::from(s.risk_level.priority()) as i32,
+        matching: Some(matching.into()),
     })
 }

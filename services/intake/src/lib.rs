@@ -1,7 +1,9 @@
-//! The intake service is the hospital edge and the PHI vault: it takes referrals in,
-//! keeps the person's identifying details (names, birth date, phone, identifiers) to
-//! itself, and emits ReferralSubmitted with only a random `person_ref`. It closes the
-//! loop with the hospital: referral status changes go to the facility's webhook.
+//! The intake service is the hospital edge and the PHI vault: it takes referrals in
+//! (REST, FHIR R4, HL7 v2), keeps the person's identifying details (names, birth date,
+//! phone, identifiers) to itself, and emits ReferralSubmitted with only a random
+//! `person_ref`. It closes the loop with the hospital: it mirrors each referral's
+//! status ([`tasks`]) as a FHIR Task and pushes each change to the facility's webhook
+//! ([`closed_loop`]).
 
 pub mod api;
 pub mod closed_loop;
@@ -12,6 +14,7 @@ pub mod hl7;
 pub mod identity;
 pub mod integration;
 pub mod reception;
+pub mod tasks;
 
 use std::sync::Arc;
 
@@ -19,7 +22,7 @@ use careloop_backbone::db::Migration;
 use careloop_backbone::store::{self, Cqrs};
 use careloop_backbone::{Backbone, Consumer, ProjectionRunner, Relay, Service, Shutdown};
 
-use domain::{Admission, Person, ReferralSubmission};
+use domain::{Admission, Person, ReferralSubmission, ReferralTask};
 
 pub const SERVICE: &str = "intake";
 pub const SCHEMA: &str = "intake";
@@ -45,6 +48,10 @@ const MIGRATIONS: &[Migration] = &[
         name: "0005_hl7_message_hash",
         sql: include_str!("../migrations/0005_hl7_message_hash.sql"),
     },
+    Migration {
+        name: "0006_referral_tasks_from_events",
+        sql: include_str!("../migrations/0006_referral_tasks_from_events.sql"),
+    },
 ];
 
 #[derive(Clone)]
@@ -55,6 +62,7 @@ pub struct IntakeService {
     persons: Arc<Cqrs<Person>>,
     submissions: Arc<Cqrs<ReferralSubmission>>,
     admissions: Arc<Cqrs<Admission>>,
+    tasks: Arc<Cqrs<ReferralTask>>,
 }
 
 impl IntakeService {
@@ -63,6 +71,7 @@ impl IntakeService {
             persons: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
             submissions: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
             admissions: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
+            tasks: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
             mllp_addr: Default::default(),
             backbone: backbone.clone(),
         }
@@ -148,27 +157,22 @@ impl Service for IntakeService {
         }))
     }
 
-    fn relay(&self) -> Relay {
-        self.backbone
-            .relay(SERVICE, SCHEMA, Arc::new(integration::Mapper))
+    fn relay(&self) -> Option<Relay> {
+        Some(
+            self.backbone
+                .relay(SERVICE, SCHEMA, Arc::new(integration::Mapper)),
+        )
     }
 
     fn consumers(&self) -> Vec<Consumer> {
         let b = &self.backbone;
-        vec![
-            b.consumer(
-                SERVICE,
-                SCHEMA,
-                "referral",
-                Arc::new(closed_loop::deliveries::StatusChanges),
-            ),
-            b.consumer(
-                SERVICE,
-                SCHEMA,
-                "peer-assignment",
-                Arc::new(contact_card::PeerOfReferral),
-            ),
-        ]
+        let mirror = Arc::new(tasks::mirror::TaskMirror {
+            tasks: self.tasks.clone(),
+        });
+        ["referral", "peer-assignment"]
+            .into_iter()
+            .map(|source| b.consumer(SERVICE, SCHEMA, source, mirror.clone()))
+            .collect()
     }
 
     fn workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
@@ -182,6 +186,16 @@ impl Service for IntakeService {
     }
 
     fn projections(&self) -> Vec<ProjectionRunner> {
-        vec![]
+        vec![
+            self.backbone
+                .projection(SCHEMA, Arc::new(tasks::read_model::Tasks)),
+        ]
+    }
+
+    fn reactors(&self) -> Vec<ProjectionRunner> {
+        vec![
+            self.backbone
+                .projection(SCHEMA, Arc::new(closed_loop::outbox::WebhookOutbox)),
+        ]
     }
 }

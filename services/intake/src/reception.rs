@@ -16,17 +16,11 @@ use cqrs_es::AggregateError;
 use sqlx::PgPool;
 
 use crate::domain::{
-    Admission, AdmissionCommand, AdmissionFacts, ConsentRecord, Identifier, Person, PersonCommand,
-    PersonDetails, ReferralSubmission, SubmissionCommand, SubmissionError, SubmissionEvent,
-    Submitted,
+    Admission, AdmissionCommand, AdmissionDetails, Consent, Identifier, NewReferral, Person,
+    PersonCommand, PersonDetails, ReferralSubmission, SubmissionCommand, SubmissionError,
+    SubmissionEvent, SubmittedReferral,
 };
 use crate::identity;
-
-/// A referral that passed every rule of its channel.
-pub struct ValidReferral {
-    pub person: PersonDetails,
-    pub submitted: Submitted,
-}
 
 /// What became of a submission.
 pub struct Accepted {
@@ -45,42 +39,28 @@ pub struct Reception {
     pub person_store: Arc<store::EventStore<Person>>,
 }
 
-/// The id of the referral of one discharge.
-pub fn referral_id(facility: &str, person_ref: &str, discharged_at: DateTime<Utc>) -> String {
-    uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_URL,
-        format!(
-            "careloop:referral:{facility}:{person_ref}:{}",
-            discharged_at.timestamp()
-        )
-        .as_bytes(),
-    )
-    .to_string()
-}
-
 impl Reception {
-    pub async fn submit(&self, valid: ValidReferral, meta: &Metadata) -> Result<Accepted, Problem> {
-        let ValidReferral {
-            person,
-            mut submitted,
-        } = valid;
-        // (continued in submit_for)
-        let person_ref = self.record_person(person, meta).await?;
-        self.record_consent(&person_ref, submitted.consent.clone().into(), meta)
-            .await?;
-        submitted.person_ref = person_ref;
-        self.submit_for(submitted, meta).await
-    }
-
-    /// Submits a referral for a person already in the vault (`submitted.person_ref`).
-    pub async fn submit_for(
+    /// Records the person (found by any shared identifier, or new) and their consent,
+    /// then submits the referral.
+    pub async fn submit(
         &self,
-        mut submitted: Submitted,
+        referral: NewReferral,
         meta: &Metadata,
     ) -> Result<Accepted, Problem> {
-        let person_ref = submitted.person_ref.clone();
-        submitted.referral_id =
-            referral_id(&submitted.facility, &person_ref, submitted.discharged_at);
+        let person_ref = self.record_person(referral.person().clone(), meta).await?;
+        self.record_consent(&person_ref, referral.consent().clone(), meta)
+            .await?;
+        self.submit_for(&referral, &person_ref, meta).await
+    }
+
+    /// Submits a referral for a person already in the vault.
+    pub async fn submit_for(
+        &self,
+        referral: &NewReferral,
+        person_ref: &str,
+        meta: &Metadata,
+    ) -> Result<Accepted, Problem> {
+        let submitted = referral.submitted_for(person_ref);
         let id = submitted.referral_id.clone();
         let result = store::execute(
             &self.submissions,
@@ -96,7 +76,7 @@ impl Reception {
         };
         Ok(Accepted {
             referral_id: id,
-            person_ref,
+            person_ref: person_ref.to_string(),
             duplicate,
         })
     }
@@ -137,7 +117,7 @@ impl Reception {
     pub async fn record_consent(
         &self,
         person_ref: &str,
-        consent: ConsentRecord,
+        consent: Consent,
         meta: &Metadata,
     ) -> Result<(), Problem> {
         store::execute(
@@ -231,7 +211,7 @@ impl Reception {
     pub async fn submission(
         &self,
         referral_id: &str,
-    ) -> Result<Option<(Submitted, DateTime<Utc>)>, Problem> {
+    ) -> Result<Option<(SubmittedReferral, DateTime<Utc>)>, Problem> {
         let row: Option<(serde_json::Value, DateTime<Utc>)> = sqlx::query_as(
             "SELECT payload, recorded_at FROM intake.events
              WHERE aggregate_type = 'ReferralSubmission' AND aggregate_id = $1 AND sequence = 1",
@@ -261,7 +241,7 @@ impl Reception {
         let Some(person_ref) = self.find(identifiers).await? else {
             return Ok(None);
         };
-        let facts = AdmissionFacts {
+        let facts = AdmissionDetails {
             person_ref,
             facility: facility.to_string(),
             admitted_at,
@@ -285,7 +265,7 @@ impl Reception {
         let Some(person_ref) = self.find(identifiers).await? else {
             return Ok(false);
         };
-        let id = AdmissionFacts {
+        let id = AdmissionDetails {
             person_ref,
             facility: facility.to_string(),
             admitted_at,
@@ -312,7 +292,7 @@ impl Reception {
         let Some(person_ref) = self.find(identifiers).await? else {
             return Ok(false);
         };
-        let id = referral_id(facility, &person_ref, discharged_at);
+        let id = crate::domain::referral_id(facility, &person_ref, discharged_at);
         let cmd = SubmissionCommand::Withdraw {
             reason: "the hospital cancelled the discharge".into(),
         };
@@ -320,15 +300,5 @@ impl Reception {
             .await
             .map_err(store::to_problem)?;
         Ok(true)
-    }
-}
-
-impl From<crate::domain::Consent> for ConsentRecord {
-    fn from(c: crate::domain::Consent) -> Self {
-        ConsentRecord {
-            scope: c.scope,
-            granted_at: c.granted_at,
-            recorded_by: c.recorded_by,
-        }
     }
 }

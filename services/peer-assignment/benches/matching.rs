@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use careloop_config::MatchWeights;
-use careloop_peer_assignment::ranking::{RosterPeer, Wanted, rank};
+use careloop_peer_assignment::ranking::{MatchingInputs, RosterPeer, rank};
 
 const LANGUAGES: [&str; 5] = ["en", "es", "zh", "vi", "so"];
 const GENDERS: [&str; 3] = ["female", "male", "nonbinary"];
@@ -58,8 +58,8 @@ fn roster(n: usize, rng: &mut Lcg) -> Vec<RosterPeer> {
         .collect()
 }
 
-fn wanted(rng: &mut Lcg) -> Wanted {
-    Wanted {
+fn wanted(rng: &mut Lcg) -> MatchingInputs {
+    MatchingInputs {
         language: rng.pick(&LANGUAGES).into(),
         preferred_peer_gender: rng
             .next()
@@ -123,7 +123,7 @@ fn main() {
         for p in full.iter_mut().step_by(25) {
             p.active_count -= 1; // 200 free slots
         }
-        let waitlist: Vec<Wanted> = (0..10_000).map(|_| wanted(&mut rng)).collect();
+        let waitlist: Vec<MatchingInputs> = (0..10_000).map(|_| wanted(&mut rng)).collect();
         let start = Instant::now();
         let mut assigned = 0;
         for w in &waitlist {

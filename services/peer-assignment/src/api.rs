@@ -10,13 +10,36 @@ use axum::{Json, Router};
 use careloop_backbone::Metadata;
 use careloop_backbone::store::{self, Cqrs};
 use careloop_web::idempotency::{self, Claim};
-use careloop_web::{ApiJson, CorrelationId, Principal, Problem, Role};
+use careloop_web::{ApiJson, Authenticated, CorrelationId, Problem, Role};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use crate::domain::{Availability, Peer, PeerCommand, PeerPatch, PeerProfile};
+use crate::domain::{
+    AssignmentError, Availability, Peer, PeerCommand, PeerError, PeerPatch, PeerProfile,
+};
 use crate::matching::Matcher;
+use crate::read_model;
+
+// Domain refusals as HTTP answers (the one place peer-assignment's errors meet HTTP).
+impl From<PeerError> for Problem {
+    fn from(e: PeerError) -> Problem {
+        match e {
+            PeerError::NotFound => Problem::not_found(e.to_string()),
+            PeerError::BelowCaseload { .. } => Problem::invalid("max_caseload", e.to_string()),
+            _ => Problem::conflict(e.to_string()),
+        }
+    }
+}
+
+impl From<AssignmentError> for Problem {
+    fn from(e: AssignmentError) -> Problem {
+        match e {
+            AssignmentError::NotRequested => Problem::not_found(e.to_string()),
+            _ => Problem::conflict(e.to_string()),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -122,7 +145,7 @@ impl TryFrom<PeerRequest> for PeerProfile {
 
 async fn register(
     State(s): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     CorrelationId(correlation): CorrelationId,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -198,7 +221,7 @@ mod double_option {
 
 async fn update(
     State(s): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     CorrelationId(correlation): CorrelationId,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<PeerUpdate>,
@@ -253,35 +276,14 @@ async fn update(
     Ok(Json(serde_json::json!({ "peer_id": id })))
 }
 
-#[derive(Serialize, sqlx::FromRow)]
-struct PeerRow {
-    peer_id: String,
-    name: String,
-    languages: Vec<String>,
-    gender: Option<String>,
-    lived_experience: Vec<String>,
-    regions: Vec<String>,
-    modes: Vec<String>,
-    max_caseload: i32,
-    availability: String,
-    available_from: Option<DateTime<Utc>>,
-    active_count: i32,
-    updated_at: DateTime<Utc>,
-}
-
 async fn list(
     State(s): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Coordinator, Role::Admin])?;
-    let rows: Vec<PeerRow> = sqlx::query_as(
-        "SELECT peer_id, name, languages, gender, lived_experience, regions, modes,
-                max_caseload, availability, available_from, active_count, updated_at
-         FROM peer_assignment.peers ORDER BY name, peer_id",
-    )
-    .fetch_all(&s.pool)
-    .await
-    .map_err(Problem::internal)?;
+    let rows = read_model::peers(&s.pool)
+        .await
+        .map_err(Problem::internal)?;
     Ok(Json(serde_json::json!({ "items": rows })))
 }
 
@@ -295,7 +297,7 @@ struct MatchesQuery {
 /// how many peers each hard constraint excluded (counts only, no PHI).
 async fn matches(
     State(s): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     Path(id): Path<String>,
     careloop_web::ApiQuery(q): careloop_web::ApiQuery<MatchesQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
@@ -307,7 +309,7 @@ async fn matches(
     let roster = s.matcher.roster().await.map_err(Problem::internal)?;
     let mut ranking = s
         .matcher
-        .rank(&request, &roster, &[])
+        .rank(&id, &request, &roster, &[])
         .await
         .map_err(Problem::internal)?;
     let total = ranking.candidates.len();
@@ -334,7 +336,7 @@ struct ReassignRequest {
 /// `PUT /v1/referrals/{id}/assignment`: a coordinator's override.
 async fn reassign(
     State(s): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     CorrelationId(correlation): CorrelationId,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ReassignRequest>,
@@ -362,7 +364,7 @@ struct DeclineRequest {
 /// for them) hands the referral back to matching.
 async fn decline(
     State(s): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     CorrelationId(correlation): CorrelationId,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<DeclineRequest>,

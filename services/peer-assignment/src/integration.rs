@@ -64,7 +64,7 @@ fn assigned(
     request: AssignmentRequest,
     attempt: u32,
 ) -> Payload {
-    let priority = v1::Priority::from_name(&request.priority);
+    let priority = v1::Priority::from(request.priority);
     Payload::PeerAssigned(v1::PeerAssigned {
         referral_id,
         peer_id,

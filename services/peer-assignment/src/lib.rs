@@ -65,12 +65,7 @@ impl PeerAssignmentService {
     /// Registers a small demo roster when no peer was ever registered. Returns how
     /// many peers it added.
     pub async fn seed_demo_roster(&self) -> anyhow::Result<usize> {
-        let any: Option<i32> = sqlx::query_scalar(
-            "SELECT 1 FROM peer_assignment.events WHERE aggregate_type = 'Peer' LIMIT 1",
-        )
-        .fetch_optional(&self.backbone.pool)
-        .await?;
-        if any.is_some() {
+        if read_model::any_peer_registered(&self.backbone.pool).await? {
             return Ok(0);
         }
         let demo = [
@@ -144,9 +139,11 @@ impl Service for PeerAssignmentService {
         })
     }
 
-    fn relay(&self) -> Relay {
-        self.backbone
-            .relay(SERVICE, SCHEMA, Arc::new(integration::Mapper))
+    fn relay(&self) -> Option<Relay> {
+        Some(
+            self.backbone
+                .relay(SERVICE, SCHEMA, Arc::new(integration::Mapper)),
+        )
     }
 
     fn consumers(&self) -> Vec<Consumer> {

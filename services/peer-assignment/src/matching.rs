@@ -7,13 +7,12 @@
 //! fine because the Peer aggregate, not the read model, decides whether a slot is
 //! free: a refused reservation declines the proposal and the next candidate is tried.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use careloop_backbone::store::{self, Cqrs, EventStore};
 use careloop_backbone::{EventHandler, Incoming, Metadata};
 use careloop_config::MatchWeights;
-use careloop_events::{Payload, from_timestamp, v1};
+use careloop_events::{Payload, Priority, ReferralStatus, from_timestamp, v1};
 use chrono::Utc;
 use cqrs_es::AggregateError;
 use sqlx::{PgConnection, PgPool};
@@ -21,7 +20,8 @@ use sqlx::{PgConnection, PgPool};
 use crate::domain::{
     Assignment, AssignmentCommand, AssignmentError, AssignmentRequest, Peer, PeerCommand, PeerError,
 };
-use crate::ranking::{self, Ranking, RosterPeer, Wanted};
+use crate::ranking::{self, Ranking, RosterPeer};
+use crate::read_model;
 
 pub struct Matcher {
     pub pool: PgPool,
@@ -42,14 +42,15 @@ impl EventHandler for ReferralEvents {
             Payload::ReferralReceived(r) => return self.0.received(r, &meta).await,
             Payload::ReferralCancelled(c) => (&c.referral_id, "referral cancelled"),
             Payload::ReferralRejected(r) => (&r.referral_id, "referral rejected"),
-            Payload::ReferralStatusChanged(s) if s.to_status == "entered-in-error" => {
-                (&s.referral_id, "referral entered in error")
-            }
-            Payload::ReferralStatusChanged(s)
-                if s.to_status == "completed" || s.to_status == "failed" =>
-            {
-                (&s.referral_id, "follow-up closed")
-            }
+            Payload::ReferralStatusChanged(s) => match s.new_status() {
+                Some(ReferralStatus::EnteredInError) => {
+                    (&s.referral_id, "referral entered in error")
+                }
+                Some(ReferralStatus::Completed | ReferralStatus::Failed) => {
+                    (&s.referral_id, "follow-up closed")
+                }
+                _ => return Ok(()),
+            },
             _ => return Ok(()),
         };
         self.0.release(referral_id, reason, &meta).await
@@ -58,21 +59,13 @@ impl EventHandler for ReferralEvents {
 
 impl Matcher {
     async fn received(&self, r: &v1::ReferralReceived, meta: &Metadata) -> anyhow::Result<()> {
-        let m = r.matching.clone().unwrap_or_default();
-        let priority = v1::Priority::of(r.priority).name();
-        let none_if_empty = |s: String| (!s.is_empty()).then_some(s);
         let request = AssignmentRequest {
             person_ref: r.person_ref.clone(),
             facility: r.facility.clone(),
-            priority: priority.into(),
+            priority: Priority::from_proto(r.priority),
             discharged_at: from_timestamp(r.discharged_at.as_ref()),
             first_contact_due_at: from_timestamp(r.first_contact_due_at.as_ref()),
-            language: m.language,
-            preferred_peer_gender: none_if_empty(m.preferred_peer_gender),
-            lived_experience: m.lived_experience,
-            needs: m.needs,
-            contact_modes: m.contact_modes,
-            region: none_if_empty(m.region),
+            matching: r.matching.clone().unwrap_or_default().into(),
         };
         let attempt = r.attempt.max(1);
         let ask = AssignmentCommand::Request { request, attempt };
@@ -199,7 +192,12 @@ impl Matcher {
                     let skip: Vec<String> =
                         a.declined_by.iter().chain(&a.refused_by).cloned().collect();
                     let ranking = self
-                        .rank(&request, roster.as_deref().unwrap_or(&[]), &skip)
+                        .rank(
+                            referral_id,
+                            &request,
+                            roster.as_deref().unwrap_or(&[]),
+                            &skip,
+                        )
                         .await?;
                     match ranking.candidates.first() {
                         Some(best) => {
@@ -261,16 +259,20 @@ impl Matcher {
         anyhow::bail!("matching did not settle for referral {referral_id}")
     }
 
-    /// Ranks the roster for `request`, leaving out `skip`.
+    /// Ranks the roster for the referral's `request`, leaving out `skip`.
+    /// Continuity counts the peers who supported the person on earlier referrals,
+    /// never this referral's own assignment.
     pub async fn rank(
         &self,
+        referral_id: &str,
         request: &AssignmentRequest,
         roster: &[RosterPeer],
         skip: &[String],
     ) -> anyhow::Result<Ranking> {
-        let history = self.history(&request.person_ref).await?;
+        let history =
+            read_model::earlier_peers(&self.pool, &request.person_ref, referral_id).await?;
         Ok(ranking::rank(
-            &wanted(request),
+            &request.matching,
             roster,
             &history,
             skip,
@@ -280,25 +282,7 @@ impl Matcher {
 
     /// The whole roster as matching sees it.
     pub async fn roster(&self) -> sqlx::Result<Vec<RosterPeer>> {
-        sqlx::query_as(
-            "SELECT peer_id, languages, gender, lived_experience, regions, max_caseload,
-                    active_count,
-                    (availability = 'active'
-                     OR (availability = 'on_leave' AND available_from <= now())) AS available
-             FROM peer_assignment.peers",
-        )
-        .fetch_all(&self.pool)
-        .await
-    }
-
-    async fn history(&self, person_ref: &str) -> sqlx::Result<HashSet<String>> {
-        let peers: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT peer_id FROM peer_assignment.assignment_history WHERE person_ref = $1",
-        )
-        .bind(person_ref)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(peers.into_iter().collect())
+        read_model::roster(&self.pool).await
     }
 
     pub async fn load(&self, referral_id: &str) -> anyhow::Result<Assignment> {
@@ -329,17 +313,6 @@ impl Matcher {
             store::tolerate_refusal(store::execute(&self.peers, &peer, cmd, meta).await)?;
         }
         Ok(())
-    }
-}
-
-pub fn wanted(r: &AssignmentRequest) -> Wanted {
-    Wanted {
-        language: r.language.clone(),
-        preferred_peer_gender: r.preferred_peer_gender.clone(),
-        lived_experience: r.lived_experience.clone(),
-        needs: r.needs.clone(),
-        contact_modes: r.contact_modes.clone(),
-        region: r.region.clone(),
     }
 }
 

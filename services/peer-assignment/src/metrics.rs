@@ -23,15 +23,7 @@ pub static CASELOAD_USED_RATIO: LazyLock<Gauge> = LazyLock::new(|| {
 });
 
 pub async fn refresh(pool: &PgPool) -> sqlx::Result<()> {
-    let (waiting, used, capacity): (i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM peer_assignment.assignments WHERE status = 'waitlisted'),
-                COALESCE((SELECT sum(active_count) FROM peer_assignment.peers), 0)::bigint,
-                COALESCE((SELECT sum(max_caseload) FROM peer_assignment.peers
-                          WHERE availability = 'active'
-                             OR (availability = 'on_leave' AND available_from <= now())), 0)::bigint",
-    )
-    .fetch_one(pool)
-    .await?;
+    let (waiting, used, capacity) = crate::read_model::capacity(pool).await?;
     WAITLIST_SIZE.set(waiting);
     CASELOAD_USED_RATIO.set(if capacity > 0 {
         used as f64 / capacity as f64

@@ -19,16 +19,7 @@ use std::collections::{BTreeMap, HashSet};
 use careloop_config::MatchWeights;
 use serde::Serialize;
 
-/// What matching may know about the person (no PHI).
-#[derive(Debug, Clone, Default)]
-pub struct Wanted {
-    pub language: String,
-    pub preferred_peer_gender: Option<String>,
-    pub lived_experience: Vec<String>,
-    pub needs: Vec<String>,
-    pub contact_modes: Vec<String>,
-    pub region: Option<String>,
-}
+pub use careloop_events::MatchingInputs;
 
 /// A peer as the roster read model has them.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -71,7 +62,7 @@ pub struct Ranking {
 /// Ranks `peers` for `wanted`. `history` holds the peers who supported this person
 /// before; `skip` the peers not to propose again (full, declined, handed back).
 pub fn rank(
-    wanted: &Wanted,
+    wanted: &MatchingInputs,
     peers: &[RosterPeer],
     history: &HashSet<String>,
     skip: &[String],
@@ -184,8 +175,8 @@ mod tests {
         }
     }
 
-    fn wanted() -> Wanted {
-        Wanted {
+    fn wanted() -> MatchingInputs {
+        MatchingInputs {
             language: "en".into(),
             preferred_peer_gender: Some("female".into()),
             lived_experience: vec!["bipolar".into(), "lgbtq".into()],

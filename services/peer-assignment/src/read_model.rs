@@ -1,10 +1,18 @@
 //! The `roster` read model: peers with their live caseload and availability, where
-//! each referral stands in assignment (the waitlist), and the assignment history.
+//! each referral stands in assignment (the waitlist), and the assignment history;
+//! rebuilt from peer-assignment's events (`careloop replay roster`), and every query
+//! on it.
+
+use std::collections::HashSet;
 
 use careloop_backbone::{Projection, StoredEvent};
-use sqlx::PgConnection;
+use careloop_events::Priority;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
 
 use crate::domain::{AssignmentEvent, Availability, PeerEvent};
+use crate::ranking::RosterPeer;
 
 pub struct Roster;
 
@@ -116,7 +124,7 @@ async fn apply_assignment(
             )
             .bind(id)
             .bind(&r.person_ref)
-            .bind(&r.priority)
+            .bind(r.priority.as_str())
             .bind(at)
             .execute(&mut *tx)
             .await?;
@@ -182,4 +190,121 @@ async fn apply_assignment(
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// Whether a peer takes referrals now: active, or back from leave. (The Peer
+/// aggregate decides reservations; this is how the read model's rows are filtered.)
+const AVAILABLE: &str =
+    "(availability = 'active' OR (availability = 'on_leave' AND available_from <= now()))";
+
+/// The whole roster as matching sees it.
+pub async fn roster(pool: &PgPool) -> sqlx::Result<Vec<RosterPeer>> {
+    sqlx::query_as(&format!(
+        "SELECT peer_id, languages, gender, lived_experience, regions, max_caseload,
+                active_count, {AVAILABLE} AS available
+         FROM peer_assignment.peers"
+    ))
+    .fetch_all(pool)
+    .await
+}
+
+/// The peers who supported `person_ref` on referrals other than `referral_id`.
+pub async fn earlier_peers(
+    pool: &PgPool,
+    person_ref: &str,
+    referral_id: &str,
+) -> sqlx::Result<HashSet<String>> {
+    let peers: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT peer_id FROM peer_assignment.assignment_history
+         WHERE person_ref = $1 AND referral_id <> $2",
+    )
+    .bind(person_ref)
+    .bind(referral_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(peers.into_iter().collect())
+}
+
+/// Referrals held by a peer who is no longer available (on leave, inactive).
+pub async fn held_by_unavailable_peers(pool: &PgPool) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(&format!(
+        "SELECT a.referral_id FROM peer_assignment.assignments a
+         JOIN peer_assignment.peers p ON p.peer_id = a.peer_id
+         WHERE a.status = 'assigned' AND NOT {AVAILABLE}
+         ORDER BY a.referral_id"
+    ))
+    .fetch_all(pool)
+    .await
+}
+
+/// The waitlist in the order it is served: by priority, then by how long each
+/// referral has waited.
+pub async fn waitlist(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<WaitingRow>> {
+    sqlx::query_as(
+        "SELECT referral_id, priority, waitlisted_at FROM peer_assignment.assignments
+         WHERE status = 'waitlisted'
+         ORDER BY array_position($1::text[], priority), waitlisted_at, referral_id
+         LIMIT $2",
+    )
+    .bind(Priority::order_names())
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct WaitingRow {
+    pub referral_id: String,
+    pub priority: String,
+    pub waitlisted_at: Option<DateTime<Utc>>,
+}
+
+/// How many referrals wait, how many slots are taken, and the capacity of the peers
+/// who take referrals now.
+pub async fn capacity(pool: &PgPool) -> sqlx::Result<(i64, i64, i64)> {
+    sqlx::query_as(&format!(
+        "SELECT (SELECT count(*) FROM peer_assignment.assignments WHERE status = 'waitlisted'),
+                COALESCE((SELECT sum(active_count) FROM peer_assignment.peers), 0)::bigint,
+                COALESCE((SELECT sum(max_caseload) FROM peer_assignment.peers
+                          WHERE {AVAILABLE}), 0)::bigint"
+    ))
+    .fetch_one(pool)
+    .await
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+pub struct PeerRow {
+    pub peer_id: String,
+    pub name: String,
+    pub languages: Vec<String>,
+    pub gender: Option<String>,
+    pub lived_experience: Vec<String>,
+    pub regions: Vec<String>,
+    pub modes: Vec<String>,
+    pub max_caseload: i32,
+    pub availability: String,
+    pub available_from: Option<DateTime<Utc>>,
+    pub active_count: i32,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The roster as coordinators read it, by name.
+pub async fn peers(pool: &PgPool) -> sqlx::Result<Vec<PeerRow>> {
+    sqlx::query_as(
+        "SELECT peer_id, name, languages, gender, lived_experience, regions, modes,
+                max_caseload, availability, available_from, active_count, updated_at
+         FROM peer_assignment.peers ORDER BY name, peer_id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Whether any peer was ever registered.
+pub async fn any_peer_registered(pool: &PgPool) -> sqlx::Result<bool> {
+    let any: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM peer_assignment.events WHERE aggregate_type = 'Peer' LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(any.is_some())
 }

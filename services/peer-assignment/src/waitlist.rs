@@ -19,6 +19,7 @@ use careloop_backbone::{Metadata, Shutdown};
 use sqlx::PgPool;
 
 use crate::matching::Matcher;
+use crate::read_model;
 
 #[derive(Clone)]
 pub struct WaitlistWorker {
@@ -36,16 +37,7 @@ impl WaitlistWorker {
         let meta = Metadata::new(uuid::Uuid::new_v4().to_string()).actor("waitlist");
         let mut moved = 0;
 
-        let handed: Vec<String> = sqlx::query_scalar(
-            "SELECT a.referral_id FROM peer_assignment.assignments a
-             JOIN peer_assignment.peers p ON p.peer_id = a.peer_id
-             WHERE a.status = 'assigned'
-               AND NOT (p.availability = 'active'
-                        OR (p.availability = 'on_leave' AND p.available_from <= now()))
-             ORDER BY a.referral_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let handed = read_model::held_by_unavailable_peers(&self.pool).await?;
         for id in &handed {
             match self
                 .matcher
@@ -57,15 +49,11 @@ impl WaitlistWorker {
             }
         }
 
-        let waiting: Vec<String> = sqlx::query_scalar(
-            "SELECT referral_id FROM peer_assignment.assignments
-             WHERE status = 'waitlisted'
-             ORDER BY CASE priority WHEN 'asap' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END,
-                      waitlisted_at, referral_id
-             LIMIT 1000",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let waiting: Vec<String> = read_model::waitlist(&self.pool, 1000)
+            .await?
+            .into_iter()
+            .map(|w| w.referral_id)
+            .collect();
         if waiting.is_empty() {
             lock.commit().await?;
             return Ok(moved);
@@ -84,7 +72,10 @@ impl WaitlistWorker {
             let Some(request) = a.request.clone().filter(|_| a.waitlisted) else {
                 continue;
             };
-            let ranking = self.matcher.rank(&request, &roster, &a.refused_by).await?;
+            let ranking = self
+                .matcher
+                .rank(id, &request, &roster, &a.refused_by)
+                .await?;
             if ranking.candidates.is_empty() {
                 continue;
             }

@@ -10,13 +10,14 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use careloop_backbone::Metadata;
 use careloop_backbone::store::{self, Cqrs, EventStore};
-use careloop_web::{ApiJson, CorrelationId, Principal, Problem, Role};
+use careloop_web::{ApiJson, Authenticated, CorrelationId, Principal, Problem, Role};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sqlx::PgPool;
 
 use crate::domain::transitions::{self, Action};
-use crate::domain::{Referral, ReferralCommand, RejectReason, Status};
+use crate::domain::{Priority, Referral, ReferralCommand, ReferralError, RejectReason, Status};
+use crate::read_model::{self, QueueFilter, ReferralRow};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -34,65 +35,32 @@ pub fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// A row of the queue.
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct ReferralRow {
-    pub referral_id: String,
-    pub person_ref: String,
-    pub facility: String,
-    pub status: String,
-    pub status_reason: Option<String>,
-    pub priority: String,
-    #[serde(rename = "assigned_peer_id")]
-    pub peer_id: Option<String>,
-    pub waitlisted: bool,
-    pub attempt: i32,
-    pub discharged_at: DateTime<Utc>,
-    pub acceptance_due_at: DateTime<Utc>,
-    pub first_contact_due_at: DateTime<Utc>,
-    /// A due time has passed and is still unmet.
-    pub overdue: bool,
-    pub received_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+impl From<ReferralError> for Problem {
+    fn from(e: ReferralError) -> Problem {
+        match &e {
+            ReferralError::NotFound => Problem::not_found(e.to_string()),
+            ReferralError::NotAllowed { current, .. } => {
+                Problem::conflict(e.to_string()).with_extension("current_status", current)
+            }
+            ReferralError::ReasonRequired => Problem::invalid("reason", e.to_string()),
+            ReferralError::RerouteDisabled => Problem::conflict(e.to_string()),
+        }
+    }
 }
-
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct TimelineEntry {
-    pub at: DateTime<Utc>,
-    pub event: String,
-    pub status: String,
-    pub actor: Option<String>,
-    pub reason: Option<String>,
-    pub detail: serde_json::Value,
-}
-
-const SELECT: &str = "SELECT referral_id, person_ref, facility, status, status_reason, priority,
-    peer_id, waitlisted, attempt, discharged_at, acceptance_due_at, first_contact_due_at,
-    ((acceptance_overdue AND status = 'received')
-      OR (first_contact_overdue AND status IN ('received', 'accepted'))) AS overdue,
-    received_at, updated_at
-    FROM referral.referrals";
 
 async fn show(
     State(s): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    let row: Option<ReferralRow> = sqlx::query_as(&format!("{SELECT} WHERE referral_id = $1"))
-        .bind(&id)
-        .fetch_optional(&s.pool)
+    let row = read_model::get(&s.pool, &id)
         .await
         .map_err(Problem::internal)?;
     let row = row.ok_or_else(|| Problem::not_found(format!("no referral {id}")))?;
     authorize_read(&principal, &row)?;
-    let timeline: Vec<TimelineEntry> = sqlx::query_as(
-        "SELECT at, event, status, actor, reason, detail FROM referral.referral_timeline
-         WHERE referral_id = $1 ORDER BY sequence",
-    )
-    .bind(&id)
-    .fetch_all(&s.pool)
-    .await
-    .map_err(Problem::internal)?;
+    let timeline = read_model::timeline(&s.pool, &id)
+        .await
+        .map_err(Problem::internal)?;
     let mut view = serde_json::to_value(&row).map_err(Problem::internal)?;
     view["due"] = serde_json::json!({
         "acceptance_due_at": row.acceptance_due_at,
@@ -137,7 +105,7 @@ struct ListQuery {
 /// `updated_since`) sees every change.
 async fn list(
     State(s): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     careloop_web::ApiQuery(q): careloop_web::ApiQuery<ListQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Admin, Role::Coordinator, Role::Hospital])?;
@@ -147,7 +115,7 @@ async fn list(
         return Err(Problem::invalid("status", format!("unknown status {st:?}")));
     }
     if let Some(p) = &q.priority
-        && !["asap", "urgent", "routine"].contains(&p.as_str())
+        && Priority::parse(p).is_none()
     {
         return Err(Problem::invalid(
             "priority",
@@ -168,30 +136,19 @@ async fn list(
     };
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let mut rows: Vec<ReferralRow> = sqlx::query_as(&format!(
-        "SELECT * FROM ({SELECT}) r
-         WHERE ($1::text IS NULL OR status = $1)
-           AND ($2::text IS NULL OR facility = $2)
-           AND ($3::text IS NULL OR priority = $3)
-           AND ($4::bool IS NULL OR overdue = $4)
-           AND ($5::text IS NULL OR peer_id = $5)
-           AND ($6::timestamptz IS NULL OR updated_at > $6)
-           AND ($7::timestamptz IS NULL OR (updated_at, referral_id) > ($7, $8))
-         ORDER BY updated_at, referral_id
-         LIMIT $9"
-    ))
-    .bind(&q.status)
-    .bind(&facility)
-    .bind(&q.priority)
-    .bind(q.overdue)
-    .bind(&q.peer_id)
-    .bind(q.updated_since)
-    .bind(after.as_ref().map(|a| a.0))
-    .bind(after.as_ref().map(|a| a.1.clone()))
-    .bind(limit + 1)
-    .fetch_all(&s.pool)
-    .await
-    .map_err(Problem::internal)?;
+    let filter = QueueFilter {
+        status: q.status,
+        facility,
+        priority: q.priority,
+        overdue: q.overdue,
+        peer_id: q.peer_id,
+        updated_since: q.updated_since,
+        after,
+        limit: limit + 1,
+    };
+    let mut rows = read_model::queue(&s.pool, &filter)
+        .await
+        .map_err(Problem::internal)?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last()
@@ -227,7 +184,7 @@ struct ActionRequest {
 /// `POST /v1/referrals/{id}/{reject|hold|resume|cancel|entered-in-error|reroute}`
 async fn act(
     State(s): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     CorrelationId(correlation): CorrelationId,
     Path((id, action)): Path<(String, String)>,
     ApiJson(body): ApiJson<ActionRequest>,

@@ -29,13 +29,13 @@ impl IntegrationMapper for Mapper {
     fn to_integration(&self, event: &StoredEvent) -> anyhow::Result<Payload> {
         let referral_id = event.aggregate_id.clone();
         let changed = |facility: String, from: Status, to: Status, reason: String| {
-            Payload::ReferralStatusChanged(v1::ReferralStatusChanged {
-                referral_id: referral_id.clone(),
+            Payload::ReferralStatusChanged(v1::ReferralStatusChanged::new(
+                referral_id.clone(),
                 facility,
-                from_status: from.as_str().into(),
-                to_status: to.as_str().into(),
+                from,
+                to,
                 reason,
-            })
+            ))
         };
         Ok(match event.decode::<ReferralEvent>()? {
             ReferralEvent::ReferralReceived(r) => received(r, 1),
@@ -113,22 +113,14 @@ fn other_name(e: &ReferralEvent) -> String {
 }
 
 fn received(r: Received, attempt: u32) -> Payload {
-    let m = r.matching;
     Payload::ReferralReceived(v1::ReferralReceived {
         referral_id: r.referral_id,
         person_ref: r.person_ref,
         facility: r.facility,
         discharged_at: Some(timestamp(r.discharged_at)),
-        priority: r.priority.to_proto() as i32,
+        priority: v1::Priority::from(r.priority) as i32,
         first_contact_due_at: Some(timestamp(r.first_contact_due_at)),
-        matching: Some(v1::MatchingInputs {
-            language: m.language,
-            preferred_peer_gender: m.preferred_peer_gender.unwrap_or_default(),
-            lived_experience: m.lived_experience,
-            contact_modes: m.contact_modes,
-            region: m.region.unwrap_or_default(),
-            needs: m.needs,
-        }),
+        matching: Some(r.matching.into()),
         attempt,
         acceptance_due_at: Some(timestamp(r.acceptance_due_at)),
     })

@@ -1,11 +1,15 @@
 //! The referral service owns the Referral: its lifecycle (FHIR Task statuses),
 //! priority and due dates, and the timeline a coordinator or hospital reads.
 //!
-//! Consumes ReferralSubmitted (intake), PeerAssigned and AssignmentWaitlisted
-//! (peer-assignment) and ContactRecorded (follow-up); emits ReferralReceived,
-//! ReferralAccepted, ReferralStatusChanged and ReferralCancelled.
+//! Consumes ReferralSubmitted, ReferralWithdrawn and ConsentRevoked (intake),
+//! PeerAssigned, PeerUnassigned and AssignmentWaitlisted (peer-assignment), and
+//! ContactRecorded, FollowUpClosed and ReadmissionLinked (follow-up); emits
+//! ReferralReceived, ReferralAccepted, ReferralRejected, ReferralStatusChanged and
+//! ReferralCancelled. The [`consent`] process manager cancels a person's referrals
+//! when their consent is revoked.
 
 pub mod api;
+pub mod consent;
 pub mod domain;
 pub mod handlers;
 pub mod integration;
@@ -31,6 +35,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         name: "0002_consent",
         sql: include_str!("../migrations/0002_consent.sql"),
+    },
+    Migration {
+        name: "0003_person_referrals_from_events",
+        sql: include_str!("../migrations/0003_person_referrals_from_events.sql"),
     },
 ];
 
@@ -82,15 +90,23 @@ impl Service for ReferralService {
         })
     }
 
-    fn relay(&self) -> Relay {
-        self.backbone
-            .relay(SERVICE, SCHEMA, Arc::new(integration::Mapper))
+    fn relay(&self) -> Option<Relay> {
+        Some(
+            self.backbone
+                .relay(SERVICE, SCHEMA, Arc::new(integration::Mapper)),
+        )
     }
 
     fn consumers(&self) -> Vec<Consumer> {
         let b = &self.backbone;
+        let consent = consent::ConsentGuard {
+            people: store::cqrs(b.pool.clone(), SCHEMA, ()),
+            people_store: Arc::new(store::event_store(b.pool.clone(), SCHEMA)),
+            referrals: self.cqrs.clone(),
+        };
         let handler = Arc::new(handlers::Handlers {
             cqrs: self.cqrs.clone(),
+            consent,
             acceptance_due: b.settings.acceptance_due,
             first_contact_due: b.settings.first_contact_due,
         });

@@ -15,7 +15,8 @@ use careloop_backbone::{Metadata, Shutdown};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use crate::domain::{DueKind, Referral, ReferralCommand};
+use crate::domain::{Referral, ReferralCommand};
+use crate::read_model;
 
 #[derive(Clone)]
 pub struct OverdueCheck {
@@ -27,26 +28,10 @@ impl OverdueCheck {
     /// One pass as of `now` (the injectable clock); returns how many referrals it
     /// asked to mark.
     pub async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
-        let due: Vec<(String, String)> = sqlx::query_as(
-            "SELECT referral_id, 'acceptance' FROM referral.referrals
-             WHERE status = 'received' AND NOT acceptance_overdue AND acceptance_due_at <= $1
-             UNION ALL
-             SELECT referral_id, 'first_contact' FROM referral.referrals
-             WHERE status IN ('received', 'accepted') AND NOT first_contact_overdue
-               AND first_contact_due_at <= $1
-             LIMIT 500",
-        )
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
+        let due = read_model::due_for_marking(&self.pool, now, 500).await?;
         let meta = Metadata::new(uuid::Uuid::new_v4().to_string()).actor("deadline check");
         for (id, kind) in &due {
-            let kind = if kind == "acceptance" {
-                DueKind::Acceptance
-            } else {
-                DueKind::FirstContact
-            };
-            let cmd = ReferralCommand::MarkOverdue { kind, now };
+            let cmd = ReferralCommand::MarkOverdue { kind: *kind, now };
             store::tolerate_refusal(store::execute(&self.cqrs, id, cmd, &meta).await)?;
         }
         Ok(due.len())

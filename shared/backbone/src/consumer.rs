@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::{self, AckKind};
+use careloop_backoff::Backoff;
 use careloop_config::Namespace;
 use careloop_events::Payload;
 use careloop_events::v1::Envelope;
@@ -47,6 +48,11 @@ use crate::store::Metadata;
 /// How long an event may wait in the stream for its predecessor before it is applied
 /// anyway. Only a lost or unpublishable predecessor waits this long.
 pub const STALL_LIMIT: Duration = Duration::from_secs(600);
+
+/// How long a failed message waits before its next delivery.
+const REDELIVERY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(12_800));
+/// How long the consumer waits while its stream or consumer cannot be reached.
+const UNAVAILABLE: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
 
 /// A decoded integration event.
 #[derive(Debug, Clone)]
@@ -72,9 +78,23 @@ pub trait EventHandler: Send + Sync + 'static {
     async fn handle(&self, event: &Incoming, tx: &mut PgConnection) -> anyhow::Result<()>;
 }
 
-/// What became of one delivery.
+/// Several handlers of one consumer, run in order in the same transaction (a service
+/// hosting another part, like the measures, adds its handler to its own).
+pub struct Chain(pub Vec<Arc<dyn EventHandler>>);
+
+#[async_trait::async_trait]
+impl EventHandler for Chain {
+    async fn handle(&self, event: &Incoming, tx: &mut PgConnection) -> anyhow::Result<()> {
+        for handler in &self.0 {
+            handler.handle(event, tx).await?;
+        }
+        Ok(())
+    }
+}
+
+/// What became of one delivery of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Disposition {
     Applied,
     Duplicate,
     /// An earlier event of the same aggregate has not been applied yet.
@@ -154,7 +174,7 @@ impl Consumer {
 
     /// Consumes until `shutdown`; the message in hand is finished first.
     pub async fn run(self, mut shutdown: Shutdown) {
-        let mut backoff = Duration::from_millis(200);
+        let mut retries = UNAVAILABLE.start();
         while !shutdown.is_triggered() {
             let messages = match self.ensure().await {
                 Ok(c) => c.messages().await.map_err(anyhow::Error::from),
@@ -165,14 +185,13 @@ impl Consumer {
                 Err(e) => {
                     tracing::warn!(consumer = %self.durable_name(), error = %e, "consumer unavailable; retrying");
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = retries.wait() => {}
                         _ = shutdown.wait() => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
             };
-            backoff = Duration::from_millis(200);
+            retries.reset();
             loop {
                 let next = tokio::select! {
                     m = messages.next() => m,
@@ -208,11 +227,12 @@ impl Consumer {
             .process(msg.subject.as_str(), &msg.payload, delivered, in_stream_for)
             .await;
         let ack = match &outcome {
-            Outcome::Applied | Outcome::Duplicate | Outcome::DeadLettered => AckKind::Ack,
-            Outcome::NotYet => AckKind::Nak(Some(Duration::from_millis(20))),
-            Outcome::Failed(_) => {
-                let exp = (delivered.clamp(1, 8) - 1) as u32;
-                AckKind::Nak(Some(Duration::from_millis(100) * 2u32.pow(exp)))
+            Disposition::Applied | Disposition::Duplicate | Disposition::DeadLettered => {
+                AckKind::Ack
+            }
+            Disposition::NotYet => AckKind::Nak(Some(Duration::from_millis(20))),
+            Disposition::Failed(_) => {
+                AckKind::Nak(Some(REDELIVERY.delay(delivered.clamp(1, 64) as u32)))
             }
         };
         if let Err(e) = msg.ack_with(ack).await {
@@ -229,7 +249,7 @@ impl Consumer {
         bytes: &[u8],
         delivered: i64,
         in_stream_for: Duration,
-    ) -> Outcome {
+    ) -> Disposition {
         let envelope = match Envelope::decode(bytes) {
             Ok(e) => e,
             Err(e) => {
@@ -252,7 +272,7 @@ impl Consumer {
                 tracing::debug!("unknown payload; skipped");
                 return match self.apply(&envelope, None, stalled).await {
                     Ok(o) => o,
-                    Err(e) => Outcome::Failed(format!("{:#}", e.error())),
+                    Err(e) => Disposition::Failed(format!("{:#}", e.error())),
                 };
             };
             let incoming = Incoming {
@@ -263,7 +283,7 @@ impl Consumer {
                 Ok(outcome) => outcome,
                 Err(ApplyError::Infrastructure(e)) => {
                     tracing::warn!(error = %format!("{e:#}"), "could not apply; will retry");
-                    Outcome::Failed(format!("{e:#}"))
+                    Disposition::Failed(format!("{e:#}"))
                 }
                 Err(ApplyError::Handler(e)) => {
                     let err = format!("{e:#}");
@@ -274,7 +294,7 @@ impl Consumer {
                             .await
                     } else {
                         tracing::warn!(error = %err, failures, "handler failed; will retry");
-                        Outcome::Failed(err)
+                        Disposition::Failed(err)
                     }
                 }
             }
@@ -288,17 +308,17 @@ impl Consumer {
         envelope: &Envelope,
         incoming: Option<&Incoming>,
         stalled: bool,
-    ) -> Result<Outcome, ApplyError> {
+    ) -> Result<Disposition, ApplyError> {
         let infra = |e: sqlx::Error| ApplyError::Infrastructure(e.into());
         let mut tx = self.pool.begin().await.map_err(infra)?;
         let last = self.lock_position(&mut tx, envelope).await.map_err(infra)?;
         let seq = envelope.aggregate_sequence as i64;
         if seq <= last {
-            return Ok(Outcome::Duplicate);
+            return Ok(Disposition::Duplicate);
         }
         if envelope.previous_sequence as i64 > last {
             if !stalled {
-                return Ok(Outcome::NotYet);
+                return Ok(Disposition::NotYet);
             }
             tracing::error!(
                 aggregate_id = %envelope.aggregate_id,
@@ -314,7 +334,7 @@ impl Consumer {
         }
         self.set_position(&mut tx, envelope).await.map_err(infra)?;
         tx.commit().await.map_err(infra)?;
-        Ok(Outcome::Applied)
+        Ok(Disposition::Applied)
     }
 
     /// Serialises this consumer's work on one source aggregate and reads how far it
@@ -386,7 +406,7 @@ impl Consumer {
         bytes: &[u8],
         error: &str,
         failures: i64,
-    ) -> Outcome {
+    ) -> Disposition {
         let result: anyhow::Result<()> = async {
             let mut tx = self.pool.begin().await?;
             if let Some(env) = envelope {
@@ -421,8 +441,8 @@ impl Consumer {
         }
         .await;
         match result {
-            Ok(()) => Outcome::DeadLettered,
-            Err(e) => Outcome::Failed(format!("dead-lettering failed: {e:#}")),
+            Ok(()) => Disposition::DeadLettered,
+            Err(e) => Disposition::Failed(format!("dead-lettering failed: {e:#}")),
         }
     }
 }

@@ -63,6 +63,7 @@ pub async fn connect(database_url: &str) -> anyhow::Result<PgPool> {
 
 /// One migration: a name (applied once, in order) and its SQL, in which `{schema}`
 /// stands for the service's schema.
+#[derive(Debug, Clone, Copy)]
 pub struct Migration {
     pub name: &'static str,
     pub sql: &'static str,

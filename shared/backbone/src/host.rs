@@ -91,12 +91,19 @@ pub trait Service: Send + Sync + 'static {
     fn migrations(&self) -> &'static [Migration];
     /// The service's `/v1` (and other) routes, state applied.
     fn routes(&self) -> Router;
-    /// The outbox relay publishing this service's integration events.
-    fn relay(&self) -> Relay;
+    /// The outbox relay publishing this service's integration events (`None` for a
+    /// service that publishes nothing).
+    fn relay(&self) -> Option<Relay>;
     /// One durable consumer per service whose events this one consumes.
     fn consumers(&self) -> Vec<Consumer>;
-    /// The read models this service keeps.
+    /// The read models this service keeps (`careloop replay` rebuilds each).
     fn projections(&self) -> Vec<ProjectionRunner>;
+    /// Work fed from the service's own events like a projection, with a stored
+    /// position, whose effects are not a read model and must not be redone by a
+    /// replay (the closed loop's delivery outbox, for example).
+    fn reactors(&self) -> Vec<ProjectionRunner> {
+        Vec::new()
+    }
     /// Other background work (deadline checks, webhook delivery), stopped by `shutdown`.
     fn workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
         let _ = shutdown;
@@ -165,11 +172,11 @@ impl Host {
         let mut tasks = Vec::new();
         for s in &self.services {
             metrics::register(s.name());
-            tasks.push(tokio::spawn(s.relay().run(shutdown.clone())));
+            tasks.extend(s.relay().map(|r| tokio::spawn(r.run(shutdown.clone()))));
             for c in s.consumers() {
                 tasks.push(tokio::spawn(c.run(shutdown.clone())));
             }
-            for p in s.projections() {
+            for p in s.projections().into_iter().chain(s.reactors()) {
                 tasks.push(tokio::spawn(p.run(shutdown.clone())));
             }
             tasks.extend(s.workers(shutdown));

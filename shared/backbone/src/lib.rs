@@ -22,7 +22,7 @@ pub mod relay;
 pub mod shutdown;
 pub mod store;
 
-pub use consumer::{Consumer, EventHandler, Incoming};
+pub use consumer::{Chain, Consumer, Disposition, EventHandler, Incoming};
 pub use host::{Backbone, Host, Service};
 pub use outbox::StoredEvent;
 pub use projection::{Projection, ProjectionRunner};

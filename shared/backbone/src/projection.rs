@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use careloop_backoff::Backoff;
 use sqlx::{PgConnection, PgPool};
 
 use crate::metrics;
@@ -20,6 +21,11 @@ pub trait Projection: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// The tables this projection owns (schema-qualified), emptied by replay.
     fn tables(&self) -> &'static [&'static str];
+    /// The event types it applies (`None`: every event of the schema). Others are
+    /// not even read.
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        None
+    }
     /// Applies one event to the read model.
     async fn apply(&self, event: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()>;
 }
@@ -29,16 +35,23 @@ pub struct ProjectionRunner {
     pool: PgPool,
     schema: &'static str,
     projection: Arc<dyn Projection>,
+    types: Option<Vec<String>>,
 }
 
 const BATCH: i64 = 500;
+/// How long a projection waits after a failed batch.
+const RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
 
 impl ProjectionRunner {
     pub fn new(pool: PgPool, schema: &'static str, projection: Arc<dyn Projection>) -> Self {
+        let types = projection
+            .event_types()
+            .map(|t| t.iter().map(|s| s.to_string()).collect());
         ProjectionRunner {
             pool,
             schema,
             projection,
+            types,
         }
     }
 
@@ -54,7 +67,8 @@ impl ProjectionRunner {
     pub async fn step(&self) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await?;
         let cursor = outbox::lock_cursor(&mut tx, self.schema, &self.cursor_name()).await?;
-        let events = outbox::read_after(&mut tx, self.schema, &cursor, None, BATCH).await?;
+        let events =
+            outbox::read_after(&mut tx, self.schema, &cursor, self.types.as_deref(), BATCH).await?;
         for event in &events {
             self.projection.apply(event, &mut tx).await.map_err(|e| {
                 e.context(format!(
@@ -100,16 +114,18 @@ impl ProjectionRunner {
 
     pub async fn run(self, mut shutdown: Shutdown) {
         let mut wakeup = Wakeup::new(self.pool.clone(), self.schema, Duration::from_millis(500));
+        let mut retries = RETRY.start();
         while !shutdown.is_triggered() {
             if let Err(e) = self.catch_up().await {
                 tracing::error!(projection = self.name(), error = %format!("{e:#}"), "projection failed; will retry");
                 self.pending().await;
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = retries.wait() => {}
                     _ = shutdown.wait() => {}
                 }
                 continue;
             }
+            retries.reset();
             let pending = self.pending().await;
             tokio::select! {
                 _ = wakeup.wait(pending > 0) => {}
@@ -124,7 +140,14 @@ impl ProjectionRunner {
         let Ok(mut conn) = self.pool.acquire().await else {
             return 0;
         };
-        match outbox::pending(&mut conn, self.schema, &self.cursor_name(), None).await {
+        match outbox::pending(
+            &mut conn,
+            self.schema,
+            &self.cursor_name(),
+            self.types.as_deref(),
+        )
+        .await
+        {
             Ok((n, oldest)) => {
                 let lag = oldest
                     .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)

@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::HeaderMap;
 use async_nats::jetstream;
+use careloop_backoff::Backoff;
 use careloop_config::Namespace;
 use careloop_events::v1::Envelope;
 use careloop_events::{Payload, timestamp};
@@ -58,6 +59,8 @@ pub struct Batch {
 
 const CURSOR: &str = "relay";
 const BATCH: i64 = 256;
+/// How long the relay waits after a failed pass (NATS or Postgres unavailable).
+const RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 impl Relay {
     pub fn new(
@@ -189,11 +192,11 @@ impl Relay {
     /// Runs until `shutdown`, waking on new events and retrying with backoff on errors.
     pub async fn run(self, mut shutdown: Shutdown) {
         let mut wakeup = Wakeup::new(self.pool.clone(), self.schema, Duration::from_millis(500));
-        let mut backoff = Duration::from_millis(100);
+        let mut retries = RETRY.start();
         while !shutdown.is_triggered() {
             match self.publish_pending().await {
                 Ok(_) => {
-                    backoff = Duration::from_millis(100);
+                    retries.reset();
                     let pending = self.pending().await;
                     tokio::select! {
                         _ = wakeup.wait(pending > 0) => {}
@@ -204,10 +207,9 @@ impl Relay {
                     tracing::warn!(service = self.service, error = %format!("{e:#}"), "relay pass failed; will retry");
                     self.pending().await;
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = retries.wait() => {}
                         _ = shutdown.wait() => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

@@ -9,10 +9,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use careloop_backoff::Backoff;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
+
+/// Retries of a command that lost an optimistic-concurrency race: short, spread by
+/// jitter so racing writers do not collide again in step.
+const CONFLICT: Backoff =
+    Backoff::new(Duration::from_millis(5), Duration::from_millis(80)).with_jitter(1.0);
 
 pub type EventStore<A> = PersistedEventStore<PostgresEventRepository, A>;
 pub type Cqrs<A> = CqrsFramework<A, EventStore<A>>;
@@ -79,17 +85,14 @@ where
     A: Aggregate + Send + Sync,
     A::Command: Clone,
 {
-    let mut attempt = 0u32;
+    let mut retries = CONFLICT.start();
     loop {
         match cqrs
             .execute_with_metadata(aggregate_id, command.clone(), metadata.to_map())
             .await
         {
-            Err(AggregateError::AggregateConflict) if attempt < 8 => {
-                attempt += 1;
-                // Spread the retries so racing writers do not collide again in step.
-                let jitter = uuid::Uuid::new_v4().as_u128() as u64 % 15;
-                tokio::time::sleep(Duration::from_millis(5 * attempt as u64 + jitter)).await;
+            Err(AggregateError::AggregateConflict) if retries.attempts() < 8 => {
+                retries.wait().await;
             }
             other => return other,
         }

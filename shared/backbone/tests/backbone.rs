@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use careloop_backbone::consumer::Outcome;
+use careloop_backbone::consumer::Disposition;
 use careloop_backbone::db::{self, Migration};
 use careloop_backbone::{
     Backbone, Consumer, EventHandler, Incoming, IntegrationMapper, Relay, Shutdown, StoredEvent,
@@ -35,6 +35,7 @@ impl IntegrationMapper for PingMapper {
             referral_id: e.aggregate_id.clone(),
             outcome: e.sequence.to_string(),
             reason: String::new(),
+            ..Default::default()
         }))
     }
 }
@@ -230,11 +231,11 @@ async fn a_redelivered_message_changes_nothing() {
 
     assert_eq!(
         consumer.process(&msg.0, &msg.1, 1, Duration::ZERO).await,
-        Outcome::Applied
+        Disposition::Applied
     );
     assert_eq!(
         consumer.process(&msg.0, &msg.1, 2, Duration::ZERO).await,
-        Outcome::Duplicate
+        Disposition::Duplicate
     );
     assert_eq!(f.count("SELECT count(*) FROM demo.effects").await, 1);
 }

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use careloop_events::Priority;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DueTimes {
     pub asap: Duration,
@@ -12,11 +14,11 @@ pub struct DueTimes {
 }
 
 impl DueTimes {
-    pub fn for_priority(&self, priority: &str) -> Duration {
+    pub fn for_priority(&self, priority: Priority) -> Duration {
         match priority {
-            "asap" => self.asap,
-            "urgent" => self.urgent,
-            _ => self.routine,
+            Priority::Asap => self.asap,
+            Priority::Urgent => self.urgent,
+            Priority::Routine => self.routine,
         }
     }
 }
@@ -32,11 +34,11 @@ impl TryFrom<&str> for DueTimes {
                 .ok_or_else(|| format!("expected priority=duration, got {part:?}"))?;
             let d = parse_duration(amount.trim())
                 .ok_or_else(|| format!("{amount:?} is not a duration like 24h, 90m or 3d"))?;
-            match key.trim() {
-                "asap" => asap = Some(d),
-                "urgent" => urgent = Some(d),
-                "routine" => routine = Some(d),
-                other => return Err(format!("unknown priority {other:?}")),
+            match Priority::parse(key.trim()) {
+                Some(Priority::Asap) => asap = Some(d),
+                Some(Priority::Urgent) => urgent = Some(d),
+                Some(Priority::Routine) => routine = Some(d),
+                None => return Err(format!("unknown priority {:?}", key.trim())),
             }
         }
         match (asap, urgent, routine) {

@@ -1,45 +1,24 @@
 //! Integration events exchanged between careloop services (`careloop.events.v1`).
 //!
-//! Generated from `proto/` at build time. Every message on NATS is one [`v1::Envelope`]
+//! Generated from `proto/` at build time; the `contract` module (re-exported here) holds the plain
+//! Rust values services share (statuses, priorities, outcomes, matching inputs) with
+//! their conversions. Every message on NATS is one [`v1::Envelope`]
 //! whose `payload` is one of the event messages; none of them carries PHI.
 
 pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/careloop.events.v1.rs"));
 }
 
+mod contract;
 mod time;
 
+pub use contract::{
+    Channel, ContactOutcome, MatchingInputs, PlanOutcome, Priority, READMISSION_WINDOW_DAYS,
+    ReferralStatus, is_readmission, readmission_window,
+};
 pub use time::{from_timestamp, timestamp};
 
 pub use v1::envelope::Payload;
-
-impl v1::Priority {
-    /// A raw field value; anything unknown reads as routine.
-    pub fn of(raw: i32) -> Self {
-        match Self::try_from(raw) {
-            Ok(Self::Unspecified) | Err(_) => Self::Routine,
-            Ok(p) => p,
-        }
-    }
-
-    /// The name careloop's APIs use: asap | urgent | routine.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Asap => "asap",
-            Self::Urgent => "urgent",
-            Self::Routine | Self::Unspecified => "routine",
-        }
-    }
-
-    /// From that name; anything else reads as routine.
-    pub fn from_name(name: &str) -> Self {
-        match name {
-            "asap" => Self::Asap,
-            "urgent" => Self::Urgent,
-            _ => Self::Routine,
-        }
-    }
-}
 
 impl Payload {
     /// The event's message name, which is also the last token of its NATS subject.

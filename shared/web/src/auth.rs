@@ -13,77 +13,15 @@ use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::Problem;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Hospital,
-    Coordinator,
-    Peer,
-    Admin,
-}
+pub use careloop_access::{AccessDenied, Principal, Role};
 
-impl Role {
-    pub const ALL: [Role; 4] = [Role::Hospital, Role::Coordinator, Role::Peer, Role::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Hospital => "hospital",
-            Role::Coordinator => "coordinator",
-            Role::Peer => "peer",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role {s:?}; use hospital, coordinator, peer or admin"))
-    }
-}
-
-/// The verified claims of a request's token.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Principal {
-    pub sub: String,
-    pub role: Role,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub facility: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peer_id: Option<String>,
-    /// Expiry, seconds since the Unix epoch.
-    pub exp: i64,
-}
-
-impl Principal {
-    /// 403 unless the principal has one of `roles`.
-    pub fn require(&self, roles: &[Role]) -> Result<(), Problem> {
-        if roles.contains(&self.role) {
-            Ok(())
-        } else {
-            Err(Problem::forbidden(format!(
-                "role {} may not do this; allowed: {}",
-                self.role.as_str(),
-                roles
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )))
-        }
-    }
-
-    /// Hospitals see only their own facility's referrals; other roles see all.
-    pub fn may_see_facility(&self, facility: &str) -> bool {
-        self.role != Role::Hospital || self.facility.as_deref() == Some(facility)
+impl From<AccessDenied> for Problem {
+    fn from(e: AccessDenied) -> Self {
+        Problem::forbidden(e.0)
     }
 }
 
@@ -180,7 +118,19 @@ impl Authenticator {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Principal {
+/// The extractor of a request's verified [`Principal`] (a newtype, since the
+/// principal type lives in `careloop-access`); derefs to the principal.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Principal);
+
+impl std::ops::Deref for Authenticated {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
@@ -196,7 +146,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
             .ok_or_else(|| {
                 Problem::unauthorized("missing bearer token (Authorization: Bearer ...)")
             })?;
-        auth.verify(token.trim()).map_err(Problem::unauthorized)
+        auth.verify(token.trim())
+            .map(Authenticated)
+            .map_err(Problem::unauthorized)
     }
 }
 

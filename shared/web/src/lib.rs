@@ -10,7 +10,7 @@ pub mod json;
 pub mod problem;
 pub mod query;
 
-pub use auth::{Authenticator, Principal, Role};
+pub use auth::{AccessDenied, Authenticated, Authenticator, Principal, Role};
 pub use correlation::CorrelationId;
 pub use json::ApiJson;
 pub use problem::Problem;

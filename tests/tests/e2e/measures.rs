@@ -254,9 +254,7 @@ async fn the_measures_equal_hand_computed_numbers_and_carry_no_phi() {
     // The same numbers on /metrics (as of now, one hour after as_of: R5's discharge
     // and its reach are then inside the 7-day window too).
     let pool = sqlx_pool(&app).await;
-    careloop_follow_up::measures::metrics::refresh(&pool)
-        .await
-        .unwrap();
+    careloop_measures::metrics::refresh(&pool).await.unwrap();
     let text = app
         .http
         .get(format!("{}/metrics", app.base))

@@ -3,7 +3,9 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Channel, CloseOutcome, Outcome, SupportType};
+use careloop_events::{ContactOutcome, PlanOutcome, Priority};
+
+use super::{Channel, SupportType};
 
 /// One contact attempt as a peer reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -11,7 +13,7 @@ pub struct Contact {
     pub contact_id: String,
     pub occurred_at: DateTime<Utc>,
     pub channel: Channel,
-    pub outcome: Outcome,
+    pub outcome: ContactOutcome,
     pub support_types: Vec<SupportType>,
     pub duration_minutes: Option<u32>,
     pub notes: Option<String>,
@@ -38,21 +40,25 @@ impl From<&careloop_config::FollowUpProtocol> for Protocol {
     }
 }
 
+/// What a plan starts from: the assignment (PeerAssigned) and the protocol.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanStart {
+    pub peer_id: String,
+    pub person_ref: String,
+    pub facility: String,
+    pub priority: Priority,
+    pub discharged_at: DateTime<Utc>,
+    pub first_contact_due_at: DateTime<Utc>,
+    pub protocol: Protocol,
+    /// The routing attempt of the assignment (a rerouted referral starts again).
+    pub attempt: u32,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum FollowUpCommand {
     /// A peer was assigned (from PeerAssigned): the plan starts, or moves to the new
     /// peer with its history.
-    Start {
-        peer_id: String,
-        person_ref: String,
-        facility: String,
-        priority: String,
-        discharged_at: DateTime<Utc>,
-        first_contact_due_at: DateTime<Utc>,
-        protocol: Protocol,
-        /// The routing attempt of the assignment (a rerouted referral starts again).
-        attempt: u32,
-    },
+    Start(Box<PlanStart>),
     /// The peer gave the referral back (from PeerUnassigned).
     Unassign { peer_id: String },
     /// A peer (or a coordinator on their behalf) logs a contact attempt.
@@ -75,7 +81,7 @@ pub enum FollowUpCommand {
     Resume { reason: String },
     /// The peer (or a coordinator) closes the plan with an outcome.
     Close {
-        outcome: CloseOutcome,
+        outcome: PlanOutcome,
         reason: String,
         by_peer: Option<String>,
     },

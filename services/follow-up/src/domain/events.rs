@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
+use careloop_events::{PlanOutcome, Priority};
+
 use super::Contact;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,29 +19,11 @@ pub enum Channel {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Reached,
-    NoAnswer,
-    LeftMessage,
-    Declined,
-    Unreachable,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum SupportType {
     Emotional,
     Informational,
     Instrumental,
     Affiliational,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CloseOutcome {
-    Completed,
-    Failed,
-    Cancelled,
 }
 
 /// The wire name of a serde unit variant (`in_person`).
@@ -65,7 +49,7 @@ pub enum FollowUpEvent {
         peer_id: String,
         person_ref: String,
         facility: String,
-        priority: String,
+        priority: Priority,
         discharged_at: DateTime<Utc>,
         ends_at: DateTime<Utc>,
         checkpoints: Vec<CheckpointPlan>,
@@ -107,7 +91,7 @@ pub enum FollowUpEvent {
         resumed: bool,
     },
     FollowUpClosed {
-        outcome: CloseOutcome,
+        outcome: PlanOutcome,
         reason: String,
         /// A newer routing attempt may reopen the plan (a rejected referral).
         #[serde(default)]

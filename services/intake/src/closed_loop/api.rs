@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use careloop_web::{ApiJson, Principal, Problem, Role};
+use careloop_web::{ApiJson, Authenticated, Principal, Problem, Role};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -37,7 +37,7 @@ struct WebhookRequest {
 
 async fn configure(
     State(pool): State<PgPool>,
-    principal: Principal,
+    principal: Authenticated,
     Path(facility): Path<String>,
     ApiJson(body): ApiJson<WebhookRequest>,
 ) -> Result<Json<serde_json::Value>, Problem> {
@@ -88,7 +88,7 @@ struct DeliveryRow {
 
 async fn deliveries(
     State(pool): State<PgPool>,
-    principal: Principal,
+    principal: Authenticated,
     Path(facility): Path<String>,
     careloop_web::ApiQuery(q): careloop_web::ApiQuery<DeliveriesQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {

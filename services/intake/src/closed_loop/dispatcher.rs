@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use careloop_backbone::Shutdown;
+use careloop_backoff::Backoff;
 use sqlx::PgPool;
 
 use super::signature;
@@ -139,10 +140,9 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// The wait after the `attempt`-th failure.
+    /// The wait after the `attempt`-th failure: the base doubling, at most an hour.
     pub fn backoff(&self, attempt: i32) -> Duration {
-        let factor = 2u32.saturating_pow((attempt - 1).clamp(0, 20) as u32);
-        (self.retry_base * factor).min(Duration::from_secs(3600))
+        Backoff::new(self.retry_base, Duration::from_secs(3600)).delay(attempt.max(1) as u32)
     }
 
     pub async fn run(self, mut shutdown: Shutdown) {

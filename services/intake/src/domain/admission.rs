@@ -8,14 +8,14 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AdmissionFacts {
+pub struct AdmissionDetails {
     pub person_ref: String,
     pub facility: String,
     pub admitted_at: DateTime<Utc>,
     pub unit: String,
 }
 
-impl AdmissionFacts {
+impl AdmissionDetails {
     pub fn admission_id(&self) -> String {
         uuid::Uuid::new_v5(
             &uuid::Uuid::NAMESPACE_URL,
@@ -40,7 +40,7 @@ pub struct Admission {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AdmissionCommand {
-    Record(AdmissionFacts),
+    Record(AdmissionDetails),
     /// The hospital cancelled the admission (HL7 A11).
     Cancel {
         reason: String,
@@ -49,7 +49,7 @@ pub enum AdmissionCommand {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AdmissionEvent {
-    AdmissionRecorded(AdmissionFacts),
+    AdmissionRecorded(AdmissionDetails),
     AdmissionCancelled { reason: String, person_ref: String },
 }
 
@@ -70,12 +70,6 @@ impl DomainEvent for AdmissionEvent {
 /// Recording an admission is never refused; the same one twice records it once.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum AdmissionError {}
-
-impl From<AdmissionError> for careloop_web::Problem {
-    fn from(e: AdmissionError) -> Self {
-        match e {}
-    }
-}
 
 impl Aggregate for Admission {
     const TYPE: &'static str = "Admission";
@@ -124,8 +118,8 @@ mod tests {
     use super::*;
     use cqrs_es::test::TestFramework;
 
-    fn facts() -> AdmissionFacts {
-        AdmissionFacts {
+    fn facts() -> AdmissionDetails {
+        AdmissionDetails {
             person_ref: "p1".into(),
             facility: "st-marys".into(),
             admitted_at: "2026-12-01T09:00:00Z".parse().unwrap(),

@@ -5,6 +5,8 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use super::Consent;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Identifier {
@@ -30,26 +32,18 @@ pub struct PersonDetails {
     pub language: String,
 }
 
-/// A consent to peer-support referral, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConsentRecord {
-    pub scope: String,
-    pub granted_at: chrono::DateTime<chrono::Utc>,
-    pub recorded_by: String,
-}
-
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Person {
     pub details: Option<PersonDetails>,
     /// The consent in force, if any (revoking clears it).
-    pub consent: Option<ConsentRecord>,
+    pub consent: Option<Consent>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PersonCommand {
     /// Records the person, or what changed since the last referral.
     Record(PersonDetails),
-    RecordConsent(ConsentRecord),
+    RecordConsent(Consent),
     RevokeConsent {
         revoked_at: chrono::DateTime<chrono::Utc>,
         reason: String,
@@ -60,7 +54,7 @@ pub enum PersonCommand {
 pub enum PersonEvent {
     PersonRegistered(PersonDetails),
     PersonDetailsUpdated(PersonDetails),
-    ConsentRecorded(ConsentRecord),
+    Consented(Consent),
     ConsentRevoked {
         revoked_at: chrono::DateTime<chrono::Utc>,
         reason: String,
@@ -72,7 +66,7 @@ impl DomainEvent for PersonEvent {
         match self {
             PersonEvent::PersonRegistered(_) => "PersonRegistered",
             PersonEvent::PersonDetailsUpdated(_) => "PersonDetailsUpdated",
-            PersonEvent::ConsentRecorded(_) => "ConsentRecorded",
+            PersonEvent::Consented(_) => "Consented",
             PersonEvent::ConsentRevoked { .. } => "ConsentRevoked",
         }
         .to_string()
@@ -87,12 +81,6 @@ impl DomainEvent for PersonEvent {
 pub enum PersonError {
     #[error("no such person")]
     NotFound,
-}
-
-impl From<PersonError> for careloop_web::Problem {
-    fn from(e: PersonError) -> Self {
-        careloop_web::Problem::not_found(e.to_string())
-    }
 }
 
 impl Aggregate for Person {
@@ -115,7 +103,7 @@ impl Aggregate for Person {
                     return Err(PersonError::NotFound);
                 }
                 if self.consent.as_ref() != Some(&c) {
-                    sink.write(PersonEvent::ConsentRecorded(c), self).await;
+                    sink.write(PersonEvent::Consented(c), self).await;
                 }
                 return Ok(());
             }
@@ -156,7 +144,7 @@ impl Aggregate for Person {
             PersonEvent::PersonRegistered(d) | PersonEvent::PersonDetailsUpdated(d) => {
                 self.details = Some(d)
             }
-            PersonEvent::ConsentRecorded(c) => self.consent = Some(c),
+            PersonEvent::Consented(c) => self.consent = Some(c),
             PersonEvent::ConsentRevoked { .. } => self.consent = None,
         }
     }

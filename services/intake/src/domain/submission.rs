@@ -15,8 +15,8 @@ pub enum RiskLevel {
 
 impl RiskLevel {
     /// high → asap, moderate → urgent, low → routine.
-    pub fn priority(self) -> careloop_events::v1::Priority {
-        use careloop_events::v1::Priority as P;
+    pub fn priority(self) -> careloop_events::Priority {
+        use careloop_events::Priority as P;
         match self {
             RiskLevel::High => P::Asap,
             RiskLevel::Moderate => P::Urgent,
@@ -33,6 +33,8 @@ impl RiskLevel {
     }
 }
 
+/// A consent to peer-support referral: given with a referral, and kept on the
+/// person while in force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Consent {
@@ -51,14 +53,14 @@ pub struct Preferences {
     pub contact_modes: Vec<String>,
 }
 
-/// Everything about a submitted referral that intake keeps.
+/// A submitted referral as intake stores it (the ReferralSubmitted event), made by
+/// [`super::NewReferral::submitted_for`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Submitted {
+pub struct SubmittedReferral {
     pub referral_id: String,
     pub person_ref: String,
     pub facility: String,
-    /// api | fhir | hl7
-    pub channel: String,
+    pub channel: careloop_events::Channel,
     pub discharged_at: DateTime<Utc>,
     pub unit: String,
     pub risk_level: RiskLevel,
@@ -71,6 +73,20 @@ pub struct Submitted {
     pub notes: Option<String>,
 }
 
+impl SubmittedReferral {
+    /// What peer matching may know: nothing that identifies the person.
+    pub fn matching(&self) -> careloop_events::MatchingInputs {
+        careloop_events::MatchingInputs {
+            language: self.language.clone(),
+            preferred_peer_gender: self.preferences.peer_gender.clone(),
+            lived_experience: self.preferences.lived_experience.clone(),
+            contact_modes: self.preferences.contact_modes.clone(),
+            region: self.region.clone(),
+            needs: self.needs.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ReferralSubmission {
     pub submitted: bool,
@@ -80,7 +96,7 @@ pub struct ReferralSubmission {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SubmissionCommand {
-    Submit(Box<Submitted>),
+    Submit(Box<SubmittedReferral>),
     /// The hospital takes the referral back (HL7 A13: the discharge was cancelled).
     Withdraw {
         reason: String,
@@ -89,7 +105,7 @@ pub enum SubmissionCommand {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum SubmissionEvent {
-    ReferralSubmitted(Box<Submitted>),
+    ReferralSubmitted(Box<SubmittedReferral>),
     ReferralWithdrawn { reason: String, facility: String },
 }
 
@@ -111,12 +127,6 @@ impl DomainEvent for SubmissionEvent {
 pub enum SubmissionError {
     #[error("this referral was submitted already")]
     AlreadySubmitted,
-}
-
-impl From<SubmissionError> for careloop_web::Problem {
-    fn from(e: SubmissionError) -> Self {
-        careloop_web::Problem::conflict(e.to_string())
-    }
 }
 
 impl Aggregate for ReferralSubmission {
@@ -169,12 +179,12 @@ mod tests {
 
     type Given = TestFramework<ReferralSubmission>;
 
-    fn submitted() -> Submitted {
-        Submitted {
+    fn submitted() -> SubmittedReferral {
+        SubmittedReferral {
             referral_id: "r1".into(),
             person_ref: "p1".into(),
             facility: "st-marys".into(),
-            channel: "api".into(),
+            channel: careloop_events::Channel::Api,
             discharged_at: "2026-11-20T15:30:00Z".parse().unwrap(),
             unit: "inpatient-psychiatry".into(),
             risk_level: RiskLevel::High,
@@ -211,7 +221,7 @@ mod tests {
 
     #[test]
     fn risk_level_sets_priority() {
-        use careloop_events::v1::Priority;
+        use careloop_events::Priority;
         assert_eq!(RiskLevel::High.priority(), Priority::Asap);
         assert_eq!(RiskLevel::Moderate.priority(), Priority::Urgent);
         assert_eq!(RiskLevel::Low.priority(), Priority::Routine);

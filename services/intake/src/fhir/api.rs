@@ -6,17 +6,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use careloop_backbone::Metadata;
-use careloop_web::{CorrelationId, Principal, Problem, Role};
+use careloop_web::{Authenticated, CorrelationId, Principal, Problem, Role};
 use chrono::Utc;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::collections::HashMap;
 
-use super::outcome::{FHIR_JSON, Outcome};
-use super::read::{self, At};
+use super::outcome::{FHIR_JSON, OperationOutcome};
+use super::read::{self, At, ServiceRequestFacts};
 use super::task;
-use crate::domain::ConsentRecord;
-use crate::reception::{Reception, ValidReferral};
+use crate::domain::{
+    Consent, Field, InvalidReferral, NewReferral, PersonDetails, Preferences, ReferralDraft,
+};
+use crate::reception::Reception;
 
 #[derive(Clone)]
 pub struct FhirState {
@@ -45,28 +47,79 @@ fn fhir(status: StatusCode, body: Value) -> Response {
 
 /// A hospital with its facility (or an admin or coordinator, who see every facility
 /// but cannot refer).
-fn hospital(principal: Result<Principal, Problem>) -> Result<(Principal, String), Outcome> {
-    let p = principal?;
+fn hospital(
+    principal: Result<Authenticated, Problem>,
+) -> Result<(Principal, String), OperationOutcome> {
+    let p = principal?.0;
     p.require(&[Role::Hospital])?;
     let facility = p.facility.clone().unwrap_or_default();
     Ok((p, facility))
 }
 
-fn parse(body: &[u8]) -> Result<Value, Outcome> {
+/// Where each part of a referral sits in the resources a client sent.
+struct Expressions<'a> {
+    patient: &'a str,
+    consent: &'a str,
+    discharge: &'a str,
+    service_request: &'a str,
+}
+
+impl Expressions<'_> {
+    fn outcome(&self, e: InvalidReferral) -> OperationOutcome {
+        let at = |base: &str, element: &str| format!("{base}.{element}");
+        let expression = match e.field {
+            Field::Facility => "Bundle".to_string(),
+            Field::Identifiers => at(self.patient, "identifier"),
+            Field::Identifier(i) => at(self.patient, &format!("identifier[{i}]")),
+            Field::Language => at(self.patient, "communication"),
+            Field::BirthDate => at(self.patient, "birthDate"),
+            Field::DischargedAt => self.discharge.to_string(),
+            Field::Unit => at(self.service_request, "extension"),
+            Field::ConsentGrantedAt => at(self.consent, "dateTime"),
+            Field::ConsentTerms => at(self.consent, "scope"),
+        };
+        OperationOutcome::invalid(expression, e.reason)
+    }
+}
+
+/// A referral from what a ServiceRequest says, for `person` with `consent`.
+fn new_referral(
+    facility: &str,
+    person: PersonDetails,
+    consent: Consent,
+    sr: ServiceRequestFacts,
+    where_: &Expressions<'_>,
+) -> Result<NewReferral, OperationOutcome> {
+    let draft = ReferralDraft {
+        facility: facility.to_string(),
+        channel: careloop_events::Channel::Fhir,
+        person,
+        discharged_at: sr.discharged_at,
+        unit: sr.unit,
+        risk_level: sr.risk_level,
+        consent,
+        needs: sr.needs,
+        preferences: Preferences::default(),
+        notes: sr.notes,
+    };
+    NewReferral::new(draft, Utc::now()).map_err(|e| where_.outcome(e))
+}
+
+fn parse(body: &[u8]) -> Result<Value, OperationOutcome> {
     let v: Value = serde_json::from_slice(body)
-        .map_err(|e| Outcome::structure(format!("the body is not JSON: {e}")))?;
+        .map_err(|e| OperationOutcome::structure(format!("the body is not JSON: {e}")))?;
     if !v.is_object() || v.get("resourceType").and_then(Value::as_str).is_none() {
-        return Err(Outcome::structure(
+        return Err(OperationOutcome::structure(
             "the body is not a FHIR resource (no resourceType)",
         ));
     }
     Ok(v)
 }
 
-fn expect_type(v: &Value, rt: &str) -> Result<(), Outcome> {
+fn expect_type(v: &Value, rt: &str) -> Result<(), OperationOutcome> {
     match v.get("resourceType").and_then(Value::as_str) {
         Some(t) if t == rt => Ok(()),
-        other => Err(Outcome::invalid(
+        other => Err(OperationOutcome::invalid(
             "resourceType",
             format!("expected a {rt}, got {}", other.unwrap_or("nothing")),
         )),
@@ -76,15 +129,15 @@ fn expect_type(v: &Value, rt: &str) -> Result<(), Outcome> {
 /// `POST /fhir`: a transaction Bundle with a Patient, a ServiceRequest and a Consent.
 async fn transaction(
     State(s): State<FhirState>,
-    principal: Result<Principal, Problem>,
+    principal: Result<Authenticated, Problem>,
     CorrelationId(correlation): CorrelationId,
     body: axum::body::Bytes,
-) -> Result<Response, Outcome> {
+) -> Result<Response, OperationOutcome> {
     let (principal, facility) = hospital(principal)?;
     let bundle = parse(&body)?;
     expect_type(&bundle, "Bundle")?;
     if bundle.get("type").and_then(Value::as_str) != Some("transaction") {
-        return Err(Outcome::invalid(
+        return Err(OperationOutcome::invalid(
             "Bundle.type",
             "Bundle.type must be transaction",
         ));
@@ -92,21 +145,23 @@ async fn transaction(
     let entries = bundle
         .get("entry")
         .and_then(Value::as_array)
-        .ok_or_else(|| Outcome::required("Bundle.entry"))?;
+        .ok_or_else(|| OperationOutcome::required("Bundle.entry"))?;
     let mut found: HashMap<&str, (usize, &Value, Option<&str>)> = HashMap::new();
     for (i, e) in entries.iter().enumerate() {
         let resource = e
             .get("resource")
-            .ok_or_else(|| Outcome::required(format!("Bundle.entry[{i}].resource")))?;
+            .ok_or_else(|| OperationOutcome::required(format!("Bundle.entry[{i}].resource")))?;
         let rt = resource
             .get("resourceType")
             .and_then(Value::as_str)
-            .ok_or_else(|| Outcome::required(format!("Bundle.entry[{i}].resource.resourceType")))?;
+            .ok_or_else(|| {
+                OperationOutcome::required(format!("Bundle.entry[{i}].resource.resourceType"))
+            })?;
         if found
             .insert(rt, (i, resource, e.get("fullUrl").and_then(Value::as_str)))
             .is_some()
         {
-            return Err(Outcome::invalid(
+            return Err(OperationOutcome::invalid(
                 format!("Bundle.entry[{i}]"),
                 format!("more than one {rt}: send one referral per Bundle"),
             ));
@@ -114,7 +169,7 @@ async fn transaction(
     }
     let take = |rt: &str| {
         found.get(rt).copied().ok_or_else(|| {
-            Outcome::invalid(
+            OperationOutcome::invalid(
                 "Bundle.entry",
                 format!(
                     "the Bundle needs a Patient, a ServiceRequest and a Consent; {rt} is missing"
@@ -140,53 +195,46 @@ async fn transaction(
         format!("Bundle.entry[{ci}].resource"),
     );
     if !points_at_patient(sr, "subject") {
-        return Err(Outcome::invalid(
+        return Err(OperationOutcome::invalid(
             format!("{sp}.subject"),
             "subject must reference the Bundle's Patient",
         ));
     }
     if !points_at_patient(consent, "patient") {
-        return Err(Outcome::invalid(
+        return Err(OperationOutcome::invalid(
             format!("{cp}.patient"),
             "patient must reference the Bundle's Patient",
         ));
     }
-    let now = Utc::now();
-    let person = read::patient(
-        At {
-            value: patient,
-            path: &pp,
-        },
-        now,
-    )?;
-    let (status, consent_facts) = read::consent(
-        At {
-            value: consent,
-            path: &cp,
-        },
-        now,
-    )?;
+    let person = read::patient(At {
+        value: patient,
+        path: &pp,
+    })?;
+    let (status, consent_facts) = read::consent(At {
+        value: consent,
+        path: &cp,
+    })?;
     if status != "active" {
-        return Err(Outcome::invalid(
+        return Err(OperationOutcome::invalid(
             format!("{cp}.status"),
             "a referral needs an active Consent",
         ));
     }
-    let submitted = read::service_request(
-        At {
-            value: sr,
-            path: &sp,
-        },
-        &facility,
-        &person.language,
-        consent_facts,
-        now,
-    )?;
+    let facts = read::service_request(At {
+        value: sr,
+        path: &sp,
+    })?;
+    let discharge = facts.discharge_expression.clone();
+    let where_ = Expressions {
+        patient: &pp,
+        consent: &cp,
+        discharge: &discharge,
+        service_request: &sp,
+    };
+    let referral = new_referral(&facility, person, consent_facts, facts, &where_)?;
+    let now = Utc::now();
     let meta = Metadata::new(correlation).actor(principal.role.as_str());
-    let accepted = s
-        .reception
-        .submit(ValidReferral { person, submitted }, &meta)
-        .await?;
+    let accepted = s.reception.submit(referral, &meta).await?;
     let created = if accepted.duplicate {
         "200 OK"
     } else {
@@ -219,10 +267,10 @@ async fn transaction(
 /// (`subject: Patient/{id}` as answered by a transaction), with consent on record.
 async fn service_request(
     State(s): State<FhirState>,
-    principal: Result<Principal, Problem>,
+    principal: Result<Authenticated, Problem>,
     CorrelationId(correlation): CorrelationId,
     body: axum::body::Bytes,
-) -> Result<Response, Outcome> {
+) -> Result<Response, OperationOutcome> {
     let (principal, facility) = hospital(principal)?;
     let sr = parse(&body)?;
     expect_type(&sr, "ServiceRequest")?;
@@ -234,27 +282,31 @@ async fn service_request(
     s.reception.check_facility(&principal, &person_ref).await?;
     let known = s.reception.person(&person_ref).await?;
     let Some(person) = known.details else {
-        return Err(Outcome::invalid(
+        return Err(OperationOutcome::invalid(
             "ServiceRequest.subject",
             "no such Patient: send it in a transaction Bundle first",
         ));
     };
     let Some(consent) = known.consent else {
-        return Err(Outcome::invalid(
+        return Err(OperationOutcome::invalid(
             "ServiceRequest.subject",
             "the Patient has no consent to peer-support referral on record",
         ));
     };
-    let consent = crate::domain::Consent {
-        granted_at: consent.granted_at,
-        scope: consent.scope,
-        recorded_by: consent.recorded_by,
+    let facts = read::service_request(at)?;
+    let discharge = facts.discharge_expression.clone();
+    let where_ = Expressions {
+        patient: "ServiceRequest.subject",
+        consent: "ServiceRequest.subject",
+        discharge: &discharge,
+        service_request: "ServiceRequest",
     };
-    let mut submitted =
-        read::service_request(at, &facility, &person.language, consent, Utc::now())?;
-    submitted.person_ref = person_ref.clone();
+    let referral = new_referral(&facility, person, consent, facts, &where_)?;
     let meta = Metadata::new(correlation).actor(principal.role.as_str());
-    let accepted = s.reception.submit_for(submitted, &meta).await?;
+    let accepted = s
+        .reception
+        .submit_for(&referral, &person_ref, &meta)
+        .await?;
     let task = task::requested(&accepted.referral_id, &person_ref, &facility, Utc::now());
     let status = if accepted.duplicate {
         StatusCode::OK
@@ -271,45 +323,46 @@ async fn service_request(
 }
 
 /// The person a resource's `Patient/{id}` reference at `key` names.
-fn patient_ref(resource: &Value, key: &str, expression: &str) -> Result<String, Outcome> {
+fn patient_ref(resource: &Value, key: &str, expression: &str) -> Result<String, OperationOutcome> {
     resource
         .get(key)
         .and_then(read::reference)
         .and_then(|r| r.strip_prefix("Patient/"))
         .map(str::to_string)
-        .ok_or_else(|| Outcome::required(expression))
+        .ok_or_else(|| OperationOutcome::required(expression))
 }
 
 /// `POST /fhir/Consent`: records a consent for a known Patient, or with status
 /// `inactive` revokes it (open referrals are cancelled, follow-up stops).
 async fn consent(
     State(s): State<FhirState>,
-    principal: Result<Principal, Problem>,
+    principal: Result<Authenticated, Problem>,
     CorrelationId(correlation): CorrelationId,
     body: axum::body::Bytes,
-) -> Result<Response, Outcome> {
+) -> Result<Response, OperationOutcome> {
     let (principal, _) = hospital(principal)?;
     let c = parse(&body)?;
     expect_type(&c, "Consent")?;
     let person_ref = patient_ref(&c, "patient", "Consent.patient")?;
     s.reception.check_facility(&principal, &person_ref).await?;
-    let (status, facts) = read::consent(
-        At {
-            value: &c,
-            path: "Consent",
-        },
-        Utc::now(),
-    )?;
+    let (status, facts) = read::consent(At {
+        value: &c,
+        path: "Consent",
+    })?;
+    facts.check(Utc::now()).map_err(|e| {
+        Expressions {
+            patient: "Consent.patient",
+            consent: "Consent",
+            discharge: "Consent",
+            service_request: "Consent",
+        }
+        .outcome(e)
+    })?;
     let meta = Metadata::new(correlation).actor(principal.role.as_str());
     match status.as_str() {
         "active" => {
-            let record = ConsentRecord {
-                scope: facts.scope,
-                granted_at: facts.granted_at,
-                recorded_by: facts.recorded_by,
-            };
             s.reception
-                .record_consent(&person_ref, record, &meta)
+                .record_consent(&person_ref, facts, &meta)
                 .await?;
         }
         "inactive" | "rejected" => {
@@ -322,7 +375,7 @@ async fn consent(
                 .await?;
         }
         other => {
-            return Err(Outcome::invalid(
+            return Err(OperationOutcome::invalid(
                 "Consent.status",
                 format!("cannot act on a Consent with status {other}"),
             ));
@@ -336,16 +389,16 @@ async fn consent(
 /// `GET /fhir/Task/{id}`
 async fn read_task(
     State(s): State<FhirState>,
-    principal: Result<Principal, Problem>,
+    principal: Result<Authenticated, Problem>,
     Path(id): Path<String>,
-) -> Result<Response, Outcome> {
+) -> Result<Response, OperationOutcome> {
     let p = principal?;
     p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
     let row = match task::get(&s.pool, &id).await.map_err(Problem::internal)? {
         Some(row) => row,
         None => submitted_task(&s.reception, &id)
             .await?
-            .ok_or_else(|| Outcome::from(Problem::not_found(format!("no Task/{id}"))))?,
+            .ok_or_else(|| OperationOutcome::from(Problem::not_found(format!("no Task/{id}"))))?,
     };
     if !p.may_see_facility(&row.facility) {
         return Err(Problem::forbidden("this Task belongs to another facility").into());
@@ -354,7 +407,10 @@ async fn read_task(
 }
 
 /// A referral intake holds but the referral service has not taken in yet.
-async fn submitted_task(reception: &Reception, id: &str) -> Result<Option<task::TaskRow>, Outcome> {
+async fn submitted_task(
+    reception: &Reception,
+    id: &str,
+) -> Result<Option<task::TaskRow>, OperationOutcome> {
     let Some((s, at)) = reception.submission(id).await? else {
         return Ok(None);
     };
@@ -372,16 +428,18 @@ async fn submitted_task(reception: &Reception, id: &str) -> Result<Option<task::
 /// `GET /fhir/Task?focus=ServiceRequest/{id}&_lastUpdated=gt{instant}`
 async fn search_tasks(
     State(s): State<FhirState>,
-    principal: Result<Principal, Problem>,
+    principal: Result<Authenticated, Problem>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Response, Outcome> {
+) -> Result<Response, OperationOutcome> {
     let p = principal?;
     p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
     let focus = match q.get("focus") {
         None => None,
         Some(f) => Some(
             f.strip_prefix("ServiceRequest/")
-                .ok_or_else(|| Outcome::invalid("focus", "focus must be ServiceRequest/{id}"))?
+                .ok_or_else(|| {
+                    OperationOutcome::invalid("focus", "focus must be ServiceRequest/{id}")
+                })?
                 .to_string(),
         ),
     };
@@ -389,7 +447,7 @@ async fn search_tasks(
         None => None,
         Some(v) => {
             let raw = v.strip_prefix("gt").ok_or_else(|| {
-                Outcome::invalid("_lastUpdated", "only the gt prefix is supported")
+                OperationOutcome::invalid("_lastUpdated", "only the gt prefix is supported")
             })?;
             Some(read::date_time(raw, "_lastUpdated")?)
         }

@@ -8,7 +8,7 @@ use serde_json::json;
 pub const FHIR_JSON: &str = "application/fhir+json";
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
+pub struct OperationOutcome {
     pub status: StatusCode,
     /// invalid | required | value | not-found | forbidden | security | exception
     pub code: &'static str,
@@ -16,9 +16,9 @@ pub struct Outcome {
     pub diagnostics: String,
 }
 
-impl Outcome {
+impl OperationOutcome {
     pub fn invalid(expression: impl Into<String>, diagnostics: impl Into<String>) -> Self {
-        Outcome {
+        OperationOutcome {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "invalid",
             expression: Some(expression.into()),
@@ -28,7 +28,7 @@ impl Outcome {
 
     pub fn required(expression: impl Into<String>) -> Self {
         let expression = expression.into();
-        Outcome {
+        OperationOutcome {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "required",
             diagnostics: format!("{expression} is required"),
@@ -38,7 +38,7 @@ impl Outcome {
 
     /// The body is not a FHIR resource at all (400).
     pub fn structure(diagnostics: impl Into<String>) -> Self {
-        Outcome {
+        OperationOutcome {
             status: StatusCode::BAD_REQUEST,
             code: "structure",
             expression: None,
@@ -47,7 +47,13 @@ impl Outcome {
     }
 }
 
-impl From<Problem> for Outcome {
+impl From<careloop_web::AccessDenied> for OperationOutcome {
+    fn from(e: careloop_web::AccessDenied) -> Self {
+        Problem::from(e).into()
+    }
+}
+
+impl From<Problem> for OperationOutcome {
     fn from(p: Problem) -> Self {
         let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let code = match p.status {
@@ -58,7 +64,7 @@ impl From<Problem> for Outcome {
             400 | 422 => "invalid",
             _ => "exception",
         };
-        Outcome {
+        OperationOutcome {
             status,
             code,
             expression: p.field,
@@ -67,7 +73,7 @@ impl From<Problem> for Outcome {
     }
 }
 
-impl IntoResponse for Outcome {
+impl IntoResponse for OperationOutcome {
     fn into_response(self) -> Response {
         let mut issue = json!({
             "severity": "error",

@@ -4,10 +4,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
-use super::outcome::Outcome;
-use crate::domain::{
-    Consent, Identifier, PersonDetails, PersonName, Preferences, RiskLevel, Submitted,
-};
+use super::outcome::OperationOutcome;
+use crate::domain::{Consent, Identifier, PersonDetails, PersonName, RiskLevel};
 
 /// A resource and the expression it lives at.
 #[derive(Clone, Copy)]
@@ -24,9 +22,9 @@ impl<'a> At<'a> {
             .filter(|s| !s.trim().is_empty())
     }
 
-    pub fn req(&self, key: &str) -> Result<&'a str, Outcome> {
+    pub fn req(&self, key: &str) -> Result<&'a str, OperationOutcome> {
         self.str(key)
-            .ok_or_else(|| Outcome::required(format!("{}.{key}", self.path)))
+            .ok_or_else(|| OperationOutcome::required(format!("{}.{key}", self.path)))
     }
 
     pub fn path(&self, key: &str) -> String {
@@ -35,7 +33,7 @@ impl<'a> At<'a> {
 }
 
 /// A FHIR date or dateTime (partial dates allowed: YYYY, YYYY-MM, YYYY-MM-DD).
-pub fn date_time(raw: &str, expression: &str) -> Result<DateTime<Utc>, Outcome> {
+pub fn date_time(raw: &str, expression: &str) -> Result<DateTime<Utc>, OperationOutcome> {
     if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -46,7 +44,9 @@ pub fn date_time(raw: &str, expression: &str) -> Result<DateTime<Utc>, Outcome> 
     };
     NaiveDate::parse_from_str(&padded, "%Y-%m-%d")
         .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
-        .map_err(|_| Outcome::invalid(expression, format!("{expression} is not a FHIR dateTime")))
+        .map_err(|_| {
+            OperationOutcome::invalid(expression, format!("{expression} is not a FHIR dateTime"))
+        })
 }
 
 /// The id a reference points at, for `Patient/{id}` or a `urn:uuid:` fullUrl.
@@ -62,13 +62,13 @@ fn first_code(v: &Value) -> Option<&str> {
 }
 
 /// Patient → the person's details (into the PHI vault only).
-pub fn patient(p: At<'_>, now: DateTime<Utc>) -> Result<PersonDetails, Outcome> {
+pub fn patient(p: At<'_>) -> Result<PersonDetails, OperationOutcome> {
     let ids = p
         .value
         .get("identifier")
         .and_then(Value::as_array)
         .filter(|a| !a.is_empty())
-        .ok_or_else(|| Outcome::required(p.path("identifier")))?;
+        .ok_or_else(|| OperationOutcome::required(p.path("identifier")))?;
     let mut identifiers = Vec::new();
     for (i, id) in ids.iter().enumerate() {
         let path = format!("{}.identifier[{i}]", p.path);
@@ -104,14 +104,8 @@ pub fn patient(p: At<'_>, now: DateTime<Utc>) -> Result<PersonDetails, Outcome> 
         None => None,
         Some(raw) => {
             let d = NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| {
-                Outcome::invalid(p.path("birthDate"), "birthDate must be YYYY-MM-DD")
+                OperationOutcome::invalid(p.path("birthDate"), "birthDate must be YYYY-MM-DD")
             })?;
-            if d > now.date_naive() {
-                return Err(Outcome::invalid(
-                    p.path("birthDate"),
-                    "birthDate is in the future",
-                ));
-            }
             Some(d)
         }
     };
@@ -156,39 +150,51 @@ pub fn patient(p: At<'_>, now: DateTime<Utc>) -> Result<PersonDetails, Outcome> 
 pub const DISCHARGE_EXTENSION: &str =
     "https://careloop.dev/fhir/StructureDefinition/discharge-datetime";
 
-/// ServiceRequest (+ the facility from the token) → the referral's facts.
-pub fn service_request(
-    sr: At<'_>,
-    facility: &str,
-    language: &str,
-    consent: Consent,
-    now: DateTime<Utc>,
-) -> Result<Submitted, Outcome> {
+/// Where a ServiceRequest says the person was discharged from.
+pub const UNIT_EXTENSION: &str = "https://careloop.dev/fhir/StructureDefinition/discharge-unit";
+
+/// The unit when the ServiceRequest does not say.
+pub const UNSPECIFIED_UNIT: &str = "unspecified";
+
+/// What a ServiceRequest says about the referral.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceRequestFacts {
+    pub discharged_at: DateTime<Utc>,
+    /// The element the discharge time was read from.
+    pub discharge_expression: String,
+    pub unit: String,
+    pub risk_level: RiskLevel,
+    pub needs: Vec<String>,
+    pub notes: Option<String>,
+}
+
+fn extension<'a>(v: &'a Value, url: &str, value_key: &str) -> Option<&'a str> {
+    v.get("extension").and_then(Value::as_array).and_then(|e| {
+        e.iter()
+            .find(|e| e.get("url").and_then(Value::as_str) == Some(url))
+            .and_then(|e| e.get(value_key).and_then(Value::as_str))
+    })
+}
+
+/// ServiceRequest → the referral's facts.
+pub fn service_request(sr: At<'_>) -> Result<ServiceRequestFacts, OperationOutcome> {
     let status = sr.req("status")?;
     if status != "active" {
-        return Err(Outcome::invalid(
+        return Err(OperationOutcome::invalid(
             sr.path("status"),
             format!("a referral needs status active, not {status}"),
         ));
     }
     let intent = sr.req("intent")?;
     if !["order", "plan", "proposal", "original-order"].contains(&intent) {
-        return Err(Outcome::invalid(
+        return Err(OperationOutcome::invalid(
             sr.path("intent"),
             format!("unexpected intent {intent}"),
         ));
     }
-    let extension = sr
-        .value
-        .get("extension")
-        .and_then(Value::as_array)
-        .and_then(|e| {
-            e.iter()
-                .find(|e| e.get("url").and_then(Value::as_str) == Some(DISCHARGE_EXTENSION))
-                .and_then(|e| e.get("valueDateTime").and_then(Value::as_str))
-        });
+    let in_extension = extension(sr.value, DISCHARGE_EXTENSION, "valueDateTime");
     let (raw, expression) = match (
-        extension,
+        in_extension,
         sr.str("occurrenceDateTime"),
         sr.str("authoredOn"),
     ) {
@@ -196,25 +202,19 @@ pub fn service_request(
         (None, Some(v), _) => (v, sr.path("occurrenceDateTime")),
         (None, None, Some(v)) => (v, sr.path("authoredOn")),
         _ => {
-            return Err(Outcome::invalid(
+            return Err(OperationOutcome::invalid(
                 sr.path("occurrenceDateTime"),
                 "the discharge time is needed: the discharge-datetime extension, occurrenceDateTime or authoredOn",
             ));
         }
     };
     let discharged_at = date_time(raw, &expression)?;
-    if discharged_at > now {
-        return Err(Outcome::invalid(
-            expression,
-            "the discharge is in the future",
-        ));
-    }
     let risk_level = match sr.str("priority").unwrap_or("routine") {
         "stat" | "asap" => RiskLevel::High,
         "urgent" => RiskLevel::Moderate,
         "routine" => RiskLevel::Low,
         other => {
-            return Err(Outcome::invalid(
+            return Err(OperationOutcome::invalid(
                 sr.path("priority"),
                 format!("unknown priority {other}"),
             ));
@@ -238,33 +238,23 @@ pub fn service_request(
         .and_then(|n| n.first())
         .and_then(|n| n.get("text").and_then(Value::as_str))
         .map(str::to_string);
-    Ok(Submitted {
-        referral_id: String::new(),
-        person_ref: String::new(),
-        facility: facility.to_string(),
-        channel: "fhir".into(),
+    let unit = extension(sr.value, UNIT_EXTENSION, "valueString")
+        .map(str::to_string)
+        .unwrap_or_else(|| UNSPECIFIED_UNIT.to_string());
+    Ok(ServiceRequestFacts {
         discharged_at,
-        unit: "inpatient".into(),
+        discharge_expression: expression,
+        unit,
         risk_level,
-        consent,
         needs,
-        language: language.to_string(),
-        preferences: Preferences::default(),
-        region: None,
         notes,
     })
 }
 
 /// Consent → who consented to what, when. `active` is required for a referral.
-pub fn consent(c: At<'_>, now: DateTime<Utc>) -> Result<(String, Consent), Outcome> {
+pub fn consent(c: At<'_>) -> Result<(String, Consent), OperationOutcome> {
     let status = c.req("status")?.to_string();
     let granted_at = date_time(c.req("dateTime")?, &c.path("dateTime"))?;
-    if granted_at > now {
-        return Err(Outcome::invalid(
-            c.path("dateTime"),
-            "the consent is dated in the future",
-        ));
-    }
     let scope = c
         .value
         .get("scope")

@@ -5,50 +5,11 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
 pub const PROFILE: &str =
     "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-TaskForReferralManagement";
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct TaskRow {
-    pub referral_id: String,
-    pub person_ref: Option<String>,
-    pub facility: String,
-    pub status: String,
-    pub reason: Option<String>,
-    pub authored_on: Option<DateTime<Utc>>,
-    pub last_updated: DateTime<Utc>,
-}
-
-const SELECT: &str = "SELECT referral_id, person_ref, facility, status, reason, authored_on,
-    last_updated FROM intake.referral_tasks";
-
-pub async fn get(pool: &PgPool, id: &str) -> sqlx::Result<Option<TaskRow>> {
-    sqlx::query_as(&format!("{SELECT} WHERE referral_id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-}
-
-pub async fn search(
-    pool: &PgPool,
-    facility: Option<&str>,
-    focus: Option<&str>,
-    updated_after: Option<DateTime<Utc>>,
-) -> sqlx::Result<Vec<TaskRow>> {
-    sqlx::query_as(&format!(
-        "{SELECT} WHERE ($1::text IS NULL OR facility = $1)
-           AND ($2::text IS NULL OR referral_id = $2)
-           AND ($3::timestamptz IS NULL OR last_updated > $3)
-         ORDER BY last_updated, referral_id LIMIT 500"
-    ))
-    .bind(facility)
-    .bind(focus)
-    .bind(updated_after)
-    .fetch_all(pool)
-    .await
-}
+pub use crate::tasks::read_model::{TaskRow, get, search};
 
 /// The Task resource for a referral in `row`'s state.
 pub fn render(row: &TaskRow) -> Value {

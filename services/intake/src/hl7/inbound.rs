@@ -19,8 +19,10 @@ use chrono::Utc;
 use sqlx::PgPool;
 
 use super::adt::{self, Adt, AdtError, Header};
-use crate::domain::{Consent, Preferences, RiskLevel, Submitted};
-use crate::reception::{Reception, ValidReferral};
+use crate::domain::{
+    Consent, Field, InvalidReferral, NewReferral, Preferences, ReferralDraft, RiskLevel,
+};
+use crate::reception::Reception;
 
 #[derive(Clone)]
 pub struct Inbound {
@@ -148,7 +150,7 @@ impl Inbound {
                 )
             })
         };
-        let unit = adt.unit.clone().unwrap_or_else(|| "inpatient".into());
+        let unit = adt.unit.clone().unwrap_or_else(|| UNSPECIFIED_UNIT.into());
         match adt.header.trigger.as_str() {
             "A01" | "A04" => {
                 if adt.header.trigger == "A04" && adt.patient_class.as_deref() != Some("I") {
@@ -219,9 +221,6 @@ impl Inbound {
         unit: String,
         meta: &Metadata,
     ) -> Result<String, Problem> {
-        if discharged_at > Utc::now() {
-            return Err(Problem::invalid("PV1-45", "the discharge is in the future"));
-        }
         if adt.referral_declined {
             return Ok("discharge noted; ZPS-1 says no peer-support referral".into());
         }
@@ -237,11 +236,7 @@ impl Inbound {
                     None => None,
                 };
                 match known {
-                    Some(c) => Consent {
-                        granted_at: c.granted_at,
-                        scope: c.scope,
-                        recorded_by: c.recorded_by,
-                    },
+                    Some(c) => c,
                     None => {
                         return Ok(
                             "discharge noted; no consent to peer-support referral on record".into(),
@@ -250,36 +245,24 @@ impl Inbound {
                 }
             }
         };
-        let language = adt.person.language.clone();
-        let region = adt
-            .person
-            .postcode
-            .as_deref()
-            .map(|p| p.chars().take(3).collect::<String>())
-            .filter(|r| !r.is_empty());
-        let valid = ValidReferral {
+        let draft = ReferralDraft {
+            facility: adt.facility.clone(),
+            channel: careloop_events::Channel::Hl7,
             person: adt.person.clone(),
-            submitted: Submitted {
-                referral_id: String::new(),
-                person_ref: String::new(),
-                facility: adt.facility.clone(),
-                channel: "hl7".into(),
-                discharged_at,
-                unit,
-                risk_level: adt
-                    .flag
-                    .as_ref()
-                    .map(|f| f.risk_level)
-                    .unwrap_or(RiskLevel::Moderate),
-                consent,
-                needs: vec![],
-                language,
-                preferences: Preferences::default(),
-                region,
-                notes: None,
-            },
+            discharged_at,
+            unit,
+            risk_level: adt
+                .flag
+                .as_ref()
+                .map(|f| f.risk_level)
+                .unwrap_or(RiskLevel::Moderate),
+            consent,
+            needs: vec![],
+            preferences: Preferences::default(),
+            notes: None,
         };
-        let accepted = self.reception.submit(valid, meta).await?;
+        let referral = NewReferral::new(draft, Utc::now()).map_err(invalid_message)?;
+        let accepted = self.reception.submit(referral, meta).await?;
         Ok(format!(
             "referral {}{}",
             accepted.referral_id,
@@ -290,6 +273,24 @@ impl Inbound {
             }
         ))
     }
+}
+
+/// The unit when PV1-3 (assigned location) is empty.
+const UNSPECIFIED_UNIT: &str = "unspecified";
+
+/// A refused referral, the field named as an HL7 v2 location.
+fn invalid_message(e: InvalidReferral) -> Problem {
+    let field = match e.field {
+        Field::Facility => "MSH-4",
+        Field::Identifiers | Field::Identifier(_) => "PID-3",
+        Field::Language => "PID-15",
+        Field::BirthDate => "PID-7",
+        Field::DischargedAt => "PV1-45",
+        Field::Unit => "PV1-3",
+        Field::ConsentGrantedAt => "ZPS-2",
+        Field::ConsentTerms => "ZPS-3",
+    };
+    Problem::invalid(field, e.reason)
 }
 
 /// The message without its MSH-7 (a resend may carry a new send time): what must

@@ -12,26 +12,19 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
-use careloop_web::Problem;
+use careloop_events::{MatchingInputs, Priority};
 
 /// What matching needs to know about the referral (no PHI).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssignmentRequest {
     pub person_ref: String,
     pub facility: String,
-    pub priority: String,
+    pub priority: Priority,
     pub discharged_at: DateTime<Utc>,
     pub first_contact_due_at: DateTime<Utc>,
-    pub language: String,
-    pub preferred_peer_gender: Option<String>,
-    #[serde(default)]
-    pub lived_experience: Vec<String>,
-    #[serde(default)]
-    pub needs: Vec<String>,
-    #[serde(default)]
-    pub contact_modes: Vec<String>,
-    #[serde(default)]
-    pub region: Option<String>,
+    /// Stored flat in the event, as before the inputs had a type of their own.
+    #[serde(flatten)]
+    pub matching: MatchingInputs,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -172,15 +165,6 @@ pub enum AssignmentError {
     NotAssigned,
     #[error("the referral is closed")]
     Closed,
-}
-
-impl From<AssignmentError> for Problem {
-    fn from(e: AssignmentError) -> Problem {
-        match e {
-            AssignmentError::NotRequested => Problem::not_found(e.to_string()),
-            _ => Problem::conflict(e.to_string()),
-        }
-    }
 }
 
 impl Aggregate for Assignment {
@@ -364,15 +348,13 @@ mod tests {
         AssignmentRequest {
             person_ref: "p1".into(),
             facility: "st-marys".into(),
-            priority: "asap".into(),
+            priority: Priority::Asap,
             discharged_at: "2026-11-20T15:30:00Z".parse().unwrap(),
             first_contact_due_at: "2026-11-21T15:30:00Z".parse().unwrap(),
-            language: "en".into(),
-            preferred_peer_gender: None,
-            lived_experience: vec![],
-            needs: vec![],
-            contact_modes: vec![],
-            region: None,
+            matching: MatchingInputs {
+                language: "en".into(),
+                ..Default::default()
+            },
         }
     }
 

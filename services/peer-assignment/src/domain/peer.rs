@@ -13,8 +13,6 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
-use careloop_web::Problem;
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerProfile {
     pub name: String,
@@ -149,16 +147,6 @@ pub enum PeerError {
     Unavailable(&'static str),
     #[error("max_caseload {wanted} is below the peer's current caseload of {current}")]
     BelowCaseload { wanted: u32, current: u32 },
-}
-
-impl From<PeerError> for Problem {
-    fn from(e: PeerError) -> Problem {
-        match e {
-            PeerError::NotFound => Problem::not_found(e.to_string()),
-            PeerError::BelowCaseload { .. } => Problem::invalid("max_caseload", e.to_string()),
-            _ => Problem::conflict(e.to_string()),
-        }
-    }
 }
 
 impl Aggregate for Peer {

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use super::transitions::{self, Action};
 use super::{DueKind, Priority, Received, ReferralCommand, ReferralEvent, RejectReason, Status};
-use careloop_web::Problem;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Referral {
@@ -39,19 +38,6 @@ pub enum ReferralError {
         "sending a rejected referral back to matching is turned off (CARELOOP_REROUTE_AFTER_REJECT)"
     )]
     RerouteDisabled,
-}
-
-impl From<ReferralError> for Problem {
-    fn from(e: ReferralError) -> Problem {
-        match &e {
-            ReferralError::NotFound => Problem::not_found(e.to_string()),
-            ReferralError::NotAllowed { current, .. } => {
-                Problem::conflict(e.to_string()).with_extension("current_status", current)
-            }
-            ReferralError::ReasonRequired => Problem::invalid("reason", e.to_string()),
-            ReferralError::RerouteDisabled => Problem::conflict(e.to_string()),
-        }
-    }
 }
 
 impl Aggregate for Referral {
@@ -239,15 +225,11 @@ impl Aggregate for Referral {
                 if self.overdue.contains(&kind) {
                     return Ok(());
                 }
-                let (due_at, unmet) = match kind {
-                    DueKind::Acceptance => {
-                        (received.acceptance_due_at, self.status == Status::Received)
-                    }
-                    DueKind::FirstContact => (
-                        received.first_contact_due_at,
-                        matches!(self.status, Status::Received | Status::Accepted),
-                    ),
+                let due_at = match kind {
+                    DueKind::Acceptance => received.acceptance_due_at,
+                    DueKind::FirstContact => received.first_contact_due_at,
                 };
+                let unmet = kind.open_in().contains(&self.status);
                 if unmet && now >= due_at {
                     let e = E::ReferralOverdue {
                         kind,

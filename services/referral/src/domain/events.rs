@@ -6,21 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Priority, Status};
 
-/// The non-identifying inputs peer matching may use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct MatchingInputs {
-    pub language: String,
-    #[serde(default)]
-    pub preferred_peer_gender: Option<String>,
-    #[serde(default)]
-    pub lived_experience: Vec<String>,
-    #[serde(default)]
-    pub contact_modes: Vec<String>,
-    #[serde(default)]
-    pub region: Option<String>,
-    #[serde(default)]
-    pub needs: Vec<String>,
-}
+pub use careloop_events::MatchingInputs;
 
 /// A referral as received (also what a reroute sends back to matching).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +49,32 @@ impl RejectReason {
 pub enum DueKind {
     Acceptance,
     FirstContact,
+}
+
+impl DueKind {
+    pub const ALL: [DueKind; 2] = [DueKind::Acceptance, DueKind::FirstContact];
+
+    /// The statuses in which this deadline is still unmet: acceptance until a peer
+    /// accepts, the first contact until the person is reached. The one statement of
+    /// the rule; the deadline check and the queue bind it into their queries.
+    pub fn open_in(self) -> &'static [Status] {
+        match self {
+            DueKind::Acceptance => &[Status::Received],
+            DueKind::FirstContact => &[Status::Received, Status::Accepted],
+        }
+    }
+
+    /// [`Self::open_in`] as status names, for SQL (`status = ANY($n)`).
+    pub fn open_status_names(self) -> Vec<&'static str> {
+        self.open_in().iter().map(|s| s.as_str()).collect()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DueKind::Acceptance => "acceptance",
+            DueKind::FirstContact => "first_contact",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@
 //! document and the code the same).
 
 use super::Status;
-use careloop_web::Role;
+use careloop_access::Role;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

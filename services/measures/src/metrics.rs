@@ -1,10 +1,11 @@
 //! The continuity metrics on `/metrics`, refreshed from the measures read model.
 //!
-//! Gauges and the first-contact histogram are a snapshot the refresher recomputes
-//! from the read model (every 15 s in the service), so they are right after a restart
-//! and never count an event twice. `careloop_referrals_received_total` counts
-//! referrals as intake's events are handled. Labels are facility names, windows,
-//! statuses and channels: never a person, referral or peer id.
+//! Every metric here is a snapshot the refresher recomputes from the read model
+//! (every 15 s in the service), so it is right after a restart and never counts an
+//! event twice: the gauges, the first-contact histogram, and the counter
+//! `careloop_referrals_received_total` (the discharges recorded per facility and
+//! channel, which only grows). Labels are facility ids, windows, statuses and
+//! channels: never a person, referral or peer id.
 
 use std::collections::BTreeMap;
 use std::sync::{LazyLock, Mutex, Once};
@@ -14,21 +15,10 @@ use careloop_backbone::Shutdown;
 use chrono::Utc;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Bucket, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
-use prometheus::{IntCounterVec, Opts, register_int_counter_vec};
 use sqlx::PgPool;
 
-use super::report::{self, Scope, Tally};
-
-pub static REFERRALS_RECEIVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
-        Opts::new(
-            "careloop_referrals_received_total",
-            "Referrals received from hospitals"
-        ),
-        &["facility", "channel"]
-    )
-    .expect("metric registers once")
-});
+use crate::read_model;
+use crate::report::{self, Scope, Tally};
 
 /// Bucket bounds of `careloop_first_contact_seconds`: 1, 2, 3, 7, 14 and 30 days.
 pub const FIRST_CONTACT_BUCKETS: [f64; 6] = [
@@ -45,12 +35,16 @@ struct Snapshot {
     facilities: BTreeMap<String, report::Measures>,
     first_contact_seconds: Vec<i64>,
     referrals_by_status: Vec<(String, i64)>,
-    followups_overdue: i64,
+    referrals_received: Vec<(String, String, i64)>,
 }
 
 static SNAPSHOT: LazyLock<Mutex<Snapshot>> = LazyLock::new(Default::default);
 
-const GAUGES: [(&str, &str); 7] = [
+const FAMILIES: [(&str, &str); 7] = [
+    (
+        "careloop_referrals_received_total",
+        "Referrals received from hospitals, by facility and channel",
+    ),
     (
         "careloop_referrals",
         "Referrals by status (entered-in-error excluded)",
@@ -72,10 +66,6 @@ const GAUGES: [(&str, &str); 7] = [
         "Of those, readmitted within 30 days (NR), by engagement",
     ),
     (
-        "careloop_followups_overdue",
-        "Active follow-up plans with an overdue check-in",
-    ),
-    (
         "careloop_first_contact_seconds",
         "Time from discharge to the first reached contact",
     ),
@@ -89,8 +79,7 @@ struct MeasuresCollector {
 pub fn register() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        LazyLock::force(&REFERRALS_RECEIVED);
-        let descs = GAUGES
+        let descs = FAMILIES
             .iter()
             .map(|(name, help)| {
                 Desc::new(
@@ -137,7 +126,25 @@ impl Collector for MeasuresCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let s = SNAPSHOT.lock().map(|s| s.clone()).unwrap_or_default();
-        let help = |n: &str| GAUGES.iter().find(|g| g.0 == n).map(|g| g.1).unwrap_or("");
+        let help = |n: &str| {
+            FAMILIES
+                .iter()
+                .find(|g| g.0 == n)
+                .map(|g| g.1)
+                .unwrap_or("")
+        };
+        let received = s
+            .referrals_received
+            .iter()
+            .map(|(facility, channel, n)| {
+                let mut c = prometheus::proto::Counter::default();
+                c.set_value(*n as f64);
+                let mut m = Metric::default();
+                m.set_counter(c);
+                m.set_label(vec![label("channel", channel), label("facility", facility)]);
+                m
+            })
+            .collect();
         let mut by_status = Vec::new();
         for (status, n) in &s.referrals_by_status {
             by_status.push(gauge(vec![label("status", status)], *n as f64));
@@ -188,6 +195,12 @@ impl Collector for MeasuresCollector {
         let g = MetricType::GAUGE;
         vec![
             family(
+                "careloop_referrals_received_total",
+                help("careloop_referrals_received_total"),
+                MetricType::COUNTER,
+                received,
+            ),
+            family(
                 "careloop_referrals",
                 help("careloop_referrals"),
                 g,
@@ -218,12 +231,6 @@ impl Collector for MeasuresCollector {
                 nr,
             ),
             family(
-                "careloop_followups_overdue",
-                help("careloop_followups_overdue"),
-                g,
-                vec![gauge(vec![], s.followups_overdue as f64)],
-            ),
-            family(
                 "careloop_first_contact_seconds",
                 help("careloop_first_contact_seconds"),
                 MetricType::HISTOGRAM,
@@ -236,7 +243,7 @@ impl Collector for MeasuresCollector {
 /// Recomputes the snapshot from the read model as of now.
 pub async fn refresh(pool: &PgPool) -> anyhow::Result<()> {
     let as_of = Utc::now();
-    let rows = report::load(
+    let rows = read_model::discharges(
         pool,
         &Scope {
             as_of,
@@ -255,17 +262,8 @@ pub async fn refresh(pool: &PgPool) -> anyhow::Result<()> {
             .or_default()
             .add(row, as_of);
     }
-    let referrals_by_status: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT status, count(*) FROM follow_up.measure_discharges
-         WHERE status IS NOT NULL AND NOT excluded GROUP BY status ORDER BY status",
-    )
-    .fetch_all(pool)
-    .await?;
-    let followups_overdue: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM follow_up.followups WHERE state = 'active' AND overdue",
-    )
-    .fetch_one(pool)
-    .await?;
+    let referrals_by_status = read_model::referrals_by_status(pool).await?;
+    let referrals_received = read_model::referrals_received(pool).await?;
     let snapshot = Snapshot {
         first_contact_seconds: all.first_contact_seconds().to_vec(),
         facilities: by_facility
@@ -273,7 +271,7 @@ pub async fn refresh(pool: &PgPool) -> anyhow::Result<()> {
             .map(|(f, t)| (f, t.finish()))
             .collect(),
         referrals_by_status,
-        followups_overdue,
+        referrals_received,
     };
     if let Ok(mut s) = SNAPSHOT.lock() {
         *s = snapshot;

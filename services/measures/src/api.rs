@@ -8,11 +8,12 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use careloop_web::{Principal, Problem, Role};
+use careloop_web::{Authenticated, Problem, Role};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use super::report::{self, Scope};
+use crate::read_model;
+use crate::report::{self, Scope};
 
 pub fn routes(pool: PgPool) -> Router {
     Router::new()
@@ -32,7 +33,7 @@ fn time(q: &HashMap<String, String>, field: &str) -> Result<Option<DateTime<Utc>
 
 async fn continuity(
     State(pool): State<PgPool>,
-    principal: Principal,
+    principal: Authenticated,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, Problem> {
@@ -62,7 +63,7 @@ async fn continuity(
         from: time(&q, "from")?,
         to: time(&q, "to")?,
     };
-    let rows = report::load(&pool, &scope)
+    let rows = read_model::discharges(&pool, &scope)
         .await
         .map_err(Problem::internal)?;
     let report = report::compute(&rows, as_of);

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use careloop_events::readmission_window;
 use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
 
 /// One discharge, as of the report's time.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -15,8 +15,7 @@ pub struct DischargeRow {
     pub discharged_at: DateTime<Utc>,
     /// The earliest reached contact after discharge, at or before `as_of`.
     pub first_reached: Option<DateTime<Utc>>,
-    /// The earliest admission in `(discharged_at, discharged_at + 30d]`, at or before
-    /// `as_of`.
+    /// The earliest readmission (within the readmission window), at or before `as_of`.
     pub first_readmission: Option<DateTime<Utc>>,
 }
 
@@ -29,33 +28,6 @@ pub struct Scope {
     pub from: Option<DateTime<Utc>>,
     /// Discharged before.
     pub to: Option<DateTime<Utc>>,
-}
-
-pub async fn load(pool: &PgPool, scope: &Scope) -> sqlx::Result<Vec<DischargeRow>> {
-    sqlx::query_as(
-        "SELECT d.facility, d.discharged_at,
-            (SELECT min(c.occurred_at) FROM follow_up.measure_contacts c
-              WHERE c.referral_id = d.referral_id AND c.reached
-                AND c.occurred_at > d.discharged_at AND c.occurred_at <= $1) AS first_reached,
-            (SELECT min(a.admitted_at) FROM follow_up.measure_admissions a
-              WHERE a.person_ref = d.person_ref
-                AND a.admitted_at > d.discharged_at
-                AND a.admitted_at <= d.discharged_at + interval '30 days'
-                AND a.admitted_at <= $1) AS first_readmission
-         FROM follow_up.measure_discharges d
-         WHERE d.discharged_at IS NOT NULL AND d.facility IS NOT NULL
-           AND NOT d.excluded
-           AND d.discharged_at <= $1
-           AND ($2::text IS NULL OR d.facility = $2)
-           AND ($3::timestamptz IS NULL OR d.discharged_at >= $3)
-           AND ($4::timestamptz IS NULL OR d.discharged_at < $4)",
-    )
-    .bind(scope.as_of)
-    .bind(&scope.facility)
-    .bind(scope.from)
-    .bind(scope.to)
-    .fetch_all(pool)
-    .await
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -98,25 +70,29 @@ pub struct Tally {
     first_contacts: Vec<i64>,
 }
 
+/// The follow-up windows after discharge: 7 and 30 days.
+pub const FOLLOW_UP_7D: Duration = Duration::days(7);
+pub const FOLLOW_UP_30D: Duration = Duration::days(30);
+
 impl Tally {
     pub fn add(&mut self, row: &DischargeRow, as_of: DateTime<Utc>) {
         let d = row.discharged_at;
-        let reached_within = |days: i64| {
-            row.first_reached
-                .is_some_and(|r| r <= d + Duration::days(days))
-        };
-        if d <= as_of - Duration::days(7) {
+        let reached_within = |window: Duration| row.first_reached.is_some_and(|r| r <= d + window);
+        if d <= as_of - FOLLOW_UP_7D {
             self.m.followup_7d.discharges += 1;
-            self.m.followup_7d.followed_up += reached_within(7) as u64;
+            self.m.followup_7d.followed_up += reached_within(FOLLOW_UP_7D) as u64;
         }
-        if d <= as_of - Duration::days(30) {
+        if d <= as_of - FOLLOW_UP_30D {
             self.m.followup_30d.discharges += 1;
-            self.m.followup_30d.followed_up += reached_within(30) as u64;
+            self.m.followup_30d.followed_up += reached_within(FOLLOW_UP_30D) as u64;
+        }
+        let window = readmission_window();
+        if d <= as_of - window {
             let r = &mut self.m.readmission_30d;
             r.discharges += 1;
             if let Some(admitted) = row.first_readmission {
                 r.readmitted += 1;
-                let until = admitted.min(d + Duration::days(30));
+                let until = admitted.min(d + window);
                 let engaged = row.first_reached.is_some_and(|c| c < until);
                 if engaged {
                     r.readmitted_engaged += 1;

@@ -1,0 +1,240 @@
+//! The FollowUpPlan aggregate: one per referral, from peer assignment on.
+//!
+//! Check-ins: the first contact (due by the referral's priority) and one per protocol
+//! offset (default days 7, 14 and 30 after discharge), each met by a reached contact
+//! in its window. Every attempt is kept; contacts entered late count at their
+//! `occurred_at`, also after the plan closed. The plan closes as completed (every
+//! check-in met, or the plan's end reached after the person was reached), failed
+//! (never reached after N attempts over M days, or the plan's end reached without a
+//! reach), or cancelled (the referral was).
+//!
+//! The rules live by concept: [`assignment`] (start, move to another peer, reopen),
+//! [`contacts`] (attempts and check-ins met), [`deadlines`] (overdue check-ins and the
+//! plan's end), [`readmissions`] (pausing and resuming) and [`closing`]; this module
+//! holds the state and routes each command to its rule.
+
+mod assignment;
+mod closing;
+mod contacts;
+mod deadlines;
+mod readmissions;
+#[cfg(test)]
+mod tests;
+
+use careloop_events::{ContactOutcome, PlanOutcome};
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use cqrs_es::event_sink::EventSink;
+use serde::{Deserialize, Serialize};
+
+use super::{CheckpointPlan, FollowUpCommand, FollowUpEvent};
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanState {
+    #[default]
+    NotStarted,
+    Active,
+    /// The person was readmitted: deadlines wait until the plan resumes.
+    Paused,
+    Closed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Checkpoint {
+    pub plan: CheckpointPlan,
+    pub met_at: Option<DateTime<Utc>>,
+    pub overdue: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Attempt {
+    contact_id: String,
+    occurred_at: DateTime<Utc>,
+    reached: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FollowUpPlan {
+    pub state: PlanState,
+    pub peer_id: String,
+    pub discharged_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub checkpoints: Vec<Checkpoint>,
+    attempts: Vec<Attempt>,
+    readmissions: Vec<String>,
+    failed_after_attempts: u32,
+    failed_after_secs: i64,
+    /// The routing attempt the plan serves.
+    attempt: u32,
+    /// Closed because the referral was rejected: a newer attempt reopens it.
+    reopenable: bool,
+}
+
+pub const FIRST_CONTACT: &str = "first_contact";
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum FollowUpError {
+    #[error("no follow-up plan yet: the referral has no assigned peer")]
+    NoPlan,
+    #[error("occurred_at is before the discharge ({0})")]
+    ContactBeforeDischarge(DateTime<Utc>),
+    #[error("occurred_at is in the future")]
+    ContactInFuture,
+    #[error("this referral is assigned to another peer")]
+    NotYourReferral,
+    #[error("the plan is {0:?}; it cannot be {1}")]
+    NotAllowed(PlanState, &'static str),
+}
+
+/// Writes a plan's closing (used by the rules that close it).
+fn closed(outcome: PlanOutcome, reason: impl Into<String>, reopenable: bool) -> FollowUpEvent {
+    FollowUpEvent::FollowUpClosed {
+        outcome,
+        reason: reason.into(),
+        reopenable,
+    }
+}
+
+impl Aggregate for FollowUpPlan {
+    const TYPE: &'static str = "FollowUpPlan";
+    type Command = FollowUpCommand;
+    type Event = FollowUpEvent;
+    type Error = FollowUpError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        use FollowUpCommand as C;
+        if self.state == PlanState::NotStarted {
+            return self.before_start(command, sink).await;
+        }
+        match command {
+            C::Start(start) => self.start_again(*start, sink).await,
+            C::Unassign { peer_id } => self.unassign(peer_id, sink).await,
+            C::RecordContact {
+                contact,
+                by_peer,
+                now,
+            } => self.record_contact(contact, by_peer, now, sink).await?,
+            C::CheckDeadlines { now } => self.check_deadlines(now, sink).await,
+            C::LinkReadmission {
+                admission_id,
+                admitted_at,
+            } => self.link_readmission(admission_id, admitted_at, sink).await,
+            C::UnlinkReadmission { admission_id } => {
+                self.unlink_readmission(admission_id, sink).await
+            }
+            C::Resume { reason } => self.resume(reason, sink).await?,
+            C::Close {
+                outcome,
+                reason,
+                by_peer,
+            } => self.close(outcome, reason, by_peer, sink).await?,
+            C::Cancel { reason, reopenable } => self.cancel(reason, reopenable, sink).await,
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        use FollowUpEvent as E;
+        match event {
+            E::PlanStarted {
+                peer_id,
+                discharged_at,
+                ends_at,
+                checkpoints,
+                failed_after_attempts,
+                failed_after_secs,
+                attempt,
+                ..
+            } => {
+                self.state = PlanState::Active;
+                self.peer_id = peer_id;
+                self.discharged_at = Some(discharged_at);
+                self.ends_at = Some(ends_at);
+                self.checkpoints = checkpoints
+                    .into_iter()
+                    .map(|plan| Checkpoint {
+                        plan,
+                        met_at: None,
+                        overdue: false,
+                    })
+                    .collect();
+                self.failed_after_attempts = failed_after_attempts;
+                self.failed_after_secs = failed_after_secs;
+                self.attempt = attempt;
+                self.reopenable = false;
+            }
+            E::PlanReassigned { to_peer, .. } => self.peer_id = to_peer,
+            E::ContactRecorded { contact, .. } => self.attempts.push(Attempt {
+                contact_id: contact.contact_id,
+                occurred_at: contact.occurred_at,
+                reached: contact.outcome == ContactOutcome::Reached,
+            }),
+            E::CheckpointMet {
+                checkpoint,
+                occurred_at,
+                ..
+            } => {
+                if let Some(c) = self.checkpoint_mut(&checkpoint) {
+                    c.met_at = Some(occurred_at);
+                }
+            }
+            E::FollowUpOverdue { checkpoint, .. } => {
+                if let Some(c) = self.checkpoint_mut(&checkpoint) {
+                    c.overdue = true;
+                }
+            }
+            E::ReadmissionLinked {
+                admission_id,
+                paused,
+                ..
+            } => {
+                self.readmissions.push(admission_id);
+                if paused {
+                    self.state = PlanState::Paused;
+                }
+            }
+            E::PlanResumed { .. } => self.state = PlanState::Active,
+            E::ReadmissionUnlinked {
+                admission_id,
+                resumed,
+            } => {
+                self.readmissions.retain(|a| *a != admission_id);
+                if resumed {
+                    self.state = PlanState::Active;
+                }
+            }
+            E::FollowUpClosed { reopenable, .. } => {
+                self.state = PlanState::Closed;
+                self.reopenable = reopenable;
+            }
+            E::PlanReopened { peer_id, attempt } => {
+                self.state = PlanState::Active;
+                self.peer_id = peer_id;
+                self.attempt = attempt;
+                self.reopenable = false;
+            }
+            E::PlanUnassigned { .. } => self.peer_id = String::new(),
+        }
+    }
+}
+
+impl FollowUpPlan {
+    fn checkpoint_mut(&mut self, name: &str) -> Option<&mut Checkpoint> {
+        self.checkpoints.iter_mut().find(|c| c.plan.name == name)
+    }
+
+    /// A peer acting on the plan must be the one holding it (`None`: a coordinator).
+    fn check_peer(&self, by_peer: Option<&String>) -> Result<(), FollowUpError> {
+        match by_peer {
+            Some(p) if *p != self.peer_id => Err(FollowUpError::NotYourReferral),
+            _ => Ok(()),
+        }
+    }
+}

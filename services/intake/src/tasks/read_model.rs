@@ -1,0 +1,116 @@
+//! The `tasks` read model: one row per referral with the status the referral service
+//! reported and the peer who holds it (`referral_tasks`), rebuilt from the
+//! ReferralTask events (`careloop replay tasks`), and every query on it.
+
+use careloop_backbone::{Projection, StoredEvent};
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use crate::domain::TaskEvent;
+
+pub struct Tasks;
+
+#[async_trait::async_trait]
+impl Projection for Tasks {
+    fn name(&self) -> &'static str {
+        "tasks"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["intake.referral_tasks"]
+    }
+
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["TaskStatusChanged", "TaskHolderChanged"])
+    }
+
+    async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
+        match e.decode::<TaskEvent>()? {
+            TaskEvent::TaskStatusChanged { change: c, .. } => {
+                sqlx::query(
+                    "INSERT INTO intake.referral_tasks (referral_id, person_ref, facility, status,
+                         reason, authored_on, last_updated)
+                     VALUES ($1, $2, $3, $4, $5, $6, $6)
+                     ON CONFLICT (referral_id) DO UPDATE SET status = $4, reason = $5,
+                         last_updated = $6,
+                         person_ref = COALESCE(intake.referral_tasks.person_ref, $2),
+                         authored_on = COALESCE(intake.referral_tasks.authored_on, $6)",
+                )
+                .bind(&e.aggregate_id)
+                .bind(&c.person_ref)
+                .bind(&c.facility)
+                .bind(c.status.as_str())
+                .bind(&c.reason)
+                .bind(c.occurred_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            TaskEvent::TaskHolderChanged {
+                facility, peer_id, ..
+            } => {
+                sqlx::query(
+                    "INSERT INTO intake.referral_tasks (referral_id, facility, status, last_updated, peer_id)
+                     VALUES ($1, $2, 'requested', $3, $4)
+                     ON CONFLICT (referral_id) DO UPDATE SET peer_id = $4",
+                )
+                .bind(&e.aggregate_id)
+                .bind(&facility)
+                .bind(e.recorded_at)
+                .bind(&peer_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TaskRow {
+    pub referral_id: String,
+    pub person_ref: Option<String>,
+    pub facility: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub authored_on: Option<DateTime<Utc>>,
+    pub last_updated: DateTime<Utc>,
+}
+
+const SELECT: &str = "SELECT referral_id, person_ref, facility, status, reason, authored_on,
+    last_updated FROM intake.referral_tasks";
+
+pub async fn get(pool: &PgPool, id: &str) -> sqlx::Result<Option<TaskRow>> {
+    sqlx::query_as(&format!("{SELECT} WHERE referral_id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn search(
+    pool: &PgPool,
+    facility: Option<&str>,
+    focus: Option<&str>,
+    updated_after: Option<DateTime<Utc>>,
+) -> sqlx::Result<Vec<TaskRow>> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE ($1::text IS NULL OR facility = $1)
+           AND ($2::text IS NULL OR referral_id = $2)
+           AND ($3::timestamptz IS NULL OR last_updated > $3)
+         ORDER BY last_updated, referral_id LIMIT 500"
+    ))
+    .bind(facility)
+    .bind(focus)
+    .bind(updated_after)
+    .fetch_all(pool)
+    .await
+}
+
+/// The peer who holds the referral (`None` when nobody does, or it is unknown).
+pub async fn holder(pool: &PgPool, referral_id: &str) -> sqlx::Result<Option<String>> {
+    let holder: Option<Option<String>> =
+        sqlx::query_scalar("SELECT peer_id FROM intake.referral_tasks WHERE referral_id = $1")
+            .bind(referral_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(holder.flatten())
+}

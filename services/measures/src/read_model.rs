@@ -1,0 +1,190 @@
+//! The `measures` read model: discharges (with channel, status and assignment),
+//! contacts and admissions, rebuilt from the hosting service's events (the records
+//! and the follow-up plans' ContactRecorded events; `careloop replay measures`), and
+//! every query on it.
+
+use careloop_backbone::{Projection, StoredEvent};
+use careloop_events::{ContactOutcome, READMISSION_WINDOW_DAYS, ReferralStatus};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sqlx::{PgConnection, PgPool};
+
+use crate::records::{AdmissionRecordEvent, DischargeRecordEvent};
+use crate::report::{DischargeRow, Scope};
+
+/// The part of a follow-up plan's stored `ContactRecorded` event the measures read:
+/// `{"ContactRecorded": {"contact": {"contact_id", "occurred_at", "outcome", ...}}}`.
+/// (The measures are hosted with the follow-up plans and read their contacts from the
+/// same event store; follow-up's tests check that its events decode here.)
+#[derive(Debug, Deserialize)]
+pub struct RecordedContact {
+    pub contact_id: String,
+    pub occurred_at: DateTime<Utc>,
+    pub outcome: ContactOutcome,
+}
+
+/// The contact a stored follow-up event records, if it records one.
+pub fn recorded_contact(e: &StoredEvent) -> anyhow::Result<Option<RecordedContact>> {
+    if e.aggregate_type != "FollowUpPlan" || e.event_type != "ContactRecorded" {
+        return Ok(None);
+    }
+    let contact = e
+        .payload
+        .get("ContactRecorded")
+        .and_then(|c| c.get("contact"))
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("ContactRecorded {} has no contact", e.event_id))?;
+    Ok(Some(serde_json::from_value(contact)?))
+}
+
+pub struct Measures;
+
+#[async_trait::async_trait]
+impl Projection for Measures {
+    fn name(&self) -> &'static str {
+        "measures"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "follow_up.measure_discharges",
+            "follow_up.measure_contacts",
+            "follow_up.measure_admissions",
+        ]
+    }
+
+    async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
+        let id = &e.aggregate_id;
+        match e.aggregate_type.as_str() {
+            "DischargeRecord" => {
+                // Facts may arrive in any order across consumers: upsert each column.
+                let (column, value): (&str, Option<String>) = match e.decode()? {
+                    DischargeRecordEvent::DischargeNoted(d) => {
+                        sqlx::query(
+                            "INSERT INTO follow_up.measure_discharges
+                                 (referral_id, person_ref, facility, discharged_at)
+                             VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (referral_id) DO UPDATE
+                             SET person_ref = $2, facility = $3, discharged_at = $4",
+                        )
+                        .bind(id)
+                        .bind(&d.person_ref)
+                        .bind(&d.facility)
+                        .bind(d.discharged_at)
+                        .execute(&mut *tx)
+                        .await?;
+                        return Ok(());
+                    }
+                    DischargeRecordEvent::ChannelNoted { channel } => {
+                        ("channel", Some(channel.as_str().to_string()))
+                    }
+                    DischargeRecordEvent::StatusNoted { status } => ("status", Some(status)),
+                    DischargeRecordEvent::AssignmentNoted { state } => ("assignment", Some(state)),
+                };
+                sqlx::query(&format!(
+                    "INSERT INTO follow_up.measure_discharges (referral_id, {column}) VALUES ($1, $2)
+                     ON CONFLICT (referral_id) DO UPDATE SET {column} = $2"
+                ))
+                .bind(id)
+                .bind(&value)
+                .execute(&mut *tx)
+                .await?;
+                // Entered in error: excluded from every measure.
+                sqlx::query(
+                    "UPDATE follow_up.measure_discharges SET excluded = (status = $2)
+                     WHERE referral_id = $1 AND status IS NOT NULL",
+                )
+                .bind(id)
+                .bind(ReferralStatus::EnteredInError.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+            "AdmissionRecord" => {
+                let AdmissionRecordEvent::AdmissionNoted(a) = e.decode()? else {
+                    sqlx::query("DELETE FROM follow_up.measure_admissions WHERE admission_id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    return Ok(());
+                };
+                sqlx::query(
+                    "INSERT INTO follow_up.measure_admissions (admission_id, person_ref, facility, admitted_at)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(id)
+                .bind(&a.person_ref)
+                .bind(&a.facility)
+                .bind(a.admitted_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            "FollowUpPlan" => {
+                if let Some(contact) = recorded_contact(e)? {
+                    sqlx::query(
+                        "INSERT INTO follow_up.measure_contacts (contact_id, referral_id, occurred_at, reached)
+                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&contact.contact_id)
+                    .bind(id)
+                    .bind(contact.occurred_at)
+                    .bind(contact.outcome == ContactOutcome::Reached)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Each discharge in `scope` with its first reached contact and its first
+/// readmission (within the readmission window), both as of `scope.as_of`.
+pub async fn discharges(pool: &PgPool, scope: &Scope) -> sqlx::Result<Vec<DischargeRow>> {
+    sqlx::query_as(
+        "SELECT d.facility, d.discharged_at,
+            (SELECT min(c.occurred_at) FROM follow_up.measure_contacts c
+              WHERE c.referral_id = d.referral_id AND c.reached
+                AND c.occurred_at > d.discharged_at AND c.occurred_at <= $1) AS first_reached,
+            (SELECT min(a.admitted_at) FROM follow_up.measure_admissions a
+              WHERE a.person_ref = d.person_ref
+                AND a.admitted_at > d.discharged_at
+                AND a.admitted_at <= d.discharged_at + make_interval(days => $5)
+                AND a.admitted_at <= $1) AS first_readmission
+         FROM follow_up.measure_discharges d
+         WHERE d.discharged_at IS NOT NULL AND d.facility IS NOT NULL
+           AND NOT d.excluded
+           AND d.discharged_at <= $1
+           AND ($2::text IS NULL OR d.facility = $2)
+           AND ($3::timestamptz IS NULL OR d.discharged_at >= $3)
+           AND ($4::timestamptz IS NULL OR d.discharged_at < $4)",
+    )
+    .bind(scope.as_of)
+    .bind(&scope.facility)
+    .bind(scope.from)
+    .bind(scope.to)
+    .bind(READMISSION_WINDOW_DAYS as i32)
+    .fetch_all(pool)
+    .await
+}
+
+/// Referrals by their latest status (entered in error left out).
+pub async fn referrals_by_status(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        "SELECT status, count(*) FROM follow_up.measure_discharges
+         WHERE status IS NOT NULL AND NOT excluded GROUP BY status ORDER BY status",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Referrals received, by facility and channel (every one, whatever became of it).
+pub async fn referrals_received(pool: &PgPool) -> sqlx::Result<Vec<(String, String, i64)>> {
+    sqlx::query_as(
+        "SELECT facility, channel, count(*) FROM follow_up.measure_discharges
+         WHERE facility IS NOT NULL AND channel IS NOT NULL
+         GROUP BY facility, channel ORDER BY facility, channel",
+    )
+    .fetch_all(pool)
+    .await
+}
