@@ -18,7 +18,7 @@ USAGE:
                                     peer, admin)
   careloop migrate                  apply every service's migrations
   careloop replay PROJECTION        rebuild one read model from events
-                                    (referrals, roster, followups, measures)
+                                    (referrals, roster, followups, measures, tasks)
 
 CONFIGURATION (environment):
   DATABASE_URL        postgres://postgres@127.0.0.1:5432/careloop

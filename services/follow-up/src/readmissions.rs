@@ -36,8 +36,7 @@ impl ReadmissionLinker {
             referral_id: referral_id.to_string(),
             discharged_at,
         };
-        self.note(person_ref, note, meta).await?;
-        let care = self.person(person_ref).await?;
+        let care = self.record(person_ref, note, meta).await?;
         for (admission_id, admitted_at) in care.readmissions_after(discharged_at) {
             let link = FollowUpCommand::LinkReadmission {
                 admission_id: admission_id.to_string(),
@@ -60,8 +59,7 @@ impl ReadmissionLinker {
             admission_id: admission_id.to_string(),
             admitted_at,
         };
-        self.note(person_ref, note, meta).await?;
-        let care = self.person(person_ref).await?;
+        let care = self.record(person_ref, note, meta).await?;
         for referral_id in care.plans_readmitted_at(admitted_at) {
             let link = FollowUpCommand::LinkReadmission {
                 admission_id: admission_id.to_string(),
@@ -82,8 +80,7 @@ impl ReadmissionLinker {
         let note = PersonCareCommand::NoteAdmissionCancelled {
             admission_id: admission_id.to_string(),
         };
-        self.note(person_ref, note, meta).await?;
-        let care = self.person(person_ref).await?;
+        let care = self.record(person_ref, note, meta).await?;
         for referral_id in care.plan_ids() {
             let unlink = FollowUpCommand::UnlinkReadmission {
                 admission_id: admission_id.to_string(),
@@ -93,21 +90,13 @@ impl ReadmissionLinker {
         Ok(())
     }
 
-    async fn note(
+    async fn record(
         &self,
         person_ref: &str,
         command: PersonCareCommand,
         meta: &Metadata,
-    ) -> anyhow::Result<()> {
-        store::execute(&self.people, person_ref, command, meta)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
-    }
-
-    async fn person(&self, person_ref: &str) -> anyhow::Result<PersonCare> {
-        store::load(&self.people_store, person_ref)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
+    ) -> anyhow::Result<PersonCare> {
+        store::record_and_load(&self.people, &self.people_store, person_ref, command, meta).await
     }
 
     async fn send(

@@ -65,7 +65,7 @@ impl IntegrationMapper for Mapper {
     }
 }
 
-fn submitted(s: SubmittedReferral) -> Payload {
+pub(crate) fn submitted(s: SubmittedReferral) -> Payload {
     let matching = s.matching();
     Payload::ReferralSubmitted(v1::ReferralSubmitted {
         referral_id: s.referral_id,

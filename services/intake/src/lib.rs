@@ -6,6 +6,8 @@
 //! ([`closed_loop`]).
 
 pub mod api;
+#[cfg(test)]
+mod channel_parity;
 pub mod closed_loop;
 pub mod contact_card;
 pub mod domain;

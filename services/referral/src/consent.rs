@@ -36,8 +36,7 @@ impl ConsentGuard {
             referral_id: referral_id.to_string(),
             submitted_at,
         };
-        self.note(person_ref, note, meta).await?;
-        let person = self.person(person_ref).await?;
+        let person = self.record(person_ref, note, meta).await?;
         if let Some(reason) = person.revoked_since(submitted_at) {
             self.cancel(referral_id, reason, meta).await?;
         }
@@ -56,8 +55,7 @@ impl ConsentGuard {
             revoked_at,
             reason: reason.to_string(),
         };
-        self.note(person_ref, note, meta).await?;
-        let person = self.person(person_ref).await?;
+        let person = self.record(person_ref, note, meta).await?;
         let reason = person
             .revoked
             .as_ref()
@@ -69,21 +67,13 @@ impl ConsentGuard {
         Ok(())
     }
 
-    async fn note(
+    async fn record(
         &self,
         person_ref: &str,
         command: PersonReferralsCommand,
         meta: &Metadata,
-    ) -> anyhow::Result<()> {
-        store::execute(&self.people, person_ref, command, meta)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
-    }
-
-    async fn person(&self, person_ref: &str) -> anyhow::Result<PersonReferrals> {
-        store::load(&self.people_store, person_ref)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
+    ) -> anyhow::Result<PersonReferrals> {
+        store::record_and_load(&self.people, &self.people_store, person_ref, command, meta).await
     }
 
     async fn cancel(&self, referral_id: &str, reason: &str, meta: &Metadata) -> anyhow::Result<()> {

@@ -145,6 +145,11 @@ impl Consumer {
         self
     }
 
+    /// The service whose events this consumer reads.
+    pub fn source(&self) -> &'static str {
+        self.source
+    }
+
     pub fn durable_name(&self) -> String {
         self.namespace.durable_name(self.service, self.source)
     }

@@ -59,6 +59,11 @@ impl ProjectionRunner {
         self.projection.name()
     }
 
+    /// The tables the read model owns.
+    pub fn tables(&self) -> &'static [&'static str] {
+        self.projection.tables()
+    }
+
     fn cursor_name(&self) -> String {
         format!("projection:{}", self.projection.name())
     }

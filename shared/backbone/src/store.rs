@@ -109,6 +109,29 @@ where
     Ok(ctx.aggregate().clone())
 }
 
+/// Executes `command`, then loads the aggregate as it stands after it: how a process
+/// manager records a fact and then decides from everything it knows (its state may
+/// already hold facts other handlers recorded meanwhile; its decisions are
+/// idempotent, so acting on them twice does nothing twice).
+pub async fn record_and_load<A>(
+    cqrs: &Cqrs<A>,
+    store: &EventStore<A>,
+    aggregate_id: &str,
+    command: A::Command,
+    metadata: &Metadata,
+) -> anyhow::Result<A>
+where
+    A: Aggregate + Send + Sync + Clone,
+    A::Command: Clone,
+{
+    execute(cqrs, aggregate_id, command, metadata)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    load(store, aggregate_id)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// A store for reading aggregate state outside a command (e.g. a saga's next step).
 pub fn event_store<A>(pool: PgPool, schema: &str) -> EventStore<A>
 where

@@ -137,3 +137,31 @@ impl std::io::Write for LogCapture {
         Ok(())
     }
 }
+
+/// One integration event as a relay would publish it: `payload` from aggregate
+/// `aggregate_type`/`aggregate_id` at `sequence`, after `previous_sequence`, recorded
+/// at `occurred_at`. Tests hand it to `Consumer::process`, the consumer's public
+/// entry point, to deliver events in any order.
+pub fn envelope(
+    payload: careloop_events::Payload,
+    aggregate: (&str, &str),
+    sequence: u64,
+    previous_sequence: u64,
+    occurred_at: chrono::DateTime<chrono::Utc>,
+) -> Vec<u8> {
+    use prost::Message;
+    careloop_events::v1::Envelope {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        event_type: payload.event_type().to_string(),
+        occurred_at: Some(careloop_events::timestamp(occurred_at)),
+        correlation_id: uuid::Uuid::new_v4().to_string(),
+        causation_id: String::new(),
+        source_service: "test".into(),
+        aggregate_type: aggregate.0.to_string(),
+        aggregate_id: aggregate.1.to_string(),
+        aggregate_sequence: sequence,
+        previous_sequence,
+        payload: Some(payload),
+    }
+    .encode_to_vec()
+}

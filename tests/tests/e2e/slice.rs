@@ -124,37 +124,39 @@ async fn a_referral_travels_from_hospital_to_a_reached_person() {
     assert_eq!(worklist["items"][0]["referral_id"], id.as_str());
     assert_eq!(worklist["items"][0]["first_reached_at"], at(reached_at));
 
-    // Guarantee 5: `careloop replay` rebuilds rows identical to the live ones.
+    // Guarantee 5: `careloop replay` rebuilds rows identical to the live ones, for
+    // every read model of every service (a new one is covered without a change here).
     let pool = sqlx_pool(&app).await;
-    for (projection, query) in [
-        (
-            "referrals",
-            "SELECT to_jsonb(r)::text FROM referral.referrals r ORDER BY referral_id",
-        ),
-        (
-            "referrals",
-            "SELECT to_jsonb(t)::text FROM referral.referral_timeline t ORDER BY referral_id, sequence",
-        ),
-        (
-            "roster",
-            "SELECT to_jsonb(p)::text FROM peer_assignment.peers p ORDER BY peer_id",
-        ),
-        (
-            "followups",
-            "SELECT to_jsonb(f)::text FROM follow_up.followups f ORDER BY referral_id",
-        ),
-        (
-            "followups",
-            "SELECT to_jsonb(c)::text FROM follow_up.contacts c ORDER BY contact_id",
-        ),
-    ] {
-        let live: Vec<String> = sqlx::query_scalar(query).fetch_all(&pool).await.unwrap();
-        assert!(!live.is_empty(), "{query}");
-        careloop_app::cli::replay(&app.env.settings, projection)
+    let built = careloop_app::Application::build(&app.env.settings)
+        .await
+        .unwrap();
+    for projection in built.projections() {
+        let rows = |table: &'static str| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, String>(&format!(
+                    "SELECT to_jsonb(t)::text AS row FROM {table} t ORDER BY row"
+                ))
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+            }
+        };
+        let mut live = Vec::new();
+        for table in projection.tables() {
+            live.push(rows(table).await);
+        }
+        assert!(
+            live.iter().any(|t| !t.is_empty()),
+            "{} has rows to compare",
+            projection.name()
+        );
+        careloop_app::cli::replay(&app.env.settings, projection.name())
             .await
             .unwrap();
-        let rebuilt: Vec<String> = sqlx::query_scalar(query).fetch_all(&pool).await.unwrap();
-        assert_eq!(live, rebuilt, "replay of {projection}");
+        for (table, before) in projection.tables().iter().zip(live) {
+            assert_eq!(rows(table).await, before, "replay of {table}");
+        }
     }
     app.shutdown().await;
 }

@@ -126,16 +126,18 @@ fn expect_type(v: &Value, rt: &str) -> Result<(), OperationOutcome> {
     }
 }
 
-/// `POST /fhir`: a transaction Bundle with a Patient, a ServiceRequest and a Consent.
-async fn transaction(
-    State(s): State<FhirState>,
-    principal: Result<Authenticated, Problem>,
-    CorrelationId(correlation): CorrelationId,
-    body: axum::body::Bytes,
-) -> Result<Response, OperationOutcome> {
-    let (principal, facility) = hospital(principal)?;
-    let bundle = parse(&body)?;
-    expect_type(&bundle, "Bundle")?;
+/// A transaction Bundle read into a referral, with where its resources were.
+pub struct BundleReferral {
+    pub referral: NewReferral,
+    pub entries: usize,
+    pub patient: usize,
+    pub service_request: usize,
+}
+
+/// Reads a transaction Bundle (a Patient, a ServiceRequest and a Consent) into the
+/// referral of `facility`, each failure an OperationOutcome naming the element.
+pub fn read_bundle(bundle: &Value, facility: &str) -> Result<BundleReferral, OperationOutcome> {
+    expect_type(bundle, "Bundle")?;
     if bundle.get("type").and_then(Value::as_str) != Some("transaction") {
         return Err(OperationOutcome::invalid(
             "Bundle.type",
@@ -231,7 +233,30 @@ async fn transaction(
         discharge: &discharge,
         service_request: &sp,
     };
-    let referral = new_referral(&facility, person, consent_facts, facts, &where_)?;
+    let referral = new_referral(facility, person, consent_facts, facts, &where_)?;
+    Ok(BundleReferral {
+        referral,
+        entries: entries.len(),
+        patient: pi,
+        service_request: si,
+    })
+}
+
+/// `POST /fhir`: a transaction Bundle with a Patient, a ServiceRequest and a Consent.
+async fn transaction(
+    State(s): State<FhirState>,
+    principal: Result<Authenticated, Problem>,
+    CorrelationId(correlation): CorrelationId,
+    body: axum::body::Bytes,
+) -> Result<Response, OperationOutcome> {
+    let (principal, facility) = hospital(principal)?;
+    let bundle = parse(&body)?;
+    let BundleReferral {
+        referral,
+        entries,
+        patient: pi,
+        service_request: si,
+    } = read_bundle(&bundle, &facility)?;
     let now = Utc::now();
     let meta = Metadata::new(correlation).actor(principal.role.as_str());
     let accepted = s.reception.submit(referral, &meta).await?;
@@ -243,7 +268,7 @@ async fn transaction(
     let task = task::requested(&accepted.referral_id, &accepted.person_ref, &facility, now);
     let entry = |location: String| json!({"response": {"status": created, "location": location}});
     let mut out: Vec<Value> = Vec::new();
-    for (i, _) in entries.iter().enumerate() {
+    for i in 0..entries {
         out.push(if i == pi {
             entry(format!("Patient/{}", accepted.person_ref))
         } else if i == si {

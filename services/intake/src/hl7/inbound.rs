@@ -245,23 +245,7 @@ impl Inbound {
                 }
             }
         };
-        let draft = ReferralDraft {
-            facility: adt.facility.clone(),
-            channel: careloop_events::Channel::Hl7,
-            person: adt.person.clone(),
-            discharged_at,
-            unit,
-            risk_level: adt
-                .flag
-                .as_ref()
-                .map(|f| f.risk_level)
-                .unwrap_or(RiskLevel::Moderate),
-            consent,
-            needs: vec![],
-            preferences: Preferences::default(),
-            notes: None,
-        };
-        let referral = NewReferral::new(draft, Utc::now()).map_err(invalid_message)?;
+        let referral = referral_from_discharge(adt, discharged_at, unit, consent)?;
         let accepted = self.reception.submit(referral, meta).await?;
         Ok(format!(
             "referral {}{}",
@@ -273,6 +257,32 @@ impl Inbound {
             }
         ))
     }
+}
+
+/// The referral an A03 makes, once the consent is known.
+pub fn referral_from_discharge(
+    adt: &Adt,
+    discharged_at: chrono::DateTime<Utc>,
+    unit: String,
+    consent: Consent,
+) -> Result<NewReferral, Problem> {
+    let draft = ReferralDraft {
+        facility: adt.facility.clone(),
+        channel: careloop_events::Channel::Hl7,
+        person: adt.person.clone(),
+        discharged_at,
+        unit,
+        risk_level: adt
+            .flag
+            .as_ref()
+            .map(|f| f.risk_level)
+            .unwrap_or(RiskLevel::Moderate),
+        consent,
+        needs: vec![],
+        preferences: Preferences::default(),
+        notes: None,
+    };
+    NewReferral::new(draft, Utc::now()).map_err(invalid_message)
 }
 
 /// The unit when PV1-3 (assigned location) is empty.

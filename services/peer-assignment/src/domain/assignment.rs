@@ -358,6 +358,22 @@ mod tests {
         }
     }
 
+    /// Requests stored before the matching inputs had a type of their own (flat, with
+    /// the priority as a string) still read the same.
+    #[test]
+    fn a_request_stored_flat_reads_into_the_typed_request() {
+        let stored = serde_json::json!({
+            "person_ref": "p1", "facility": "st-marys", "priority": "asap",
+            "discharged_at": "2026-11-20T15:30:00Z",
+            "first_contact_due_at": "2026-11-21T15:30:00Z",
+            "language": "en", "preferred_peer_gender": null,
+            "lived_experience": [], "needs": [], "contact_modes": [], "region": null
+        });
+        let read: AssignmentRequest = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(read, request());
+        assert_eq!(serde_json::to_value(&read).unwrap(), stored);
+    }
+
     fn assigned(peer: &str) -> Vec<AssignmentEvent> {
         vec![
             AssignmentEvent::AssignmentRequested(request()),
