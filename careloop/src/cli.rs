@@ -95,7 +95,7 @@ fn token(args: &[String]) -> anyhow::Result<()> {
         bail!("a peer token needs --peer-id");
     }
     let settings = Settings::from_env()?;
-    let auth = Authenticator::new(&settings.jwt_secret);
+    let auth = Authenticator::dev(&settings.jwt_secret);
     println!(
         "{}",
         auth.issue(role, facility, peer_id, chrono_hours(hours))
@@ -109,7 +109,12 @@ fn chrono_hours(h: i64) -> chrono::Duration {
 
 async fn run_dev() -> anyhow::Result<()> {
     careloop_telemetry::init();
-    let settings = Settings::from_env()?;
+    let mut settings = Settings::from_env()?;
+    // `careloop dev` is dev mode unless told otherwise.
+    if std::env::var("CARELOOP_AUTH").is_err() {
+        settings.identity.mode = careloop_config::AuthMode::Dev;
+    }
+    careloop_backbone::host::check_auth_settings(&settings, true)?;
     if settings.jwt_secret_is_dev_default {
         tracing::warn!(
             "CARELOOP_JWT_SECRET is not set: using the INSECURE dev default secret. Never do this outside a laptop."
@@ -121,7 +126,7 @@ async fn run_dev() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.http_addr)
         .await
         .with_context(|| format!("binding CARELOOP_HTTP_ADDR {}", settings.http_addr))?;
-    let auth = Authenticator::new(&settings.jwt_secret);
+    let auth = Authenticator::dev(&settings.jwt_secret);
     let ttl = chrono::Duration::days(7);
     println!();
     println!("careloop is running at http://{}", settings.http_addr);

@@ -13,7 +13,6 @@ use careloop_follow_up::FollowUpService;
 use careloop_intake::IntakeService;
 use careloop_peer_assignment::PeerAssignmentService;
 use careloop_referral::ReferralService;
-use careloop_web::Authenticator;
 use tokio::net::TcpListener;
 
 pub struct Application {
@@ -35,11 +34,7 @@ impl Application {
             Arc::new(peer_assignment.clone()),
             Arc::new(FollowUpService::new(&backbone)),
         ];
-        let host = Host {
-            backbone,
-            services,
-            auth: Authenticator::new(&settings.jwt_secret),
-        };
+        let host = Host::new(backbone, services);
         host.migrate().await?;
         Ok(Application {
             host,

@@ -9,7 +9,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use careloop_backbone::Metadata;
 use careloop_backbone::store::{self, Cqrs};
-use careloop_web::{ApiJson, Authenticated, CorrelationId, Principal, Problem, Role};
+use careloop_web::{
+    ApiJson, Authenticated, CorrelationId, Needs, Principal, Problem, Role, RouteRule,
+};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -40,6 +42,31 @@ pub struct AppState {
     pub pool: PgPool,
     pub cqrs: Arc<Cqrs<FollowUpPlan>>,
 }
+
+/// The access rule of each route here (enforced by the access layer).
+pub const RULES: &[RouteRule] = &[
+    RouteRule::token(
+        "POST",
+        "/v1/referrals/{id}/contacts",
+        &[Needs::write("Communication")],
+    ),
+    RouteRule::token(
+        "GET",
+        "/v1/referrals/{id}/followup",
+        &[Needs::read("CarePlan")],
+    ),
+    RouteRule::token(
+        "POST",
+        "/v1/referrals/{id}/followup/close",
+        &[Needs::write("CarePlan")],
+    ),
+    RouteRule::token(
+        "POST",
+        "/v1/referrals/{id}/followup/resume",
+        &[Needs::write("CarePlan")],
+    ),
+    RouteRule::token("GET", "/v1/followups", &[Needs::read("CarePlan")]),
+];
 
 pub fn routes(state: AppState) -> Router {
     Router::new()

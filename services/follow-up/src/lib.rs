@@ -103,6 +103,10 @@ impl Service for FollowUpService {
         .merge(careloop_measures::api::routes(self.backbone.pool.clone()))
     }
 
+    fn route_rules(&self) -> Vec<careloop_web::RouteRule> {
+        [api::RULES, careloop_measures::api::RULES].concat()
+    }
+
     fn relay(&self) -> Option<Relay> {
         Some(
             self.backbone

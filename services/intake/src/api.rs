@@ -6,7 +6,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use careloop_backbone::Metadata;
 use careloop_web::idempotency::{self, Claim};
-use careloop_web::{ApiJson, Authenticated, CorrelationId, Problem, Role};
+use careloop_web::{ApiJson, Authenticated, CorrelationId, Needs, Problem, Role, RouteRule};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -22,6 +22,17 @@ pub struct AppState {
     pub pool: PgPool,
     pub reception: Reception,
 }
+
+/// The access rule of each route here (enforced by the access layer).
+pub const RULES: &[RouteRule] = &[
+    RouteRule::token("POST", "/v1/referrals", &[Needs::write("ServiceRequest")]),
+    RouteRule::token("POST", "/v1/admissions", &[Needs::write("Encounter")]),
+    RouteRule::token(
+        "POST",
+        "/v1/persons/{person_ref}/consent/revoke",
+        &[Needs::write("Consent")],
+    ),
+];
 
 pub fn routes(state: AppState) -> Router {
     Router::new()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use careloop_web::{Authenticated, Problem, Role};
+use careloop_web::{Authenticated, Needs, Problem, Role, RouteRule};
 use sqlx::PgPool;
 
 use crate::reception::Reception;
@@ -18,6 +18,13 @@ pub struct CardState {
     pub pool: PgPool,
     pub reception: Reception,
 }
+
+/// The access rule of each route here (enforced by the access layer).
+pub const RULES: &[RouteRule] = &[RouteRule::token(
+    "GET",
+    "/v1/referrals/{id}/contact-card",
+    &[Needs::read("Patient")],
+)];
 
 pub fn routes(state: CardState) -> Router {
     Router::new()

@@ -159,6 +159,16 @@ impl Service for IntakeService {
         }))
     }
 
+    fn route_rules(&self) -> Vec<careloop_web::RouteRule> {
+        [
+            api::RULES,
+            closed_loop::api::RULES,
+            contact_card::RULES,
+            fhir::api::RULES,
+        ]
+        .concat()
+    }
+
     fn relay(&self) -> Option<Relay> {
         Some(
             self.backbone

@@ -8,12 +8,19 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use careloop_web::{Authenticated, Problem, Role};
+use careloop_web::{Authenticated, Needs, Problem, Role, RouteRule};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::read_model;
 use crate::report::{self, Scope};
+
+/// The access rule of each route here (enforced by the access layer).
+pub const RULES: &[RouteRule] = &[RouteRule::token(
+    "GET",
+    "/v1/reports/continuity",
+    &[Needs::read("MeasureReport")],
+)];
 
 pub fn routes(pool: PgPool) -> Router {
     Router::new()

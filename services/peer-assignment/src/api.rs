@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use careloop_backbone::Metadata;
 use careloop_backbone::store::{self, Cqrs};
 use careloop_web::idempotency::{self, Claim};
-use careloop_web::{ApiJson, Authenticated, CorrelationId, Problem, Role};
+use careloop_web::{ApiJson, Authenticated, CorrelationId, Needs, Problem, Role, RouteRule};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -47,6 +47,24 @@ pub struct AppState {
     pub peers: Arc<Cqrs<Peer>>,
     pub matcher: Arc<Matcher>,
 }
+
+/// The access rule of each route here (enforced by the access layer).
+pub const RULES: &[RouteRule] = &[
+    RouteRule::token("POST", "/v1/peers", &[Needs::write("Practitioner")]),
+    RouteRule::token("GET", "/v1/peers", &[Needs::read("Practitioner")]),
+    RouteRule::token("PATCH", "/v1/peers/{id}", &[Needs::write("Practitioner")]),
+    RouteRule::token("GET", "/v1/referrals/{id}/matches", &[Needs::read("Task")]),
+    RouteRule::token(
+        "PUT",
+        "/v1/referrals/{id}/assignment",
+        &[Needs::write("Task")],
+    ),
+    RouteRule::token(
+        "POST",
+        "/v1/referrals/{id}/assignment/decline",
+        &[Needs::write("Task")],
+    ),
+];
 
 pub fn routes(state: AppState) -> Router {
     Router::new()

@@ -10,7 +10,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use careloop_backbone::Metadata;
 use careloop_backbone::store::{self, Cqrs, EventStore};
-use careloop_web::{ApiJson, Authenticated, CorrelationId, Principal, Problem, Role};
+use careloop_web::{
+    ApiJson, Authenticated, CorrelationId, Needs, Principal, Problem, Role, RouteRule,
+};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -26,6 +28,17 @@ pub struct AppState {
     pub store: Arc<EventStore<Referral>>,
     pub reroute_after_reject: bool,
 }
+
+/// The access rule of each route here (enforced by the access layer).
+pub const RULES: &[RouteRule] = &[
+    RouteRule::token("GET", "/v1/referrals", &[Needs::read("Task")]),
+    RouteRule::token("GET", "/v1/referrals/{id}", &[Needs::read("Task")]),
+    RouteRule::token(
+        "POST",
+        "/v1/referrals/{id}/{action}",
+        &[Needs::write("Task")],
+    ),
+];
 
 pub fn routes(state: AppState) -> Router {
     Router::new()

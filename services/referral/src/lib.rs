@@ -90,6 +90,10 @@ impl Service for ReferralService {
         })
     }
 
+    fn route_rules(&self) -> Vec<careloop_web::RouteRule> {
+        api::RULES.to_vec()
+    }
+
     fn relay(&self) -> Option<Relay> {
         Some(
             self.backbone

@@ -40,7 +40,7 @@ impl std::str::FromStr for Role {
 }
 
 /// The verified identity behind a request.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Principal {
     pub sub: String,
     pub role: Role,
@@ -50,6 +50,94 @@ pub struct Principal {
     pub peer_id: Option<String>,
     /// Expiry, seconds since the Unix epoch.
     pub exp: i64,
+    /// The scopes granted, space-separated (SMART: `system/Task.read` for a
+    /// hospital's system, `user/*.*` for staff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The registered client the token was issued to (a hospital's system, or the
+    /// console).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// A person's display name, for staff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// The least privileged role, for principals built field by field.
+impl Default for Role {
+    fn default() -> Self {
+        Role::Peer
+    }
+}
+
+/// What a route does to a resource, for scope checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// A SMART scope a route needs: `<resource>.read` or `<resource>.write` (SMART v1),
+/// or the v2 letters (`r`/`s` read, `c`/`u`/`d` write), in the `system`, `user` or
+/// `patient` context; `*` stands for any resource or any access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    pub resource: &'static str,
+    pub access: Access,
+}
+
+impl Needs {
+    pub const fn read(resource: &'static str) -> Self {
+        Needs {
+            resource,
+            access: Access::Read,
+        }
+    }
+
+    pub const fn write(resource: &'static str) -> Self {
+        Needs {
+            resource,
+            access: Access::Write,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let a = match self.access {
+            Access::Read => "read",
+            Access::Write => "write",
+        };
+        format!("system/{}.{a}", self.resource)
+    }
+}
+
+/// Whether one scope (`system/Task.read`, `user/*.*`, `system/Task.rs`) grants `needs`.
+pub fn scope_grants(scope: &str, needs: Needs) -> bool {
+    let Some((context, rest)) = scope.split_once('/') else {
+        return false;
+    };
+    if !matches!(context, "system" | "user" | "patient") {
+        return false;
+    }
+    let Some((resource, access)) = rest.rsplit_once('.') else {
+        return false;
+    };
+    if resource != "*" && resource != needs.resource {
+        return false;
+    }
+    match access {
+        "*" => true,
+        "read" => needs.access == Access::Read,
+        "write" => needs.access == Access::Write,
+        letters if !letters.is_empty() && letters.chars().all(|c| "cruds".contains(c)) => {
+            match needs.access {
+                Access::Read => letters.contains('r') || letters.contains('s'),
+                Access::Write => {
+                    letters.contains('c') || letters.contains('u') || letters.contains('d')
+                }
+            }
+        }
+        _ => false,
+    }
 }
 
 /// A refusal: the principal may not do this (the HTTP edge answers 403).
@@ -94,6 +182,24 @@ impl Principal {
         }
     }
 
+    /// Refused unless the token's scopes grant `needs`.
+    pub fn require_scope(&self, needs: Needs) -> Result<(), AccessDenied> {
+        let granted = self
+            .scope
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .any(|s| scope_grants(s, needs));
+        if granted {
+            Ok(())
+        } else {
+            Err(AccessDenied(format!(
+                "the token's scopes do not allow this; it needs {}",
+                needs.describe()
+            )))
+        }
+    }
+
     /// Who acted, for timelines and audit: the role and the subject.
     pub fn actor(&self) -> String {
         format!("{}:{}", self.role.as_str(), self.sub)
@@ -111,6 +217,7 @@ mod tests {
             facility: facility.map(String::from),
             peer_id: None,
             exp: 0,
+            ..Default::default()
         }
     }
 
@@ -121,5 +228,32 @@ mod tests {
         assert!(p(Role::Coordinator, None).may_see_facility("b"));
         assert!(p(Role::Admin, None).require(&[Role::Admin]).is_ok());
         assert!(p(Role::Peer, None).require(&[Role::Admin]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::*;
+
+    #[test]
+    fn smart_v1_and_v2_scopes_grant_what_they_say() {
+        let task_read = Needs::read("Task");
+        let sr_write = Needs::write("ServiceRequest");
+        assert!(scope_grants("system/Task.read", task_read));
+        assert!(scope_grants("system/Task.rs", task_read));
+        assert!(scope_grants("system/*.read", task_read));
+        assert!(scope_grants("user/*.*", sr_write));
+        assert!(scope_grants("system/ServiceRequest.c", sr_write));
+        assert!(!scope_grants("system/Task.read", sr_write));
+        assert!(!scope_grants("system/ServiceRequest.read", sr_write));
+        assert!(!scope_grants("system/ServiceRequest.rs", sr_write));
+        assert!(!scope_grants("launch/patient", task_read));
+        assert!(!scope_grants("system/Task.x", task_read));
+        let p = Principal {
+            scope: Some("system/Task.read system/ServiceRequest.write".into()),
+            ..Default::default()
+        };
+        assert!(p.require_scope(task_read).is_ok());
+        assert!(p.require_scope(Needs::write("Consent")).is_err());
     }
 }

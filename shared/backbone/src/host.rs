@@ -11,9 +11,11 @@ use std::sync::Arc;
 
 use async_nats::jetstream;
 use axum::Router;
-use careloop_config::{Namespace, Settings};
-use careloop_web::Authenticator;
+use careloop_config::{AuthMode, Namespace, Settings};
+use careloop_web::access::AccessRules;
 use careloop_web::health::{self, ReadinessCheck};
+use careloop_web::jwks::KeySource;
+use careloop_web::{Authenticator, RouteRule};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
@@ -91,6 +93,8 @@ pub trait Service: Send + Sync + 'static {
     fn migrations(&self) -> &'static [Migration];
     /// The service's `/v1` (and other) routes, state applied.
     fn routes(&self) -> Router;
+    /// The access rule of each of those routes (a route without one is refused).
+    fn route_rules(&self) -> Vec<RouteRule>;
     /// The outbox relay publishing this service's integration events (`None` for a
     /// service that publishes nothing).
     fn relay(&self) -> Option<Relay>;
@@ -103,6 +107,11 @@ pub trait Service: Send + Sync + 'static {
     /// replay (the closed loop's delivery outbox, for example).
     fn reactors(&self) -> Vec<ProjectionRunner> {
         Vec::new()
+    }
+    /// The signing keys of careloop's own tokens, when this service holds them (the
+    /// identity service): the process then verifies tokens with them directly.
+    fn key_source(&self) -> Option<Arc<dyn KeySource>> {
+        None
     }
     /// Other background work (deadline checks, webhook delivery), stopped by `shutdown`.
     fn workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
@@ -118,6 +127,18 @@ pub struct Host {
 }
 
 impl Host {
+    /// A host for `services`, verifying tokens as the settings say.
+    pub fn new(backbone: Backbone, services: Vec<Arc<dyn Service>>) -> Self {
+        let keys = services.iter().find_map(|s| s.key_source());
+        let settings = &backbone.settings;
+        let auth = Authenticator::from_settings(&settings.identity, &settings.jwt_secret, keys);
+        Host {
+            backbone,
+            services,
+            auth,
+        }
+    }
+
     /// Applies every service's migrations.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         for s in &self.services {
@@ -156,6 +177,10 @@ impl Host {
             router = router.merge(s.routes());
         }
         router
+            .route_layer(axum::middleware::from_fn_with_state(
+                Arc::new(AccessRules::new(&self.route_rules())),
+                careloop_web::access::layer,
+            ))
             .fallback(|| async { careloop_web::Problem::not_found("no such route") })
             .method_not_allowed_fallback(|| async {
                 careloop_web::Problem::new(
@@ -165,6 +190,15 @@ impl Host {
             })
             .layer(axum::Extension(self.auth.clone()))
             .layer(axum::middleware::from_fn(careloop_web::correlation::layer))
+    }
+
+    /// Every route this process serves, with its access rule.
+    pub fn route_rules(&self) -> Vec<RouteRule> {
+        health::RULES
+            .iter()
+            .copied()
+            .chain(self.services.iter().flat_map(|s| s.route_rules()))
+            .collect()
     }
 
     /// Starts every relay, consumer and projection; they stop when `shutdown` fires.
@@ -231,27 +265,51 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Whether a service binary may start with `settings`: outside dev mode it needs the
+/// staff's OpenID provider (and, for the identity service, the key store's
+/// key-encryption key); dev mode is refused unless asked for, and said loudly.
+pub fn check_auth_settings(settings: &Settings, holds_keys: bool) -> anyhow::Result<()> {
+    let id = &settings.identity;
+    match id.mode {
+        AuthMode::Dev => {
+            tracing::warn!(
+                "CARELOOP_AUTH=dev: dev tokens (careloop token) and the pick-a-demo-person sign-in are accepted. Never outside a laptop."
+            );
+            Ok(())
+        }
+        AuthMode::Standard => {
+            if id.oidc.is_none() {
+                anyhow::bail!(
+                    "CARELOOP_OIDC_ISSUER is not set: staff sign in through an OpenID Connect provider (or set CARELOOP_AUTH=dev on a laptop)"
+                );
+            }
+            if holds_keys && id.key_encryption_key.is_none() {
+                anyhow::bail!(
+                    "CARELOOP_KEY_ENCRYPTION_KEY (or _FILE) is not set: the identity service keeps its signing keys encrypted with it"
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
 /// `main` of a service binary: settings from the environment, migrations, then serve
-/// on `CARELOOP_HTTP_ADDR` until Ctrl-C or SIGTERM.
-pub async fn run_one<S: Service>(make: impl FnOnce(&Backbone) -> S) -> anyhow::Result<()> {
+/// `services` on `CARELOOP_HTTP_ADDR` until Ctrl-C or SIGTERM.
+pub async fn run(make: impl FnOnce(&Backbone) -> Vec<Arc<dyn Service>>) -> anyhow::Result<()> {
     careloop_telemetry::init();
     let settings = Settings::from_env()?;
-    if settings.jwt_secret_is_dev_default {
-        // Anyone could sign an admin token with the published dev secret: only
-        // `careloop dev` may run with it.
-        anyhow::bail!(
-            "CARELOOP_JWT_SECRET is not set; a service binary will not start with the dev default (use `careloop dev` on a laptop)"
-        );
-    }
     let backbone = Backbone::connect(&settings).await?;
-    let service = make(&backbone);
-    let host = Host {
-        auth: Authenticator::new(&settings.jwt_secret),
-        services: vec![Arc::new(service)],
-        backbone,
-    };
+    let services = make(&backbone);
+    let holds_keys = services.iter().any(|s| s.key_source().is_some());
+    check_auth_settings(&settings, holds_keys)?;
+    let host = Host::new(backbone, services);
     host.migrate().await?;
     let listener = TcpListener::bind(settings.http_addr).await?;
     tracing::info!(addr = %settings.http_addr, "listening");
     host.serve(listener, shutdown_signal()).await
+}
+
+/// `main` of a binary running one service.
+pub async fn run_one<S: Service>(make: impl FnOnce(&Backbone) -> S) -> anyhow::Result<()> {
+    run(|b| vec![Arc::new(make(b)) as Arc<dyn Service>]).await
 }

@@ -5,9 +5,11 @@
 //! value stops start-up with an error naming the variable.
 
 mod due;
+mod identity;
 mod namespace;
 
 pub use due::{DueTimes, parse_duration};
+pub use identity::{AuthMode, DEV_KEY_ENCRYPTION_KEY, IdentitySettings, OidcSettings};
 pub use namespace::Namespace;
 
 use std::net::SocketAddr;
@@ -22,9 +24,12 @@ pub struct Settings {
     pub http_addr: SocketAddr,
     pub mllp_addr: SocketAddr,
     pub namespace: Namespace,
+    /// The HS256 secret of dev tokens (`CARELOOP_JWT_SECRET`; only with
+    /// `CARELOOP_AUTH=dev`).
     pub jwt_secret: String,
     /// True when `CARELOOP_JWT_SECRET` was not set and the dev default is in use.
     pub jwt_secret_is_dev_default: bool,
+    pub identity: IdentitySettings,
     /// When a referral should be accepted, by priority, after discharge.
     pub acceptance_due: DueTimes,
     /// When the person should first be contacted, by priority, after discharge.
@@ -240,7 +245,9 @@ impl Settings {
                     format!("must be seconds between 1 and 3600, got {raw:?}"),
                 )
             })?;
+        let identity = identity_settings(&lookup, &get, http_addr)?;
         Ok(Settings {
+            identity,
             mllp_read_timeout,
             match_weights,
             protocol: FollowUpProtocol {
@@ -262,6 +269,126 @@ impl Settings {
             jwt_secret: secret.unwrap_or_else(|| DEV_JWT_SECRET.to_string()),
         })
     }
+}
+
+fn identity_settings(
+    lookup: &impl Fn(&str) -> Option<String>,
+    get: &impl Fn(&str, &str) -> String,
+    http_addr: SocketAddr,
+) -> Result<IdentitySettings, ConfigError> {
+    let bad = |variable: &'static str, problem: String| ConfigError { variable, problem };
+    let mode = match get("CARELOOP_AUTH", "standard").as_str() {
+        "standard" => AuthMode::Standard,
+        "dev" => AuthMode::Dev,
+        other => {
+            return Err(bad(
+                "CARELOOP_AUTH",
+                format!("must be standard or dev, got {other:?}"),
+            ));
+        }
+    };
+    let url = |variable: &'static str, raw: String| -> Result<String, ConfigError> {
+        let raw = raw.trim_end_matches('/').to_string();
+        if raw.starts_with("http://") || raw.starts_with("https://") {
+            Ok(raw)
+        } else {
+            Err(bad(
+                variable,
+                format!("must be an http(s) URL, got {raw:?}"),
+            ))
+        }
+    };
+    let public_url = url(
+        "CARELOOP_PUBLIC_URL",
+        get("CARELOOP_PUBLIC_URL", &format!("http://{http_addr}")),
+    )?;
+    let jwks_url = url(
+        "CARELOOP_JWKS_URL",
+        get(
+            "CARELOOP_JWKS_URL",
+            &format!("{public_url}/.well-known/jwks.json"),
+        ),
+    )?;
+    let secret = |name: &'static str| -> Result<Option<String>, ConfigError> {
+        if let Some(v) = lookup(name).filter(|v| !v.trim().is_empty()) {
+            return Ok(Some(v.trim().to_string()));
+        }
+        let file = format!("{name}_FILE");
+        match lookup(&file).filter(|v| !v.trim().is_empty()) {
+            None => Ok(None),
+            Some(path) => std::fs::read_to_string(path.trim())
+                .map(|v| Some(v.trim().to_string()))
+                .map_err(|e| bad(name, format!("{file}: {e}"))),
+        }
+    };
+    let key_encryption_key = match secret("CARELOOP_KEY_ENCRYPTION_KEY")? {
+        None => None,
+        Some(b64) => {
+            use base64::Engine;
+            let key = base64::engine::general_purpose::STANDARD
+                .decode(b64.as_bytes())
+                .ok()
+                .filter(|k| k.len() == 32)
+                .ok_or_else(|| {
+                    bad(
+                        "CARELOOP_KEY_ENCRYPTION_KEY",
+                        "must be 32 bytes in base64 (openssl rand -base64 32)".into(),
+                    )
+                })?;
+            Some(key)
+        }
+    };
+    let oidc = match lookup("CARELOOP_OIDC_ISSUER").filter(|v| !v.trim().is_empty()) {
+        None => None,
+        Some(issuer) => {
+            let issuer = url("CARELOOP_OIDC_ISSUER", issuer)?;
+            let client_id = get("CARELOOP_OIDC_CLIENT_ID", "careloop-console");
+            let client_secret = secret("CARELOOP_OIDC_CLIENT_SECRET")?.ok_or_else(|| {
+                bad(
+                    "CARELOOP_OIDC_CLIENT_SECRET",
+                    "is needed with CARELOOP_OIDC_ISSUER (or CARELOOP_OIDC_CLIENT_SECRET_FILE)"
+                        .into(),
+                )
+            })?;
+            Some(OidcSettings {
+                issuer,
+                client_id,
+                client_secret,
+                scopes: get("CARELOOP_OIDC_SCOPES", "openid profile email careloop"),
+                audience: get("CARELOOP_OIDC_AUDIENCE", "careloop-api"),
+                api_scope: get("CARELOOP_OIDC_API_SCOPE", "careloop"),
+                role_claim: get("CARELOOP_OIDC_ROLE_CLAIM", "careloop_role"),
+                facility_claim: get("CARELOOP_OIDC_FACILITY_CLAIM", "careloop_facility"),
+                peer_claim: get("CARELOOP_OIDC_PEER_CLAIM", "careloop_peer_id"),
+                name_claim: get("CARELOOP_OIDC_NAME_CLAIM", "name"),
+            })
+        }
+    };
+    let minutes = |name: &'static str, default: &str, max: u64| {
+        let raw = get(name, default);
+        raw.parse::<u64>()
+            .ok()
+            .filter(|m| (1..=max).contains(m))
+            .ok_or_else(|| {
+                bad(
+                    name,
+                    format!("must be a whole number from 1 to {max}, got {raw:?}"),
+                )
+            })
+    };
+    Ok(IdentitySettings {
+        mode,
+        public_url,
+        jwks_url,
+        key_encryption_key,
+        oidc,
+        session_idle: std::time::Duration::from_secs(
+            60 * minutes("CARELOOP_SESSION_IDLE_MINUTES", "30", 24 * 60)?,
+        ),
+        key_rotation: std::time::Duration::from_secs(
+            3600 * minutes("CARELOOP_SIGNING_KEY_ROTATION_HOURS", "24", 24 * 365)?,
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -293,6 +420,38 @@ mod tests {
         assert_eq!(s.mllp_addr.to_string(), "127.0.0.1:2575");
         assert_eq!(s.namespace.as_str(), "careloop");
         assert!(s.jwt_secret_is_dev_default);
+        assert_eq!(s.identity.mode, AuthMode::Standard);
+        assert_eq!(s.identity.public_url, "http://127.0.0.1:8080");
+        assert_eq!(
+            s.identity.jwks_url,
+            "http://127.0.0.1:8080/.well-known/jwks.json"
+        );
+        assert!(s.identity.oidc.is_none());
+    }
+
+    #[test]
+    fn identity_settings_read_and_refuse_by_name() {
+        let s = with(&[
+            ("CARELOOP_OIDC_ISSUER", "https://idp.example/"),
+            ("CARELOOP_OIDC_CLIENT_SECRET", "s3cret"),
+            (
+                "CARELOOP_KEY_ENCRYPTION_KEY",
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            ),
+            ("CARELOOP_AUTH", "dev"),
+        ])
+        .unwrap();
+        let oidc = s.identity.oidc.unwrap();
+        assert_eq!(oidc.issuer, "https://idp.example");
+        assert_eq!(oidc.role_claim, "careloop_role");
+        assert_eq!(s.identity.key_encryption_key.unwrap().len(), 32);
+        assert_eq!(s.identity.mode, AuthMode::Dev);
+        let err = with(&[("CARELOOP_OIDC_ISSUER", "https://idp.example")]).unwrap_err();
+        assert_eq!(err.variable, "CARELOOP_OIDC_CLIENT_SECRET");
+        let err = with(&[("CARELOOP_KEY_ENCRYPTION_KEY", "short")]).unwrap_err();
+        assert_eq!(err.variable, "CARELOOP_KEY_ENCRYPTION_KEY");
+        let err = with(&[("CARELOOP_AUTH", "none")]).unwrap_err();
+        assert_eq!(err.variable, "CARELOOP_AUTH");
     }
 
     #[test]

@@ -40,6 +40,7 @@ impl TestEnv {
             "CARELOOP_HTTP_ADDR" => Some("127.0.0.1:0".into()),
             "CARELOOP_MLLP_ADDR" => Some("127.0.0.1:0".into()),
             "CARELOOP_JWT_SECRET" => Some("test-secret-0123456789abcdef".into()),
+            "CARELOOP_AUTH" => Some("dev".into()),
             _ => None,
         })
         .expect("test settings are valid");

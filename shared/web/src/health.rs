@@ -32,6 +32,13 @@ impl ReadinessCheck {
     }
 }
 
+/// Health and metrics are open: probes and Prometheus carry no token.
+pub const RULES: &[crate::RouteRule] = &[
+    crate::RouteRule::open("GET", "/healthz"),
+    crate::RouteRule::open("GET", "/readyz"),
+    crate::RouteRule::open("GET", "/metrics"),
+];
+
 pub fn router(checks: Vec<ReadinessCheck>) -> Router {
     let checks = Arc::new(checks);
     Router::new()

@@ -92,7 +92,7 @@ impl TestApp {
 }
 
 pub fn careloop_web_auth(secret: &str) -> std::sync::Arc<careloop_web::Authenticator> {
-    careloop_web::Authenticator::new(secret)
+    careloop_web::Authenticator::dev(secret)
 }
 
 pub fn chrono_hours(h: i64) -> chrono::Duration {

@@ -14,11 +14,9 @@ use crate::*;
 /// relay, consumer, projection and waitlist worker, as another process would run.
 async fn second_peer_assignment(app: &TestApp) -> tokio::sync::oneshot::Sender<()> {
     let bb = Backbone::connect(&app.env.settings).await.unwrap();
-    let host = Host {
-        services: vec![Arc::new(PeerAssignmentService::new(&bb))],
-        auth: careloop_web::Authenticator::new(&app.env.settings.jwt_secret),
-        backbone: bb,
-    };
+    let services: Vec<Arc<dyn careloop_backbone::Service>> =
+        vec![Arc::new(PeerAssignmentService::new(&bb))];
+    let host = Host::new(bb, services);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(host.serve(listener, async move {

@@ -3,10 +3,24 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use careloop_web::{ApiJson, Authenticated, Principal, Problem, Role};
+use careloop_web::{ApiJson, Authenticated, Needs, Principal, Problem, Role, RouteRule};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+
+/// The access rule of each route here (enforced by the access layer).
+pub const RULES: &[RouteRule] = &[
+    RouteRule::token(
+        "PUT",
+        "/v1/facilities/{facility}/webhook",
+        &[Needs::write("Subscription")],
+    ),
+    RouteRule::token(
+        "GET",
+        "/v1/facilities/{facility}/webhook/deliveries",
+        &[Needs::read("Subscription")],
+    ),
+];
 
 pub fn routes(pool: PgPool) -> Router {
     Router::new()

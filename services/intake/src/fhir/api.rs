@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use careloop_backbone::Metadata;
-use careloop_web::{Authenticated, CorrelationId, Principal, Problem, Role};
+use careloop_web::{Authenticated, CorrelationId, Needs, Principal, Problem, Role, RouteRule};
 use chrono::Utc;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -25,6 +25,23 @@ pub struct FhirState {
     pub pool: PgPool,
     pub reception: Reception,
 }
+
+/// The access rule of each route here (enforced by the access layer).
+pub const RULES: &[RouteRule] = &[
+    RouteRule::token(
+        "POST",
+        "/fhir",
+        &[Needs::write("ServiceRequest"), Needs::write("Consent")],
+    ),
+    RouteRule::token(
+        "POST",
+        "/fhir/ServiceRequest",
+        &[Needs::write("ServiceRequest")],
+    ),
+    RouteRule::token("POST", "/fhir/Consent", &[Needs::write("Consent")]),
+    RouteRule::token("GET", "/fhir/Task", &[Needs::read("Task")]),
+    RouteRule::token("GET", "/fhir/Task/{id}", &[Needs::read("Task")]),
+];
 
 pub fn routes(state: FhirState) -> Router {
     Router::new()
