@@ -122,7 +122,7 @@ async fn run_dev() -> anyhow::Result<()> {
     }
     let _infra = dev::ensure_infrastructure(&settings).await?;
     let app = Application::build(&settings).await?;
-    let seeded = app.seed_demo_roster().await?;
+    let seeded = app.seed_demo().await?;
     let listener = tokio::net::TcpListener::bind(settings.http_addr)
         .await
         .with_context(|| format!("binding CARELOOP_HTTP_ADDR {}", settings.http_addr))?;

@@ -65,8 +65,13 @@ impl Application {
         self.intake.clone()
     }
 
-    pub async fn seed_demo_roster(&self) -> anyhow::Result<usize> {
-        self.peer_assignment.seed_demo_roster().await
+    /// `careloop dev`'s demo: a roster of four peers (when none was ever registered),
+    /// two facilities, and a staff account for each demo person. Returns how many
+    /// peers it added.
+    pub async fn seed_demo(&self) -> anyhow::Result<usize> {
+        let peers = self.peer_assignment.seed_demo_roster().await?;
+        self.intake.identity().seed_demo(&peers).await?;
+        Ok(peers.len())
     }
 
     /// Serves until `signal` resolves, then drains.

@@ -94,7 +94,7 @@ async fn execute(
     id: &str,
     command: FollowUpCommand,
 ) -> Result<(), Problem> {
-    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    let meta = Metadata::new(correlation).actor(principal.actor());
     store::execute(&s.cqrs, id, command, &meta)
         .await
         .map_err(store::to_problem)

@@ -16,6 +16,7 @@ use crate::domain::{
     PersonError, PersonName, Preferences, ReferralDraft, RiskLevel, SubmissionError, TaskError,
 };
 use crate::reception::Reception;
+use careloop_identity::audit::{Audit, ClientAddress};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -157,6 +158,7 @@ impl From<TaskError> for Problem {
 async fn submit(
     State(s): State<AppState>,
     principal: Authenticated,
+    address: ClientAddress,
     CorrelationId(correlation): CorrelationId,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -168,6 +170,9 @@ async fn submit(
             "a hospital may only refer for its own facility (the token's facility claim)",
         ));
     }
+    s.reception
+        .check_registered(&request.facility, "facility")
+        .await?;
     let referral = NewReferral::try_from(request)?;
     let key =
         match idempotency::claim(&s.pool, crate::SCHEMA, &principal.sub, &headers, &body).await? {
@@ -175,7 +180,7 @@ async fn submit(
             Some(Claim::Fresh(key)) => Some(key),
             None => None,
         };
-    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    let meta = Metadata::new(correlation).actor(principal.actor());
     let accepted = match s.reception.submit(referral, &meta).await {
         Ok(a) => a,
         Err(p) => {
@@ -185,6 +190,10 @@ async fn submit(
             return Err(p);
         }
     };
+    let mut entry = Audit::by(&principal, &address, "create", "person");
+    entry.person_ref = Some(accepted.person_ref.clone());
+    entry.referral_id = Some(accepted.referral_id.clone());
+    s.reception.audit.record(entry).await?;
     // The same discharge sent again (any channel): the answer names the first.
     let (status, answer) = if accepted.duplicate {
         (
@@ -236,6 +245,9 @@ async fn admit(
             "a hospital may only report admissions to its own facility",
         ));
     }
+    s.reception
+        .check_registered(&body.facility, "facility")
+        .await?;
     if body.person.identifiers.is_empty()
         || body
             .person
@@ -257,7 +269,7 @@ async fn admit(
     if body.unit.trim().is_empty() {
         return Err(Problem::invalid("unit", "unit must not be empty"));
     }
-    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    let meta = Metadata::new(correlation).actor(principal.actor());
     let recorded = s
         .reception
         .admit(
@@ -294,6 +306,7 @@ struct RevokeRequest {
 async fn revoke_consent(
     State(s): State<AppState>,
     principal: Authenticated,
+    address: ClientAddress,
     CorrelationId(correlation): CorrelationId,
     axum::extract::Path(person_ref): axum::extract::Path<String>,
     ApiJson(body): ApiJson<RevokeRequest>,
@@ -303,7 +316,7 @@ async fn revoke_consent(
         return Err(Problem::invalid("reason", "a reason is needed"));
     }
     s.reception.check_facility(&principal, &person_ref).await?;
-    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    let meta = Metadata::new(correlation).actor(principal.actor());
     s.reception
         .revoke_consent(
             &person_ref,
@@ -311,6 +324,9 @@ async fn revoke_consent(
             &meta,
         )
         .await?;
+    let mut entry = Audit::by(&principal, &address, "update", "consent");
+    entry.person_ref = Some(person_ref.clone());
+    s.reception.audit.record(entry).await?;
     Ok(Json(
         serde_json::json!({"person_ref": person_ref, "consent": "revoked"}),
     ))

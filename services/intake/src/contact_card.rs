@@ -1,7 +1,7 @@
 //! The contact card: what the assigned peer needs to reach the person (name, phone,
 //! language, how they like to be contacted, the hospital's notes). It comes out of
 //! the PHI vault only for the peer who holds the referral, or a coordinator, and
-//! each read is logged (by referral and role, never the details).
+//! each read goes to the audit log first (who, which person, never the details).
 
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use careloop_web::{Authenticated, Needs, Problem, Role, RouteRule};
 use sqlx::PgPool;
 
 use crate::reception::Reception;
+use careloop_identity::audit::{Audit, ClientAddress};
 
 #[derive(Clone)]
 pub struct CardState {
@@ -35,6 +36,7 @@ pub fn routes(state: CardState) -> Router {
 async fn card(
     State(s): State<Arc<CardState>>,
     principal: Authenticated,
+    address: ClientAddress,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Peer, Role::Coordinator])?;
@@ -63,7 +65,11 @@ async fn card(
             postcode: None,
             language: submitted.language.clone(),
         });
-    tracing::info!(referral_id = %id, role = principal.role.as_str(), "contact card read");
+    // Recorded before the details leave: a read that cannot be audited is not made.
+    let mut entry = Audit::by(&principal, &address, "read", "contact-card");
+    entry.person_ref = Some(submitted.person_ref.clone());
+    entry.referral_id = Some(id.clone());
+    s.reception.audit.record(entry).await?;
     Ok(Json(serde_json::json!({
         "referral_id": id,
         "person_ref": submitted.person_ref,

@@ -3,7 +3,9 @@
 //! phone, identifiers) to itself, and emits ReferralSubmitted with only a random
 //! `person_ref`. It closes the loop with the hospital: it mirrors each referral's
 //! status ([`tasks`]) as a FHIR Task and pushes each change to the facility's webhook
-//! ([`closed_loop`]).
+//! ([`closed_loop`]). It hosts identity and access (`careloop-identity`): the
+//! facility registry, SMART clients and careloop's token endpoint, staff sign-in and
+//! sessions, and the audit log of every PHI access.
 
 pub mod api;
 #[cfg(test)]
@@ -54,6 +56,8 @@ const MIGRATIONS: &[Migration] = &[
         name: "0006_referral_tasks_from_events",
         sql: include_str!("../migrations/0006_referral_tasks_from_events.sql"),
     },
+    // Identity, hosted here (see careloop_identity::MIGRATIONS).
+    careloop_identity::MIGRATIONS[0],
 ];
 
 #[derive(Clone)]
@@ -65,6 +69,7 @@ pub struct IntakeService {
     submissions: Arc<Cqrs<ReferralSubmission>>,
     admissions: Arc<Cqrs<Admission>>,
     tasks: Arc<Cqrs<ReferralTask>>,
+    identity: careloop_identity::Identity,
 }
 
 impl IntakeService {
@@ -74,6 +79,7 @@ impl IntakeService {
             submissions: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
             admissions: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
             tasks: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
+            identity: careloop_identity::Identity::new(backbone),
             mllp_addr: Default::default(),
             backbone: backbone.clone(),
         }
@@ -118,6 +124,11 @@ impl IntakeService {
         )))
     }
 
+    /// Identity and access, hosted here.
+    pub fn identity(&self) -> &careloop_identity::Identity {
+        &self.identity
+    }
+
     /// The reception every channel goes through.
     pub fn reception(&self) -> reception::Reception {
         reception::Reception {
@@ -126,6 +137,8 @@ impl IntakeService {
             submissions: self.submissions.clone(),
             admissions: self.admissions.clone(),
             person_store: Arc::new(store::event_store(self.backbone.pool.clone(), SCHEMA)),
+            facilities: self.identity.registry.clone(),
+            audit: self.identity.audit.clone(),
         }
     }
 }
@@ -157,6 +170,11 @@ impl Service for IntakeService {
             pool: self.backbone.pool.clone(),
             reception: self.reception(),
         }))
+        .merge(self.identity.routes())
+    }
+
+    fn key_source(&self) -> Option<Arc<dyn careloop_web::jwks::KeySource>> {
+        Some(self.identity.key_source())
     }
 
     fn route_rules(&self) -> Vec<careloop_web::RouteRule> {
@@ -165,6 +183,7 @@ impl Service for IntakeService {
             closed_loop::api::RULES,
             contact_card::RULES,
             fhir::api::RULES,
+            &self.identity.route_rules(),
         ]
         .concat()
     }
@@ -198,10 +217,12 @@ impl Service for IntakeService {
     }
 
     fn projections(&self) -> Vec<ProjectionRunner> {
-        vec![
+        let mut runners = vec![
             self.backbone
                 .projection(SCHEMA, Arc::new(tasks::read_model::Tasks)),
-        ]
+        ];
+        runners.extend(self.identity.projections());
+        runners
     }
 
     fn reactors(&self) -> Vec<ProjectionRunner> {

@@ -37,9 +37,32 @@ pub struct Reception {
     pub submissions: Arc<Cqrs<ReferralSubmission>>,
     pub admissions: Arc<Cqrs<Admission>>,
     pub person_store: Arc<store::EventStore<Person>>,
+    /// Referrals and admissions are taken for registered facilities only.
+    pub facilities: careloop_identity::facilities::Registry,
+    /// Every read or change of a person's details is recorded.
+    pub audit: careloop_identity::audit::Audit,
 }
 
 impl Reception {
+    /// Refused (422, naming `field`) unless `facility` is registered.
+    pub async fn check_registered(&self, facility: &str, field: &str) -> Result<(), Problem> {
+        let known = self
+            .facilities
+            .is_registered(facility)
+            .await
+            .map_err(Problem::internal)?;
+        if known {
+            Ok(())
+        } else {
+            Err(Problem::invalid(
+                field.to_string(),
+                format!(
+                    "facility {facility} is not registered: an administrator registers it first"
+                ),
+            ))
+        }
+    }
+
     /// Records the person (found by any shared identifier, or new) and their consent,
     /// then submits the referral.
     pub async fn submit(

@@ -182,7 +182,7 @@ async fn register(
         .map(|k| k.derived_id())
         .unwrap_or_else(uuid::Uuid::new_v4)
         .to_string();
-    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    let meta = Metadata::new(correlation).actor(principal.actor());
     let registered =
         store::execute(&s.peers, &peer_id, PeerCommand::Register(profile), &meta).await;
     match registered {
@@ -280,7 +280,7 @@ async fn update(
         modes: body.modes.as_deref().map(modes),
         max_caseload: body.max_caseload.map(max_caseload).transpose()?,
     };
-    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    let meta = Metadata::new(correlation).actor(principal.actor());
     store::execute(&s.peers, &id, PeerCommand::Update(patch), &meta)
         .await
         .map_err(store::to_problem)?;
@@ -363,7 +363,7 @@ async fn reassign(
     if body.reason.trim().is_empty() {
         return Err(Problem::invalid("reason", "a reason is needed"));
     }
-    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    let meta = Metadata::new(correlation).actor(principal.actor());
     s.matcher
         .override_peer(&id, &body.peer_id, &body.reason, &meta)
         .await?;
@@ -395,7 +395,7 @@ async fn decline(
     if principal.role == Role::Peer && a.assigned.as_deref() != principal.peer_id.as_deref() {
         return Err(Problem::forbidden("this referral is not assigned to you"));
     }
-    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    let meta = Metadata::new(correlation).actor(principal.actor());
     s.matcher
         .hand_back(&id, &body.reason, true, &meta)
         .await

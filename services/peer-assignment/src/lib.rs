@@ -62,11 +62,11 @@ impl PeerAssignmentService {
         }
     }
 
-    /// Registers a small demo roster when no peer was ever registered. Returns how
-    /// many peers it added.
-    pub async fn seed_demo_roster(&self) -> anyhow::Result<usize> {
+    /// Registers a small demo roster when no peer was ever registered. Returns the
+    /// peers it added (id, name).
+    pub async fn seed_demo_roster(&self) -> anyhow::Result<Vec<(String, String)>> {
         if read_model::any_peer_registered(&self.backbone.pool).await? {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let demo = [
             (
@@ -99,6 +99,7 @@ impl PeerAssignmentService {
             ),
         ];
         let meta = Metadata::new("demo-roster").actor("careloop dev");
+        let mut added = Vec::new();
         for (name, languages, gender, lived, regions) in demo {
             let profile = PeerProfile {
                 name: name.into(),
@@ -113,8 +114,9 @@ impl PeerAssignmentService {
             store::execute(&self.peers, &id, PeerCommand::Register(profile), &meta)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            added.push((id, name.to_string()));
         }
-        Ok(demo.len())
+        Ok(added)
     }
 }
 

@@ -252,7 +252,7 @@ async fn act(
             "this referral belongs to another facility",
         ));
     }
-    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    let meta = Metadata::new(correlation).actor(principal.actor());
     store::execute(&s.cqrs, &id, command, &meta)
         .await
         .map_err(store::to_problem)?;

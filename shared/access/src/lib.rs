@@ -200,9 +200,13 @@ impl Principal {
         }
     }
 
-    /// Who acted, for timelines and audit: the role and the subject.
+    /// Who acted, for timelines: the person's name and role when the token names
+    /// them, else the role and the subject (a hospital's system: its client id).
     pub fn actor(&self) -> String {
-        format!("{}:{}", self.role.as_str(), self.sub)
+        match &self.name {
+            Some(name) if !name.is_empty() => format!("{name} ({})", self.role.as_str()),
+            _ => format!("{} {}", self.role.as_str(), self.sub),
+        }
     }
 }
 

@@ -75,8 +75,20 @@ const BACKBONE: Migration = Migration {
     sql: include_str!("backbone.sql"),
 };
 
-/// Creates `schema` and applies the backbone migration and then `migrations`, each
-/// once. An advisory lock keeps two processes from migrating at the same time.
+/// Applied after a service's own migrations: no event is ever changed or removed.
+const APPEND_ONLY: Migration = Migration {
+    name: "backbone_events_append_only",
+    sql: "CREATE FUNCTION {schema}.events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+              RAISE EXCEPTION 'the event store is append-only: % on {schema}.events refused', TG_OP;
+          END $$;
+          CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON {schema}.events
+              FOR EACH ROW EXECUTE FUNCTION {schema}.events_append_only();",
+};
+
+/// Creates `schema` and applies the backbone migration, then `migrations`, then the
+/// append-only guard of the event store, each once. An advisory lock keeps two
+/// processes from migrating at the same time.
 pub async fn migrate(pool: &PgPool, schema: &str, migrations: &[Migration]) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('careloop.migrate'))")
@@ -91,7 +103,10 @@ pub async fn migrate(pool: &PgPool, schema: &str, migrations: &[Migration]) -> a
         .as_str(),
     )
     .await?;
-    for m in std::iter::once(&BACKBONE).chain(migrations) {
+    for m in std::iter::once(&BACKBONE)
+        .chain(migrations)
+        .chain(std::iter::once(&APPEND_ONLY))
+    {
         let done: Option<String> = sqlx::query_scalar(&format!(
             "SELECT name FROM {schema}.schema_migrations WHERE name = $1"
         ))

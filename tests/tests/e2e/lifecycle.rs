@@ -117,7 +117,22 @@ async fn coordinator_actions_follow_the_status_machine() {
             )
         })
         .collect();
-    let coord = Some("coordinator".to_string());
+    // The actor is who acted: the coordinator's role and subject (a name when the
+    // token carries one), never a service.
+    let who: Vec<&str> = timeline[2..]
+        .iter()
+        .map(|e| e.2.as_deref().unwrap_or_default())
+        .collect();
+    assert!(
+        who.iter()
+            .all(|a| a.starts_with("coordinator coordinator-")),
+        "{who:?}"
+    );
+    let timeline: Vec<_> = timeline
+        .into_iter()
+        .map(|(event, status, _, reason)| (event, status, None::<String>, reason))
+        .collect();
+    let coord: Option<String> = None;
     assert_eq!(
         timeline[2..],
         [

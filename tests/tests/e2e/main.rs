@@ -31,6 +31,12 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(env: TestEnv) -> TestApp {
     let app = Application::build(&env.settings).await.expect("app builds");
+    // The demo facilities (st-marys, mercy) are registered, as in `careloop dev`.
+    app.intake()
+        .identity()
+        .seed_demo(&[])
+        .await
+        .expect("demo facilities register");
     let intake = app.intake();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -38,6 +44,19 @@ pub async fn spawn_app_with(env: TestEnv) -> TestApp {
     let server = tokio::spawn(app.serve(listener, async move {
         let _ = stopped.await;
     }));
+    // HL7 senders are looked up in the registry's read model: wait for it.
+    let pool = sqlx::PgPool::connect(&env.settings.database_url)
+        .await
+        .unwrap();
+    careloop_test_support::eventually("the demo facilities", WAIT, || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM intake.facilities")
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+        (n >= 2).then_some(())
+    })
+    .await;
+    pool.close().await;
     TestApp {
         base: format!("http://{addr}"),
         http: reqwest::Client::new(),

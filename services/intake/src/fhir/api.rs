@@ -19,6 +19,7 @@ use crate::domain::{
     Consent, Field, InvalidReferral, NewReferral, PersonDetails, Preferences, ReferralDraft,
 };
 use crate::reception::Reception;
+use careloop_identity::audit::{Audit, ClientAddress};
 
 #[derive(Clone)]
 pub struct FhirState {
@@ -263,10 +264,12 @@ pub fn read_bundle(bundle: &Value, facility: &str) -> Result<BundleReferral, Ope
 async fn transaction(
     State(s): State<FhirState>,
     principal: Result<Authenticated, Problem>,
+    address: ClientAddress,
     CorrelationId(correlation): CorrelationId,
     body: axum::body::Bytes,
 ) -> Result<Response, OperationOutcome> {
     let (principal, facility) = hospital(principal)?;
+    s.reception.check_registered(&facility, "Bundle").await?;
     let bundle = parse(&body)?;
     let BundleReferral {
         referral,
@@ -275,8 +278,12 @@ async fn transaction(
         service_request: si,
     } = read_bundle(&bundle, &facility)?;
     let now = Utc::now();
-    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    let meta = Metadata::new(correlation).actor(principal.actor());
     let accepted = s.reception.submit(referral, &meta).await?;
+    let mut entry = Audit::by(&principal, &address, "create", "Patient");
+    entry.person_ref = Some(accepted.person_ref.clone());
+    entry.referral_id = Some(accepted.referral_id.clone());
+    s.reception.audit.record(entry).await?;
     let created = if accepted.duplicate {
         "200 OK"
     } else {
@@ -314,6 +321,9 @@ async fn service_request(
     body: axum::body::Bytes,
 ) -> Result<Response, OperationOutcome> {
     let (principal, facility) = hospital(principal)?;
+    s.reception
+        .check_registered(&facility, "ServiceRequest")
+        .await?;
     let sr = parse(&body)?;
     expect_type(&sr, "ServiceRequest")?;
     let at = At {
@@ -344,7 +354,7 @@ async fn service_request(
         service_request: "ServiceRequest",
     };
     let referral = new_referral(&facility, person, consent, facts, &where_)?;
-    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    let meta = Metadata::new(correlation).actor(principal.actor());
     let accepted = s
         .reception
         .submit_for(&referral, &person_ref, &meta)
@@ -379,6 +389,7 @@ fn patient_ref(resource: &Value, key: &str, expression: &str) -> Result<String, 
 async fn consent(
     State(s): State<FhirState>,
     principal: Result<Authenticated, Problem>,
+    address: ClientAddress,
     CorrelationId(correlation): CorrelationId,
     body: axum::body::Bytes,
 ) -> Result<Response, OperationOutcome> {
@@ -400,7 +411,7 @@ async fn consent(
         }
         .outcome(e)
     })?;
-    let meta = Metadata::new(correlation).actor(principal.role.as_str());
+    let meta = Metadata::new(correlation).actor(principal.actor());
     match status.as_str() {
         "active" => {
             s.reception
@@ -423,6 +434,9 @@ async fn consent(
             ));
         }
     }
+    let mut entry = Audit::by(&principal, &address, "update", "Consent");
+    entry.person_ref = Some(person_ref.clone());
+    s.reception.audit.record(entry).await?;
     let mut echoed = c.clone();
     echoed["id"] = json!(person_ref);
     Ok(fhir(StatusCode::OK, echoed))

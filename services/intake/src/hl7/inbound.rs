@@ -41,6 +41,12 @@ pub enum AckCode {
 impl Inbound {
     /// Handles one framed message; returns the ACK to send back.
     pub async fn handle(&self, bytes: &[u8]) -> String {
+        self.handle_from(bytes, None).await
+    }
+
+    /// Handles one framed message from `peer` (the sender's address, for the audit
+    /// log); returns the ACK to send back.
+    pub async fn handle_from(&self, bytes: &[u8], peer: Option<String>) -> String {
         let text = adt::decode(bytes);
         let adt = match adt::parse(&text) {
             Ok(adt) => adt,
@@ -51,6 +57,43 @@ impl Inbound {
             Err(AdtError::Error { field, reason }) => {
                 let header = adt::header(&text).unwrap_or_default();
                 return ack(&header, AckCode::AE, &reason, Some(&field));
+            }
+        };
+        // Only a registered facility's messages are taken (MSH-4, with MSH-3 when
+        // registered): anything else is refused whole and nothing is stored.
+        let first = |field: &str| field.split('^').next().unwrap_or_default().to_string();
+        let (application, facility) = (
+            first(&adt.header.sending_application),
+            first(&adt.header.sending_facility),
+        );
+        let adt = match self
+            .reception
+            .facilities
+            .by_hl7_sender(&application, &facility)
+            .await
+        {
+            Ok(Some(id)) => Adt {
+                facility: id,
+                ..adt
+            },
+            Ok(None) => {
+                return ack(
+                    &adt.header,
+                    AckCode::AR,
+                    &format!(
+                        "MSH-4: sending facility {facility:?} is not registered with careloop"
+                    ),
+                    Some("MSH-4"),
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "facility registry unavailable");
+                return ack(
+                    &adt.header,
+                    AckCode::AE,
+                    "temporarily unavailable; resend",
+                    None,
+                );
             }
         };
         let sender = format!(
@@ -82,7 +125,7 @@ impl Inbound {
             }
         }
         let meta = Metadata::new(uuid::Uuid::new_v4().to_string()).actor("hl7");
-        let reply = match self.apply(&adt, &meta).await {
+        let reply = match self.apply(&adt, &meta, &peer).await {
             Ok(note) => ack(&adt.header, AckCode::AA, &note, None),
             // A conflict or an internal error may pass: not stored, so a resend is
             // processed again (every effect is idempotent).
@@ -140,7 +183,12 @@ impl Inbound {
     }
 
     /// The effect of one message; the text goes into MSA-3.
-    async fn apply(&self, adt: &Adt, meta: &Metadata) -> Result<String, Problem> {
+    async fn apply(
+        &self,
+        adt: &Adt,
+        meta: &Metadata,
+        peer: &Option<String>,
+    ) -> Result<String, Problem> {
         let ids = &adt.person.identifiers;
         let when = |t: Option<chrono::DateTime<Utc>>, field: &str| {
             t.or(adt.event_at).ok_or_else(|| {
@@ -170,7 +218,7 @@ impl Inbound {
                 }
             }
             "A03" => {
-                self.discharge(adt, when(adt.discharged_at, "PV1-45")?, unit, meta)
+                self.discharge(adt, when(adt.discharged_at, "PV1-45")?, unit, meta, peer)
                     .await
             }
             "A08" => match self
@@ -178,7 +226,11 @@ impl Inbound {
                 .update_known_person(adt.person.clone(), meta)
                 .await?
             {
-                Some(_) => Ok("person updated".into()),
+                Some(person_ref) => {
+                    self.audit(adt, peer, "update", Some(person_ref), None)
+                        .await?;
+                    Ok("person updated".into())
+                }
                 None => Ok("not a referred person; nothing stored".into()),
             },
             "A11" => {
@@ -220,6 +272,7 @@ impl Inbound {
         discharged_at: chrono::DateTime<Utc>,
         unit: String,
         meta: &Metadata,
+        peer: &Option<String>,
     ) -> Result<String, Problem> {
         if adt.referral_declined {
             return Ok("discharge noted; ZPS-1 says no peer-support referral".into());
@@ -247,6 +300,14 @@ impl Inbound {
         };
         let referral = referral_from_discharge(adt, discharged_at, unit, consent)?;
         let accepted = self.reception.submit(referral, meta).await?;
+        self.audit(
+            adt,
+            peer,
+            "create",
+            Some(accepted.person_ref.clone()),
+            Some(accepted.referral_id.clone()),
+        )
+        .await?;
         Ok(format!(
             "referral {}{}",
             accepted.referral_id,
@@ -256,6 +317,33 @@ impl Inbound {
                 " created"
             }
         ))
+    }
+}
+
+impl Inbound {
+    /// Records a change of a person's details the message made, by its sender.
+    async fn audit(
+        &self,
+        adt: &Adt,
+        peer: &Option<String>,
+        action: &str,
+        person_ref: Option<String>,
+        referral_id: Option<String>,
+    ) -> Result<(), Problem> {
+        let sender = careloop_web::Principal {
+            sub: format!(
+                "hl7 {}|{}",
+                adt.header.sending_application, adt.header.sending_facility
+            ),
+            role: careloop_web::Role::Hospital,
+            facility: Some(adt.facility.clone()),
+            ..Default::default()
+        };
+        let address = careloop_identity::audit::ClientAddress(peer.clone());
+        let mut entry = careloop_identity::audit::Audit::by(&sender, &address, action, "person");
+        entry.person_ref = person_ref;
+        entry.referral_id = referral_id;
+        self.reception.audit.record(entry).await
     }
 }
 

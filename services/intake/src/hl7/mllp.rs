@@ -88,6 +88,7 @@ async fn connection(
     limits: Limits,
     mut shutdown: Shutdown,
 ) -> std::io::Result<()> {
+    let peer = stream.peer_addr().ok().map(|a| a.ip().to_string());
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16 * 1024];
     // When the message being received started: a sender trickling bytes cannot hold
@@ -99,7 +100,7 @@ async fn connection(
             let reply = if message.len() > limits.max_message {
                 ack(&Header::default(), AckCode::AR, "message too large", None)
             } else {
-                inbound.handle(message).await
+                inbound.handle_from(message, peer.clone()).await
             };
             buf.drain(..consumed);
             started = None;
