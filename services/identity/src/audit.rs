@@ -9,7 +9,6 @@
 //! answers `GET /v1/audit` and the FHIR `AuditEvent` export.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -20,8 +19,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use careloop_access::{Needs, Principal, Role};
-use careloop_backbone::store::{self, Cqrs};
-use careloop_backbone::{Metadata, Projection, StoredEvent};
+use careloop_backbone::{Projection, StoredEvent};
 use careloop_web::{ApiQuery, Authenticated, Problem, RouteRule};
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -131,29 +129,59 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
 /// Writes audit entries; cloned into every handler that touches PHI or identity.
 #[derive(Clone)]
 pub struct Audit {
-    cqrs: Arc<Cqrs<AuditEntry>>,
+    pool: PgPool,
+    schema: &'static str,
 }
 
 impl Audit {
-    pub fn new(pool: PgPool, schema: &str) -> Self {
-        Audit {
-            cqrs: store::cqrs(pool, schema, ()),
-        }
+    pub fn new(pool: PgPool, schema: &'static str) -> Self {
+        Audit { pool, schema }
     }
 
     /// Records `entry`; an access that cannot be recorded is not answered (503).
     pub async fn record(&self, entry: Entry) -> Result<(), Problem> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let meta = Metadata::new(id.clone()).actor("audit");
-        store::execute(&self.cqrs, &id, entry, &meta)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "an audit entry could not be written");
-                Problem::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "the audit log is unavailable; nothing was read",
-                )
-            })
+        self.record_all(vec![entry]).await
+    }
+
+    /// Records several entries in one transaction (a page that shows several people).
+    ///
+    /// Each entry is the first and only event of a fresh AuditEntry, so nothing is
+    /// loaded and nothing can conflict: the events are written as postgres-es writes
+    /// them, in one statement.
+    pub async fn record_all(&self, entries: Vec<Entry>) -> Result<(), Problem> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut ids = Vec::with_capacity(entries.len());
+        let mut payloads = Vec::with_capacity(entries.len());
+        for e in entries {
+            ids.push(uuid::Uuid::new_v4().to_string());
+            payloads.push(
+                serde_json::to_value(AuditEvent::AccessRecorded(e)).map_err(Problem::internal)?,
+            );
+        }
+        let written = sqlx::query(&format!(
+            "INSERT INTO {}.events (aggregate_type, aggregate_id, sequence, event_type,
+                 event_version, payload, metadata)
+             SELECT $1, id, 1, $2, $3, payload::json,
+                    json_build_object('correlation_id', id, 'actor', 'audit')
+             FROM unnest($4::text[], $5::jsonb[]) AS t(id, payload)",
+            self.schema
+        ))
+        .bind(AuditEntry::TYPE)
+        .bind("AccessRecorded")
+        .bind("1")
+        .bind(&ids)
+        .bind(&payloads)
+        .execute(&self.pool)
+        .await;
+        written.map(|_| ()).map_err(|e| {
+            tracing::error!(error = %e, "audit entries could not be written");
+            Problem::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "the audit log is unavailable; nothing was read",
+            )
+        })
     }
 
     /// An entry for `principal` doing `action` on `resource`, now.

@@ -21,15 +21,19 @@ pub struct CardState {
 }
 
 /// The access rule of each route here (enforced by the access layer).
-pub const RULES: &[RouteRule] = &[RouteRule::token(
-    "GET",
-    "/v1/referrals/{id}/contact-card",
-    &[Needs::read("Patient")],
-)];
+pub const RULES: &[RouteRule] = &[
+    RouteRule::token(
+        "GET",
+        "/v1/referrals/{id}/contact-card",
+        &[Needs::read("Patient")],
+    ),
+    RouteRule::token("POST", "/v1/referrals/people", &[Needs::read("Patient")]),
+];
 
 pub fn routes(state: CardState) -> Router {
     Router::new()
         .route("/v1/referrals/{id}/contact-card", get(card))
+        .route("/v1/referrals/people", axum::routing::post(people))
         .with_state(Arc::new(state))
 }
 
@@ -81,4 +85,74 @@ async fn card(
         "preferred_peer_gender": submitted.preferences.peer_gender,
         "hospital_notes": submitted.notes,
     })))
+}
+
+/// The most referrals one `POST /v1/referrals/people` names.
+pub const MAX_PEOPLE: usize = 100;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeopleRequest {
+    referral_ids: Vec<String>,
+}
+
+/// `POST /v1/referrals/people`: how to address the people of several referrals at
+/// once (name, the name they go by, language, contact preferences), for the lists
+/// staff work from. Each is given only to whom may read that referral: a peer their
+/// own, a hospital its facility's; every person shown is recorded in the audit log.
+/// (A POST, so the referral ids stay out of URLs and logs.)
+async fn people(
+    State(s): State<Arc<CardState>>,
+    principal: Authenticated,
+    address: ClientAddress,
+    careloop_web::ApiJson(body): careloop_web::ApiJson<PeopleRequest>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    principal.require(&[Role::Peer, Role::Coordinator, Role::Admin, Role::Hospital])?;
+    if body.referral_ids.len() > MAX_PEOPLE {
+        return Err(Problem::invalid(
+            "referral_ids",
+            format!("at most {MAX_PEOPLE} referrals at once"),
+        ));
+    }
+    let mut items = Vec::new();
+    let mut entries = Vec::new();
+    for id in &body.referral_ids {
+        let Some((submitted, _)) = s.reception.submission(id).await? else {
+            continue;
+        };
+        let allowed = match principal.role {
+            Role::Coordinator | Role::Admin => true,
+            Role::Hospital => principal.may_see_facility(&submitted.facility),
+            Role::Peer => {
+                let holder = crate::tasks::read_model::holder(&s.pool, id)
+                    .await
+                    .map_err(Problem::internal)?;
+                holder.is_some() && holder == principal.peer_id
+            }
+        };
+        if !allowed {
+            continue;
+        }
+        let person = s.reception.person(&submitted.person_ref).await?;
+        let name = person.details.as_ref().and_then(|d| d.name.clone());
+        let language = person
+            .details
+            .as_ref()
+            .map(|d| d.language.clone())
+            .unwrap_or_else(|| submitted.language.clone());
+        let mut entry = Audit::by(&principal, &address, "read", "person-summary");
+        entry.person_ref = Some(submitted.person_ref.clone());
+        entry.referral_id = Some(id.clone());
+        entries.push(entry);
+        items.push(serde_json::json!({
+            "referral_id": id,
+            "person_ref": submitted.person_ref,
+            "name": name,
+            "language": language,
+            "contact_modes": submitted.preferences.contact_modes,
+        }));
+    }
+    // Recorded before the details leave.
+    s.reception.audit.record_all(entries).await?;
+    Ok(Json(serde_json::json!({ "items": items })))
 }

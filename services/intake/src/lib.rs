@@ -171,6 +171,10 @@ impl Service for IntakeService {
             reception: self.reception(),
         }))
         .merge(self.identity.routes())
+        .merge(careloop_console::routes(careloop_console::Console {
+            sessions: self.identity.sessions.clone(),
+            changes: careloop_console::Changes::listen(self.backbone.pool.clone()),
+        }))
     }
 
     fn key_source(&self) -> Option<Arc<dyn careloop_web::jwks::KeySource>> {
@@ -184,6 +188,7 @@ impl Service for IntakeService {
             contact_card::RULES,
             fhir::api::RULES,
             &self.identity.route_rules(),
+            careloop_console::RULES,
         ]
         .concat()
     }

@@ -54,6 +54,7 @@ pub const RULES: &[RouteRule] = &[
     RouteRule::token("GET", "/v1/peers", &[Needs::read("Practitioner")]),
     RouteRule::token("PATCH", "/v1/peers/{id}", &[Needs::write("Practitioner")]),
     RouteRule::token("GET", "/v1/referrals/{id}/matches", &[Needs::read("Task")]),
+    RouteRule::token("GET", "/v1/waitlist", &[Needs::read("Task")]),
     RouteRule::token(
         "PUT",
         "/v1/referrals/{id}/assignment",
@@ -71,6 +72,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/peers", post(register).get(list))
         .route("/v1/peers/{id}", patch(update))
         .route("/v1/referrals/{id}/matches", get(matches))
+        .route("/v1/waitlist", get(waitlist))
         .route("/v1/referrals/{id}/assignment", put(reassign))
         .route("/v1/referrals/{id}/assignment/decline", post(decline))
         .with_state(state)
@@ -300,6 +302,36 @@ async fn list(
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Coordinator, Role::Admin])?;
     let rows = read_model::peers(&s.pool)
+        .await
+        .map_err(Problem::internal)?;
+    Ok(Json(serde_json::json!({ "items": rows })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitlistQuery {
+    limit: Option<i64>,
+}
+
+/// `GET /v1/waitlist`: the referrals waiting for a peer, in the order they will be
+/// served (priority, then how long each has waited).
+async fn waitlist(
+    State(s): State<AppState>,
+    principal: Authenticated,
+    careloop_web::ApiQuery(q): careloop_web::ApiQuery<WaitlistQuery>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    principal.require(&[Role::Coordinator, Role::Admin])?;
+    let limit = match q.limit {
+        None => 200,
+        Some(n) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            return Err(Problem::invalid(
+                "limit",
+                "limit must be between 1 and 1000",
+            ));
+        }
+    };
+    let rows = read_model::waitlist(&s.pool, limit)
         .await
         .map_err(Problem::internal)?;
     Ok(Json(serde_json::json!({ "items": rows })))

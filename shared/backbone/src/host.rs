@@ -176,6 +176,18 @@ impl Host {
         for s in &self.services {
             router = router.merge(s.routes());
         }
+        let operations = self
+            .services
+            .iter()
+            .map(|s| crate::operations::Operations {
+                service: s.name(),
+                schema: s.schema(),
+                pool: self.backbone.pool.clone(),
+                projections: Arc::new(s.projections()),
+                published: s.relay().map(|r| r.published_types()),
+            })
+            .collect();
+        router = router.merge(crate::operations::routes(operations));
         router
             .route_layer(axum::middleware::from_fn_with_state(
                 Arc::new(AccessRules::new(&self.route_rules())),
@@ -188,6 +200,7 @@ impl Host {
                     "this method is not allowed on this route",
                 )
             })
+            .layer(axum::middleware::from_fn(no_store_by_default))
             .layer(axum::Extension(self.auth.clone()))
             .layer(axum::middleware::from_fn(careloop_web::correlation::layer))
     }
@@ -197,6 +210,7 @@ impl Host {
         health::RULES
             .iter()
             .copied()
+            .chain(std::iter::once(crate::operations::RULE))
             .chain(self.services.iter().flat_map(|s| s.route_rules()))
             .collect()
     }
@@ -229,6 +243,9 @@ impl Host {
         let tasks = self.spawn_background(&shutdown);
         let mut http_shutdown = shutdown.clone();
         let app = self.router();
+        // The peer address reaches handlers (the audit log records where a request
+        // came from).
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(async move { http_shutdown.wait().await });
         let server = tokio::spawn(async move { server.await });
@@ -241,6 +258,18 @@ impl Host {
         }
         Ok(())
     }
+}
+
+/// Answers are not cached unless a route says otherwise: most carry PHI or tokens.
+async fn no_store_by_default(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut res = next.run(req).await;
+    res.headers_mut()
+        .entry(axum::http::header::CACHE_CONTROL)
+        .or_insert(axum::http::HeaderValue::from_static("no-store"));
+    res
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -16,6 +16,7 @@ pub mod db;
 pub mod host;
 pub mod metrics;
 pub mod nats;
+pub mod operations;
 pub mod outbox;
 pub mod projection;
 pub mod relay;

@@ -30,6 +30,33 @@ pub trait Projection: Send + Sync + 'static {
     async fn apply(&self, event: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()>;
 }
 
+/// The channel on which read models say what changed, once the change is committed
+/// (the console's live updates listen to it).
+pub const CHANGES: &str = "careloop_changes";
+
+/// Says which aggregates a batch changed in read model `name`, as
+/// `{"read_model": name, "ids": [...]}` (ids of aggregates: referrals, peers, plans;
+/// never PHI). The ids are left out when they would not fit a notification.
+async fn notify_changes(
+    tx: &mut PgConnection,
+    name: &str,
+    events: &[StoredEvent],
+) -> sqlx::Result<()> {
+    let mut ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut payload = serde_json::json!({"read_model": name, "ids": ids}).to_string();
+    if payload.len() > 7_000 {
+        payload = serde_json::json!({"read_model": name, "ids": null}).to_string();
+    }
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANGES)
+        .bind(payload)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 #[derive(Clone)]
 pub struct ProjectionRunner {
     pool: PgPool,
@@ -86,9 +113,25 @@ impl ProjectionRunner {
         }
         if let Some(last) = events.last() {
             outbox::advance_cursor(&mut tx, self.schema, &cursor, last).await?;
+            notify_changes(&mut tx, self.name(), &events).await?;
         }
         tx.commit().await?;
         Ok(events.len())
+    }
+
+    /// How many events this read model has not applied yet, and when the oldest was
+    /// recorded.
+    pub async fn backlog(
+        &self,
+        conn: &mut PgConnection,
+    ) -> sqlx::Result<(i64, Option<chrono::DateTime<chrono::Utc>>)> {
+        outbox::pending(
+            conn,
+            self.schema,
+            &self.cursor_name(),
+            self.types.as_deref(),
+        )
+        .await
     }
 
     /// Applies everything committed so far.

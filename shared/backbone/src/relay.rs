@@ -87,6 +87,11 @@ impl Relay {
         }
     }
 
+    /// The event types this relay publishes.
+    pub fn published_types(&self) -> Vec<String> {
+        self.types.clone()
+    }
+
     /// Reads the next committed events to publish, holding the relay's cursor lock.
     pub async fn next_batch(&self) -> anyhow::Result<Batch> {
         let mut tx = self.pool.begin().await?;

@@ -19,6 +19,9 @@ pub struct Identifier {
 pub struct PersonName {
     pub given: String,
     pub family: String,
+    /// The name the person goes by, when it is not their given name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +172,7 @@ mod tests {
             name: Some(PersonName {
                 given: "Alex".into(),
                 family: "Rivera".into(),
+                preferred: None,
             }),
             birth_date: NaiveDate::from_ymd_opt(1990, 4, 12),
             phone: Some(phone.into()),

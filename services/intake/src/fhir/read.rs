@@ -81,12 +81,29 @@ pub fn patient(p: At<'_>) -> Result<PersonDetails, OperationOutcome> {
             value: at.req("value")?.to_string(),
         });
     }
-    let name = p
-        .value
-        .get("name")
-        .and_then(Value::as_array)
-        .and_then(|n| n.first())
+    let names = p.value.get("name").and_then(Value::as_array);
+    // The name the person goes by: a HumanName with use "usual" or "nickname".
+    let preferred = names.and_then(|n| {
+        n.iter()
+            .find(|n| {
+                matches!(
+                    n.get("use").and_then(Value::as_str),
+                    Some("usual" | "nickname")
+                )
+            })
+            .and_then(|n| n.get("given").and_then(Value::as_array))
+            .and_then(|g| g.first())
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    let name = names
+        .and_then(|n| {
+            n.iter()
+                .find(|n| n.get("use").and_then(Value::as_str) == Some("official"))
+                .or_else(|| n.first())
+        })
         .map(|n| PersonName {
+            preferred: preferred.clone(),
             given: n
                 .get("given")
                 .and_then(Value::as_array)

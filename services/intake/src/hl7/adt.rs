@@ -269,6 +269,7 @@ pub fn parse(text: &str) -> Result<Adt, AdtError> {
         (family, given) => Some(PersonName {
             family: family.unwrap_or_default(),
             given: given.unwrap_or_default(),
+            preferred: None,
         }),
     };
     let birth_date = comp(pid, 7, 1)
