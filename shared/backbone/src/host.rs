@@ -342,3 +342,43 @@ pub async fn run(make: impl FnOnce(&Backbone) -> Vec<Arc<dyn Service>>) -> anyho
 pub async fn run_one<S: Service>(make: impl FnOnce(&Backbone) -> S) -> anyhow::Result<()> {
     run(|b| vec![Arc::new(make(b)) as Arc<dyn Service>]).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(move |n| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_service_binary_needs_real_identity_or_an_explicit_dev_mode() {
+        let err = check_auth_settings(&settings(&[]), false).unwrap_err();
+        assert!(err.to_string().contains("CARELOOP_OIDC_ISSUER"), "{err}");
+        let oidc = [
+            ("CARELOOP_OIDC_ISSUER", "https://idp.example"),
+            ("CARELOOP_OIDC_CLIENT_SECRET", "s"),
+        ];
+        assert!(check_auth_settings(&settings(&oidc), false).is_ok());
+        let err = check_auth_settings(&settings(&oidc), true).unwrap_err();
+        assert!(
+            err.to_string().contains("CARELOOP_KEY_ENCRYPTION_KEY"),
+            "{err}"
+        );
+        let with_kek = [
+            oidc[0],
+            oidc[1],
+            (
+                "CARELOOP_KEY_ENCRYPTION_KEY",
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            ),
+        ];
+        assert!(check_auth_settings(&settings(&with_kek), true).is_ok());
+        assert!(check_auth_settings(&settings(&[("CARELOOP_AUTH", "dev")]), true).is_ok());
+    }
+}

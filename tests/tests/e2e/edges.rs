@@ -30,6 +30,12 @@ async fn exchange(stream: &mut TcpStream, message: &str) -> String {
     read_frame(stream).await
 }
 
+/// Connects to `addr`, sends one framed message, and returns the reply.
+pub async fn send_mllp(addr: std::net::SocketAddr, message: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    exchange(&mut stream, message).await
+}
+
 async fn read_frame(stream: &mut TcpStream) -> String {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];

@@ -3,9 +3,11 @@
 
 mod edges;
 mod followup;
+mod identity;
 mod lifecycle;
 mod matching;
 mod measures;
+mod node;
 mod outage;
 mod slice;
 
@@ -30,6 +32,31 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(env: TestEnv) -> TestApp {
+    spawn_app_configured(env, |_, _| {}).await
+}
+
+/// Like [`spawn_app`], with the settings changed by `configure` once the listener's
+/// address (careloop's public URL) is known.
+pub async fn spawn_app_configured(
+    env: TestEnv,
+    configure: impl FnOnce(&mut careloop_config::Settings, std::net::SocketAddr),
+) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_app_at(listener, env, configure).await
+}
+
+/// Like [`spawn_app_configured`], serving on a listener the test bound (when
+/// something must know careloop's address before careloop starts).
+pub async fn spawn_app_at(
+    listener: tokio::net::TcpListener,
+    mut env: TestEnv,
+    configure: impl FnOnce(&mut careloop_config::Settings, std::net::SocketAddr),
+) -> TestApp {
+    let addr = listener.local_addr().unwrap();
+    // Tokens careloop issues name this URL, and client assertions must be for it.
+    env.settings.identity.public_url = format!("http://{addr}");
+    env.settings.identity.jwks_url = format!("http://{addr}/.well-known/jwks.json");
+    configure(&mut env.settings, addr);
     let app = Application::build(&env.settings).await.expect("app builds");
     // The demo facilities (st-marys, mercy) are registered, as in `careloop dev`.
     app.intake()
@@ -38,8 +65,6 @@ pub async fn spawn_app_with(env: TestEnv) -> TestApp {
         .await
         .expect("demo facilities register");
     let intake = app.intake();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.serve(listener, async move {
         let _ = stopped.await;
@@ -83,6 +108,19 @@ impl TestApp {
         let res = self
             .http
             .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let res = self
+            .http
+            .put(format!("{}{path}", self.base))
             .bearer_auth(token)
             .json(body)
             .send()

@@ -120,9 +120,14 @@ async fn a_referral_travels_from_hospital_to_a_reached_person() {
     .await;
     assert_eq!(in_progress["timeline"].as_array().unwrap().len(), 3);
 
-    let (_, worklist) = app.get("/v1/followups", &peer_token).await;
+    // The worklist is follow-up's own read model: it shows the reach once it applied
+    // the contact (the referral's status came through another service).
+    let worklist = eventually("the worklist shows the reach", WAIT, || async {
+        let (_, w) = app.get("/v1/followups", &peer_token).await;
+        (w["items"][0]["first_reached_at"] == at(reached_at).as_str()).then_some(w)
+    })
+    .await;
     assert_eq!(worklist["items"][0]["referral_id"], id.as_str());
-    assert_eq!(worklist["items"][0]["first_reached_at"], at(reached_at));
 
     // Guarantee 5: `careloop replay` rebuilds rows identical to the live ones, for
     // every read model of every service (a new one is covered without a change here).
@@ -142,6 +147,13 @@ async fn a_referral_travels_from_hospital_to_a_reached_person() {
                 .unwrap()
             }
         };
+        // The live rows once the read model applied everything committed.
+        eventually("the read model caught up", WAIT, || async {
+            let mut conn = pool.acquire().await.ok()?;
+            let (pending, _) = projection.backlog(&mut conn).await.ok()?;
+            (pending == 0).then_some(())
+        })
+        .await;
         let mut live = Vec::new();
         for table in projection.tables() {
             live.push(rows(table).await);

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the identity and browser tests need beyond Postgres and NATS, when it
+# is missing: the Node packages of tests/identity and services/console/browser (from
+# their lockfiles, `npm ci`) and Debian's Chromium. Run by .ci/run, and by the tests
+# themselves on a machine that lacks them (one at a time, under a lock).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+exec 9>"${TMPDIR:-/tmp}/careloop-test-tools.lock"
+flock 9
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+for dir in tests/identity services/console/browser; do
+  [ -f "$dir/package-lock.json" ] || continue
+  if [ ! -d "$dir/node_modules" ]; then
+    echo "installing the Node packages of $dir"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+  fi
+done
+
+if [ -f services/console/browser/package.json ] && [ ! -x /usr/bin/chromium ]; then
+  echo "installing Chromium"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
+fi
+echo "test tools are installed"
