@@ -230,20 +230,20 @@ async fn plan(
     principal.require(&[Role::Peer, Role::Coordinator, Role::Admin])?;
     let row = read_model::plan(&s.pool, &id)
         .await
-        .map_err(Problem::internal)?
+        .map_err(Problem::from)?
         .ok_or_else(|| Problem::not_found(format!("no follow-up plan for referral {id}")))?;
     if principal.role == Role::Peer && principal.peer_id.as_deref() != Some(row.peer_id.as_str()) {
         return Err(Problem::forbidden("this plan belongs to another peer"));
     }
     let checkpoints = read_model::checkpoints(&s.pool, &id)
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::from)?;
     let contacts = read_model::contacts(&s.pool, &id)
         .await
-        .map_err(Problem::internal)?;
-    let mut view = serde_json::to_value(row).map_err(Problem::internal)?;
-    view["checkpoints"] = serde_json::to_value(checkpoints).map_err(Problem::internal)?;
-    view["contacts"] = serde_json::to_value(contacts).map_err(Problem::internal)?;
+        .map_err(Problem::from)?;
+    let mut view = serde_json::to_value(row).map_err(Problem::from)?;
+    view["checkpoints"] = serde_json::to_value(checkpoints).map_err(Problem::from)?;
+    view["contacts"] = serde_json::to_value(contacts).map_err(Problem::from)?;
     Ok(Json(view))
 }
 
@@ -285,6 +285,6 @@ async fn worklist(
     };
     let rows = read_model::worklist(&s.pool, &filter)
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::from)?;
     Ok(Json(serde_json::json!({ "items": rows })))
 }

@@ -156,9 +156,8 @@ impl Audit {
         let mut payloads = Vec::with_capacity(entries.len());
         for e in entries {
             ids.push(uuid::Uuid::new_v4().to_string());
-            payloads.push(
-                serde_json::to_value(AuditEvent::AccessRecorded(e)).map_err(Problem::internal)?,
-            );
+            payloads
+                .push(serde_json::to_value(AuditEvent::AccessRecorded(e)).map_err(Problem::from)?);
         }
         let written = sqlx::query(&format!(
             "INSERT INTO {}.events (aggregate_type, aggregate_id, sequence, event_type,
@@ -345,7 +344,7 @@ async fn query(
     .bind(limit + 1)
     .fetch_all(&pool)
     .await
-    .map_err(Problem::internal)?;
+    .map_err(Problem::from)?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last()

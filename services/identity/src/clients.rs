@@ -138,12 +138,7 @@ async fn register(
     ApiJson(body): ApiJson<ClientRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
     principal.require(&[Role::Admin])?;
-    if !s
-        .registry
-        .is_registered(&body.facility)
-        .await
-        .map_err(Problem::internal)?
-    {
+    if !s.registry.is_registered(&body.facility).await? {
         return Err(Problem::invalid(
             "facility",
             "no such facility: register the facility first",
@@ -207,12 +202,12 @@ async fn register(
             .as_ref()
             .map(serde_json::to_value)
             .transpose()
-            .map_err(Problem::internal)?,
+            .map_err(Problem::from)?,
     )
     .bind(body.scopes.join(" "))
     .execute(&s.clients.pool)
     .await
-    .map_err(Problem::internal)?
+    .map_err(Problem::from)?
     .rows_affected();
     if inserted == 0 {
         return Err(Problem::conflict(
@@ -239,7 +234,7 @@ async fn list(
     )
     .fetch_all(&s.clients.pool)
     .await
-    .map_err(Problem::internal)?;
+    .map_err(Problem::from)?;
     Ok(Json(
         serde_json::json!({ "items": rows, "next_cursor": null }),
     ))
@@ -259,7 +254,7 @@ async fn revoke(
     .bind(&client_id)
     .execute(&s.clients.pool)
     .await
-    .map_err(Problem::internal)?
+    .map_err(Problem::from)?
     .rows_affected();
     if revoked == 0 {
         return Err(Problem::not_found(format!("no client {client_id}")));

@@ -198,10 +198,10 @@ impl Registry {
 
     /// Whether `id` is registered, from the event store itself (so a facility is
     /// known the moment its registration commits, read model or not).
-    pub async fn is_registered(&self, id: &str) -> Result<bool, String> {
+    pub async fn is_registered(&self, id: &str) -> Result<bool, Problem> {
         let facility: Facility = store::load(&self.store, id)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(store::to_problem)?;
         Ok(facility.profile.is_some())
     }
 
@@ -238,7 +238,7 @@ impl Registry {
             let owner = self
                 .by_hl7_sender(s.application.as_deref().unwrap_or(""), &s.facility)
                 .await
-                .map_err(Problem::internal)?;
+                .map_err(Problem::from)?;
             if owner.as_deref().is_some_and(|o| o != id) {
                 return Err(Problem::invalid(
                     format!("hl7_senders[{i}]"),
@@ -332,7 +332,7 @@ async fn list(
     principal: Authenticated,
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Admin, Role::Coordinator, Role::Hospital])?;
-    let mut rows = r.list().await.map_err(Problem::internal)?;
+    let mut rows = r.list().await.map_err(Problem::from)?;
     // A hospital sees its own facility only.
     rows.retain(|f| principal.may_see_facility(&f.facility_id));
     Ok(Json(
@@ -351,7 +351,7 @@ async fn show(
     }
     r.get(&id)
         .await
-        .map_err(Problem::internal)?
+        .map_err(Problem::from)?
         .map(Json)
         .ok_or_else(|| Problem::not_found(format!("no facility {id}")))
 }

@@ -184,7 +184,7 @@ impl Sessions {
         .bind(hash(token))
         .fetch_optional(&self.pool)
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::from)?;
         let Some(session) = session else {
             return Ok(None);
         };
@@ -202,7 +202,7 @@ impl Sessions {
             .bind(id_hash)
             .execute(&self.pool)
             .await
-            .map_err(Problem::internal)?;
+            .map_err(Problem::from)?;
         Ok(())
     }
 
@@ -231,7 +231,7 @@ impl Sessions {
         .bind(now + chrono::Duration::from_std(ABSOLUTE).expect("fits"))
         .execute(&self.pool)
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::from)?;
         Ok(self.set_cookie(COOKIE, &token, "Strict", None))
     }
 
@@ -361,7 +361,7 @@ async fn token(
             .bind(&session.id_hash)
             .execute(&s.pool)
             .await
-            .map_err(Problem::internal)?;
+            .map_err(Problem::from)?;
     }
     let issued = s
         .tokens
@@ -460,7 +460,7 @@ async fn login(
     .bind(safe_return(q.return_to.as_deref()))
     .execute(&s.pool)
     .await
-    .map_err(Problem::internal)?;
+    .map_err(Problem::from)?;
     let url = format!(
         "{}?response_type=code&client_id={}&redirect_uri={}&scope={}&state={state}&nonce={nonce}&code_challenge={challenge}&code_challenge_method=S256",
         meta.authorization_endpoint,
@@ -545,7 +545,7 @@ async fn callback(
     .bind(&state)
     .fetch_optional(&s.pool)
     .await
-    .map_err(Problem::internal)?;
+    .map_err(Problem::from)?;
     let Some((verifier, nonce, return_to)) = started else {
         return failed("the sign-in expired".into()).await;
     };
@@ -665,10 +665,7 @@ impl Sessions {
         let Some(sub) = claim("sub") else {
             return Ok(Err("the ID token has no subject".into()));
         };
-        if let Some(mut kept) = staff::find(&self.pool, &sub)
-            .await
-            .map_err(Problem::internal)?
-        {
+        if let Some(mut kept) = staff::find(&self.pool, &sub).await.map_err(Problem::from)? {
             kept.name = kept.name.or_else(|| claim(&oidc.name_claim));
             return Ok(Ok(kept));
         }
@@ -704,7 +701,7 @@ async fn dev_people(State(s): State<Sessions>) -> Result<Response, Problem> {
             "the demo sign-in exists only in dev mode",
         ));
     }
-    let people = staff::list(&s.pool).await.map_err(Problem::internal)?;
+    let people = staff::list(&s.pool).await.map_err(Problem::from)?;
     Ok(no_store(Json(serde_json::json!({ "people": people }))))
 }
 
@@ -729,7 +726,7 @@ async fn dev_sign_in(
     s.same_origin(&headers)?;
     let Some(account) = staff::find(&s.pool, &body.sub)
         .await
-        .map_err(Problem::internal)?
+        .map_err(Problem::from)?
     else {
         return Err(Problem::invalid("sub", "no such demo person"));
     };

@@ -102,7 +102,7 @@ async fn index(
     principal: Authenticated,
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Admin])?;
-    let rows = list(&s.pool).await.map_err(Problem::internal)?;
+    let rows = list(&s.pool).await.map_err(Problem::from)?;
     Ok(Json(
         serde_json::json!({ "items": rows, "next_cursor": null }),
     ))
@@ -129,12 +129,7 @@ async fn upsert(
                     "a hospital liaison needs a facility",
                 ));
             };
-            if !s
-                .registry
-                .is_registered(f)
-                .await
-                .map_err(Problem::internal)?
-            {
+            if !s.registry.is_registered(f).await? {
                 return Err(Problem::invalid("facility", "no such facility"));
             }
         }

@@ -47,7 +47,7 @@ async fn card(
     if principal.role == Role::Peer {
         let holder = crate::tasks::read_model::holder(&s.pool, &id)
             .await
-            .map_err(Problem::internal)?;
+            .map_err(Problem::from)?;
         if holder != principal.peer_id {
             return Err(Problem::forbidden(
                 "only the peer who holds this referral reads its contact card",
@@ -126,7 +126,7 @@ async fn people(
             Role::Peer => {
                 let holder = crate::tasks::read_model::holder(&s.pool, id)
                     .await
-                    .map_err(Problem::internal)?;
+                    .map_err(Problem::from)?;
                 holder.is_some() && holder == principal.peer_id
             }
         };

@@ -46,11 +46,7 @@ pub struct Reception {
 impl Reception {
     /// Refused (422, naming `field`) unless `facility` is registered.
     pub async fn check_registered(&self, facility: &str, field: &str) -> Result<(), Problem> {
-        let known = self
-            .facilities
-            .is_registered(facility)
-            .await
-            .map_err(Problem::internal)?;
+        let known = self.facilities.is_registered(facility).await?;
         if known {
             Ok(())
         } else {
@@ -112,7 +108,7 @@ impl Reception {
     ) -> Result<String, Problem> {
         let person_ref = identity::resolve(&self.pool, &person.identifiers)
             .await
-            .map_err(Problem::internal)?
+            .map_err(Problem::from)?
             .to_string();
         store::execute(
             &self.persons,
@@ -173,7 +169,7 @@ impl Reception {
     pub async fn find(&self, identifiers: &[Identifier]) -> Result<Option<String>, Problem> {
         Ok(identity::find(&self.pool, identifiers)
             .await
-            .map_err(Problem::internal)?
+            .map_err(Problem::from)?
             .map(|p| p.to_string()))
     }
 
@@ -195,7 +191,7 @@ impl Reception {
         .bind(facility)
         .fetch_optional(&self.pool)
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::from)?;
         Ok(found.is_some())
     }
 
@@ -242,7 +238,7 @@ impl Reception {
         .bind(referral_id)
         .fetch_optional(&self.pool)
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::from)?;
         Ok(
             row.and_then(|(payload, at)| match serde_json::from_value(payload) {
                 Ok(SubmissionEvent::ReferralSubmitted(s)) => Some((*s, at)),

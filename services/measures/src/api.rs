@@ -72,7 +72,7 @@ async fn continuity(
     };
     let rows = read_model::discharges(&pool, &scope)
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::from)?;
     let report = report::compute(&rows, as_of);
     let wants_csv = headers
         .get(header::ACCEPT)

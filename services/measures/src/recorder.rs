@@ -30,7 +30,7 @@ impl EventHandler for FactRecorder {
             async move {
                 store::execute(&self.discharges, &id, command, &meta)
                     .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .map_err(store::into_anyhow)
             }
         };
         let status = |id: &str, s: &str| note(id, DischargeRecordCommand::NoteStatus(s.into()));
@@ -41,7 +41,7 @@ impl EventHandler for FactRecorder {
             async move {
                 store::execute(&self.admissions, &id, command, &meta)
                     .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .map_err(store::into_anyhow)
             }
         };
         match &event.payload {

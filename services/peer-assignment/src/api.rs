@@ -301,9 +301,7 @@ async fn list(
     principal: Authenticated,
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Coordinator, Role::Admin])?;
-    let rows = read_model::peers(&s.pool)
-        .await
-        .map_err(Problem::internal)?;
+    let rows = read_model::peers(&s.pool).await.map_err(Problem::from)?;
     Ok(Json(serde_json::json!({ "items": rows })))
 }
 
@@ -333,7 +331,7 @@ async fn waitlist(
     };
     let rows = read_model::waitlist(&s.pool, limit)
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::from)?;
     Ok(Json(serde_json::json!({ "items": rows })))
 }
 
@@ -352,16 +350,16 @@ async fn matches(
     careloop_web::ApiQuery(q): careloop_web::ApiQuery<MatchesQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Coordinator, Role::Admin])?;
-    let a = s.matcher.load(&id).await.map_err(Problem::internal)?;
+    let a = s.matcher.load(&id).await.map_err(Problem::from)?;
     let request = a
         .request
         .ok_or_else(|| Problem::not_found(format!("no assignment for referral {id} yet")))?;
-    let roster = s.matcher.roster().await.map_err(Problem::internal)?;
+    let roster = s.matcher.roster().await.map_err(Problem::from)?;
     let mut ranking = s
         .matcher
         .rank(&id, &request, &roster, &[])
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::from)?;
     let total = ranking.candidates.len();
     ranking
         .candidates
@@ -423,7 +421,7 @@ async fn decline(
     if body.reason.trim().is_empty() {
         return Err(Problem::invalid("reason", "a reason is needed"));
     }
-    let a = s.matcher.load(&id).await.map_err(Problem::internal)?;
+    let a = s.matcher.load(&id).await.map_err(Problem::from)?;
     if principal.role == Role::Peer && a.assigned.as_deref() != principal.peer_id.as_deref() {
         return Err(Problem::forbidden("this referral is not assigned to you"));
     }

@@ -113,7 +113,7 @@ impl PeerAssignmentService {
             let id = uuid::Uuid::new_v4().to_string();
             store::execute(&self.peers, &id, PeerCommand::Register(profile), &meta)
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(store::into_anyhow)?;
             added.push((id, name.to_string()));
         }
         Ok(added)

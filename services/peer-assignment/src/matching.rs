@@ -141,7 +141,7 @@ impl Matcher {
         let a = self
             .load(referral_id)
             .await
-            .map_err(careloop_web::Problem::internal)?;
+            .map_err(careloop_web::Problem::from)?;
         if a.assigned.is_none() {
             return Err(store::to_problem(AggregateError::UserError(
                 AssignmentError::NotAssigned,
@@ -168,7 +168,7 @@ impl Matcher {
         }
         self.free_released_slot(referral_id, meta)
             .await
-            .map_err(careloop_web::Problem::internal)
+            .map_err(careloop_web::Problem::from)
     }
 
     /// Proposes, reserves and confirms until the referral is assigned or waitlisted.
@@ -329,5 +329,5 @@ fn waitlist_reason(r: &Ranking) -> String {
 }
 
 fn err<E: std::error::Error>(e: AggregateError<E>) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
+    store::into_anyhow(e)
 }

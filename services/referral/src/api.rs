@@ -66,21 +66,19 @@ async fn show(
     principal: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    let row = read_model::get(&s.pool, &id)
-        .await
-        .map_err(Problem::internal)?;
+    let row = read_model::get(&s.pool, &id).await.map_err(Problem::from)?;
     let row = row.ok_or_else(|| Problem::not_found(format!("no referral {id}")))?;
     authorize_read(&principal, &row)?;
     let timeline = read_model::timeline(&s.pool, &id)
         .await
-        .map_err(Problem::internal)?;
-    let mut view = serde_json::to_value(&row).map_err(Problem::internal)?;
+        .map_err(Problem::from)?;
+    let mut view = serde_json::to_value(&row).map_err(Problem::from)?;
     view["due"] = serde_json::json!({
         "acceptance_due_at": row.acceptance_due_at,
         "first_contact_due_at": row.first_contact_due_at,
         "overdue": row.overdue,
     });
-    view["timeline"] = serde_json::to_value(timeline).map_err(Problem::internal)?;
+    view["timeline"] = serde_json::to_value(timeline).map_err(Problem::from)?;
     Ok(Json(view))
 }
 
@@ -161,7 +159,7 @@ async fn list(
     };
     let mut rows = read_model::queue(&s.pool, &filter)
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::from)?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last()

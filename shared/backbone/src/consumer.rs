@@ -287,7 +287,22 @@ impl Consumer {
             match self.apply(&envelope, Some(&incoming), stalled).await {
                 Ok(outcome) => outcome,
                 Err(ApplyError::Infrastructure(e)) => {
+                    metrics::DEPENDENCY_RETRIES
+                        .with_label_values(&[self.service])
+                        .inc();
                     tracing::warn!(error = %format!("{e:#}"), "could not apply; will retry");
+                    Disposition::Failed(format!("{e:#}"))
+                }
+                // A dependency the handler needed was unavailable (the database, NATS):
+                // not the event's fault, so it never counts towards dead letters; it is
+                // retried with backoff for as long as it takes.
+                Err(ApplyError::Handler(e))
+                    if careloop_web::dependency::is_transient_chain(e.as_ref()) =>
+                {
+                    metrics::DEPENDENCY_RETRIES
+                        .with_label_values(&[self.service])
+                        .inc();
+                    tracing::warn!(error = %format!("{e:#}"), "a dependency is unavailable; will retry");
                     Disposition::Failed(format!("{e:#}"))
                 }
                 Err(ApplyError::Handler(e)) => {

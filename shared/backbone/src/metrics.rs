@@ -43,8 +43,22 @@ pub static DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Messages a consumer will deliver again because a dependency was unavailable (never
+/// counted towards dead letters).
+pub static DEPENDENCY_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        Opts::new(
+            "careloop_consumer_dependency_retries_total",
+            "Messages retried because the database or NATS was unavailable"
+        ),
+        &["service"]
+    )
+    .expect("metric registers once")
+});
+
 /// Makes every backbone metric visible on /metrics from the start, at zero.
 pub fn register(service: &str) {
     OUTBOX_PENDING.with_label_values(&[service]);
     DEAD_LETTERS.with_label_values(&[service]);
+    DEPENDENCY_RETRIES.with_label_values(&[service]);
 }

@@ -126,10 +126,8 @@ where
 {
     execute(cqrs, aggregate_id, command, metadata)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    load(store, aggregate_id)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
+        .map_err(into_anyhow)?;
+    load(store, aggregate_id).await.map_err(into_anyhow)
 }
 
 /// A store for reading aggregate state outside a command (e.g. a saga's next step).
@@ -143,18 +141,48 @@ where
     )
 }
 
+/// Whether a command failed because the database was unavailable (a retry may
+/// succeed), not because of the command.
+pub fn is_unavailable<E: std::error::Error>(err: &AggregateError<E>) -> bool {
+    match err {
+        AggregateError::DatabaseConnectionError(e) | AggregateError::UnexpectedError(e) => {
+            careloop_web::dependency::is_transient_chain(e.as_ref())
+        }
+        _ => false,
+    }
+}
+
 /// Maps a command's failure to the client's answer: the domain's own refusal as the
-/// domain says, a conflict that outlasted the retries as 409, anything else as 500.
+/// domain says, a conflict that outlasted the retries as 409 (retry), the database
+/// unavailable as 503 (retry), anything else as a logged 500.
 pub fn to_problem<E>(err: AggregateError<E>) -> careloop_web::Problem
 where
     E: std::error::Error + Into<careloop_web::Problem>,
 {
+    if is_unavailable(&err) {
+        tracing::warn!(error = %err, "database unavailable");
+        return careloop_web::Problem::unavailable(
+            "the database is not answering now; retry shortly",
+        );
+    }
     match err {
         AggregateError::UserError(e) => e.into(),
         AggregateError::AggregateConflict => careloop_web::Problem::conflict(
             "another change to this record was made at the same moment; retry",
-        ),
+        )
+        .retry_after(1),
         other => careloop_web::Problem::internal(other),
+    }
+}
+
+/// A command's failure inside a consumer or worker: the database unavailable stays
+/// recognisable ([`careloop_web::dependency::Unavailable`]), so it is retried without
+/// counting towards dead letters.
+pub fn into_anyhow<E: std::error::Error>(err: AggregateError<E>) -> anyhow::Error {
+    if is_unavailable(&err) {
+        anyhow::Error::new(careloop_web::dependency::Unavailable(err.to_string()))
+    } else {
+        anyhow::anyhow!("{err}")
     }
 }
 
@@ -169,6 +197,6 @@ pub fn tolerate_refusal<E: std::error::Error + Send + Sync + 'static>(
             tracing::warn!(reason = %e, "event not applied: the domain refused it");
             Ok(())
         }
-        Err(e) => Err(anyhow::anyhow!("{e}")),
+        Err(e) => Err(into_anyhow(e)),
     }
 }

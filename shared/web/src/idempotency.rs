@@ -62,7 +62,7 @@ pub async fn claim(
     .bind(&hash)
     .execute(pool)
     .await
-    .map_err(Problem::internal)?
+    .map_err(Problem::from)?
     .rows_affected();
     let fresh = |table, key| {
         Ok(Some(Claim::Fresh(Key {
@@ -86,7 +86,7 @@ pub async fn claim(
     .bind(LEASE.as_secs_f64())
     .execute(pool)
     .await
-    .map_err(Problem::internal)?
+    .map_err(Problem::from)?
     .rows_affected();
     if taken_over == 1 {
         return fresh(table, key);
@@ -99,7 +99,7 @@ pub async fn claim(
         .bind(&key)
         .fetch_one(pool)
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::from)?;
     if stored_hash != hash {
         return Err(Problem::invalid(
             "Idempotency-Key",
@@ -144,7 +144,7 @@ impl Key {
         .bind(response)
         .execute(pool)
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::from)?;
         Ok(())
     }
 

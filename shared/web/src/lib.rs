@@ -5,6 +5,7 @@
 pub mod access;
 pub mod auth;
 pub mod correlation;
+pub mod dependency;
 pub mod health;
 pub mod idempotency;
 pub mod jose;

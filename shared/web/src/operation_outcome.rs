@@ -16,6 +16,8 @@ pub struct OperationOutcome {
     pub code: &'static str,
     pub expression: Option<String>,
     pub diagnostics: String,
+    /// `Retry-After` seconds, for a dependency unavailable (503).
+    pub retry_after: Option<u32>,
 }
 
 impl OperationOutcome {
@@ -25,6 +27,7 @@ impl OperationOutcome {
             code: "invalid",
             expression: Some(expression.into()),
             diagnostics: diagnostics.into(),
+            retry_after: None,
         }
     }
 
@@ -35,6 +38,7 @@ impl OperationOutcome {
             code: "required",
             diagnostics: format!("{expression} is required"),
             expression: Some(expression),
+            retry_after: None,
         }
     }
 
@@ -45,6 +49,7 @@ impl OperationOutcome {
             code: "structure",
             expression: None,
             diagnostics: diagnostics.into(),
+            retry_after: None,
         }
     }
 }
@@ -64,6 +69,7 @@ impl From<Problem> for OperationOutcome {
             404 => "not-found",
             409 => "conflict",
             400 | 422 => "invalid",
+            503 => "transient",
             _ => "exception",
         };
         OperationOutcome {
@@ -71,6 +77,7 @@ impl From<Problem> for OperationOutcome {
             code,
             expression: p.field,
             diagnostics: p.detail,
+            retry_after: p.retry_after,
         }
     }
 }
@@ -89,6 +96,10 @@ impl IntoResponse for OperationOutcome {
         let mut res = (self.status, axum::Json(body)).into_response();
         res.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+        if let Some(s) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -18,6 +18,9 @@ pub struct Problem {
     /// Extra members, e.g. the current status of a referral on a 409.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// Seconds after which a retry may succeed (`Retry-After`, on 503 and 409).
+    #[serde(skip)]
+    pub retry_after: Option<u32>,
 }
 
 impl Problem {
@@ -29,7 +32,21 @@ impl Problem {
             detail: detail.into(),
             field: None,
             extensions: Default::default(),
+            retry_after: None,
         }
+    }
+
+    /// A dependency (the database, NATS) is unavailable or too slow: 503, retry after
+    /// a moment. The client's request was fine; nothing was done.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        let mut p = Self::new(StatusCode::SERVICE_UNAVAILABLE, detail);
+        p.retry_after = Some(2);
+        p
+    }
+
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -88,6 +105,10 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(s) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -95,6 +116,44 @@ impl IntoResponse for Problem {
             );
         }
         res
+    }
+}
+
+/// A database error as the client hears it: 503 (retry) when the database is
+/// unavailable or slow, 422 when it refused a value that can never be stored, else a
+/// logged 500.
+impl From<sqlx::Error> for Problem {
+    fn from(e: sqlx::Error) -> Self {
+        if crate::dependency::is_transient(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            Problem::unavailable("the database is not answering now; retry shortly")
+        } else if crate::dependency::is_bad_value(&e) {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "a value cannot be stored (for example a NUL character)",
+            )
+        } else {
+            Problem::internal(e)
+        }
+    }
+}
+
+/// careloop failing to serialise its own value: a bug, logged.
+impl From<serde_json::Error> for Problem {
+    fn from(e: serde_json::Error) -> Self {
+        Problem::internal(e)
+    }
+}
+
+/// Any other failure: a dependency's (503) when its chain says so, else a logged 500.
+impl From<anyhow::Error> for Problem {
+    fn from(e: anyhow::Error) -> Self {
+        if crate::dependency::is_transient_chain(e.as_ref()) {
+            tracing::warn!(error = %format!("{e:#}"), "dependency unavailable");
+            Problem::unavailable("a dependency is not answering now; retry shortly")
+        } else {
+            Problem::internal(format!("{e:#}"))
+        }
     }
 }
 

@@ -75,7 +75,7 @@ async fn configure(
     .bind(&body.secret)
     .execute(&pool)
     .await
-    .map_err(Problem::internal)?;
+    .map_err(Problem::from)?;
     Ok(Json(serde_json::json!({"facility": facility, "url": url})))
 }
 
@@ -124,6 +124,6 @@ async fn deliveries(
     .bind(q.limit.unwrap_or(100).clamp(1, 500))
     .fetch_all(&pool)
     .await
-    .map_err(Problem::internal)?;
+    .map_err(Problem::from)?;
     Ok(Json(serde_json::json!({ "items": rows })))
 }

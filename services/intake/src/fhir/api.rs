@@ -450,7 +450,7 @@ async fn read_task(
 ) -> Result<Response, OperationOutcome> {
     let p = principal?;
     p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
-    let row = match task::get(&s.pool, &id).await.map_err(Problem::internal)? {
+    let row = match task::get(&s.pool, &id).await.map_err(Problem::from)? {
         Some(row) => row,
         None => submitted_task(&s.reception, &id)
             .await?
@@ -519,7 +519,7 @@ async fn search_tasks(
         updated_after,
     )
     .await
-    .map_err(Problem::internal)?;
+    .map_err(Problem::from)?;
     let entry: Vec<Value> = rows
         .iter()
         .map(|r| {

@@ -84,6 +84,6 @@ impl EventHandler for TaskMirror {
         let meta = event.metadata(crate::SERVICE);
         store::execute(&self.tasks, &referral_id, command, &meta)
             .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
+            .map_err(store::into_anyhow)
     }
 }
