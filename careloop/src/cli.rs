@@ -1,4 +1,4 @@
-//! The `careloop` subcommands: dev, token, migrate, replay.
+//! The `careloop` subcommands: dev, token, migrate, replay, routes, frontdoor.
 
 use anyhow::{Context, bail};
 use careloop_backbone::host::shutdown_signal;
@@ -19,6 +19,18 @@ USAGE:
   careloop migrate                  apply every service's migrations
   careloop replay PROJECTION        rebuild one read model from events
                                     (referrals, roster, followups, measures, tasks)
+  careloop routes                   every route of each service binary: service, method,
+                                    path, access rule (needs no server)
+  careloop frontdoor nginx [OPTIONS]
+                                    print the front door's nginx.conf, generated from the
+                                    routes; options: --listen ADDR, --mllp-listen ADDR,
+                                    --upstream SERVICE=HOST:PORT[,HOST:PORT...],
+                                    --mllp-upstream HOST:PORT[,...], --stream-module PATH,
+                                    --runtime-dir DIR, --log-dir DIR, --trust-proxy CIDR,
+                                    --no-trusted-proxies, --expose-upstream (tests only)
+  careloop frontdoor write [--root DIR]
+                                    regenerate the committed front-door files
+                                    (deploy/frontdoor/, deploy/kubernetes/base/frontdoor/)
 
 CONFIGURATION (environment):
   DATABASE_URL        postgres://postgres@127.0.0.1:5432/careloop
@@ -49,12 +61,58 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
+        "routes" => {
+            let backbone = crate::routes::offline_backbone().await?;
+            print!("{}", crate::routes::table(&crate::routes::all(&backbone)));
+            Ok(())
+        }
+        "frontdoor" => frontdoor(&args[1..]).await,
         "replay" => {
             careloop_telemetry::init();
             let name = args.get(1).context("usage: careloop replay PROJECTION")?;
             replay(&Settings::from_env()?, name).await
         }
         other => bail!("unknown command {other:?}; see `careloop help`"),
+    }
+}
+
+async fn frontdoor(args: &[String]) -> anyhow::Result<()> {
+    use crate::frontdoor::{self, NginxOptions};
+    let backbone = crate::routes::offline_backbone().await?;
+    let routes = crate::routes::all(&backbone);
+    match args.first().map(String::as_str) {
+        Some("nginx") => {
+            let options = frontdoor::options(&args[1..])?;
+            print!("{}", frontdoor::nginx(&routes, &options));
+            Ok(())
+        }
+        Some("write") => {
+            let root = match args.get(1).map(String::as_str) {
+                Some("--root") => std::path::PathBuf::from(args.get(2).context("--root DIR")?),
+                Some(other) => bail!("unknown option {other:?}"),
+                None => std::path::PathBuf::from("."),
+            };
+            if !root.join("deploy").is_dir() {
+                bail!(
+                    "{} has no deploy/ folder: run from the repository root or pass --root",
+                    root.display()
+                );
+            }
+            let conf = frontdoor::nginx(&routes, &NginxOptions::default());
+            for file in frontdoor::COMMITTED {
+                let path = root.join(file);
+                std::fs::create_dir_all(path.parent().expect("a folder"))?;
+                std::fs::write(&path, &conf)?;
+                println!("wrote {}", path.display());
+            }
+            let path = root.join(frontdoor::ROUTES_TABLE);
+            std::fs::write(&path, crate::routes::table(&routes))?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
+        _ => bail!(
+            "usage: careloop frontdoor nginx [OPTIONS] | careloop frontdoor write [--root DIR]"
+        ),
     }
 }
 

@@ -22,7 +22,9 @@ pub async fn ensure_infrastructure(settings: &Settings) -> anyhow::Result<Infras
     if !answers(&pg).await {
         children.push(start_postgres(&data.join("postgres"), &pg).await?);
     }
-    let nats = host_port(&settings.nats_url, 4222)?;
+    // With a list of cluster URLs, the first server is the one looked at (and started).
+    let servers = settings.nats_servers();
+    let nats = host_port(servers.first().unwrap_or(&settings.nats_url), 4222)?;
     if !answers(&nats).await {
         children.push(start_nats(&data.join("nats"), &nats).await?);
     }

@@ -3,6 +3,8 @@
 
 pub mod cli;
 pub mod dev;
+pub mod frontdoor;
+pub mod routes;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -39,7 +39,7 @@ impl Backbone {
         let pool = db::connect(&settings.database_url).await?;
         let nats = nats::connect(&settings.nats_url).await?;
         let js = jetstream::new(nats.clone());
-        nats::ensure_stream(&js, &settings.namespace).await?;
+        nats::ensure_stream_with(&js, &settings.namespace, &settings.into()).await?;
         Ok(Backbone {
             pool,
             nats,

@@ -20,7 +20,15 @@ pub const DEV_JWT_SECRET: &str = "careloop-dev-secret-do-not-use-in-production";
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: String,
+    /// One NATS URL, or a comma-separated list of the cluster's servers
+    /// ([`Settings::nats_servers`]).
     pub nats_url: String,
+    /// Replicas of the event stream (`CARELOOP_STREAM_REPLICAS`, 1 to 5): 1 for a
+    /// single nats-server, 3 on a JetStream cluster.
+    pub stream_replicas: usize,
+    /// Placement tags of the event stream (`CARELOOP_STREAM_PLACEMENT_TAGS`): only
+    /// servers carrying every tag hold a replica. Empty: anywhere in the cluster.
+    pub stream_placement_tags: Vec<String>,
     pub http_addr: SocketAddr,
     pub mllp_addr: SocketAddr,
     pub namespace: Namespace,
@@ -136,12 +144,32 @@ impl Settings {
             });
         }
         let nats_url = get("NATS_URL", "nats://127.0.0.1:4222");
-        if !nats_url.starts_with("nats://") {
+        if !nats_url
+            .split(',')
+            .all(|u| u.trim().starts_with("nats://") && u.trim().len() > "nats://".len())
+        {
             return Err(ConfigError {
                 variable: "NATS_URL",
-                problem: format!("must be a nats:// URL, got {nats_url:?}"),
+                problem: format!(
+                    "must be a nats:// URL or a comma-separated list of them, got {nats_url:?}"
+                ),
             });
         }
+        let raw = get("CARELOOP_STREAM_REPLICAS", "1");
+        let stream_replicas = raw
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=5).contains(n))
+            .ok_or_else(|| ConfigError {
+                variable: "CARELOOP_STREAM_REPLICAS",
+                problem: format!("must be a whole number from 1 to 5, got {raw:?}"),
+            })?;
+        let stream_placement_tags = get("CARELOOP_STREAM_PLACEMENT_TAGS", "")
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
         let addr = |name: &'static str, default: &str| -> Result<SocketAddr, ConfigError> {
             let raw = get(name, default);
             raw.parse().map_err(|_| ConfigError {
@@ -262,12 +290,25 @@ impl Settings {
             reroute_after_reject,
             database_url,
             nats_url,
+            stream_replicas,
+            stream_placement_tags,
             http_addr,
             mllp_addr,
             namespace,
             jwt_secret_is_dev_default: secret.is_none(),
             jwt_secret: secret.unwrap_or_else(|| DEV_JWT_SECRET.to_string()),
         })
+    }
+}
+
+impl Settings {
+    /// The NATS servers of `NATS_URL`, in order (one, or the cluster's list).
+    pub fn nats_servers(&self) -> Vec<String> {
+        self.nats_url
+            .split(',')
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .collect()
     }
 }
 
@@ -416,6 +457,9 @@ mod tests {
             "postgres://postgres@127.0.0.1:5432/careloop"
         );
         assert_eq!(s.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(s.nats_servers(), ["nats://127.0.0.1:4222"]);
+        assert_eq!(s.stream_replicas, 1);
+        assert!(s.stream_placement_tags.is_empty());
         assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(s.mllp_addr.to_string(), "127.0.0.1:2575");
         assert_eq!(s.namespace.as_str(), "careloop");
@@ -464,5 +508,27 @@ mod tests {
         assert_eq!(err.variable, "DATABASE_URL");
         let err = with(&[("CARELOOP_JWT_SECRET", "short")]).unwrap_err();
         assert_eq!(err.variable, "CARELOOP_JWT_SECRET");
+        for bad in ["0", "6", "three"] {
+            let err = with(&[("CARELOOP_STREAM_REPLICAS", bad)]).unwrap_err();
+            assert_eq!(err.variable, "CARELOOP_STREAM_REPLICAS");
+        }
+        let err = with(&[("NATS_URL", "nats://a:4222,b:4222")]).unwrap_err();
+        assert_eq!(err.variable, "NATS_URL");
+    }
+
+    #[test]
+    fn a_nats_cluster_is_a_list_of_urls_and_the_stream_is_replicated() {
+        let s = with(&[
+            ("NATS_URL", "nats://n0:4222, nats://n1:4222,nats://n2:4222"),
+            ("CARELOOP_STREAM_REPLICAS", "3"),
+            ("CARELOOP_STREAM_PLACEMENT_TAGS", "ssd, eu"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.nats_servers(),
+            ["nats://n0:4222", "nats://n1:4222", "nats://n2:4222"]
+        );
+        assert_eq!(s.stream_replicas, 3);
+        assert_eq!(s.stream_placement_tags, ["ssd", "eu"]);
     }
 }
