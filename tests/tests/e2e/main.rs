@@ -1,6 +1,7 @@
 //! End-to-end tests across all four services, over HTTP, against the real Postgres
 //! and JetStream. `spawn_app` starts exactly what `careloop dev` starts.
 
+mod cluster;
 mod edges;
 mod followup;
 mod identity;
