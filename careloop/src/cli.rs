@@ -17,8 +17,14 @@ USAGE:
                                     print a signed token (roles: hospital, coordinator,
                                     peer, admin)
   careloop migrate                  apply every service's migrations
-  careloop replay PROJECTION        rebuild one read model from events
-                                    (referrals, roster, followups, measures, tasks)
+  careloop replay PROJECTION        rebuild one read model from events, without
+                                    blanking it (referrals, roster, followups, measures,
+                                    tasks, facilities, audit)
+  careloop redrive [--service S] [--since T]
+                                    publish a service's events again from Postgres (all
+                                    services, every event, unless narrowed; T is an
+                                    RFC 3339 time or an age like 2h); consumers skip what
+                                    they applied
   careloop routes                   every route of each service binary: service, method,
                                     path, access rule (needs no server)
   careloop frontdoor nginx [OPTIONS]
@@ -71,6 +77,10 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<()> {
             careloop_telemetry::init();
             let name = args.get(1).context("usage: careloop replay PROJECTION")?;
             replay(&Settings::from_env()?, name).await
+        }
+        "redrive" => {
+            careloop_telemetry::init();
+            redrive(&Settings::from_env()?, &args[1..]).await
         }
         other => bail!("unknown command {other:?}; see `careloop help`"),
     }
@@ -129,6 +139,70 @@ pub async fn replay(settings: &Settings, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `careloop redrive`: moves the relay cursor of each chosen service back, so the
+/// running relays publish those events again (after a stream loss careloop does this
+/// by itself; see docs/operations.md).
+pub async fn redrive(settings: &Settings, args: &[String]) -> anyhow::Result<()> {
+    let mut service = None;
+    let mut since = None;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--service" => service = Some(value()?.clone()),
+            "--since" => since = Some(parse_since(value()?)?),
+            other => {
+                bail!("unknown option {other:?}; usage: careloop redrive [--service S] [--since T]")
+            }
+        }
+    }
+    let app = Application::build(settings).await?;
+    let relays: Vec<_> = app
+        .services()
+        .iter()
+        .filter(|s| service.as_deref().is_none_or(|n| n == s.name()))
+        .filter_map(|s| s.relay().map(|r| (s.name(), r)))
+        .collect();
+    if relays.is_empty() {
+        let names: Vec<&str> = app
+            .services()
+            .iter()
+            .filter(|s| s.relay().is_some())
+            .map(|s| s.name())
+            .collect();
+        bail!(
+            "no service {:?} publishes events; known: {}",
+            service.unwrap_or_default(),
+            names.join(", ")
+        );
+    }
+    // The stream may be the thing that was lost.
+    app.backbone().stream.ensure().await?;
+    for (name, relay) in relays {
+        let n = relay.redrive(since).await?;
+        println!("{name}: {n} events will be published again");
+    }
+    Ok(())
+}
+
+/// An RFC 3339 time, or an age (`90m`, `2h`, `7d`) before now.
+fn parse_since(raw: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let (number, unit) = raw.split_at(raw.len().saturating_sub(1));
+    let n: i64 = number
+        .parse()
+        .with_context(|| format!("--since {raw:?}: an RFC 3339 time or an age like 2h"))?;
+    let age = match unit {
+        "m" => chrono::Duration::minutes(n),
+        "h" => chrono::Duration::hours(n),
+        "d" => chrono::Duration::days(n),
+        _ => bail!("--since {raw:?}: an age ends in m, h or d"),
+    };
+    Ok(chrono::Utc::now() - age)
+}
+
 fn token(args: &[String]) -> anyhow::Result<()> {
     let mut role = None;
     let mut facility = None;
@@ -171,6 +245,10 @@ async fn run_dev() -> anyhow::Result<()> {
     // `careloop dev` is dev mode unless told otherwise.
     if std::env::var("CARELOOP_AUTH").is_err() {
         settings.identity.mode = careloop_config::AuthMode::Dev;
+    }
+    // Four services share this process's pool.
+    if std::env::var("CARELOOP_DB_POOL_MAX").is_err() {
+        settings.database.pool_max = 16;
     }
     careloop_backbone::host::check_auth_settings(&settings, true)?;
     if settings.jwt_secret_is_dev_default {

@@ -7,7 +7,6 @@
 //! that each binary's router serves exactly these routes.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use careloop_backbone::{Backbone, Host, Service};
 use careloop_config::Settings;
@@ -39,24 +38,12 @@ pub async fn offline_backbone() -> anyhow::Result<Backbone> {
     let settings = Settings::from_lookup(|name| match name {
         // Nothing is served: dev mode only spares the start-up checks.
         "CARELOOP_AUTH" => Some("dev".into()),
+        // Nothing listens there: nothing is ever contacted.
+        "DATABASE_URL" => Some("postgres://careloop-offline@127.0.0.1:1/offline".into()),
+        "NATS_URL" => Some("nats://127.0.0.1:1".into()),
         _ => None,
     })?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .acquire_timeout(Duration::from_millis(200))
-        .connect_lazy("postgres://careloop-offline@127.0.0.1:1/offline")?;
-    let nats = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .max_reconnects(1)
-        .connect("nats://127.0.0.1:1")
-        .await?;
-    let js = async_nats::jetstream::new(nats.clone());
-    Ok(Backbone {
-        pool,
-        nats,
-        js,
-        namespace: settings.namespace.clone(),
-        settings,
-    })
+    Backbone::start(&settings).await
 }
 
 /// Each service, built on `backbone`, in [`SERVICES`] order.
@@ -185,10 +172,13 @@ mod tests {
             .header("content-type", "application/json")
             .body(Body::from("{}"))
             .unwrap();
-        let res = tokio::time::timeout(Duration::from_secs(10), router.clone().oneshot(req))
-            .await
-            .expect("the router answers")
-            .unwrap();
+        let res = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            router.clone().oneshot(req),
+        )
+        .await
+        .expect("the router answers")
+        .unwrap();
         let status = res.status();
         if status == StatusCode::METHOD_NOT_ALLOWED {
             return false;

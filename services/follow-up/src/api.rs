@@ -133,7 +133,11 @@ async fn record_contact(
     {
         Some(key) => uuid::Uuid::new_v5(
             &uuid::Uuid::NAMESPACE_URL,
-            format!("careloop:contact:{referral_id}:{}:{key}", principal.sub).as_bytes(),
+            format!(
+                "careloop:contact:{referral_id}:{}:{key}",
+                principal.idempotency_scope()
+            )
+            .as_bytes(),
         ),
         None => uuid::Uuid::new_v4(),
     }
@@ -228,22 +232,17 @@ async fn plan(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Peer, Role::Coordinator, Role::Admin])?;
-    let row = read_model::plan(&s.pool, &id)
+    let v = read_model::plan_view(&s.pool, &id)
         .await
         .map_err(Problem::from)?
         .ok_or_else(|| Problem::not_found(format!("no follow-up plan for referral {id}")))?;
-    if principal.role == Role::Peer && principal.peer_id.as_deref() != Some(row.peer_id.as_str()) {
+    if principal.role == Role::Peer && principal.peer_id.as_deref() != Some(v.plan.peer_id.as_str())
+    {
         return Err(Problem::forbidden("this plan belongs to another peer"));
     }
-    let checkpoints = read_model::checkpoints(&s.pool, &id)
-        .await
-        .map_err(Problem::from)?;
-    let contacts = read_model::contacts(&s.pool, &id)
-        .await
-        .map_err(Problem::from)?;
-    let mut view = serde_json::to_value(row).map_err(Problem::from)?;
-    view["checkpoints"] = serde_json::to_value(checkpoints).map_err(Problem::from)?;
-    view["contacts"] = serde_json::to_value(contacts).map_err(Problem::from)?;
+    let mut view = serde_json::to_value(v.plan).map_err(Problem::from)?;
+    view["checkpoints"] = serde_json::to_value(v.checkpoints).map_err(Problem::from)?;
+    view["contacts"] = serde_json::to_value(v.contacts).map_err(Problem::from)?;
     Ok(Json(view))
 }
 

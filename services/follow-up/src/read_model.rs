@@ -45,7 +45,7 @@ impl Projection for FollowUps {
                 ..
             } => {
                 sqlx::query(
-                    "INSERT INTO follow_up.followups (referral_id, peer_id, person_ref, facility,
+                    "INSERT INTO followups (referral_id, peer_id, person_ref, facility,
                         priority, discharged_at, ends_at, state, started_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $8)",
                 )
@@ -61,7 +61,7 @@ impl Projection for FollowUps {
                 .await?;
                 for c in checkpoints {
                     sqlx::query(
-                        "INSERT INTO follow_up.checkpoints (referral_id, name, window_start, due_at)
+                        "INSERT INTO checkpoints (referral_id, name, window_start, due_at)
                          VALUES ($1, $2, $3, $4)",
                     )
                     .bind(id)
@@ -74,7 +74,7 @@ impl Projection for FollowUps {
             }
             FollowUpEvent::PlanReopened { peer_id, .. } => {
                 sqlx::query(
-                    "UPDATE follow_up.followups SET peer_id = $2, state = 'active', outcome = NULL,
+                    "UPDATE followups SET peer_id = $2, state = 'active', outcome = NULL,
                         close_reason = NULL WHERE referral_id = $1",
                 )
                 .bind(id)
@@ -83,13 +83,13 @@ impl Projection for FollowUps {
                 .await?;
             }
             FollowUpEvent::PlanUnassigned { .. } => {
-                sqlx::query("UPDATE follow_up.followups SET peer_id = '' WHERE referral_id = $1")
+                sqlx::query("UPDATE followups SET peer_id = '' WHERE referral_id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
             }
             FollowUpEvent::PlanReassigned { to_peer, .. } => {
-                sqlx::query("UPDATE follow_up.followups SET peer_id = $2 WHERE referral_id = $1")
+                sqlx::query("UPDATE followups SET peer_id = $2 WHERE referral_id = $1")
                     .bind(id)
                     .bind(to_peer)
                     .execute(&mut *tx)
@@ -97,7 +97,7 @@ impl Projection for FollowUps {
             }
             FollowUpEvent::ContactRecorded { peer_id, contact } => {
                 sqlx::query(
-                    "INSERT INTO follow_up.contacts (contact_id, referral_id, peer_id, occurred_at,
+                    "INSERT INTO contacts (contact_id, referral_id, peer_id, occurred_at,
                         channel, outcome, support_types, duration_minutes, recorded_at, notes)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
@@ -118,7 +118,7 @@ impl Projection for FollowUps {
                 let reached =
                     (contact.outcome == ContactOutcome::Reached).then_some(contact.occurred_at);
                 sqlx::query(
-                    "UPDATE follow_up.followups SET attempts = attempts + 1,
+                    "UPDATE followups SET attempts = attempts + 1,
                         first_reached_at = CASE
                             WHEN $2::timestamptz IS NULL THEN first_reached_at
                             ELSE LEAST(COALESCE(first_reached_at, $2), $2) END
@@ -135,7 +135,7 @@ impl Projection for FollowUps {
                 occurred_at,
             } => {
                 sqlx::query(
-                    "UPDATE follow_up.checkpoints SET met_at = $3, met_by = $4
+                    "UPDATE checkpoints SET met_at = $3, met_by = $4
                      WHERE referral_id = $1 AND name = $2",
                 )
                 .bind(id)
@@ -147,7 +147,7 @@ impl Projection for FollowUps {
             }
             FollowUpEvent::FollowUpOverdue { checkpoint, .. } => {
                 sqlx::query(
-                    "UPDATE follow_up.checkpoints SET overdue = true WHERE referral_id = $1 AND name = $2",
+                    "UPDATE checkpoints SET overdue = true WHERE referral_id = $1 AND name = $2",
                 )
                 .bind(id)
                 .bind(checkpoint)
@@ -160,7 +160,7 @@ impl Projection for FollowUps {
                 paused,
             } => {
                 sqlx::query(
-                    "INSERT INTO follow_up.readmissions (referral_id, admission_id, admitted_at, linked_at)
+                    "INSERT INTO readmissions (referral_id, admission_id, admitted_at, linked_at)
                      VALUES ($1, $2, $3, $4)",
                 )
                 .bind(id)
@@ -179,7 +179,7 @@ impl Projection for FollowUps {
                 resumed,
             } => {
                 sqlx::query(
-                    "DELETE FROM follow_up.readmissions WHERE referral_id = $1 AND admission_id = $2",
+                    "DELETE FROM readmissions WHERE referral_id = $1 AND admission_id = $2",
                 )
                 .bind(id)
                 .bind(admission_id)
@@ -197,12 +197,12 @@ impl Projection for FollowUps {
         }
         // Where the plan stands now: its next unmet check-in, and whether one is late.
         sqlx::query(
-            "UPDATE follow_up.followups f SET updated_at = $2,
+            "UPDATE followups f SET updated_at = $2,
                 next_checkpoint = n.name, next_due_at = n.due_at,
-                overdue = EXISTS (SELECT 1 FROM follow_up.checkpoints c
+                overdue = EXISTS (SELECT 1 FROM checkpoints c
                                   WHERE c.referral_id = f.referral_id AND c.met_at IS NULL AND c.overdue)
              FROM (SELECT NULL::text AS name, NULL::timestamptz AS due_at) z
-             LEFT JOIN LATERAL (SELECT c.name, c.due_at FROM follow_up.checkpoints c
+             LEFT JOIN LATERAL (SELECT c.name, c.due_at FROM checkpoints c
                                 WHERE c.referral_id = $1 AND c.met_at IS NULL
                                 ORDER BY c.due_at, c.name LIMIT 1) n ON true
              WHERE f.referral_id = $1",
@@ -223,7 +223,7 @@ async fn set_state(
     reason: Option<&str>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE follow_up.followups SET state = $2,
+        "UPDATE followups SET state = $2,
             outcome = COALESCE($3, outcome), close_reason = COALESCE($4, close_reason)
          WHERE referral_id = $1",
     )
@@ -281,32 +281,48 @@ const PLANS: &str = "SELECT referral_id, peer_id, facility, priority, discharged
     state, outcome, close_reason, first_reached_at, attempts, next_checkpoint, next_due_at,
     overdue, updated_at FROM follow_up.followups";
 
-pub async fn plan(pool: &PgPool, referral_id: &str) -> sqlx::Result<Option<FollowUpRow>> {
-    sqlx::query_as(&format!("{PLANS} WHERE referral_id = $1"))
-        .bind(referral_id)
-        .fetch_optional(pool)
-        .await
+/// A plan with its check-ins and contacts, read from one snapshot so that the
+/// plan's next check-in always agrees with the check-ins it lists (each `CheckpointMet`
+/// is its own transaction; three separate reads could straddle two of them).
+pub struct PlanView {
+    pub plan: FollowUpRow,
+    pub checkpoints: Vec<CheckpointRow>,
+    pub contacts: Vec<ContactRow>,
 }
 
-pub async fn checkpoints(pool: &PgPool, referral_id: &str) -> sqlx::Result<Vec<CheckpointRow>> {
-    sqlx::query_as(
+pub async fn plan_view(pool: &PgPool, referral_id: &str) -> sqlx::Result<Option<PlanView>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let Some(plan) = sqlx::query_as::<_, FollowUpRow>(&format!("{PLANS} WHERE referral_id = $1"))
+        .bind(referral_id)
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let checkpoints = sqlx::query_as(
         "SELECT name, window_start, due_at, met_at, met_by, overdue
          FROM follow_up.checkpoints WHERE referral_id = $1 ORDER BY due_at, name",
     )
     .bind(referral_id)
-    .fetch_all(pool)
-    .await
-}
-
-pub async fn contacts(pool: &PgPool, referral_id: &str) -> sqlx::Result<Vec<ContactRow>> {
-    sqlx::query_as(
+    .fetch_all(&mut *tx)
+    .await?;
+    let contacts = sqlx::query_as(
         "SELECT contact_id, peer_id, occurred_at, channel, outcome, support_types,
                 duration_minutes, notes
          FROM follow_up.contacts WHERE referral_id = $1 ORDER BY occurred_at, contact_id",
     )
     .bind(referral_id)
-    .fetch_all(pool)
-    .await
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(PlanView {
+        plan,
+        checkpoints,
+        contacts,
+    }))
 }
 
 /// What the worklist is filtered by (`state`: active, paused, closed or all).

@@ -225,7 +225,7 @@ impl Projection for AuditLog {
     async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
         let AuditEvent::AccessRecorded(a) = e.decode()?;
         sqlx::query(
-            "INSERT INTO intake.audit_log (entry_id, at, sub, role, facility, client_id, action,
+            "INSERT INTO audit_log (entry_id, at, sub, role, facility, client_id, action,
                  resource, person_ref, referral_id, address, outcome, detail)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )

@@ -148,7 +148,7 @@ impl Projection for Facilities {
         let (FacilityEvent::FacilityRegistered(p) | FacilityEvent::FacilityUpdated(p)) =
             e.decode::<FacilityEvent>()?;
         sqlx::query(
-            "INSERT INTO intake.facilities (facility_id, name, hl7_senders, registered_at, updated_at)
+            "INSERT INTO facilities (facility_id, name, hl7_senders, registered_at, updated_at)
              VALUES ($1, $2, $3, $4, $4)
              ON CONFLICT (facility_id) DO UPDATE SET name = $2, hl7_senders = $3, updated_at = $4",
         )

@@ -174,13 +174,14 @@ async fn submit(
         .check_registered(&request.facility, "facility")
         .await?;
     let referral = NewReferral::try_from(request)?;
-    let key =
-        match idempotency::claim(&s.pool, crate::SCHEMA, &principal.sub, &headers, &body).await? {
-            Some(Claim::Replay(status, body)) => return Ok((status, Json(body))),
-            Some(Claim::Fresh(key)) => Some(key),
-            None => None,
-        };
-    let meta = Metadata::new(correlation).actor(principal.actor());
+    let key = match idempotency::claim(&s.pool, crate::SCHEMA, &principal, &headers, &body).await? {
+        Some(Claim::Replay(status, body)) => return Ok((status, Json(body))),
+        Some(Claim::Fresh(key)) => Some(key),
+        None => None,
+    };
+    let meta = Metadata::new(correlation)
+        .actor(principal.actor())
+        .request(key.as_ref().map(|k| k.request_id()));
     let accepted = match s.reception.submit(referral, &meta).await {
         Ok(a) => a,
         Err(p) => {
@@ -194,8 +195,21 @@ async fn submit(
     entry.person_ref = Some(accepted.person_ref.clone());
     entry.referral_id = Some(accepted.referral_id.clone());
     s.reception.audit.record(entry).await?;
+    // A retry that took over this key after its first attempt was cut off finds the
+    // referral that attempt submitted: it is answered as the first attempt would have.
+    let first_attempt_did_it = match &key {
+        Some(k) if k.taken_over && accepted.duplicate => {
+            k.wrote(
+                &s.pool,
+                <crate::domain::ReferralSubmission as cqrs_es::Aggregate>::TYPE,
+                &accepted.referral_id,
+            )
+            .await?
+        }
+        _ => false,
+    };
     // The same discharge sent again (any channel): the answer names the first.
-    let (status, answer) = if accepted.duplicate {
+    let (status, answer) = if accepted.duplicate && !first_attempt_did_it {
         (
             StatusCode::OK,
             serde_json::json!({"referral_id": accepted.referral_id, "status": "requested",

@@ -114,6 +114,7 @@ impl IntakeService {
         };
         let limits = hl7::mllp::Limits {
             read_timeout: self.backbone.settings.mllp_read_timeout,
+            deadline: self.backbone.settings.request_timeout,
             ..Default::default()
         };
         Some(tokio::spawn(hl7::mllp::serve(

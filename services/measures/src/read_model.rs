@@ -61,7 +61,7 @@ impl Projection for Measures {
                 let (column, value): (&str, Option<String>) = match e.decode()? {
                     DischargeRecordEvent::DischargeNoted(d) => {
                         sqlx::query(
-                            "INSERT INTO follow_up.measure_discharges
+                            "INSERT INTO measure_discharges
                                  (referral_id, person_ref, facility, discharged_at)
                              VALUES ($1, $2, $3, $4)
                              ON CONFLICT (referral_id) DO UPDATE
@@ -82,7 +82,7 @@ impl Projection for Measures {
                     DischargeRecordEvent::AssignmentNoted { state } => ("assignment", Some(state)),
                 };
                 sqlx::query(&format!(
-                    "INSERT INTO follow_up.measure_discharges (referral_id, {column}) VALUES ($1, $2)
+                    "INSERT INTO measure_discharges (referral_id, {column}) VALUES ($1, $2)
                      ON CONFLICT (referral_id) DO UPDATE SET {column} = $2"
                 ))
                 .bind(id)
@@ -91,7 +91,7 @@ impl Projection for Measures {
                 .await?;
                 // Entered in error: excluded from every measure.
                 sqlx::query(
-                    "UPDATE follow_up.measure_discharges SET excluded = (status = $2)
+                    "UPDATE measure_discharges SET excluded = (status = $2)
                      WHERE referral_id = $1 AND status IS NOT NULL",
                 )
                 .bind(id)
@@ -101,14 +101,14 @@ impl Projection for Measures {
             }
             "AdmissionRecord" => {
                 let AdmissionRecordEvent::AdmissionNoted(a) = e.decode()? else {
-                    sqlx::query("DELETE FROM follow_up.measure_admissions WHERE admission_id = $1")
+                    sqlx::query("DELETE FROM measure_admissions WHERE admission_id = $1")
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
                     return Ok(());
                 };
                 sqlx::query(
-                    "INSERT INTO follow_up.measure_admissions (admission_id, person_ref, facility, admitted_at)
+                    "INSERT INTO measure_admissions (admission_id, person_ref, facility, admitted_at)
                      VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                 )
                 .bind(id)
@@ -121,7 +121,7 @@ impl Projection for Measures {
             "FollowUpPlan" => {
                 if let Some(contact) = recorded_contact(e)? {
                     sqlx::query(
-                        "INSERT INTO follow_up.measure_contacts (contact_id, referral_id, occurred_at, reached)
+                        "INSERT INTO measure_contacts (contact_id, referral_id, occurred_at, reached)
                          VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                     )
                     .bind(&contact.contact_id)

@@ -173,18 +173,19 @@ async fn register(
     principal.require(&[Role::Coordinator, Role::Admin])?;
     let request: PeerRequest = careloop_web::json::parse(&body)?;
     let profile = PeerProfile::try_from(request)?;
-    let key =
-        match idempotency::claim(&s.pool, crate::SCHEMA, &principal.sub, &headers, &body).await? {
-            Some(Claim::Replay(status, body)) => return Ok((status, Json(body))),
-            Some(Claim::Fresh(key)) => Some(key),
-            None => None,
-        };
+    let key = match idempotency::claim(&s.pool, crate::SCHEMA, &principal, &headers, &body).await? {
+        Some(Claim::Replay(status, body)) => return Ok((status, Json(body))),
+        Some(Claim::Fresh(key)) => Some(key),
+        None => None,
+    };
     let peer_id = key
         .as_ref()
         .map(|k| k.derived_id())
         .unwrap_or_else(uuid::Uuid::new_v4)
         .to_string();
-    let meta = Metadata::new(correlation).actor(principal.actor());
+    let meta = Metadata::new(correlation)
+        .actor(principal.actor())
+        .request(key.as_ref().map(|k| k.request_id()));
     let registered =
         store::execute(&s.peers, &peer_id, PeerCommand::Register(profile), &meta).await;
     match registered {

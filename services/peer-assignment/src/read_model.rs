@@ -50,7 +50,7 @@ async fn apply_peer(
         // keeps availability and the registration time.
         PeerEvent::PeerRegistered(p) | PeerEvent::PeerProfileUpdated(p) => {
             sqlx::query(
-                "INSERT INTO peer_assignment.peers (peer_id, name, languages, gender,
+                "INSERT INTO peers (peer_id, name, languages, gender,
                     lived_experience, regions, modes, max_caseload, availability,
                     registered_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $9)
@@ -78,7 +78,7 @@ async fn apply_peer(
                 _ => None,
             };
             sqlx::query(
-                "UPDATE peer_assignment.peers SET availability = $2, available_from = $3,
+                "UPDATE peers SET availability = $2, available_from = $3,
                     updated_at = $4 WHERE peer_id = $1",
             )
             .bind(id)
@@ -95,7 +95,7 @@ async fn apply_peer(
                 -1
             };
             sqlx::query(
-                "UPDATE peer_assignment.peers SET active_count = active_count + $2,
+                "UPDATE peers SET active_count = active_count + $2,
                     updated_at = $3 WHERE peer_id = $1",
             )
             .bind(id)
@@ -118,7 +118,7 @@ async fn apply_assignment(
     let (status, peer) = match event {
         AssignmentEvent::AssignmentRequested(r) => {
             sqlx::query(
-                "INSERT INTO peer_assignment.assignments (referral_id, person_ref, status,
+                "INSERT INTO assignments (referral_id, person_ref, status,
                     priority, requested_at, updated_at)
                  VALUES ($1, $2, 'matching', $3, $4, $4)",
             )
@@ -134,7 +134,7 @@ async fn apply_assignment(
             // The first wait counts: a referral keeps its place in the queue when a
             // later attempt waits again.
             sqlx::query(
-                "UPDATE peer_assignment.assignments SET status = 'waitlisted', peer_id = NULL,
+                "UPDATE assignments SET status = 'waitlisted', peer_id = NULL,
                     waitlisted_at = COALESCE(waitlisted_at, $2), updated_at = $2
                  WHERE referral_id = $1",
             )
@@ -153,7 +153,7 @@ async fn apply_assignment(
             ..
         } => {
             sqlx::query(
-                "INSERT INTO peer_assignment.assignment_history (referral_id, person_ref, peer_id, assigned_at)
+                "INSERT INTO assignment_history (referral_id, person_ref, peer_id, assigned_at)
                  VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             )
             .bind(id)
@@ -169,18 +169,16 @@ async fn apply_assignment(
         | AssignmentEvent::AssignmentRematching
         | AssignmentEvent::AssignmentHandedBack { .. } => set("matching", None),
         AssignmentEvent::AssignmentReopened { .. } => {
-            sqlx::query(
-                "UPDATE peer_assignment.assignments SET waitlisted_at = NULL WHERE referral_id = $1",
-            )
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("UPDATE assignments SET waitlisted_at = NULL WHERE referral_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             set("matching", None)
         }
         AssignmentEvent::AssignmentReleased { .. } => set("released", None),
     };
     sqlx::query(
-        "UPDATE peer_assignment.assignments SET status = $2, peer_id = $3, updated_at = $4
+        "UPDATE assignments SET status = $2, peer_id = $3, updated_at = $4
          WHERE referral_id = $1",
     )
     .bind(id)

@@ -10,7 +10,9 @@ use cqrs_es::AggregateError;
 #[tokio::test]
 async fn racing_reservations_never_exceed_a_peers_caseload() {
     let env = TestEnv::new();
-    let pool = db::connect(&env.settings.database_url).await.unwrap();
+    let pool = db::connect(&env.settings.database_url, &env.settings.database)
+        .await
+        .unwrap();
     db::migrate(&pool, careloop_peer_assignment::SCHEMA, &[])
         .await
         .unwrap();

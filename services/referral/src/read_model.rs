@@ -34,7 +34,7 @@ impl Projection for Referrals {
         let (reason, detail) = match &event {
             ReferralEvent::ReferralReceived(r) => {
                 sqlx::query(
-                    "INSERT INTO referral.referrals (referral_id, person_ref, facility, status,
+                    "INSERT INTO referrals (referral_id, person_ref, facility, status,
                         priority, discharged_at, acceptance_due_at, first_contact_due_at,
                         received_at, updated_at)
                      VALUES ($1, $2, $3, 'received', $4, $5, $6, $7, $8, $8)",
@@ -61,7 +61,7 @@ impl Projection for Referrals {
             }
             ReferralEvent::ReferralAccepted { peer_id, .. } => {
                 sqlx::query(
-                    "UPDATE referral.referrals SET peer_id = $2, waitlisted = false WHERE referral_id = $1",
+                    "UPDATE referrals SET peer_id = $2, waitlisted = false WHERE referral_id = $1",
                 )
                 .bind(id)
                 .bind(peer_id)
@@ -96,7 +96,7 @@ impl Projection for Referrals {
                 attempt, reason, ..
             } => {
                 sqlx::query(
-                    "UPDATE referral.referrals SET attempt = $2, peer_id = NULL, waitlisted = false
+                    "UPDATE referrals SET attempt = $2, peer_id = NULL, waitlisted = false
                      WHERE referral_id = $1",
                 )
                 .bind(id)
@@ -132,7 +132,7 @@ impl Projection for Referrals {
             }
             ReferralEvent::ReferralPeerChanged { from, to } => {
                 sqlx::query(
-                    "UPDATE referral.referrals SET peer_id = $2, updated_at = $3 WHERE referral_id = $1",
+                    "UPDATE referrals SET peer_id = $2, updated_at = $3 WHERE referral_id = $1",
                 )
                 .bind(id)
                 .bind(to)
@@ -152,7 +152,7 @@ impl Projection for Referrals {
         };
         if let Some(status) = event.new_status() {
             sqlx::query(
-                "UPDATE referral.referrals SET status = $2, status_reason = $3, updated_at = $4
+                "UPDATE referrals SET status = $2, status_reason = $3, updated_at = $4
                  WHERE referral_id = $1",
             )
             .bind(id)
@@ -165,12 +165,12 @@ impl Projection for Referrals {
             update(tx, id, "referral_id = referral_id", at).await?;
         }
         let status: String =
-            sqlx::query_scalar("SELECT status FROM referral.referrals WHERE referral_id = $1")
+            sqlx::query_scalar("SELECT status FROM referrals WHERE referral_id = $1")
                 .bind(id)
                 .fetch_one(&mut *tx)
                 .await?;
         sqlx::query(
-            "INSERT INTO referral.referral_timeline (referral_id, sequence, at, event, status,
+            "INSERT INTO referral_timeline (referral_id, sequence, at, event, status,
                 actor, reason, detail)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -196,7 +196,7 @@ async fn update(
     at: chrono::DateTime<chrono::Utc>,
 ) -> sqlx::Result<()> {
     sqlx::query(&format!(
-        "UPDATE referral.referrals SET {assignment}, updated_at = $2 WHERE referral_id = $1"
+        "UPDATE referrals SET {assignment}, updated_at = $2 WHERE referral_id = $1"
     ))
     .bind(id)
     .bind(at)

@@ -169,6 +169,25 @@ impl Principal {
         )))
     }
 
+    /// Whose `Idempotency-Key`s this request's key is among: the client, never the
+    /// token (a token's `sub` may change when it is renewed). A hospital's keys belong
+    /// to its facility and registered client; a peer's to their roster entry; other
+    /// staff's to their account (the OpenID subject, stable across sign-ins).
+    pub fn idempotency_scope(&self) -> String {
+        match self.role {
+            Role::Hospital => format!(
+                "hospital:{}:{}",
+                self.facility.as_deref().unwrap_or_default(),
+                self.client_id.as_deref().unwrap_or_default()
+            ),
+            Role::Peer => format!(
+                "peer:{}",
+                self.peer_id.as_deref().unwrap_or(self.sub.as_str())
+            ),
+            role => format!("{}:{}", role.as_str(), self.sub),
+        }
+    }
+
     /// Hospitals see only their own facility's records; other roles see all.
     pub fn may_see_facility(&self, facility: &str) -> bool {
         self.role != Role::Hospital || self.facility.as_deref() == Some(facility)

@@ -19,8 +19,8 @@
 //! message is redelivered with backoff. After `max_deliver` handler failures (waits
 //! for an earlier event and infrastructure errors outside the handler do not count)
 //! it is written whole to the dead-letter table, with the position moved past it in
-//! the same transaction; `careloop_dead_letters_total` goes up and the consumer goes
-//! on.
+//! the same transaction; `careloop_dead_letters` (read from the table) goes up and
+//! the consumer goes on.
 //!
 //! Handlers that send commands to the service's aggregates (a separate transaction in
 //! cqrs-es) must make those commands idempotent: if the process dies after the
@@ -33,7 +33,6 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::{self, AckKind};
 use careloop_backoff::Backoff;
-use careloop_config::Namespace;
 use careloop_events::Payload;
 use careloop_events::v1::Envelope;
 use futures::StreamExt;
@@ -42,6 +41,7 @@ use sqlx::{PgConnection, PgPool};
 use tracing::Instrument;
 
 use crate::metrics;
+use crate::nats::EventStream;
 use crate::shutdown::Shutdown;
 use crate::store::Metadata;
 
@@ -68,6 +68,7 @@ impl Incoming {
             correlation_id: self.envelope.correlation_id.clone(),
             causation_id: Some(self.envelope.event_id.clone()),
             actor: Some(actor.to_string()),
+            request_id: None,
         }
     }
 }
@@ -106,8 +107,7 @@ pub enum Disposition {
 #[derive(Clone)]
 pub struct Consumer {
     pool: PgPool,
-    js: jetstream::Context,
-    namespace: Namespace,
+    stream: EventStream,
     /// The consuming service (its schema holds positions and dead letters).
     service: &'static str,
     schema: &'static str,
@@ -120,8 +120,7 @@ pub struct Consumer {
 impl Consumer {
     pub fn new(
         pool: PgPool,
-        js: jetstream::Context,
-        namespace: Namespace,
+        stream: EventStream,
         service: &'static str,
         schema: &'static str,
         source: &'static str,
@@ -129,8 +128,7 @@ impl Consumer {
     ) -> Self {
         Consumer {
             pool,
-            js,
-            namespace,
+            stream,
             service,
             schema,
             source,
@@ -151,19 +149,24 @@ impl Consumer {
     }
 
     pub fn durable_name(&self) -> String {
-        self.namespace.durable_name(self.service, self.source)
+        self.stream
+            .namespace
+            .durable_name(self.service, self.source)
     }
 
-    /// Creates the durable consumer if it does not exist yet.
+    /// Creates the durable consumer (and the stream, if NATS lost it) if it does not
+    /// exist yet. A consumer created on a stream created again starts from the
+    /// stream's first message: the relays publish everything again, and the processed
+    /// records drop what was applied before.
     pub async fn ensure(&self) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
-        let stream = self.js.get_stream(self.namespace.stream_name()).await?;
+        let stream = self.stream.ensure().await?;
         let name = self.durable_name();
         let consumer = stream
             .get_or_create_consumer(
                 &name,
                 pull::Config {
                     durable_name: Some(name.clone()),
-                    filter_subject: self.namespace.service_filter(self.source),
+                    filter_subject: self.stream.namespace.service_filter(self.source),
                     deliver_policy: DeliverPolicy::All,
                     ack_policy: AckPolicy::Explicit,
                     ack_wait: Duration::from_secs(30),
@@ -196,23 +199,26 @@ impl Consumer {
                     continue;
                 }
             };
-            retries.reset();
             loop {
                 let next = tokio::select! {
                     m = messages.next() => m,
                     _ = shutdown.wait() => return,
                 };
                 match next {
-                    Some(Ok(msg)) => self.deliver(msg).await,
+                    Some(Ok(msg)) => {
+                        retries.reset();
+                        self.deliver(msg).await
+                    }
+                    // Missed heartbeats, a deleted consumer, a stream NATS lost, a
+                    // server gone: subscribe again (creating what is missing) after a
+                    // pause that grows while the errors go on.
                     Some(Err(e)) => {
-                        tracing::debug!(consumer = %self.durable_name(), error = %e, "pull error");
-                        if matches!(
-                            e.kind(),
-                            pull::MessagesErrorKind::MissingHeartbeat
-                                | pull::MessagesErrorKind::ConsumerDeleted
-                        ) {
-                            break;
+                        tracing::debug!(consumer = %self.durable_name(), error = %e, "pull error; subscribing again");
+                        tokio::select! {
+                            _ = retries.wait() => {}
+                            _ = shutdown.wait() => return,
                         }
+                        break;
                     }
                     None => break,
                 }
@@ -456,7 +462,7 @@ impl Consumer {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            metrics::DEAD_LETTERS.with_label_values(&[self.service]).inc();
+            metrics::count_dead_letters(&self.pool, self.service, self.schema).await;
             Ok(())
         }
         .await;

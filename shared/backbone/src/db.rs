@@ -6,27 +6,54 @@
 //! `recorded_at` are filled in by Postgres in the same transaction as the event. That
 //! makes the events table its own transactional outbox.
 
-use std::time::Duration;
-
 use anyhow::Context;
+use careloop_config::DatabaseSettings;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Executor, PgPool};
 
-/// Connects to `database_url`, creating the database first if it does not exist.
-pub async fn connect(database_url: &str) -> anyhow::Result<PgPool> {
+/// A pool for `database_url` that contacts nothing yet: connections open on first
+/// use, so a service starts while Postgres is down and serves as soon as it is up.
+///
+/// Every connection carries a server-side `statement_timeout` (a stuck query is
+/// cancelled and answered 503, not waited on) and an
+/// `idle_in_transaction_session_timeout` (a transaction left open by a hung client is
+/// ended instead of holding locks and the outbox readers' horizon). A request waits
+/// at most `acquire_timeout` for a connection, then is answered 503 with Retry-After.
+pub fn pool(database_url: &str, settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    let opts = connect_options(database_url)?.options([
+        (
+            "statement_timeout",
+            settings.statement_timeout.as_millis().to_string(),
+        ),
+        ("idle_in_transaction_session_timeout", "60000".to_string()),
+    ]);
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.pool_max)
+        .min_connections(0)
+        .acquire_timeout(settings.acquire_timeout)
+        .idle_timeout(Some(settings.idle_timeout))
+        .connect_lazy_with(opts))
+}
+
+fn connect_options(database_url: &str) -> anyhow::Result<PgConnectOptions> {
     let opts: PgConnectOptions = database_url
         .parse()
         .with_context(|| "DATABASE_URL is not a valid Postgres URL")?;
-    let opts = opts.log_statements(tracing::log::LevelFilter::Trace);
-    let pool = || {
-        PgPoolOptions::new()
-            .max_connections(24)
-            .min_connections(0)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts.clone())
-    };
-    match pool().await {
-        Ok(p) => Ok(p),
+    Ok(opts
+        .application_name("careloop")
+        .log_statements(tracing::log::LevelFilter::Trace))
+}
+
+/// Connects once to `pool`'s database, creating it first if it does not exist.
+///
+/// Several processes started together may all find it missing: the one whose
+/// `CREATE DATABASE` loses the race gets 42P04 (it exists) or 23505 (the catalog's
+/// unique index, when the creates overlap), and both mean the database is there.
+pub async fn ensure_database(pool: &PgPool) -> anyhow::Result<()> {
+    let opts = pool.connect_options();
+    let opts: &PgConnectOptions = &opts;
+    match opts.connect().await {
+        Ok(_) => Ok(()),
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
             let name = opts.get_database().unwrap_or("careloop").to_string();
             let mut admin = opts
@@ -40,17 +67,13 @@ pub async fn connect(database_url: &str) -> anyhow::Result<PgPool> {
             let created = admin
                 .execute(format!("CREATE DATABASE \"{}\"", name.replace('"', "")).as_str())
                 .await;
-            if let Err(e) = created {
-                // Another process may have created it at the same moment.
-                let exists =
-                    matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42P04"));
-                if !exists {
-                    return Err(e).context("creating the database");
-                }
-            } else {
-                tracing::info!(database = %name, "created missing database");
+            match created {
+                Ok(_) => tracing::info!(database = %name, "created missing database"),
+                Err(sqlx::Error::Database(d))
+                    if matches!(d.code().as_deref(), Some("42P04") | Some("23505")) => {}
+                Err(e) => return Err(e).context("creating the database"),
             }
-            Ok(pool().await?)
+            Ok(())
         }
         Err(e) => Err(e).with_context(|| {
             format!(
@@ -61,6 +84,14 @@ pub async fn connect(database_url: &str) -> anyhow::Result<PgPool> {
     }
 }
 
+/// A pool for `database_url` once Postgres answers (creating the database if
+/// missing): for commands that need the database now, like `careloop migrate`.
+pub async fn connect(database_url: &str, settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    let pool = pool(database_url, settings)?;
+    ensure_database(&pool).await?;
+    Ok(pool)
+}
+
 /// One migration: a name (applied once, in order) and its SQL, in which `{schema}`
 /// stands for the service's schema.
 #[derive(Debug, Clone, Copy)]
@@ -69,11 +100,18 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// The tables every service has, in its own schema.
-const BACKBONE: Migration = Migration {
-    name: "0000_backbone",
-    sql: include_str!("backbone.sql"),
-};
+/// The tables every service has, in its own schema, applied before the service's
+/// own migrations (only ever added to, like every migration).
+const BACKBONE: &[Migration] = &[
+    Migration {
+        name: "0000_backbone",
+        sql: include_str!("backbone.sql"),
+    },
+    Migration {
+        name: "backbone_0001_stream_marks",
+        sql: include_str!("backbone_0001_stream_marks.sql"),
+    },
+];
 
 /// Applied after a service's own migrations: no event is ever changed or removed.
 const APPEND_ONLY: Migration = Migration {
@@ -86,11 +124,14 @@ const APPEND_ONLY: Migration = Migration {
               FOR EACH ROW EXECUTE FUNCTION {schema}.events_append_only();",
 };
 
-/// Creates `schema` and applies the backbone migration, then `migrations`, then the
+/// Creates `schema` and applies the backbone migrations, then `migrations`, then the
 /// append-only guard of the event store, each once. An advisory lock keeps two
 /// processes from migrating at the same time.
 pub async fn migrate(pool: &PgPool, schema: &str, migrations: &[Migration]) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
+    // A data migration may take longer than a request may, and another process may
+    // hold the migration lock for as long as its migrations take.
+    tx.execute("SET LOCAL statement_timeout = 0").await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('careloop.migrate'))")
         .execute(&mut *tx)
         .await?;
@@ -103,7 +144,8 @@ pub async fn migrate(pool: &PgPool, schema: &str, migrations: &[Migration]) -> a
         .as_str(),
     )
     .await?;
-    for m in std::iter::once(&BACKBONE)
+    for m in BACKBONE
+        .iter()
         .chain(migrations)
         .chain(std::iter::once(&APPEND_ONLY))
     {

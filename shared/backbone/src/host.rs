@@ -8,18 +8,22 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use axum::Router;
+use careloop_backoff::Backoff;
 use careloop_config::{AuthMode, Namespace, Settings};
 use careloop_web::access::AccessRules;
-use careloop_web::health::{self, ReadinessCheck};
+use careloop_web::health::{self, Capability, ReadinessCheck};
 use careloop_web::jwks::KeySource;
 use careloop_web::{Authenticator, RouteRule};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 use crate::db::{self, Migration};
+use crate::nats::EventStream;
 use crate::{Consumer, ProjectionRunner, Relay, Shutdown, metrics, nats};
 
 /// The connections a service works with.
@@ -28,25 +32,39 @@ pub struct Backbone {
     pub pool: PgPool,
     pub nats: async_nats::Client,
     pub js: jetstream::Context,
+    /// The namespace's event stream, created by whichever relay or consumer needs it.
+    pub stream: EventStream,
     pub namespace: Namespace,
     pub settings: Settings,
 }
 
 impl Backbone {
-    /// Connects to Postgres (creating the database if missing) and NATS, and makes
-    /// sure the namespace's stream exists.
-    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
-        let pool = db::connect(&settings.database_url).await?;
+    /// Connections that contact nothing yet: Postgres connections open on first use
+    /// and NATS connects in the background, so a service starts with whatever is up
+    /// (a service binary: [`run`]).
+    pub async fn start(settings: &Settings) -> anyhow::Result<Self> {
+        let pool = db::pool(&settings.database_url, &settings.database)?;
         let nats = nats::connect(&settings.nats_url).await?;
         let js = jetstream::new(nats.clone());
-        nats::ensure_stream_with(&js, &settings.namespace, &settings.into()).await?;
+        let stream = EventStream::new(js.clone(), settings.namespace.clone(), settings.into());
         Ok(Backbone {
             pool,
             nats,
             js,
+            stream,
             namespace: settings.namespace.clone(),
             settings: settings.clone(),
         })
+    }
+
+    /// Connects now: Postgres answers (the database is created if missing) and the
+    /// namespace's stream exists. For `careloop dev`, commands and tests, which need
+    /// both at once.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let backbone = Self::start(settings).await?;
+        db::ensure_database(&backbone.pool).await?;
+        backbone.stream.ensure().await?;
+        Ok(backbone)
     }
 }
 
@@ -58,8 +76,13 @@ impl Backbone {
         schema: &'static str,
         mapper: Arc<dyn crate::IntegrationMapper>,
     ) -> Relay {
-        let (pool, js, ns) = (self.pool.clone(), self.js.clone(), self.namespace.clone());
-        Relay::new(pool, js, ns, service, schema, mapper)
+        Relay::new(
+            self.pool.clone(),
+            self.stream.clone(),
+            service,
+            schema,
+            mapper,
+        )
     }
 
     /// `service`'s durable consumer of `source`'s events.
@@ -70,8 +93,14 @@ impl Backbone {
         source: &'static str,
         handler: Arc<dyn crate::EventHandler>,
     ) -> Consumer {
-        let (pool, js, ns) = (self.pool.clone(), self.js.clone(), self.namespace.clone());
-        Consumer::new(pool, js, ns, service, schema, source, handler)
+        Consumer::new(
+            self.pool.clone(),
+            self.stream.clone(),
+            service,
+            schema,
+            source,
+            handler,
+        )
     }
 
     /// A read model fed from `schema`'s events.
@@ -120,11 +149,22 @@ pub trait Service: Send + Sync + 'static {
     }
 }
 
+#[derive(Clone)]
 pub struct Host {
     pub backbone: Backbone,
     pub services: Vec<Arc<dyn Service>>,
     pub auth: Arc<Authenticator>,
+    /// Set once every service's migrations are applied: until then requests are
+    /// answered 503 and no background work runs.
+    migrated: Arc<AtomicBool>,
+    /// Why the start is not done yet (shown by `/readyz`).
+    waiting_for: Arc<std::sync::Mutex<Option<String>>>,
 }
+
+/// How long a starting process waits between attempts to reach Postgres.
+const STARTUP: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
+/// How often readiness and the dead-letter gauges are refreshed without a probe.
+const MONITOR: Duration = Duration::from_secs(10);
 
 impl Host {
     /// A host for `services`, verifying tokens as the settings say.
@@ -136,6 +176,8 @@ impl Host {
             backbone,
             services,
             auth,
+            migrated: Arc::new(AtomicBool::new(false)),
+            waiting_for: Default::default(),
         }
     }
 
@@ -144,35 +186,74 @@ impl Host {
         for s in &self.services {
             db::migrate(&self.backbone.pool, s.schema(), s.migrations()).await?;
         }
+        self.migrated.store(true, Ordering::Release);
         Ok(())
     }
 
-    /// Every service's routes, plus `/healthz`, `/readyz`, `/metrics`.
-    pub fn router(&self) -> Router {
+    /// What `/readyz` (commands: Postgres, migrations applied) and
+    /// `/readyz/publishing` (NATS JetStream answers, the stream exists) check.
+    pub fn capabilities(&self) -> Vec<Capability> {
         let pool = self.backbone.pool.clone();
+        let migrated = self.migrated.clone();
+        let waiting_for = self.waiting_for.clone();
         let client = self.backbone.nats.clone();
-        let checks = vec![
-            ReadinessCheck::new("postgres", move || {
-                let pool = pool.clone();
-                async move {
-                    sqlx::query("SELECT 1")
-                        .execute(&pool)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-            }),
-            ReadinessCheck::new("nats", move || {
-                let state = client.connection_state();
-                async move {
-                    match state {
-                        async_nats::connection::State::Connected => Ok(()),
-                        other => Err(format!("{other:?}")),
+        let stream = self.backbone.stream.clone();
+        vec![
+            Capability {
+                name: "commands",
+                path: "/readyz",
+                checks: vec![
+                    ReadinessCheck::new("postgres", move || {
+                        let pool = pool.clone();
+                        async move {
+                            sqlx::query("SELECT 1")
+                                .execute(&pool)
+                                .await
+                                .map(|_| ())
+                                .map_err(|e| e.to_string())
+                        }
+                    }),
+                    ReadinessCheck::new("migrations", move || {
+                        let done = migrated.load(Ordering::Acquire);
+                        let why = waiting_for.lock().map(|w| w.clone()).unwrap_or_default();
+                        async move {
+                            match (done, why) {
+                                (true, _) => Ok(()),
+                                (false, Some(why)) => Err(format!("not applied yet: {why}")),
+                                (false, None) => Err("not applied yet".into()),
+                            }
+                        }
+                    }),
+                ],
+            },
+            Capability {
+                name: "publishing",
+                path: "/readyz/publishing",
+                checks: vec![ReadinessCheck::new("nats", move || {
+                    let state = client.connection_state();
+                    let stream = stream.clone();
+                    async move {
+                        if state != async_nats::connection::State::Connected {
+                            return Err(format!("{state:?}"));
+                        }
+                        // A JetStream round trip: a connected but hung server (or a
+                        // stream NATS lost) is not ready either.
+                        stream
+                            .js
+                            .get_stream(stream.namespace.stream_name())
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| format!("event stream: {e}"))
                     }
-                }
-            }),
-        ];
-        let mut router = health::router(checks);
+                })],
+            },
+        ]
+    }
+
+    /// Every service's routes, plus `/healthz`, `/readyz`, `/readyz/publishing`,
+    /// `/metrics`.
+    pub fn router(&self) -> Router {
+        let mut router = health::router(self.capabilities());
         for s in &self.services {
             router = router.merge(s.routes());
         }
@@ -193,6 +274,10 @@ impl Host {
                 Arc::new(AccessRules::new(&self.route_rules())),
                 careloop_web::access::layer,
             ))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.migrated.clone(),
+                careloop_web::availability::starting,
+            ))
             .fallback(|| async { careloop_web::Problem::not_found("no such route") })
             .method_not_allowed_fallback(|| async {
                 careloop_web::Problem::new(
@@ -200,6 +285,10 @@ impl Host {
                     "this method is not allowed on this route",
                 )
             })
+            .layer(axum::middleware::from_fn_with_state(
+                self.backbone.settings.request_timeout,
+                careloop_web::availability::deadline,
+            ))
             .layer(axum::middleware::from_fn(no_store_by_default))
             .layer(axum::Extension(self.auth.clone()))
             .layer(axum::middleware::from_fn(careloop_web::correlation::layer))
@@ -228,19 +317,82 @@ impl Host {
                 tasks.push(tokio::spawn(p.run(shutdown.clone())));
             }
             tasks.extend(s.workers(shutdown));
+            // The dead-letter gauge comes from the table, so it survives restarts.
+            let (pool, name, schema) = (self.backbone.pool.clone(), s.name(), s.schema());
+            tasks.push(tokio::spawn(crate::shutdown::every(
+                "counting dead letters",
+                MONITOR,
+                shutdown.clone(),
+                move || {
+                    let pool = pool.clone();
+                    async move {
+                        metrics::count_dead_letters(&pool, name, schema).await;
+                        Ok(())
+                    }
+                },
+            )));
         }
+        let capabilities = self.capabilities();
+        tasks.push(tokio::spawn(crate::shutdown::every(
+            "checking readiness",
+            MONITOR,
+            shutdown.clone(),
+            move || {
+                let capabilities = capabilities.clone();
+                async move {
+                    for c in &capabilities {
+                        health::evaluate(c).await;
+                    }
+                    Ok(())
+                }
+            },
+        )));
         tasks
+    }
+
+    /// Reaches Postgres and applies the migrations (retrying until it can), then runs
+    /// the background work until `shutdown`. HTTP is served meanwhile: `/readyz` says
+    /// what the start waits for, and other requests are answered 503.
+    async fn bring_up(self, mut shutdown: Shutdown) {
+        let mut retries = STARTUP.start();
+        while !self.migrated.load(Ordering::Acquire) {
+            let attempt = async {
+                db::ensure_database(&self.backbone.pool).await?;
+                self.migrate().await
+            };
+            match attempt.await {
+                Ok(()) => {
+                    *self.waiting_for.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    tracing::info!("migrations applied; serving");
+                }
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    tracing::warn!(error = %why, "waiting for Postgres");
+                    *self.waiting_for.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                    tokio::select! {
+                        _ = retries.wait() => {}
+                        _ = shutdown.wait() => return,
+                    }
+                }
+            }
+        }
+        let tasks = self.spawn_background(&shutdown);
+        for t in tasks {
+            let _ = t.await;
+        }
     }
 
     /// Serves HTTP on `listener` and runs the background work until `signal` resolves,
     /// then drains: in-flight requests finish, background loops finish their message.
+    /// Migrations not applied yet (a service binary starting before Postgres) are
+    /// applied in the background first.
     pub async fn serve(
         self,
         listener: TcpListener,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (trigger, shutdown) = Shutdown::new();
-        let tasks = self.spawn_background(&shutdown);
+        let background = tokio::spawn(self.clone().bring_up(shutdown.clone()));
         let mut http_shutdown = shutdown.clone();
         let app = self.router();
         // The peer address reaches handlers (the audit log records where a request
@@ -253,9 +405,7 @@ impl Host {
         tracing::info!("shutting down: draining requests and background work");
         trigger.trigger();
         server.await??;
-        for t in tasks {
-            let _ = t.await;
-        }
+        let _ = background.await;
         Ok(())
     }
 }
@@ -322,17 +472,17 @@ pub fn check_auth_settings(settings: &Settings, holds_keys: bool) -> anyhow::Res
     }
 }
 
-/// `main` of a service binary: settings from the environment, migrations, then serve
-/// `services` on `CARELOOP_HTTP_ADDR` until Ctrl-C or SIGTERM.
+/// `main` of a service binary: settings from the environment, then serve `services`
+/// on `CARELOOP_HTTP_ADDR` until Ctrl-C or SIGTERM. Nothing needs to be up first:
+/// Postgres is reached and migrated in the background, NATS connects when it can.
 pub async fn run(make: impl FnOnce(&Backbone) -> Vec<Arc<dyn Service>>) -> anyhow::Result<()> {
     careloop_telemetry::init();
     let settings = Settings::from_env()?;
-    let backbone = Backbone::connect(&settings).await?;
+    let backbone = Backbone::start(&settings).await?;
     let services = make(&backbone);
     let holds_keys = services.iter().any(|s| s.key_source().is_some());
     check_auth_settings(&settings, holds_keys)?;
     let host = Host::new(backbone, services);
-    host.migrate().await?;
     let listener = TcpListener::bind(settings.http_addr).await?;
     tracing::info!(addr = %settings.http_addr, "listening");
     host.serve(listener, shutdown_signal()).await

@@ -31,17 +31,43 @@ pub static PROJECTION_LAG: LazyLock<GaugeVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
-/// Messages moved to the dead-letter table after failing `max_deliver` times.
-pub static DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
+/// Messages in the dead-letter table, read from the table (so a restart does not
+/// hide them): alert on it being above zero.
+pub static DEAD_LETTERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
         Opts::new(
-            "careloop_dead_letters_total",
-            "Messages moved to the dead-letter table"
+            "careloop_dead_letters",
+            "Messages in the service's dead-letter table"
         ),
         &["service"]
     )
     .expect("metric registers once")
 });
+
+/// Times the relay found the event stream lost and created again, and published the
+/// service's events again from Postgres.
+pub static STREAM_RESETS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        Opts::new(
+            "careloop_stream_resets_total",
+            "Event streams found lost and re-published from Postgres"
+        ),
+        &["service"]
+    )
+    .expect("metric registers once")
+});
+
+/// Sets `careloop_dead_letters` for `service` from its table (left as it was when
+/// the database does not answer).
+pub async fn count_dead_letters(pool: &sqlx::PgPool, service: &str, schema: &str) {
+    let counted: sqlx::Result<i64> =
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {schema}.dead_letters"))
+            .fetch_one(pool)
+            .await;
+    if let Ok(n) = counted {
+        DEAD_LETTERS.with_label_values(&[service]).set(n);
+    }
+}
 
 /// Messages a consumer will deliver again because a dependency was unavailable (never
 /// counted towards dead letters).
@@ -60,5 +86,6 @@ pub static DEPENDENCY_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub fn register(service: &str) {
     OUTBOX_PENDING.with_label_values(&[service]);
     DEAD_LETTERS.with_label_values(&[service]);
+    STREAM_RESETS.with_label_values(&[service]);
     DEPENDENCY_RETRIES.with_label_values(&[service]);
 }

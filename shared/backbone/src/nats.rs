@@ -9,55 +9,40 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::jetstream::{self, stream};
-use careloop_backoff::Backoff;
 use careloop_config::{Namespace, Settings};
 
-/// How long the first connection is retried (every server of the list, with backoff)
-/// before start-up fails; a rolling restart of the NATS cluster takes less.
-const INITIAL_CONNECT: Duration = Duration::from_secs(30);
-const INITIAL_RETRY: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
-
-/// Connects to NATS. `url` is one `nats://` URL or a comma-separated list of a
-/// cluster's servers (`NATS_URL`); the client also learns the other servers the
-/// cluster announces. Once connected it reconnects for ever, to any server of the
-/// cluster, across the loss of a node (publishes and pulls fail meanwhile, and the
-/// relay and consumers retry them).
+/// A client for NATS that connects in the background. `url` is one `nats://` URL or
+/// a comma-separated list of a cluster's servers (`NATS_URL`); the client also learns
+/// the other servers the cluster announces.
+///
+/// The client is returned at once, connected or not, and keeps (re)connecting for
+/// ever, to any server of the cluster: a service starts while NATS is down and takes
+/// commands with Postgres alone, exactly as it does when NATS drops later (publishes
+/// and pulls fail meanwhile; the relay and consumers retry them, and
+/// `/readyz/publishing` says so).
 pub async fn connect(url: &str) -> anyhow::Result<async_nats::Client> {
     let servers: Vec<String> = url
         .split(',')
         .map(|u| u.trim().to_string())
         .filter(|u| !u.is_empty())
         .collect();
-    let deadline = tokio::time::Instant::now() + INITIAL_CONNECT;
-    let mut retries = INITIAL_RETRY.start();
-    loop {
-        let connected = async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(5))
-            // Never give up reconnecting (the default too, said explicitly).
-            .max_reconnects(None)
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => tracing::info!("NATS connected"),
-                    async_nats::Event::Disconnected => {
-                        tracing::warn!("NATS disconnected; reconnecting")
-                    }
-                    other => tracing::debug!(%other, "NATS event"),
+    async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .retry_on_initial_connect()
+        // Never give up reconnecting (the default too, said explicitly).
+        .max_reconnects(None)
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("NATS connected"),
+                async_nats::Event::Disconnected => {
+                    tracing::warn!("NATS disconnected; reconnecting")
                 }
-            })
-            .connect(servers.as_slice())
-            .await;
-        match connected {
-            Ok(client) => return Ok(client),
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(error = %e, servers = %url, "NATS not reachable yet; retrying");
-                retries.wait().await;
+                other => tracing::debug!(%other, "NATS event"),
             }
-            Err(e) => {
-                return Err(anyhow::Error::new(e))
-                    .with_context(|| format!("could not connect to NATS at {url} (NATS_URL)"));
-            }
-        }
-    }
+        })
+        .connect(servers.as_slice())
+        .await
+        .with_context(|| format!("NATS_URL {url} cannot be used"))
 }
 
 /// How the event stream is replicated and placed (`CARELOOP_STREAM_REPLICAS`,
@@ -87,9 +72,36 @@ impl From<&Settings> for StreamLayout {
     }
 }
 
-/// Creates (or finds) the namespace's event stream with one replica.
-pub async fn ensure_stream(js: &jetstream::Context, ns: &Namespace) -> anyhow::Result<()> {
-    ensure_stream_with(js, ns, &StreamLayout::default()).await
+/// The namespace's stream of integration events, as every relay and consumer of a
+/// process sees it: created (with the configured replicas) by whichever needs it
+/// first, at start-up or after NATS lost it.
+#[derive(Clone)]
+pub struct EventStream {
+    pub js: jetstream::Context,
+    pub namespace: Namespace,
+    pub layout: StreamLayout,
+}
+
+impl EventStream {
+    pub fn new(js: jetstream::Context, namespace: Namespace, layout: StreamLayout) -> Self {
+        EventStream {
+            js,
+            namespace,
+            layout,
+        }
+    }
+
+    /// Creates the stream if it is missing (a NATS restarted with an empty store, a
+    /// stream deleted by hand) and returns it.
+    pub async fn ensure(&self) -> anyhow::Result<stream::Stream> {
+        ensure_stream_with(&self.js, &self.namespace, &self.layout).await
+    }
+
+    /// When this incarnation of the stream was created: a stream lost and created
+    /// again has a later time (the relay compares it with the one it published to).
+    pub async fn incarnation(&self) -> anyhow::Result<time::OffsetDateTime> {
+        Ok(self.ensure().await?.cached_info().created)
+    }
 }
 
 /// Creates (or finds) the namespace's event stream with `layout`'s replicas and
@@ -99,7 +111,7 @@ pub async fn ensure_stream_with(
     js: &jetstream::Context,
     ns: &Namespace,
     layout: &StreamLayout,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<stream::Stream> {
     let placement = (!layout.placement_tags.is_empty()).then(|| stream::Placement {
         cluster: None,
         tags: layout.placement_tags.clone(),
@@ -148,5 +160,5 @@ pub async fn ensure_stream_with(
             )
         })?;
     }
-    Ok(())
+    Ok(stream)
 }

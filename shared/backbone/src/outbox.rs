@@ -106,6 +106,40 @@ pub async fn reset_cursor(conn: &mut PgConnection, schema: &str, name: &str) -> 
     Ok(())
 }
 
+/// Moves cursor `name` back so that every event recorded since `since` (every event,
+/// when `None`) is read again. Never moves it forward: that would skip events.
+pub async fn rewind_cursor(
+    conn: &mut PgConnection,
+    schema: &str,
+    name: &str,
+    since: Option<DateTime<Utc>>,
+) -> sqlx::Result<()> {
+    let Some(since) = since else {
+        return reset_cursor(conn, schema, name).await;
+    };
+    // Every event recorded since `since` has a transaction id at least this one, so a
+    // cursor at (that id, 0) reads them all (and perhaps a few older ones: harmless,
+    // readers drop what they have).
+    let first: Option<String> = sqlx::query_scalar(&format!(
+        "SELECT min(txid)::text FROM {schema}.events WHERE recorded_at >= $1"
+    ))
+    .bind(since)
+    .fetch_one(&mut *conn)
+    .await?;
+    let Some(first) = first else {
+        return Ok(());
+    };
+    sqlx::query(&format!(
+        "UPDATE {schema}.cursors SET txid = $2::xid8, position = 0, updated_at = now()
+         WHERE name = $1 AND (txid, position) > ($2::xid8, 0)"
+    ))
+    .bind(name)
+    .bind(first)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Up to `limit` committed events after `cursor`, of `event_types` only when given.
 pub async fn read_after(
     conn: &mut PgConnection,

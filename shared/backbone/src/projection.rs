@@ -1,9 +1,20 @@
 //! Read models fed from a service's own events table, with a stored position.
 //!
 //! Each batch is applied in one transaction together with the projection's cursor
-//! move, so a crash never applies an event twice or skips one. `replay` empties the
-//! projection's tables and resets its cursor in one transaction, then applies every
-//! event again: the rows come out identical to the live ones.
+//! move, so a crash never applies an event twice or skips one.
+//!
+//! `replay` rebuilds a read model without blanking it: every event is applied again
+//! into a shadow copy of the projection's tables (schema `<schema>_rebuild_<name>`)
+//! while the live tables keep serving and catching up; then, in one transaction
+//! holding the live cursor, the shadow catches up to the live cursor's events, its
+//! rows replace the live rows and the live cursor takes the shadow's position.
+//! Readers see the old model until that commit and the new one after it, never an
+//! empty or partial one (Postgres's MVCC: the replacing `DELETE`/`INSERT` is invisible
+//! until commit). A crash mid-rebuild leaves the live model as it was.
+//!
+//! So that the same `apply` can write either copy, projections name their own tables
+//! unqualified, and each batch runs with `search_path` set to the live schema, or to
+//! the shadow schema first while rebuilding.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,14 +30,16 @@ use crate::shutdown::Shutdown;
 pub trait Projection: Send + Sync + 'static {
     /// Unique within the service; the name `careloop replay` takes.
     fn name(&self) -> &'static str;
-    /// The tables this projection owns (schema-qualified), emptied by replay.
+    /// The tables this projection owns (schema-qualified, in the runner's schema),
+    /// rebuilt by replay. `apply` names them unqualified (see the module note).
     fn tables(&self) -> &'static [&'static str];
     /// The event types it applies (`None`: every event of the schema). Others are
     /// not even read.
     fn event_types(&self) -> Option<&'static [&'static str]> {
         None
     }
-    /// Applies one event to the read model.
+    /// Applies one event to the read model, naming the projection's own tables
+    /// without their schema.
     async fn apply(&self, event: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()>;
 }
 
@@ -46,7 +59,8 @@ async fn notify_changes(
     ids.sort_unstable();
     ids.dedup();
     let mut payload = serde_json::json!({"read_model": name, "ids": ids}).to_string();
-    if payload.len() > 7_000 {
+    // No ids (a rebuild swapped in) or too many to fit: "anything may have changed".
+    if events.is_empty() || payload.len() > 7_000 {
         payload = serde_json::json!({"read_model": name, "ids": null}).to_string();
     }
     sqlx::query("SELECT pg_notify($1, $2)")
@@ -95,14 +109,39 @@ impl ProjectionRunner {
         format!("projection:{}", self.projection.name())
     }
 
-    /// Applies one batch; returns how many events it applied.
-    pub async fn step(&self) -> anyhow::Result<usize> {
-        let mut tx = self.pool.begin().await?;
-        let cursor = outbox::lock_cursor(&mut tx, self.schema, &self.cursor_name()).await?;
+    fn shadow_cursor_name(&self) -> String {
+        format!("rebuild:{}", self.projection.name())
+    }
+
+    /// The schema a rebuild writes into.
+    fn shadow_schema(&self) -> String {
+        format!("{}_rebuild_{}", self.schema, self.projection.name())
+    }
+
+    /// Applies the next batch of events to the live tables, or to the shadow copy
+    /// when `shadow`, in `tx`; returns the events applied.
+    async fn apply_batch(
+        &self,
+        tx: &mut PgConnection,
+        shadow: bool,
+    ) -> anyhow::Result<Vec<StoredEvent>> {
+        let (cursor_name, search_path) = if shadow {
+            (
+                self.shadow_cursor_name(),
+                format!("{}, {}, public", self.shadow_schema(), self.schema),
+            )
+        } else {
+            (self.cursor_name(), format!("{}, public", self.schema))
+        };
+        sqlx::query(&format!("SET LOCAL search_path TO {search_path}"))
+            .execute(&mut *tx)
+            .await?;
+        let cursor = outbox::lock_cursor(&mut *tx, self.schema, &cursor_name).await?;
         let events =
-            outbox::read_after(&mut tx, self.schema, &cursor, self.types.as_deref(), BATCH).await?;
+            outbox::read_after(&mut *tx, self.schema, &cursor, self.types.as_deref(), BATCH)
+                .await?;
         for event in &events {
-            self.projection.apply(event, &mut tx).await.map_err(|e| {
+            self.projection.apply(event, &mut *tx).await.map_err(|e| {
                 e.context(format!(
                     "projection {} applying {} {}",
                     self.name(),
@@ -112,7 +151,16 @@ impl ProjectionRunner {
             })?;
         }
         if let Some(last) = events.last() {
-            outbox::advance_cursor(&mut tx, self.schema, &cursor, last).await?;
+            outbox::advance_cursor(&mut *tx, self.schema, &cursor, last).await?;
+        }
+        Ok(events)
+    }
+
+    /// Applies one batch; returns how many events it applied.
+    pub async fn step(&self) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let events = self.apply_batch(&mut tx, false).await?;
+        if !events.is_empty() {
             notify_changes(&mut tx, self.name(), &events).await?;
         }
         tx.commit().await?;
@@ -146,18 +194,124 @@ impl ProjectionRunner {
         }
     }
 
-    /// Rebuilds the read model from the first event.
+    /// Rebuilds the read model from the first event, without blanking it (see the
+    /// module note); returns how many events were applied. One rebuild of a read
+    /// model runs at a time.
     pub async fn replay(&self) -> anyhow::Result<usize> {
+        let key = format!("careloop.rebuild:{}:{}", self.schema, self.name());
+        // A session lock, held on this connection for the whole rebuild.
+        let mut guard = self.pool.acquire().await?;
+        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+            .bind(&key)
+            .fetch_one(&mut *guard)
+            .await?;
+        if !ours {
+            anyhow::bail!("a rebuild of {} is already running", self.name());
+        }
+        let rebuilt = self.rebuild().await;
+        let _ = sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
+            .bind(&key)
+            .execute(&mut *guard)
+            .await;
+        rebuilt
+    }
+
+    /// The projection's tables, unqualified; each must be in the runner's schema.
+    fn own_tables(&self) -> anyhow::Result<Vec<&'static str>> {
+        self.projection
+            .tables()
+            .iter()
+            .map(|t| match t.split_once('.') {
+                Some((schema, table)) if schema == self.schema => Ok(table),
+                _ => Err(anyhow::anyhow!(
+                    "projection {}: table {t} is not in schema {}",
+                    self.name(),
+                    self.schema
+                )),
+            })
+            .collect()
+    }
+
+    async fn rebuild(&self) -> anyhow::Result<usize> {
+        let tables = self.own_tables()?;
+        let (live, shadow) = (self.schema, self.shadow_schema());
+        // 1. An empty copy of the tables (columns, defaults, constraints, indexes).
         let mut tx = self.pool.begin().await?;
-        outbox::lock_cursor(&mut tx, self.schema, &self.cursor_name()).await?;
-        for table in self.projection.tables() {
-            sqlx::query(&format!("DELETE FROM {table}"))
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow} CASCADE"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!("CREATE SCHEMA {shadow}"))
+            .execute(&mut *tx)
+            .await?;
+        for t in &tables {
+            sqlx::query(&format!(
+                "CREATE TABLE {shadow}.{t} (LIKE {live}.{t} INCLUDING ALL)"
+            ))
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(&format!("DELETE FROM {live}.cursors WHERE name = $1"))
+            .bind(self.shadow_cursor_name())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        // 2. Every event into the copy, batch by batch; the live model keeps serving
+        // and catching up meanwhile.
+        let mut applied = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let n = self.apply_batch(&mut tx, true).await?.len();
+            tx.commit().await?;
+            applied += n;
+            if n == 0 {
+                break;
+            }
+        }
+        // 3. The swap, holding the live cursor (the live runner waits): the copy
+        // catches up, its rows replace the live ones, the live cursor takes its place.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL statement_timeout = 0")
+            .execute(&mut *tx)
+            .await?;
+        let live_cursor = outbox::lock_cursor(&mut tx, live, &self.cursor_name()).await?;
+        loop {
+            let n = self.apply_batch(&mut tx, true).await?.len();
+            applied += n;
+            if n == 0 {
+                break;
+            }
+        }
+        let rebuilt = outbox::lock_cursor(&mut tx, live, &self.shadow_cursor_name()).await?;
+        for t in &tables {
+            sqlx::query(&format!("DELETE FROM {live}.{t}"))
                 .execute(&mut *tx)
                 .await?;
+            sqlx::query(&format!(
+                "INSERT INTO {live}.{t} SELECT * FROM {shadow}.{t}"
+            ))
+            .execute(&mut *tx)
+            .await?;
         }
-        outbox::reset_cursor(&mut tx, self.schema, &self.cursor_name()).await?;
+        sqlx::query(&format!(
+            "INSERT INTO {live}.cursors (name, txid, position) VALUES ($1, $2::xid8, $3)
+             ON CONFLICT (name) DO UPDATE SET txid = $2::xid8, position = $3, updated_at = now()"
+        ))
+        .bind(&live_cursor.name)
+        .bind(&rebuilt.txid)
+        .bind(rebuilt.position)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!("DELETE FROM {live}.cursors WHERE name = $1"))
+            .bind(&rebuilt.name)
+            .execute(&mut *tx)
+            .await?;
+        notify_changes(&mut tx, self.name(), &[]).await?;
         tx.commit().await?;
-        self.catch_up().await
+        // 4. The copy is no longer needed.
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow} CASCADE"))
+            .execute(&self.pool)
+            .await?;
+        Ok(applied)
     }
 
     pub async fn run(self, mut shutdown: Shutdown) {

@@ -11,21 +11,29 @@
 //! before `publish` loses nothing: the events are in Postgres and the cursor has not
 //! moved. While NATS is down, `publish` fails, the transaction rolls back and the pass
 //! is retried with backoff: commands keep succeeding meanwhile.
+//!
+//! A stream that NATS lost (a server restarted with an empty store, a stream deleted
+//! by hand) is healed from Postgres: [`Relay::check_stream`] runs after every failed
+//! pass and every [`STREAM_CHECK`]; it creates the stream if it is missing and compares
+//! the stream's creation time with the one recorded in `stream_marks`. A different
+//! one means every event published before may be gone, so the cursor goes back to the
+//! start and everything is published again (consumers drop what they have applied),
+//! with an error logged and `careloop_stream_resets_total` counted.
+//! `careloop redrive` does the same by hand ([`Relay::redrive`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::HeaderMap;
-use async_nats::jetstream;
 use careloop_backoff::Backoff;
-use careloop_config::Namespace;
 use careloop_events::v1::Envelope;
 use careloop_events::{Payload, timestamp};
 use prost::Message;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::metrics;
+use crate::nats::EventStream;
 use crate::outbox::{self, Cursor, StoredEvent, Wakeup};
 use crate::shutdown::Shutdown;
 
@@ -40,8 +48,7 @@ pub trait IntegrationMapper: Send + Sync + 'static {
 
 pub struct Relay {
     pool: PgPool,
-    js: jetstream::Context,
-    namespace: Namespace,
+    stream: EventStream,
     service: &'static str,
     schema: &'static str,
     mapper: Arc<dyn IntegrationMapper>,
@@ -61,12 +68,13 @@ const CURSOR: &str = "relay";
 const BATCH: i64 = 256;
 /// How long the relay waits after a failed pass (NATS or Postgres unavailable).
 const RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+/// How often a working relay checks that its stream is the one it published to.
+pub const STREAM_CHECK: Duration = Duration::from_secs(10);
 
 impl Relay {
     pub fn new(
         pool: PgPool,
-        js: jetstream::Context,
-        namespace: Namespace,
+        stream: EventStream,
         service: &'static str,
         schema: &'static str,
         mapper: Arc<dyn IntegrationMapper>,
@@ -78,8 +86,7 @@ impl Relay {
             .collect();
         Relay {
             pool,
-            js,
-            namespace,
+            stream,
             service,
             schema,
             mapper,
@@ -110,7 +117,7 @@ impl Relay {
     ///
     /// An event that cannot be turned into an integration event (a bug, or a stored
     /// event this build cannot read) is parked in the dead-letter table, counted in
-    /// `careloop_dead_letters_total`, and skipped, instead of stopping the service's
+    /// `careloop_dead_letters`, and skipped, instead of stopping the service's
     /// publishing for good.
     pub async fn publish(&self, batch: &mut Batch) -> anyhow::Result<()> {
         let mut acks = Vec::with_capacity(batch.events.len());
@@ -124,12 +131,14 @@ impl Relay {
                 }
             };
             let subject = self
+                .stream
                 .namespace
                 .event_subject(self.service, &envelope.event_type);
             let mut headers = HeaderMap::new();
             headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
             headers.insert("Careloop-Correlation-Id", envelope.correlation_id.as_str());
             let ack = self
+                .stream
                 .js
                 .publish_with_headers(subject, headers, envelope.encode_to_vec().into())
                 .await
@@ -175,9 +184,9 @@ impl Relay {
             outbox::advance_cursor(&mut batch.tx, self.schema, &batch.cursor, last).await?;
         }
         batch.tx.commit().await?;
-        metrics::DEAD_LETTERS
-            .with_label_values(&[self.service])
-            .inc_by(batch.parked);
+        if batch.parked > 0 {
+            metrics::count_dead_letters(&self.pool, self.service, self.schema).await;
+        }
         Ok(n)
     }
 
@@ -198,7 +207,14 @@ impl Relay {
     pub async fn run(self, mut shutdown: Shutdown) {
         let mut wakeup = Wakeup::new(self.pool.clone(), self.schema, Duration::from_millis(500));
         let mut retries = RETRY.start();
+        let mut next_check = tokio::time::Instant::now();
         while !shutdown.is_triggered() {
+            if tokio::time::Instant::now() >= next_check {
+                if let Err(e) = self.check_stream().await {
+                    tracing::debug!(service = self.service, error = %format!("{e:#}"), "event stream not reachable");
+                }
+                next_check = tokio::time::Instant::now() + STREAM_CHECK;
+            }
             match self.publish_pending().await {
                 Ok(_) => {
                     retries.reset();
@@ -211,6 +227,8 @@ impl Relay {
                 Err(e) => {
                     tracing::warn!(service = self.service, error = %format!("{e:#}"), "relay pass failed; will retry");
                     self.pending().await;
+                    // The stream may be gone: look before the next pass.
+                    next_check = tokio::time::Instant::now();
                     tokio::select! {
                         _ = retries.wait() => {}
                         _ = shutdown.wait() => {}
@@ -218,6 +236,78 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// Makes sure the stream exists and is the one this service published to; if it
+    /// was lost (created again since), sends every event again. Returns how many
+    /// events will be published again (0 when the stream was not reset).
+    pub async fn check_stream(&self) -> anyhow::Result<i64> {
+        let created = self.stream.incarnation().await?;
+        let incarnation = created
+            .format(&time::format_description::well_known::Rfc3339)
+            .context("formatting the stream's creation time")?;
+        let stream = self.stream.namespace.stream_name();
+        let mut tx = self.pool.begin().await?;
+        outbox::lock_cursor(&mut tx, self.schema, CURSOR).await?;
+        let known: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT incarnation FROM {}.stream_marks WHERE stream = $1",
+            self.schema
+        ))
+        .bind(&stream)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if known.as_deref() == Some(incarnation.as_str()) {
+            return Ok(0);
+        }
+        let resend = match &known {
+            // First look at this stream: nothing was published to another one.
+            None => 0,
+            Some(before) => {
+                outbox::rewind_cursor(&mut tx, self.schema, CURSOR, None).await?;
+                let (n, _) =
+                    outbox::pending(&mut tx, self.schema, CURSOR, Some(&self.types)).await?;
+                tracing::error!(
+                    service = self.service,
+                    stream = %stream,
+                    was_created = %before,
+                    now_created = %incarnation,
+                    events = n,
+                    "the event stream was lost and created again (NATS lost its store?): \
+                     publishing all of this service's events again from Postgres; \
+                     consumers skip what they already applied"
+                );
+                metrics::STREAM_RESETS
+                    .with_label_values(&[self.service])
+                    .inc();
+                n
+            }
+        };
+        sqlx::query(&format!(
+            "INSERT INTO {}.stream_marks (stream, incarnation) VALUES ($1, $2)
+             ON CONFLICT (stream) DO UPDATE SET incarnation = $2, marked_at = now()",
+            self.schema
+        ))
+        .bind(&stream)
+        .bind(&incarnation)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(resend)
+    }
+
+    /// Publishes again every event recorded since `since` (every event when `None`):
+    /// `careloop redrive`. The cursor only ever moves back; the running relay picks
+    /// the events up at its next pass. Returns how many events will be sent.
+    pub async fn redrive(
+        &self,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> anyhow::Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        outbox::lock_cursor(&mut tx, self.schema, CURSOR).await?;
+        outbox::rewind_cursor(&mut tx, self.schema, CURSOR, since).await?;
+        let (n, _) = outbox::pending(&mut tx, self.schema, CURSOR, Some(&self.types)).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// Committed events not yet published (also those not readable yet); updates

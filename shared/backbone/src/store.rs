@@ -44,6 +44,9 @@ pub struct Metadata {
     pub causation_id: Option<String>,
     /// The role (or service) that acted, for timelines.
     pub actor: Option<String>,
+    /// The request that caused this command, when it carried an `Idempotency-Key`
+    /// (`Key::request_id`): a retry finds what its first attempt recorded.
+    pub request_id: Option<String>,
 }
 
 impl Metadata {
@@ -59,6 +62,11 @@ impl Metadata {
         self
     }
 
+    pub fn request(mut self, request_id: Option<String>) -> Self {
+        self.request_id = request_id;
+        self
+    }
+
     pub fn to_map(&self) -> HashMap<String, String> {
         let mut m = HashMap::from([("correlation_id".to_string(), self.correlation_id.clone())]);
         if let Some(c) = &self.causation_id {
@@ -66,6 +74,9 @@ impl Metadata {
         }
         if let Some(a) = &self.actor {
             m.insert("actor".into(), a.clone());
+        }
+        if let Some(r) = &self.request_id {
+            m.insert("request_id".into(), r.clone());
         }
         m
     }

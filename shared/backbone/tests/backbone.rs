@@ -82,8 +82,7 @@ impl Fixture {
     fn relay(&self) -> Relay {
         Relay::new(
             self.bb.pool.clone(),
-            self.bb.js.clone(),
-            self.bb.namespace.clone(),
+            self.bb.stream.clone(),
             "demo",
             SCHEMA,
             Arc::new(PingMapper),
@@ -93,8 +92,7 @@ impl Fixture {
     fn consumer(&self) -> Consumer {
         Consumer::new(
             self.bb.pool.clone(),
-            self.bb.js.clone(),
-            self.bb.namespace.clone(),
+            self.bb.stream.clone(),
             "demo",
             SCHEMA,
             "demo",

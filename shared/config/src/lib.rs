@@ -20,6 +20,8 @@ pub const DEV_JWT_SECRET: &str = "careloop-dev-secret-do-not-use-in-production";
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: String,
+    /// The connection budget and timeouts of the Postgres pool.
+    pub database: DatabaseSettings,
     /// One NATS URL, or a comma-separated list of the cluster's servers
     /// ([`Settings::nats_servers`]).
     pub nats_url: String,
@@ -52,6 +54,33 @@ pub struct Settings {
     pub match_weights: MatchWeights,
     /// An MLLP connection silent this long is closed.
     pub mllp_read_timeout: std::time::Duration,
+    /// A request (or an HL7 message) not answered within this is answered 503 (AE)
+    /// (`CARELOOP_REQUEST_TIMEOUT_SECS`, 1 to 25, default 15: below the 30 s lease of
+    /// an `Idempotency-Key`, so a retry never overlaps its own first attempt).
+    pub request_timeout: std::time::Duration,
+}
+
+/// How a process uses Postgres (`CARELOOP_DB_*`). The defaults fit four services
+/// with two instances each into Postgres's default 100 connections with room left
+/// for operators (docs/operations.md, "Connection budget").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatabaseSettings {
+    /// The most connections the pool opens (`CARELOOP_DB_POOL_MAX`, default 8;
+    /// `careloop dev`, four services in one process, defaults to 16).
+    pub pool_max: u32,
+    /// A connection idle this long is closed (`CARELOOP_DB_IDLE_TIMEOUT_SECS`, 60).
+    pub idle_timeout: std::time::Duration,
+    /// How long a request waits for a free connection before it is answered 503
+    /// (`CARELOOP_DB_ACQUIRE_TIMEOUT_MS`, 2000).
+    pub acquire_timeout: std::time::Duration,
+    /// The server cancels a statement running longer (`CARELOOP_DB_STATEMENT_TIMEOUT_MS`,
+    /// 5000; migrations are exempt).
+    pub statement_timeout: std::time::Duration,
+}
+
+impl DatabaseSettings {
+    /// The pool size when nothing is configured.
+    pub const DEFAULT_POOL_MAX: u32 = 8;
 }
 
 /// Weights of the peer-match score terms (each term is between 0 and 1).
@@ -143,6 +172,7 @@ impl Settings {
                 problem: format!("must be a postgres:// URL, got {database_url:?}"),
             });
         }
+        let database = database_settings(&get)?;
         let nats_url = get("NATS_URL", "nats://127.0.0.1:4222");
         if !nats_url
             .split(',')
@@ -273,8 +303,21 @@ impl Settings {
                     format!("must be seconds between 1 and 3600, got {raw:?}"),
                 )
             })?;
+        let raw = get("CARELOOP_REQUEST_TIMEOUT_SECS", "15");
+        let request_timeout = raw
+            .parse::<u64>()
+            .ok()
+            .filter(|s| (1..=25).contains(s))
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| {
+                bad(
+                    "CARELOOP_REQUEST_TIMEOUT_SECS",
+                    format!("must be seconds between 1 and 25, got {raw:?}"),
+                )
+            })?;
         let identity = identity_settings(&lookup, &get, http_addr)?;
         Ok(Settings {
+            request_timeout,
             identity,
             mllp_read_timeout,
             match_weights,
@@ -289,6 +332,7 @@ impl Settings {
             first_contact_due,
             reroute_after_reject,
             database_url,
+            database,
             nats_url,
             stream_replicas,
             stream_placement_tags,
@@ -310,6 +354,42 @@ impl Settings {
             .filter(|u| !u.is_empty())
             .collect()
     }
+}
+
+fn database_settings(get: &impl Fn(&str, &str) -> String) -> Result<DatabaseSettings, ConfigError> {
+    let number = |variable: &'static str, default: u64, min: u64, max: u64| {
+        let raw = get(variable, &default.to_string());
+        raw.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| ConfigError {
+                variable,
+                problem: format!("must be a whole number from {min} to {max}, got {raw:?}"),
+            })
+    };
+    let ms = std::time::Duration::from_millis;
+    Ok(DatabaseSettings {
+        pool_max: number(
+            "CARELOOP_DB_POOL_MAX",
+            DatabaseSettings::DEFAULT_POOL_MAX.into(),
+            2,
+            500,
+        )? as u32,
+        idle_timeout: std::time::Duration::from_secs(number(
+            "CARELOOP_DB_IDLE_TIMEOUT_SECS",
+            60,
+            1,
+            3600,
+        )?),
+        acquire_timeout: ms(number("CARELOOP_DB_ACQUIRE_TIMEOUT_MS", 2000, 100, 60_000)?),
+        statement_timeout: ms(number(
+            "CARELOOP_DB_STATEMENT_TIMEOUT_MS",
+            5000,
+            100,
+            600_000,
+        )?),
+    })
 }
 
 fn identity_settings(

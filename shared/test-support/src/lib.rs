@@ -6,6 +6,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use careloop_config::Settings;
+
+mod private_nats;
+mod proxy;
+
+pub use private_nats::PrivateNats;
+pub use proxy::StallProxy;
 use sqlx::Connection;
 
 /// The servers every test run shares (override with `CARELOOP_TEST_PG` / `_NATS`).
@@ -41,6 +47,10 @@ impl TestEnv {
             "CARELOOP_MLLP_ADDR" => Some("127.0.0.1:0".into()),
             "CARELOOP_JWT_SECRET" => Some("test-secret-0123456789abcdef".into()),
             "CARELOOP_AUTH" => Some("dev".into()),
+            // All four services in one process, like `careloop dev`; on a loaded
+            // 2-core machine a connection may take a moment to free up.
+            "CARELOOP_DB_POOL_MAX" => Some("16".into()),
+            "CARELOOP_DB_ACQUIRE_TIMEOUT_MS" => Some("10000".into()),
             _ => None,
         })
         .expect("test settings are valid");

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use careloop_access::Needs;
 
-use crate::operation_outcome::OperationOutcome;
+use crate::operation_outcome::refuse;
 use crate::{Authenticated, Authenticator, Problem};
 
 #[derive(Debug, Clone, Copy)]
@@ -70,15 +70,6 @@ impl AccessRules {
 
     pub fn rule(&self, method: &str, path: &str) -> Option<Rule> {
         self.0.get(&(method.to_string(), path.to_string())).copied()
-    }
-}
-
-/// An answer in the route's own error format: OperationOutcome under `/fhir`.
-fn refuse(path: &str, p: Problem) -> Response {
-    if path == "/fhir" || path.starts_with("/fhir/") {
-        OperationOutcome::from(p).into_response()
-    } else {
-        p.into_response()
     }
 }
 

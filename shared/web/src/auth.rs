@@ -167,11 +167,13 @@ impl Authenticator {
         ttl: chrono::Duration,
     ) -> String {
         self.sign_dev(&Principal {
-            sub: format!(
-                "{}-{}",
-                role.as_str(),
-                &uuid::Uuid::new_v4().to_string()[..8]
-            ),
+            // One dev account per role (and facility or peer): a renewed dev token is
+            // the same person, as a renewed real one is.
+            sub: match (&facility, &peer_id) {
+                (Some(f), _) => format!("dev-{}-{f}", role.as_str()),
+                (None, Some(p)) => format!("dev-{}-{p}", role.as_str()),
+                (None, None) => format!("dev-{}", role.as_str()),
+            },
             role,
             facility,
             peer_id,

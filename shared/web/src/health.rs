@@ -1,18 +1,29 @@
-//! `/healthz` (the process is up), `/readyz` (its dependencies answer) and `/metrics`
-//! (Prometheus text format). These three need no token.
+//! `/healthz` (the process is up), readiness per capability, and `/metrics`
+//! (Prometheus text format). These need no token.
+//!
+//! Readiness is split by what a dependency serves, so a probe never cuts a capability
+//! that still works: `/readyz` is "can take commands and answer reads" (Postgres),
+//! the one a load balancer probes; `/readyz/publishing` is "can publish and consume
+//! events" (NATS JetStream), for dashboards and alerts: intake keeps taking referrals
+//! while NATS is away. Each is also the gauge `careloop_ready{capability}`.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use prometheus::{IntGaugeVec, Opts, register_int_gauge_vec};
 
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
-/// One dependency `/readyz` asks about, e.g. Postgres or NATS.
+/// A dependency hanging is as unready as one refusing: each check gets this long.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One dependency a capability needs, e.g. Postgres or NATS.
 #[derive(Clone)]
 pub struct ReadinessCheck {
     pub name: &'static str,
@@ -32,35 +43,70 @@ impl ReadinessCheck {
     }
 }
 
+/// Something the process can do when every one of its checks passes.
+#[derive(Clone)]
+pub struct Capability {
+    /// `commands` or `publishing` (the metric's label).
+    pub name: &'static str,
+    /// The route answering for it.
+    pub path: &'static str,
+    pub checks: Vec<ReadinessCheck>,
+}
+
+/// 1 when the process can serve a capability now, 0 when not.
+pub static READY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        Opts::new(
+            "careloop_ready",
+            "Whether the process can serve a capability now (commands, publishing)"
+        ),
+        &["capability"]
+    )
+    .expect("metric registers once")
+});
+
 /// Health and metrics are open: probes and Prometheus carry no token.
 pub const RULES: &[crate::RouteRule] = &[
     crate::RouteRule::open("GET", "/healthz"),
     crate::RouteRule::open("GET", "/readyz"),
+    crate::RouteRule::open("GET", "/readyz/publishing"),
     crate::RouteRule::open("GET", "/metrics"),
 ];
 
-pub fn router(checks: Vec<ReadinessCheck>) -> Router {
-    let checks = Arc::new(checks);
-    Router::new()
+pub fn router(capabilities: Vec<Capability>) -> Router {
+    let mut router = Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
-        .route(
-            "/readyz",
+        .route("/metrics", get(metrics));
+    for capability in capabilities {
+        let path = capability.path;
+        let capability = Arc::new(capability);
+        router = router.route(
+            path,
             get(move || {
-                let checks = checks.clone();
-                async move { readiness(&checks).await }
+                let capability = capability.clone();
+                async move { readiness(&capability).await }
             }),
-        )
-        .route("/metrics", get(metrics))
+        );
+    }
+    router
 }
 
-async fn readiness(checks: &[ReadinessCheck]) -> axum::response::Response {
+/// Runs every check of `capability` (each within [`CHECK_TIMEOUT`]), sets its gauge
+/// and says what failed.
+pub async fn evaluate(
+    capability: &Capability,
+) -> (bool, serde_json::Map<String, serde_json::Value>) {
     let mut body = serde_json::Map::new();
+    body.insert("capability".into(), capability.name.into());
     let mut ready = true;
-    for c in checks {
-        let outcome = tokio_timeout((c.check)()).await;
+    for c in &capability.checks {
+        let outcome = match tokio::time::timeout(CHECK_TIMEOUT, (c.check)()).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {}s", CHECK_TIMEOUT.as_secs())),
+        };
         ready &= outcome.is_ok();
         body.insert(
             c.name.to_string(),
@@ -70,20 +116,20 @@ async fn readiness(checks: &[ReadinessCheck]) -> axum::response::Response {
             },
         );
     }
+    READY
+        .with_label_values(&[capability.name])
+        .set(i64::from(ready));
+    (ready, body)
+}
+
+async fn readiness(capability: &Capability) -> axum::response::Response {
+    let (ready, body) = evaluate(capability).await;
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(serde_json::Value::Object(body))).into_response()
-}
-
-async fn tokio_timeout(f: CheckFuture) -> Result<(), String> {
-    // A dependency that hangs is as unready as one that refuses.
-    match tokio::time::timeout(std::time::Duration::from_secs(2), f).await {
-        Ok(r) => r,
-        Err(_) => Err("timed out after 2s".into()),
-    }
 }
 
 async fn metrics() -> impl IntoResponse {

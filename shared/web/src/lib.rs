@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod availability;
 pub mod correlation;
 pub mod dependency;
 pub mod health;

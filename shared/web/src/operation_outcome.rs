@@ -54,6 +54,16 @@ impl OperationOutcome {
     }
 }
 
+/// An error in the route's own format: OperationOutcome under `/fhir`, problem+json
+/// elsewhere (for answers given before a handler runs: access, deadlines).
+pub fn refuse(path: &str, p: Problem) -> Response {
+    if path == "/fhir" || path.starts_with("/fhir/") {
+        OperationOutcome::from(p).into_response()
+    } else {
+        p.into_response()
+    }
+}
+
 impl From<crate::AccessDenied> for OperationOutcome {
     fn from(e: crate::AccessDenied) -> Self {
         Problem::from(e).into()

@@ -699,7 +699,12 @@ async fn every_read_of_a_persons_details_is_audited() {
             ("read", "person-summary", "coordinator")
         ]
     );
-    assert!(log[1]["sub"].as_str().unwrap().starts_with("coordinator-"));
+    assert!(
+        log[1]["sub"]
+            .as_str()
+            .unwrap()
+            .starts_with("dev-coordinator")
+    );
     assert_eq!(log[1]["referral_id"], id.as_str());
     let text = serde_json::to_string(&log).unwrap();
     for phi in ["Alex", "Rivera", "555-0134", "MRN-AUDIT", "1990-04-12"] {

@@ -125,7 +125,7 @@ async fn coordinator_actions_follow_the_status_machine() {
         .collect();
     assert!(
         who.iter()
-            .all(|a| a.starts_with("coordinator coordinator-")),
+            .all(|a| a.starts_with("coordinator dev-coordinator")),
         "{who:?}"
     );
     let timeline: Vec<_> = timeline

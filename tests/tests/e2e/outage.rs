@@ -5,72 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::*;
-use careloop_test_support::{TestEnv, eventually};
-
-/// A private nats-server with JetStream on its own port and store directory, so a
-/// test can stop it without disturbing the other tests.
-struct PrivateNats {
-    port: u16,
-    dir: std::path::PathBuf,
-    child: Option<tokio::process::Child>,
-}
-
-impl PrivateNats {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("careloop-nats-{}", uuid::Uuid::new_v4()));
-        let mut nats = PrivateNats {
-            port,
-            dir,
-            child: None,
-        };
-        nats.restart().await;
-        nats
-    }
-
-    async fn restart(&mut self) {
-        let child = tokio::process::Command::new("nats-server")
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.dir)
-            .kill_on_drop(true)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nats-server is installed");
-        self.child = Some(child);
-        let port = self.port;
-        eventually("nats-server listening", WAIT, || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(|_| ())
-        })
-        .await;
-    }
-
-    async fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().await.unwrap();
-        }
-    }
-}
-
-impl Drop for PrivateNats {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use careloop_test_support::{PrivateNats, TestEnv, eventually};
 
 /// Guarantee 8: with NATS stopped, referrals are still accepted (Postgres is the
 /// source of truth), and their events flow on once NATS is back.

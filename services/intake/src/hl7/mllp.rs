@@ -5,7 +5,9 @@
 //! with AR (and a buffer over it closes the connection); a connection silent for
 //! `read_timeout`, or taking twice that to send one message, is closed; at most
 //! `max_connections` are served at once (the rest wait to be accepted). A message
-//! that is not HL7 gets an AR. The listener stops with the service.
+//! that is not HL7 gets an AR. A message not handled within `deadline` (a stalled
+//! database) gets an AE, so the sender resends it, rather than a silent wait. The
+//! listener stops with the service.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,8 @@ pub struct Limits {
     pub max_message: usize,
     pub read_timeout: Duration,
     pub max_connections: usize,
+    /// How long one message may take to handle before it is answered AE.
+    pub deadline: Duration,
 }
 
 impl Default for Limits {
@@ -34,6 +38,7 @@ impl Default for Limits {
             max_message: 1 << 20,
             read_timeout: Duration::from_secs(30),
             max_connections: 256,
+            deadline: Duration::from_secs(15),
         }
     }
 }
@@ -100,7 +105,27 @@ async fn connection(
             let reply = if message.len() > limits.max_message {
                 ack(&Header::default(), AckCode::AR, "message too large", None)
             } else {
-                inbound.handle_from(message, peer.clone()).await
+                match tokio::time::timeout(
+                    limits.deadline,
+                    inbound.handle_from(message, peer.clone()),
+                )
+                .await
+                {
+                    Ok(reply) => reply,
+                    // Nothing committed is lost: every effect is idempotent, so the resend
+                    // finds what this attempt may have done.
+                    Err(_) => {
+                        tracing::warn!("an HL7 message past its deadline; answered AE");
+                        let header =
+                            super::adt::header(&super::adt::decode(message)).unwrap_or_default();
+                        ack(
+                            &header,
+                            AckCode::AE,
+                            "temporarily unable to apply; resend",
+                            None,
+                        )
+                    }
+                }
             };
             buf.drain(..consumed);
             started = None;

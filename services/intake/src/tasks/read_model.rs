@@ -28,13 +28,13 @@ impl Projection for Tasks {
         match e.decode::<TaskEvent>()? {
             TaskEvent::TaskStatusChanged { change: c, .. } => {
                 sqlx::query(
-                    "INSERT INTO intake.referral_tasks (referral_id, person_ref, facility, status,
+                    "INSERT INTO referral_tasks (referral_id, person_ref, facility, status,
                          reason, authored_on, last_updated)
                      VALUES ($1, $2, $3, $4, $5, $6, $6)
                      ON CONFLICT (referral_id) DO UPDATE SET status = $4, reason = $5,
                          last_updated = $6,
-                         person_ref = COALESCE(intake.referral_tasks.person_ref, $2),
-                         authored_on = COALESCE(intake.referral_tasks.authored_on, $6)",
+                         person_ref = COALESCE(referral_tasks.person_ref, $2),
+                         authored_on = COALESCE(referral_tasks.authored_on, $6)",
                 )
                 .bind(&e.aggregate_id)
                 .bind(&c.person_ref)
@@ -49,7 +49,7 @@ impl Projection for Tasks {
                 facility, peer_id, ..
             } => {
                 sqlx::query(
-                    "INSERT INTO intake.referral_tasks (referral_id, facility, status, last_updated, peer_id)
+                    "INSERT INTO referral_tasks (referral_id, facility, status, last_updated, peer_id)
                      VALUES ($1, $2, 'requested', $3, $4)
                      ON CONFLICT (referral_id) DO UPDATE SET peer_id = $4",
                 )
