@@ -24,7 +24,7 @@ known = {
     "careloop_continuity_followed_up", "careloop_readmission_discharges", "careloop_readmissions_30d",
     "careloop_first_contact_seconds_bucket", "careloop_followups_overdue", "careloop_waitlist_size",
     "careloop_peer_caseload_used_ratio", "careloop_outbox_pending", "careloop_projection_lag_seconds",
-    "careloop_dead_letters_total",
+    "careloop_dead_letters", "careloop_stream_resets_total", "careloop_ready",
 }
 rules = open("prometheus/rules/recording.yml").read()
 known |= set(re.findall(r"record: (\S+)", rules))

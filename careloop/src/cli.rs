@@ -1,4 +1,4 @@
-//! The `careloop` subcommands: dev, token, migrate, replay, routes, frontdoor.
+//! The `careloop` subcommands: dev, token, migrate, replay, redrive, routes, frontdoor.
 
 use anyhow::{Context, bail};
 use careloop_backbone::host::shutdown_signal;

@@ -199,7 +199,7 @@ class Cluster:
         self.pg(find("initdb"), "-D", self.pg_dir, "-A", "trust", "-U", "postgres", "--no-sync")
         opts = (f"-p {self.pg_port} -k {self.pg_dir} -c listen_addresses=127.0.0.1 "
                 # 24 connections per instance (see docs/operations.md), and some spare.
-                f"-c max_connections={24 * 4 * INSTANCES + 40} -c shared_buffers=256MB")
+                f"-c max_connections={10 * 4 * INSTANCES + 40} -c shared_buffers=256MB")
         self.pg_opts = opts
         self.pg_ctl("-o", opts, "-w", "start")
         log(f"postgres on 127.0.0.1:{self.pg_port}")

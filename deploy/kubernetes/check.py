@@ -56,7 +56,12 @@ def check_cnpg(docs, name, production):
             conns = int(spec["postgresql"]["parameters"]["max_connections"])
             deps = by(docs, "Deployment")
             instances = sum(deps[s]["spec"]["replicas"] + 1 for s in SERVICES)  # + a rolling surge
-            need(conns >= 24 * (instances + 1), f"{name}: max_connections {conns} < 24 x {instances + 1}")
+            settings = [c["data"] for c in by(docs, "ConfigMap").values() if "CARELOOP_NAMESPACE" in c.get("data", {})]
+            pool = int(settings[0].get("CARELOOP_DB_POOL_MAX", "8"))
+            # Each process: its pool, its LISTEN connection and one to spare; plus the
+            # migrations Job, and 10 for operators (psql, careloop replay/redrive).
+            need_conns = (pool + 2) * (instances + 1) + 10
+            need(conns >= need_conns, f"{name}: max_connections {conns} < {need_conns}")
 
 
 def check(name, docs, production):

@@ -404,7 +404,18 @@ impl Host {
         signal.await;
         tracing::info!("shutting down: draining requests and background work");
         trigger.trigger();
-        server.await??;
+        // Requests in flight end within their deadline; a stream that never ends by
+        // itself (the console's change stream) is cut when that deadline passes, and
+        // the browser reconnects to another instance.
+        let drain = self.backbone.settings.request_timeout + Duration::from_secs(1);
+        let mut server = server;
+        match tokio::time::timeout(drain, &mut server).await {
+            Ok(served) => served??,
+            Err(_) => {
+                server.abort();
+                tracing::info!("open streams cut after the drain deadline");
+            }
+        }
         let _ = background.await;
         Ok(())
     }

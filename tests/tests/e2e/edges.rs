@@ -14,7 +14,7 @@ use crate::*;
 
 const SB: u8 = 0x0B;
 
-async fn mllp_addr(app: &TestApp) -> std::net::SocketAddr {
+pub(crate) async fn mllp_addr(app: &TestApp) -> std::net::SocketAddr {
     eventually("the MLLP listener", WAIT, || async {
         app.intake.mllp_addr()
     })
@@ -57,7 +57,7 @@ async fn read_frame(stream: &mut TcpStream) -> String {
     }
 }
 
-fn msa(ack: &str) -> Vec<String> {
+pub(crate) fn msa(ack: &str) -> Vec<String> {
     let seg = ack
         .split('\r')
         .find(|s| s.starts_with("MSA|"))
@@ -65,14 +65,14 @@ fn msa(ack: &str) -> Vec<String> {
     seg.split('|').map(str::to_string).collect()
 }
 
-fn hl7_time(t: chrono::DateTime<Utc>) -> String {
+pub(crate) fn hl7_time(t: chrono::DateTime<Utc>) -> String {
     t.format("%Y%m%d%H%M%S+0000").to_string()
 }
 
 /// An ADT message from St Mary's in the shape interface engines send: two PID-3
 /// repetitions (an MRN with its assigning authority's OID, and an SSN), `\n`
 /// segment endings, an escaped name.
-fn adt(
+pub(crate) fn adt(
     trigger: &str,
     control_id: &str,
     mrn: &str,

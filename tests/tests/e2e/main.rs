@@ -10,6 +10,7 @@ mod matching;
 mod measures;
 mod node;
 mod outage;
+mod resilience;
 mod slice;
 
 use std::time::Duration;
