@@ -1,4 +1,4 @@
-//! The `careloop` subcommands: dev, token, migrate, replay, redrive, routes, frontdoor.
+//! The `careloop` subcommands: dev, token, migrate, replay, redrive, bench, routes, frontdoor.
 
 use anyhow::{Context, bail};
 use careloop_backbone::host::shutdown_signal;
@@ -25,6 +25,10 @@ USAGE:
                                     services, every event, unless narrowed; T is an
                                     RFC 3339 time or an age like 2h); consumers skip what
                                     they applied
+  careloop bench [--seconds N] [--clients N] [--peers N] [--idle N]
+                                    the throughput benchmark on a fresh database and
+                                    namespace: Postgres floor (pgbench), intake, pipeline,
+                                    idle end to end, replay, memory (README, Performance)
   careloop routes                   every route of each service binary: service, method,
                                     path, access rule (needs no server)
   careloop frontdoor nginx [OPTIONS]
@@ -77,6 +81,10 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<()> {
             careloop_telemetry::init();
             let name = args.get(1).context("usage: careloop replay PROJECTION")?;
             replay(&Settings::from_env()?, name).await
+        }
+        "bench" => {
+            let options = crate::bench::BenchOptions::parse(&args[1..])?;
+            crate::bench::run(&Settings::from_env()?, &options).await
         }
         "redrive" => {
             careloop_telemetry::init();

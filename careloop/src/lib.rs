@@ -1,6 +1,7 @@
 //! careloop as one process: all four services on one HTTP port. `careloop dev` runs
 //! this; so do the end-to-end tests, which start exactly what `careloop dev` starts.
 
+pub mod bench;
 pub mod cli;
 pub mod dev;
 pub mod frontdoor;

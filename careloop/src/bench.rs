@@ -1,0 +1,487 @@
+//! `careloop bench`: the throughput benchmark (README, "Performance"). It measures, in
+//! one run on one machine, the figures whose ratios matter:
+//!
+//! 1. the raw Postgres floor: `pgbench`, one durable single-row jsonb insert per
+//!    transaction, 16 clients, on a database of its own;
+//! 2. intake: `POST /v1/referrals` from concurrent HTTP clients, each a new person;
+//! 3. the pipeline: how fast those referrals become accepted with a peer (all four
+//!    services, read from the referral read model);
+//! 4. end to end at idle: one referral at a time, POST → accepted;
+//! 5. replay of every read model, in events/s;
+//! 6. the process's resident memory.
+//!
+//! It starts its own careloop (exactly what `careloop dev` starts) on a fresh database
+//! and NATS namespace, both dropped at the end, with a roster that has room for every
+//! referral, so matching never waitlists.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use careloop_config::Settings;
+use serde_json::json;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+
+use crate::Application;
+
+/// What `careloop bench` is told.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// How long intake is loaded (`--seconds`, default 20).
+    pub seconds: u64,
+    /// Concurrent HTTP clients (`--clients`, default 16).
+    pub clients: usize,
+    /// Peers on the roster (`--peers`, default 80), each with room for 200.
+    pub peers: usize,
+    /// Referrals sent one at a time for the idle latency (`--idle`, default 30).
+    pub idle: usize,
+}
+
+impl BenchOptions {
+    pub fn parse(args: &[String]) -> anyhow::Result<Self> {
+        let mut o = BenchOptions {
+            seconds: 20,
+            clients: 16,
+            peers: 80,
+            idle: 30,
+        };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let value: u64 = it
+                .next()
+                .with_context(|| format!("{flag} needs a number"))?
+                .parse()
+                .with_context(|| format!("{flag} needs a number"))?;
+            match flag.as_str() {
+                "--seconds" => o.seconds = value.max(1),
+                "--clients" => o.clients = value.clamp(1, 256) as usize,
+                "--peers" => o.peers = value.clamp(1, 1000) as usize,
+                "--idle" => o.idle = value as usize,
+                other => bail!(
+                    "unknown option {other:?}; usage: careloop bench [--seconds N] [--clients N] [--peers N] [--idle N]"
+                ),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Runs the benchmark against the servers `base` points at and prints the table.
+pub async fn run(base: &Settings, o: &BenchOptions) -> anyhow::Result<()> {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let admin: PgConnectOptions = base
+        .database_url
+        .parse()
+        .context("DATABASE_URL is not a Postgres URL")?;
+    let database = format!("careloop_bench_{id}");
+    let floor_db = format!("careloop_bench_{id}_floor");
+    let db_url = with_database(&base.database_url, &database);
+    let namespace = format!("bench{id}");
+    let pool_max = std::env::var("CARELOOP_DB_POOL_MAX").unwrap_or_else(|_| "16".into());
+    let settings = Settings::from_lookup(|name| match name {
+        "DATABASE_URL" => Some(db_url.clone()),
+        "CARELOOP_NAMESPACE" => Some(namespace.clone()),
+        "CARELOOP_HTTP_ADDR" | "CARELOOP_MLLP_ADDR" => Some("127.0.0.1:0".into()),
+        "CARELOOP_AUTH" => Some("dev".into()),
+        "CARELOOP_DB_POOL_MAX" => Some(pool_max.clone()),
+        other => std::env::var(other).ok(),
+    })?;
+
+    println!(
+        "careloop bench: {} s of intake load, {} clients, {} peers",
+        o.seconds, o.clients, o.peers
+    );
+    let floor = pg_floor(&admin, &base.database_url, &floor_db, o.clients).await;
+    let result = measure(&settings, o).await;
+    drop_database(&base.database_url, &database).await;
+    if let Ok(client) = async_nats::connect(&settings.nats_url).await {
+        let _ = async_nats::jetstream::new(client)
+            .delete_stream(settings.namespace.stream_name())
+            .await;
+    }
+    let m = result?;
+    let floor = floor.unwrap_or_else(|e| {
+        println!("  (pgbench failed: {e:#})");
+        0.0
+    });
+    print_table(floor, &m, o);
+    Ok(())
+}
+
+struct Measured {
+    intake_rate: f64,
+    intake_p50: Duration,
+    intake_p99: Duration,
+    submitted: usize,
+    accepted: usize,
+    pipeline_rate: f64,
+    drained_after: Duration,
+    idle_p50: Duration,
+    idle_max: Duration,
+    replay: Vec<(String, usize, f64)>,
+    rss_mb: f64,
+}
+
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let root = match base.rfind('/') {
+        Some(i) if base[..i].ends_with('/') => base.to_string(), // no path: postgres://host
+        Some(i) => base[..i].to_string(),
+        None => base.to_string(),
+    };
+    match query {
+        Some(q) => format!("{root}/{database}?{q}"),
+        None => format!("{root}/{database}"),
+    }
+}
+
+async fn drop_database(url: &str, database: &str) {
+    if let Ok(mut conn) = PgConnection::connect(&with_database(url, "postgres")).await {
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+        ))
+        .execute(&mut conn)
+        .await;
+    }
+}
+
+/// The raw floor: `pgbench` with one single-row jsonb insert per transaction.
+async fn pg_floor(
+    admin: &PgConnectOptions,
+    url: &str,
+    database: &str,
+    clients: usize,
+) -> anyhow::Result<f64> {
+    let mut conn = PgConnection::connect(&with_database(url, "postgres")).await?;
+    sqlx::query(&format!("CREATE DATABASE \"{database}\""))
+        .execute(&mut conn)
+        .await?;
+    let mut db = PgConnection::connect(&with_database(url, database)).await?;
+    sqlx::query("CREATE TABLE floor (id bigserial PRIMARY KEY, body jsonb NOT NULL)")
+        .execute(&mut db)
+        .await?;
+    db.close().await?;
+    let script = std::env::temp_dir().join(format!("{database}.sql"));
+    std::fs::write(
+        &script,
+        "INSERT INTO floor (body) VALUES ('{\"referral\": \"x\", \"status\": \"received\", \"n\": 1}');\n",
+    )?;
+    let out = tokio::process::Command::new("pgbench")
+        .args(["-n", "-T", "10", "-j", "2"])
+        .args(["-c", &clients.to_string()])
+        .args(["-h", admin.get_host()])
+        .args(["-p", &admin.get_port().to_string()])
+        .args(["-U", admin.get_username()])
+        .arg("-f")
+        .arg(&script)
+        .arg(database)
+        .output()
+        .await
+        .context("running pgbench (Debian: postgresql-client)")?;
+    let _ = std::fs::remove_file(&script);
+    let _ = sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+    ))
+    .execute(&mut conn)
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("tps = ")?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .with_context(|| format!("no tps in pgbench's output: {text}"))
+}
+
+fn referral(i: usize, run: &str) -> serde_json::Value {
+    let discharged = chrono::Utc::now() - chrono::Duration::hours(2);
+    json!({
+        "facility": "st-marys",
+        "person": {
+            "identifiers": [{"system": "urn:oid:2.16.840.1.113883.3.999.1",
+                             "value": format!("BENCH-{run}-{i}")}],
+            "name": {"given": "Alex", "family": "Rivera"},
+            "birth_date": "1990-04-12",
+            "language": "en",
+            "postcode": "68102",
+            "preferences": {"contact_modes": ["phone"]}
+        },
+        "discharge": {"discharged_at": discharged.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                      "unit": "inpatient-psychiatry", "risk_level": "moderate"},
+        "consent": {"granted_at": discharged.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    "scope": "peer-support-referral", "recorded_by": "discharge planner"},
+        "needs": ["emotional"]
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+async fn accepted_count(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM referral.referrals WHERE status = 'accepted'")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
+async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measured> {
+    let app = Application::build(settings).await?;
+    app.intake().identity().seed_demo(&[]).await?;
+    let projections = app.projections();
+    let pool = app.backbone().pool.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let auth = careloop_web::Authenticator::dev(&settings.jwt_secret);
+    let coordinator = auth.issue(
+        "coordinator".parse().map_err(anyhow::Error::msg)?,
+        None,
+        None,
+        chrono::Duration::hours(4),
+    );
+    let hospital = auth.issue(
+        "hospital".parse().map_err(anyhow::Error::msg)?,
+        Some("st-marys".into()),
+        None,
+        chrono::Duration::hours(4),
+    );
+    let http = reqwest::Client::new();
+    wait_for(Duration::from_secs(60), "the demo facilities", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM intake.facilities")
+            .fetch_one(&pool)
+            .await
+            .is_ok_and(|n| n >= 2)
+    })
+    .await?;
+    for i in 0..o.peers {
+        let res = http
+            .post(format!("{base}/v1/peers"))
+            .bearer_auth(&coordinator)
+            .json(
+                &json!({"name": format!("Bench Peer {i:03}"), "languages": ["en"],
+                          "modes": ["phone", "in_person"], "max_caseload": 200}),
+            )
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            bail!("registering a peer: {} {}", res.status(), res.text().await?);
+        }
+    }
+    wait_for(Duration::from_secs(60), "the roster", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM peer_assignment.peers")
+            .fetch_one(&pool)
+            .await
+            .is_ok_and(|n| n as usize >= o.peers)
+    })
+    .await?;
+
+    // Intake under load; the pipeline runs behind it.
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(o.seconds);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..o.clients {
+        let (http, base, hospital, next) =
+            (http.clone(), base.clone(), hospital.clone(), next.clone());
+        clients.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0usize;
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let t = Instant::now();
+                match http
+                    .post(format!("{base}/v1/referrals"))
+                    .bearer_auth(&hospital)
+                    .json(&referral(i, "load"))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().as_u16() == 201 => latencies.push(t.elapsed()),
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for c in clients {
+        let (l, e) = c.await?;
+        latencies.extend(l);
+        errors += e;
+    }
+    let load_time = started.elapsed();
+    if errors > 0 {
+        println!("  {errors} referrals were not accepted by intake (non-201)");
+    }
+    latencies.sort();
+    let submitted = latencies.len();
+    let drain_limit = Duration::from_secs(o.seconds * 10 + 60);
+    let mut accepted = 0usize;
+    while started.elapsed() < drain_limit {
+        accepted = accepted_count(&pool).await as usize;
+        if accepted >= submitted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let drained_after = started.elapsed();
+
+    // End to end, one at a time, at idle.
+    let mut idle = Vec::new();
+    for i in 0..o.idle {
+        let t = Instant::now();
+        let res = http
+            .post(format!("{base}/v1/referrals"))
+            .bearer_auth(&hospital)
+            .json(&referral(i, "idle"))
+            .send()
+            .await?;
+        let body: serde_json::Value = res.json().await?;
+        let id = body["referral_id"].as_str().unwrap_or_default().to_string();
+        let limit = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM referral.referrals WHERE referral_id = $1")
+                    .bind(&id)
+                    .fetch_optional(&pool)
+                    .await?;
+            if status.as_deref() == Some("accepted") || Instant::now() > limit {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        idle.push(t.elapsed());
+    }
+    idle.sort();
+
+    let mut replay = Vec::new();
+    for p in &projections {
+        let t = Instant::now();
+        let n = p.replay().await?;
+        let secs = t.elapsed().as_secs_f64();
+        replay.push((p.name().to_string(), n, n as f64 / secs.max(1e-9)));
+    }
+    let rss_mb = rss_kb() as f64 / 1024.0;
+
+    let _ = stop.send(());
+    server.await??;
+    Ok(Measured {
+        intake_rate: submitted as f64 / load_time.as_secs_f64(),
+        intake_p50: percentile(&latencies, 0.5),
+        intake_p99: percentile(&latencies, 0.99),
+        submitted,
+        accepted,
+        pipeline_rate: accepted as f64 / drained_after.as_secs_f64(),
+        drained_after,
+        idle_p50: percentile(&idle, 0.5),
+        idle_max: idle.last().copied().unwrap_or_default(),
+        replay,
+        rss_mb,
+    })
+}
+
+async fn wait_for<F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + limit;
+    while !check().await {
+        if Instant::now() > until {
+            bail!("{what}: not ready after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Resident memory of this process (careloop and the benchmark's own clients), in kB.
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn print_table(floor: f64, m: &Measured, o: &BenchOptions) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let pct = |a: f64, b: f64| if b > 0.0 { 100.0 * a / b } else { 0.0 };
+    println!();
+    println!("| what | figure |");
+    println!("|---|---|");
+    println!(
+        "| raw Postgres floor: pgbench, one single-row jsonb insert per transaction, {} clients | {floor:.0} commits/s |",
+        o.clients
+    );
+    println!(
+        "| intake: POST /v1/referrals at {} connections, each a new person | {:.1} referrals/s ({:.1}% of the floor), p50 {:.0} ms, p99 {:.0} ms |",
+        o.clients,
+        m.intake_rate,
+        pct(m.intake_rate, floor),
+        ms(m.intake_p50),
+        ms(m.intake_p99)
+    );
+    println!(
+        "| pipeline: submitted → accepted with a peer | {:.1} referrals/s ({:.0}% of intake); {} of {} accepted {:.1} s after the load began |",
+        m.pipeline_rate,
+        pct(m.pipeline_rate, m.intake_rate),
+        m.accepted,
+        m.submitted,
+        m.drained_after.as_secs_f64()
+    );
+    println!(
+        "| end to end at idle (POST → accepted), {} referrals | p50 {:.0} ms, max {:.0} ms |",
+        o.idle,
+        ms(m.idle_p50),
+        ms(m.idle_max)
+    );
+    for (name, n, rate) in &m.replay {
+        println!("| `careloop replay {name}` ({n} events) | {rate:.0} events/s |");
+    }
+    println!(
+        "| resident memory after the run (careloop and the benchmark's clients) | {:.0} MB |",
+        m.rss_mb
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_is_swapped_in_the_url() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/careloop", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/careloop?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn options_parse_and_refuse_what_they_do_not_know() {
+        let o = BenchOptions::parse(&["--seconds".into(), "5".into()]).unwrap();
+        assert_eq!(o.seconds, 5);
+        assert!(BenchOptions::parse(&["--fast".into(), "1".into()]).is_err());
+        assert!(BenchOptions::parse(&["--seconds".into()]).is_err());
+    }
+}
