@@ -140,6 +140,15 @@ pub async fn rewind_cursor(
     Ok(())
 }
 
+/// Whether [`read_after`] finds each event's `previous_sequence` (the relay puts it
+/// in the envelope; read models apply in order from one cursor and need not pay for
+/// the lookup, one index probe per event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Previous {
+    Find,
+    Skip,
+}
+
 /// Up to `limit` committed events after `cursor`, of `event_types` only when given.
 pub async fn read_after(
     conn: &mut PgConnection,
@@ -147,17 +156,22 @@ pub async fn read_after(
     cursor: &Cursor,
     event_types: Option<&[String]>,
     limit: i64,
+    previous: Previous,
 ) -> sqlx::Result<Vec<StoredEvent>> {
+    let previous_sequence = match previous {
+        Previous::Find => format!(
+            "COALESCE((SELECT max(p.sequence) FROM {schema}.events p
+                       WHERE p.aggregate_type = e.aggregate_type
+                         AND p.aggregate_id = e.aggregate_id
+                         AND p.sequence < e.sequence
+                         AND ($3::text[] IS NULL OR p.event_type = ANY($3))), 0)"
+        ),
+        Previous::Skip => "0::bigint".to_string(),
+    };
     sqlx::query_as(&format!(
         "SELECT e.event_id, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type,
                 e.event_version, e.payload, e.metadata, e.recorded_at, e.txid::text AS txid,
-                e.position,
-                COALESCE((SELECT max(p.sequence) FROM {schema}.events p
-                          WHERE p.aggregate_type = e.aggregate_type
-                            AND p.aggregate_id = e.aggregate_id
-                            AND p.sequence < e.sequence
-                            AND ($3::text[] IS NULL OR p.event_type = ANY($3))), 0)
-                    AS previous_sequence
+                e.position, {previous_sequence} AS previous_sequence
          FROM {schema}.events e
          WHERE (e.txid, e.position) > ($1::xid8, $2)
            AND e.txid < pg_snapshot_xmin(pg_current_snapshot())

@@ -103,8 +103,15 @@ impl Relay {
     pub async fn next_batch(&self) -> anyhow::Result<Batch> {
         let mut tx = self.pool.begin().await?;
         let cursor = outbox::lock_cursor(&mut tx, self.schema, CURSOR).await?;
-        let events =
-            outbox::read_after(&mut tx, self.schema, &cursor, Some(&self.types), BATCH).await?;
+        let events = outbox::read_after(
+            &mut tx,
+            self.schema,
+            &cursor,
+            Some(&self.types),
+            BATCH,
+            outbox::Previous::Find,
+        )
+        .await?;
         Ok(Batch {
             tx,
             cursor,
