@@ -1,0 +1,317 @@
+// Walks each role's main path through the care console in headless Chromium
+// (Debian's /usr/bin/chromium), against a careloop the e2e test started
+// (tests/tests/e2e/console.rs). Configuration comes as JSON in CONSOLE_TEST; the
+// result is one JSON line on stdout: {"ok": true, "figures": {...}} or
+// {"ok": false, "error": "..."}. Every wait is on a condition with a deadline.
+//
+// With "screenshots": "<dir>" in the configuration, it also saves a picture of each
+// main screen there (docs/console/ in the repository).
+
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const axeSource = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+const cfg = JSON.parse(process.env.CONSOLE_TEST || '{}');
+const base = cfg.base;
+const WAIT = 15000;
+const figures = { axe_pages: [] };
+const started = Date.now();
+
+/// Waits until `fn(arg)`, evaluated in the page, is true (polled through the DevTools
+/// protocol: the page's CSP forbids the eval Playwright's own polling needs).
+async function until(page, fn, arg, { timeout = WAIT, what = 'a condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    let ok = false;
+    try {
+      ok = await page.evaluate(fn, arg);
+    } catch (e) {
+      if (!/context was destroyed|navigation/i.test(String(e))) throw e;
+    }
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}: ${fn.toString().slice(0, 160)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function check(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+async function shot(page, name) {
+  if (!cfg.screenshots) return;
+  fs.mkdirSync(cfg.screenshots, { recursive: true });
+  await page.screenshot({ path: path.join(cfg.screenshots, `${name}.png`), fullPage: true });
+}
+
+/// axe-core on the page as it stands: no serious or critical violation.
+async function axe(page, name) {
+  // Evaluated through the DevTools protocol: the page's CSP (no inline script) stays on.
+  if (!(await page.evaluate(() => typeof window.axe !== 'undefined'))) await page.evaluate(axeSource);
+  const bad = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    return r.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`);
+  });
+  check(bad.length === 0, `axe-core on ${name}: ${bad.join('; ')}`);
+  figures.axe_pages.push(name);
+}
+
+async function h1(page, text) {
+  await until(page, (t) => document.querySelector('main h1')?.textContent.includes(t), text, { what: `the heading ${text}` });
+}
+
+async function live(page) {
+  await until(page, () => document.getElementById('live')?.textContent === 'Live', null);
+}
+
+async function signIn(browser, sub, viewport, home) {
+  const context = await browser.newContext({ viewport, timezoneId: 'UTC', locale: 'en-US', ...(viewport.width < 500 ? { isMobile: true, hasTouch: true } : {}) });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  await page.goto(`${base}/`);
+  await h1(page, 'Sign in');
+  await page.click(`button[data-sub="${sub}"]`);
+  await h1(page, home);
+  await live(page);
+  return { context, page, errors };
+}
+
+/// The page's width fits the viewport: nothing scrolls sideways.
+async function fits(page, name) {
+  const w = await page.evaluate(() => document.documentElement.scrollWidth);
+  const vw = page.viewportSize().width;
+  check(w <= vw, `${name} is ${w} px wide on a ${vw} px screen`);
+}
+
+const local = (iso) => iso.slice(0, 16); // datetime-local in UTC (the context's zone)
+
+async function main() {
+  const browser = await chromium.launch({ executablePath: cfg.chromium || '/usr/bin/chromium', args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+  try {
+    const desktop = { width: 1280, height: 900 };
+    const phone = { width: 360, height: 740 };
+
+    // --- the sign-in page ---
+    {
+      const context = await browser.newContext({ viewport: phone });
+      const page = await context.newPage();
+      await page.goto(`${base}/`);
+      await h1(page, 'Sign in');
+      await axe(page, 'sign-in');
+      await fits(page, 'sign-in');
+      await shot(page, 'sign-in');
+      const csp = (await page.request.get(`${base}/`)).headers()['content-security-policy'] || '';
+      check(csp.includes("script-src 'self'") && !csp.includes('unsafe-inline'), `CSP allows inline script: ${csp}`);
+      await context.close();
+    }
+
+    // --- coordinator: the referral arrives live ---
+    const coord = await signIn(browser, cfg.coordinator, desktop, 'Inbound referrals');
+    const cp = coord.page;
+    await axe(cp, 'inbound queue');
+    await cp.evaluate(() => (window.__noReload = true));
+    const sent = Date.now();
+    const res = await fetch(`${base}/v1/referrals`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${cfg.hospital_token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify(cfg.referral),
+    });
+    check(res.status === 201, `the hospital's referral answered ${res.status}`);
+    const { referral_id: id } = await res.json();
+    await cp.waitForSelector(`[data-referral="${id}"]`);
+    figures.referral_visible_ms = Date.now() - sent;
+    check(await cp.evaluate(() => window.__noReload === true), 'the queue reloaded instead of updating');
+    await until(cp, (id) => !document.querySelector(`[data-referral="${id}"]`)?.textContent.includes('not assigned yet'), id);
+    await shot(cp, 'coordinator-inbound');
+
+    // --- coordinator: overrides the match ---
+    await cp.click(`[data-referral="${id}"] h2 a`);
+    await cp.waitForSelector('.candidate');
+    await cp.waitForSelector('.candidate .badge.ok');
+    await axe(cp, 'referral page');
+    const target = await cp.evaluate((ours) => {
+      const li = [...document.querySelectorAll('.candidate')].find((c) => !c.querySelector('.badge.ok') && ours.includes(c.dataset.peer));
+      return li && { peer: li.dataset.peer, name: li.querySelector('h3').textContent.trim() };
+    }, Object.keys(cfg.peers));
+    check(target, 'no other peer of ours among the candidates');
+    const card = cp.locator(`.candidate[data-peer="${target.peer}"]`);
+    await card.getByRole('button', { name: /Assign instead/ }).click();
+    await card.getByLabel(/Why assign/).fill('Shares the language and lives nearby; continuity with the family.');
+    await card.getByRole('button', { name: `Assign ${target.name}`, exact: true }).click();
+    await until(cp, (n) => document.getElementById('assigned-peer')?.textContent === n, target.name);
+    await until(cp, () => document.getElementById('timeline')?.children.length >= 2, null);
+    await shot(cp, 'coordinator-referral');
+    for (const [hash, title, name] of [['#/overdue', 'Overdue', 'coordinator-overdue'], ['#/waitlist', 'Waitlist', 'coordinator-waitlist'], ['#/roster', 'Roster', 'coordinator-roster']]) {
+      await cp.goto(`${base}/${hash}`);
+      await h1(cp, title);
+      await cp.waitForSelector(`#${hash.slice(2)} > *`);
+      await axe(cp, name);
+      await shot(cp, name);
+    }
+    await cp.goto(`${base}/#/roster/new`);
+    await h1(cp, 'Add a peer');
+    await axe(cp, 'add a peer');
+
+    // --- administrator: the 7-day numerator before ---
+    const adm = await signIn(browser, cfg.admin, desktop, 'Continuity of care');
+    const ap = adm.page;
+    await ap.waitForSelector('[data-measure="n7"] .num');
+    const n7 = async () => Number(await ap.textContent('[data-measure="n7"] .num'));
+    const d7 = async () => Number(await ap.textContent('[data-measure="n7"] .den'));
+    await until(ap, () => Number(document.querySelector('[data-measure="n7"] .den')?.textContent) >= 1, null);
+    const before = await n7();
+    figures.n7_before = before;
+    figures.d7 = await d7();
+    await axe(ap, 'continuity of care');
+    for (const [hash, title, name] of [['#/health', 'Backbone health', 'admin-health'], ['#/webhooks', 'Webhooks', 'admin-webhooks']]) {
+      const page = await adm.context.newPage();
+      await page.goto(`${base}/${hash}`);
+      await h1(page, title);
+      await page.waitForSelector(`#${hash.slice(2)} > *`);
+      await axe(page, name);
+      await shot(page, name);
+      await page.close();
+    }
+
+    // --- the peer, on a phone: only their own caseload; logs a reached contact ---
+    const peer = await signIn(browser, cfg.peers[target.peer], phone, 'Today');
+    const pp = peer.page;
+    await pp.waitForSelector(`[data-referral="${id}"]`);
+    const shown = await pp.$$eval('#caseload [data-referral]', (els) => els.map((e) => e.dataset.referral));
+    check(shown.length === 1 && shown[0] === id, `the peer's Today shows ${JSON.stringify(shown)}, expected only ${id}`);
+    check(!(await pp.textContent('main')).includes(cfg.other_person), "another peer's person shows on Today");
+    await axe(pp, 'peer today');
+    await fits(pp, 'peer today');
+    await shot(pp, 'peer-today');
+    await pp.goto(`${base}/#/person/${cfg.other_referral}`);
+    await pp.waitForSelector('main .notice.bad');
+    check((await pp.textContent('main')).includes('not in your caseload'), "another peer's person is readable");
+    check(!(await pp.textContent('main')).includes(cfg.other_person), "another peer's person's name shows");
+
+    await pp.goto(`${base}/#/person/${id}`);
+    await pp.getByRole('button', { name: /Show phone/ }).click();
+    await pp.waitForSelector('#contact-card');
+    check((await pp.textContent('#contact-card')).includes(cfg.referral.person.phone), 'the contact card shows no phone');
+    await axe(pp, 'person page');
+    await fits(pp, 'person page');
+    await shot(pp, 'peer-person');
+
+    // Log a contact: at most three steps (open the form, fill it, save).
+    await pp.getByRole('link', { name: 'Log a contact' }).first().click();
+    await pp.waitForSelector('#contact-form');
+    await axe(pp, 'log a contact');
+    await fits(pp, 'log a contact');
+    const discharged = new Date(cfg.referral.discharge.discharged_at);
+    const notes = 'Talked about the week ahead; wants to join the Tuesday group.';
+    await pp.fill('[data-field="occurred_at"] input', local(new Date(discharged.getTime() - 86400000).toISOString()));
+    await pp.getByLabel('Reached the person').check();
+    await pp.getByLabel('Emotional').check();
+    await pp.getByLabel(/Minutes/).fill('25');
+    await pp.getByLabel(/Notes/).fill(notes);
+    await pp.getByRole('button', { name: 'Save contact' }).click();
+    // The server refuses a contact before the discharge: said next to the field, nothing typed is lost.
+    await until(pp, () => document.querySelector('[data-field="occurred_at"] .error')?.textContent.length > 0, null);
+    figures.error_before_discharge = await pp.textContent('[data-field="occurred_at"] .error');
+    check(await pp.inputValue('textarea[name="notes"]') === notes, 'the notes were lost after an error');
+    check(await pp.getByLabel('Reached the person').isChecked(), 'the outcome was lost after an error');
+    check(await pp.inputValue('input[name="duration_minutes"]') === '25', 'the minutes were lost after an error');
+    check(await pp.getAttribute('[data-field="occurred_at"] input', 'aria-invalid') === 'true', 'the field is not marked invalid');
+    await shot(pp, 'peer-log-contact-error');
+    // A future time is refused next to the field too.
+    await pp.fill('[data-field="occurred_at"] input', local(new Date(Date.now() + 2 * 86400000).toISOString()));
+    await pp.getByRole('button', { name: 'Save contact' }).click();
+    await until(pp, () => document.querySelector('[data-field="occurred_at"] .error')?.textContent.includes('future'), null);
+    check(await pp.inputValue('textarea[name="notes"]') === notes, 'the notes were lost after a future time');
+    // Back-entry: a day after the discharge.
+    await pp.fill('[data-field="occurred_at"] input', local(new Date(discharged.getTime() + 86400000).toISOString()));
+    const logged = Date.now();
+    await pp.getByRole('button', { name: 'Save contact' }).click();
+    await until(pp, (id) => location.hash === `#/person/${id}`, id);
+    await until(pp, () => document.getElementById('contacts')?.textContent.includes('Reached the person'), null);
+    await fits(pp, 'person page after the contact');
+
+    // --- administrator: the 7-day numerator moves, live ---
+    await until(ap, (b) => Number(document.querySelector('[data-measure="n7"] .num')?.textContent) === b + 1, before);
+    figures.n7_after = await n7();
+    figures.n7_visible_ms = Date.now() - logged;
+    await shot(ap, 'admin-continuity');
+
+    // --- hospital liaisons: their own facility only ---
+    const other = await signIn(browser, cfg.other_liaison, phone, ':');
+    const op = other.page;
+    await op.waitForSelector('#facility table');
+    const otherText = await op.textContent('main');
+    check(!otherText.includes(cfg.person_name) && !otherText.includes(cfg.other_person), "another facility's liaison sees the referral");
+    const otherRows = await op.$$eval('#facility .scroll:first-child tbody tr', (rows) => rows.filter((r) => !r.textContent.includes('Nothing here')).length);
+    check(otherRows === 0, `another facility's liaison sees ${otherRows} referrals`);
+    await axe(op, 'liaison (other facility)');
+    await fits(op, 'liaison');
+    const own = await signIn(browser, cfg.liaison, phone, ':');
+    await until(own.page, (n) => document.querySelector('#facility')?.textContent.includes(n), cfg.person_name);
+    await axe(own.page, 'liaison');
+    await shot(own.page, 'liaison-facility');
+
+    // --- page weight: compressed script and style the peer's Today loaded ---
+    const weight = await pp.evaluate(() => performance.getEntriesByType('resource')
+      .filter((r) => /\.(js|css)$/.test(new URL(r.name).pathname))
+      .reduce((n, r) => n + r.encodedBodySize, 0));
+    figures.script_style_bytes_compressed = weight;
+    check(weight > 0 && weight < 150 * 1024, `script and style weigh ${weight} bytes compressed`);
+
+    const errors = [coord, adm, peer, other, own].flatMap((s) => s.errors).filter((e) => !/401|403|404|422/.test(e));
+    check(errors.length === 0, `errors in the browser console: ${errors.join(' | ')}`);
+  } finally {
+    await browser.close();
+  }
+}
+
+/// `perf`: the peer's Today with a big caseload; server time of its API calls.
+async function perf() {
+  const browser = await chromium.launch({ executablePath: cfg.chromium || '/usr/bin/chromium', args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+  try {
+    const peer = await signIn(browser, cfg.peer, { width: 360, height: 740 }, 'Today');
+    const pp = peer.page;
+    await until(pp, (n) => document.querySelectorAll('#caseload [data-referral]').length === n, cfg.caseload);
+    const runs = [];
+    for (let i = 0; i < 5; i++) {
+      await pp.evaluate(() => performance.clearResourceTimings());
+      const t = Date.now();
+      await pp.reload();
+      await until(pp, (n) => document.querySelectorAll('#caseload [data-referral]').length === n, cfg.caseload);
+      const entries = await pp.evaluate(() => performance.getEntriesByType('resource').map((r) => ({
+        name: new URL(r.name).pathname, server: r.responseStart - r.requestStart, encoded: r.encodedBodySize,
+      })));
+      const api = entries.filter((e) => e.name.startsWith('/v1/'));
+      runs.push({
+        api_server_ms: api.reduce((n, e) => n + e.server, 0),
+        page_ready_ms: Date.now() - t,
+        script_style_bytes: entries.filter((e) => /\.(js|css)$/.test(e.name)).reduce((n, e) => n + e.encoded, 0),
+      });
+    }
+    runs.sort((a, b) => a.api_server_ms - b.api_server_ms);
+    const med = runs[Math.floor(runs.length / 2)];
+    figures.caseload = cfg.caseload;
+    figures.today_api_server_ms_median = Math.round(med.api_server_ms);
+    figures.today_ready_ms_median = med.page_ready_ms;
+    figures.script_style_bytes_compressed = Math.max(...runs.map((r) => r.script_style_bytes));
+  } finally {
+    await browser.close();
+  }
+}
+
+try {
+  await (process.argv[2] === 'perf' ? perf() : main());
+  figures.wall_ms = Date.now() - started;
+  console.log(JSON.stringify({ ok: true, figures }));
+} catch (e) {
+  figures.wall_ms = Date.now() - started;
+  console.log(JSON.stringify({ ok: false, error: String(e && e.stack || e), figures }));
+  process.exitCode = 1;
+}

@@ -1,0 +1,237 @@
+//! The care console in a real browser: headless Chromium (Debian's `chromium`) driven
+//! by `services/console/browser/run.mjs` (playwright-core, axe-core) against a careloop
+//! started here on a fresh database and NATS namespace.
+//!
+//! `CARELOOP_CONSOLE_SCREENSHOTS=<dir>` also saves a picture of each main screen
+//! there (`docs/console/`, see the README).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::*;
+
+fn browser_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../services/console/browser")
+}
+
+/// Installs Chromium and the Node packages when missing (`deploy/dev/test-tools.sh`,
+/// which CI runs first), or fails saying what to run.
+fn require_browser() {
+    let ready = || {
+        browser_dir().join("node_modules").is_dir() && PathBuf::from("/usr/bin/chromium").exists()
+    };
+    if ready() {
+        return;
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/dev/test-tools.sh");
+    let ok = std::process::Command::new("bash")
+        .arg(script)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok && ready(),
+        "Chromium or the console's browser tools are missing: run `bash deploy/dev/test-tools.sh`"
+    );
+}
+
+/// Runs `node run.mjs [mode]` with `config`; the figures it measured.
+async fn run_browser(mode: Option<&str>, config: Value) -> Value {
+    require_browser();
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg("run.mjs");
+    if let Some(m) = mode {
+        cmd.arg(m);
+    }
+    let child = cmd
+        .current_dir(browser_dir())
+        .env("CONSOLE_TEST", config.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("the browser walk ends within 120 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let result: Value = serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "run.mjs printed no result ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    eprintln!("console browser figures: {}", result["figures"]);
+    assert_eq!(
+        result["ok"],
+        true,
+        "the browser walk failed: {}\n{}",
+        result["error"].as_str().unwrap_or_default(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    result["figures"].clone()
+}
+
+async fn add_peer(app: &TestApp, name: &str, lived: &[&str], max: i64) -> String {
+    let coordinator = app.token("coordinator", None, None);
+    let (s, b) = app
+        .post(
+            "/v1/peers",
+            &coordinator,
+            &json!({"name": name, "languages": ["en"], "gender": "female",
+                    "lived_experience": lived, "regions": ["681"],
+                    "modes": ["phone", "in_person"], "max_caseload": max}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    b["peer_id"].as_str().unwrap().to_string()
+}
+
+/// A staff account to sign in as (`careloop dev`'s demo people are the same thing).
+async fn account(app: &TestApp, sub: &str, name: &str, role: &str, peer: Option<&str>) {
+    let admin = app.token("admin", None, None);
+    let (s, b) = app
+        .put(
+            &format!("/v1/staff/{sub}"),
+            &admin,
+            &json!({"name": name, "role": role, "peer_id": peer}),
+        )
+        .await;
+    assert!(s == 200 || s == 201 || s == 204, "{s} {b}");
+}
+
+async fn assigned_peer(app: &TestApp, id: &str) -> String {
+    let coordinator = app.token("coordinator", None, None);
+    careloop_test_support::eventually("the referral is assigned", WAIT, || async {
+        let (_, r) = app.get(&format!("/v1/referrals/{id}"), &coordinator).await;
+        r["assigned_peer_id"].as_str().map(String::from)
+    })
+    .await
+}
+
+fn discharge(days_ago: i64) -> chrono::DateTime<chrono::Utc> {
+    recent_discharge() - chrono::Duration::days(days_ago)
+}
+
+fn referral(
+    mrn: &str,
+    given: &str,
+    family: &str,
+    discharged: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    let mut body = referral_body(mrn, &at(discharged));
+    body["person"]["name"] = json!({"given": given, "family": family});
+    body["consent"]["granted_at"] = json!(at(discharged - chrono::Duration::hours(2)));
+    body
+}
+
+/// Guarantee: each role's main path works in a real browser, live, on a phone and a
+/// desktop, with every page free of serious accessibility violations: a hospital
+/// refers over REST and the coordinator sees it arrive without a reload, overrides
+/// the match; the peer (360 px wide) sees only their own caseload, keeps what they
+/// typed when the server refuses a contact, logs a reached contact; the
+/// administrator sees the 7-day numerator move; another facility's liaison sees
+/// nothing of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_role_walks_the_console_in_a_browser() {
+    require_browser();
+    let app = spawn_app().await;
+    let a = add_peer(&app, "Riley Stone", &["bipolar"], 10).await;
+    let b = add_peer(&app, "Jamie Fox", &["lgbtq"], 10).await;
+    // Full after one person: never a candidate for the referral the browser sends.
+    let c = add_peer(&app, "Pat Quinn", &["veteran"], 1).await;
+    account(&app, "peer-riley", "Riley Stone (peer)", "peer", Some(&a)).await;
+    account(&app, "peer-jamie", "Jamie Fox (peer)", "peer", Some(&b)).await;
+    account(&app, "peer-pat", "Pat Quinn (peer)", "peer", Some(&c)).await;
+    account(
+        &app,
+        "coordinator-casey",
+        "Casey Morgan (coordinator)",
+        "coordinator",
+        None,
+    )
+    .await;
+    account(
+        &app,
+        "admin-avery",
+        "Avery Patel (administrator)",
+        "admin",
+        None,
+    )
+    .await;
+    let facility =
+        |f: &str| json!({"name": format!("{f} liaison"), "role": "hospital", "facility": f});
+    let admin = app.token("admin", None, None);
+    for (sub, f) in [("liaison-st-marys", "st-marys"), ("liaison-mercy", "mercy")] {
+        let (s, body) = app
+            .put(&format!("/v1/staff/{sub}"), &admin, &facility(f))
+            .await;
+        assert!(s < 300, "{s} {body}");
+    }
+
+    // Another person, supported by Pat: no other peer may see them.
+    let hospital = app.token("hospital", Some("st-marys"), None);
+    let (s, other) = app
+        .post(
+            "/v1/referrals",
+            &hospital,
+            &referral("MRN-BLAKE", "Blake", "Jones", discharge(0)),
+        )
+        .await;
+    assert_eq!(s, 201, "{other}");
+    let other_id = other["referral_id"].as_str().unwrap().to_string();
+    if assigned_peer(&app, &other_id).await != c {
+        let coordinator = app.token("coordinator", None, None);
+        let (s, body) = app
+            .put(
+                &format!("/v1/referrals/{other_id}/assignment"),
+                &coordinator,
+                &json!({"peer_id": c, "reason": "continuity"}),
+            )
+            .await;
+        assert!(s < 300, "{s} {body}");
+        careloop_test_support::eventually("Pat holds Blake's referral", WAIT, || async {
+            (assigned_peer(&app, &other_id).await == c).then_some(())
+        })
+        .await;
+    }
+
+    let screenshots = std::env::var("CARELOOP_CONSOLE_SCREENSHOTS").ok().map(|d| {
+        let p = PathBuf::from(&d);
+        if p.is_absolute() {
+            p
+        } else {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
+        }
+    });
+    let figures = run_browser(
+        None,
+        json!({
+            "base": app.base,
+            "hospital_token": hospital,
+            "referral": referral("MRN-ALEX", "Alex", "Rivera", discharge(8)),
+            "person_name": "Alex Rivera",
+            "other_person": "Blake Jones",
+            "other_referral": other_id,
+            "coordinator": "coordinator-casey",
+            "admin": "admin-avery",
+            "liaison": "liaison-st-marys",
+            "other_liaison": "liaison-mercy",
+            "peers": {a.clone(): "peer-riley", b.clone(): "peer-jamie"},
+            "screenshots": screenshots,
+        }),
+    )
+    .await;
+    assert_eq!(
+        figures["n7_after"].as_i64().unwrap(),
+        figures["n7_before"].as_i64().unwrap() + 1
+    );
+    assert!(figures["referral_visible_ms"].as_u64().unwrap() < 15_000);
+    assert!(figures["script_style_bytes_compressed"].as_u64().unwrap() < 150 * 1024);
+    app.shutdown().await;
+}
