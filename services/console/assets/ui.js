@@ -160,7 +160,14 @@ export function choices(legend, name, options, { type = 'radio', checked = [], r
 }
 
 /// Shows `message` next to the form's control `name` (or at the form's top).
+const FIELD_WORDS = {
+  occurred_at: 'This time', duration_minutes: 'The minutes', reason: 'The reason', name: 'The name',
+  max_caseload: 'The number', url: 'The URL', secret: 'The secret', languages: 'The languages',
+};
+
 export function showError(form, name, message) {
+  // The API names the field first ("occurred_at is before the discharge"): say it in words.
+  if (name && message && message.startsWith(`${name} `)) message = `${FIELD_WORDS[name] || 'This'}${message.slice(name.length)}`;
   const box = name && form.querySelector(`[data-field="${CSS.escape(name)}"]`);
   const target = box ? box.querySelector('.error') : form.querySelector('.form-error');
   if (target) target.textContent = message;

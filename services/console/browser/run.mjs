@@ -148,6 +148,20 @@ async function main() {
     await until(cp, (n) => document.getElementById('assigned-peer')?.textContent === n, target.name);
     await until(cp, () => document.getElementById('timeline')?.children.length >= 2, null);
     await shot(cp, 'coordinator-referral');
+    // Each status action asks for the reason: refused without one, then done.
+    const hold = 'The person asked to wait until after a family visit.';
+    await cp.locator('#status-form').getByLabel('Put on hold').check();
+    await cp.locator('#status-form').getByRole('button', { name: 'Change status' }).click();
+    await until(cp, () => document.querySelector('#status-form [data-field="reason"] .error')?.textContent.includes('reason'), null);
+    await cp.locator('#status-form').getByLabel(/^Why/).fill(hold);
+    await cp.locator('#status-form').getByRole('button', { name: 'Change status' }).click();
+    await until(cp, () => document.getElementById('referral-head')?.textContent.includes('On hold'), null, { what: 'on hold' });
+    await until(cp, (r) => document.getElementById('timeline')?.textContent.includes(r), hold, { what: 'the reason on the timeline' });
+    await until(cp, () => !!document.querySelector('#status-form input[value="resume"]'), null);
+    await cp.locator('#status-form').getByLabel('Resume').check();
+    await cp.locator('#status-form').getByLabel(/^Why/).fill('The family visit is over.');
+    await cp.locator('#status-form').getByRole('button', { name: 'Change status' }).click();
+    await until(cp, () => document.getElementById('referral-head')?.textContent.includes('Accepted, peer assigned'), null, { what: 'resumed' });
     for (const [hash, title, name] of [['#/overdue', 'Overdue', 'coordinator-overdue'], ['#/waitlist', 'Waitlist', 'coordinator-waitlist'], ['#/roster', 'Roster', 'coordinator-roster']]) {
       await cp.goto(`${base}/${hash}`);
       await h1(cp, title);
@@ -285,10 +299,12 @@ async function perf() {
       const t = Date.now();
       await pp.reload();
       await until(pp, (n) => document.querySelectorAll('#caseload [data-referral]').length === n, cfg.caseload);
-      const entries = await pp.evaluate(() => performance.getEntriesByType('resource').map((r) => ({
+      const entries = await pp.evaluate(() => [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')].map((r) => ({
         name: new URL(r.name).pathname, server: r.responseStart - r.requestStart, encoded: r.encodedBodySize,
       })));
-      const api = entries.filter((e) => e.name.startsWith('/v1/'));
+      // Everything but the static files: the page, the session, the token, the caseload, the people.
+      const api = entries.filter((e) => !e.name.startsWith('/assets/') && e.name !== '/session/stream');
+      if (i === 0) figures.today_requests = api.map((e) => `${e.name} ${Math.round(e.server)} ms`);
       runs.push({
         api_server_ms: api.reduce((n, e) => n + e.server, 0),
         page_ready_ms: Date.now() - t,

@@ -235,3 +235,56 @@ async fn each_role_walks_the_console_in_a_browser() {
     assert!(figures["script_style_bytes_compressed"].as_u64().unwrap() < 150 * 1024);
     app.shutdown().await;
 }
+
+/// Guarantee: the peer's Today with a caseload of 40 people needs under 300 ms of
+/// server time (the page, session, token, caseload and people requests, median of 5
+/// loads) and ships under 150 KB of compressed script and style.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peers_today_with_forty_people_is_light_and_fast() {
+    require_browser();
+    let app = spawn_app().await;
+    let peer = add_peer(&app, "Riley Stone", &["bipolar"], 60).await;
+    account(
+        &app,
+        "peer-riley",
+        "Riley Stone (peer)",
+        "peer",
+        Some(&peer),
+    )
+    .await;
+    let hospital = app.token("hospital", Some("st-marys"), None);
+    let sends = (0..40).map(|i| {
+        let (app, hospital) = (&app, &hospital);
+        async move {
+            let body = referral(
+                &format!("MRN-{i}"),
+                &format!("Person{i}"),
+                "Example",
+                discharge(i % 10),
+            );
+            let (s, b) = app.post("/v1/referrals", hospital, &body).await;
+            assert_eq!(s, 201, "{b}");
+        }
+    });
+    futures::future::join_all(sends).await;
+    let peer_token = app.token("peer", None, Some(&peer));
+    careloop_test_support::eventually(
+        "40 people in the caseload",
+        Duration::from_secs(60),
+        || async {
+            let (_, b) = app.get("/v1/followups", &peer_token).await;
+            (b["items"].as_array().map_or(0, |a| a.len()) == 40).then_some(())
+        },
+    )
+    .await;
+    let figures = run_browser(
+        Some("perf"),
+        json!({"base": app.base, "peer": "peer-riley", "caseload": 40}),
+    )
+    .await;
+    let server = figures["today_api_server_ms_median"].as_f64().unwrap();
+    assert!(server < 300.0, "Today took {server} ms of server time");
+    let weight = figures["script_style_bytes_compressed"].as_u64().unwrap();
+    assert!(weight < 150 * 1024, "script and style weigh {weight} bytes");
+    app.shutdown().await;
+}

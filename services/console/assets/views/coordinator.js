@@ -3,7 +3,7 @@
 
 import {
   h, clear, badge, dueBadge, when, day, span, personName, statusWords, field, choices, showError,
-  clearErrors, formError, notice, table, languageWords, PRIORITY, STATUS,
+  clearErrors, formError, notice, table, languageWords, checkpointWords, PRIORITY, STATUS,
 } from '../ui.js';
 import { get, post, api, people, ApiError } from '../api.js';
 
@@ -95,7 +95,7 @@ export async function overdue(main) {
       h('h2', {}, `Check-ins past due (${checkins.length})`),
       table('Check-ins past due, oldest first', ['Person', 'Check-in', 'Past due by', 'Peer'], checkins.map((f) => [
         h('a', { href: `#/referral/${f.referral_id}` }, personName(who.get(f.referral_id))),
-        f.next_checkpoint ? f.next_checkpoint.replace('_', ' ') : '—',
+        checkpointWords(f.next_checkpoint),
         badge(span(now - new Date(f.next_due_at).getTime()), 'late'),
         peers.get(f.peer_id)?.name || '—',
       ])));
@@ -123,12 +123,24 @@ const REJECT = {
 };
 const EVENT = {
   ReferralReceived: 'Received from the hospital',
+  ReferralPeerChanged: 'Peer changed',
   ReferralAccepted: 'Accepted: peer assigned',
   ReferralRejected: 'Rejected',
   ReferralCancelled: 'Cancelled',
   ReferralStatusChanged: 'Status changed',
   ReferralOverdue: 'Past a due time',
 };
+
+const SYSTEM = ['intake', 'referral', 'peer-assignment', 'follow-up'];
+
+function detailWords(t, peers) {
+  const d = t.detail || {};
+  const name = (id) => peers.get(id)?.name || 'a peer no longer on the roster';
+  if (d.from_peer_id && d.to_peer_id) return `from ${name(d.from_peer_id)} to ${name(d.to_peer_id)}`;
+  if (t.event === 'ReferralAccepted' && d.peer_id) return `to ${name(d.peer_id)}`;
+  if (t.event === 'ReferralOverdue' && d.overdue) return `${d.overdue === 'acceptance' ? 'acceptance' : 'first contact'} was due ${when(d.due_at)}`;
+  return '';
+}
 
 function termWords(c, peer) {
   const t = c.terms;
@@ -177,9 +189,10 @@ export async function referral(main, [id]) {
         h('dt', {}, 'First contact by'), h('dd', {}, when(r.due?.first_contact_due_at))));
     clear(timelineBox, h('h2', { id: 'tl-h' }, 'Timeline'),
       h('ol', { class: 'timeline', id: 'timeline' }, [...(r.timeline || [])].reverse().map((t) => h('li', {},
-        h('strong', {}, EVENT[t.event] || t.event.replace(/([a-z])([A-Z])/g, '$1 $2')),
+        h('strong', {}, EVENT[t.event] || t.event.replace(/([a-z])([A-Z])/g, '$1 $2').replace(/^Referral /, '')),
+        detailWords(t, peers) ? ` (${detailWords(t, peers)})` : '',
         ` · ${statusWords(t.status)} · ${when(t.at)}`,
-        t.actor ? ` · by ${t.actor}` : '',
+        t.actor ? ` · by ${SYSTEM.includes(t.actor) ? 'careloop' : t.actor}` : '',
         t.reason ? h('div', { class: 'note' }, `Why: ${t.reason}`) : null))));
     await drawMatches(matchBox, id, r, peers);
     if (lastStatus !== r.status) {
