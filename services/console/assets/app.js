@@ -1,7 +1,7 @@
 // The care console: a hash-routed single-page application. Each screen is a function
 // that draws into <main> and may return a `refresh` the live stream calls.
 
-import { h, clear, notice } from './ui.js';
+import { h, clear, notice, clock } from './ui.js';
 import { session, loadSession, live, stopLive, signOut } from './api.js';
 import { signIn } from './views/signin.js';
 import * as peer from './views/peer.js';
@@ -13,7 +13,7 @@ const HOME = { peer: '#/today', coordinator: '#/queue', admin: '#/continuity', h
 
 const NAV = {
   peer: [['#/today', 'Today']],
-  coordinator: [['#/queue', 'Inbound'], ['#/overdue', 'Overdue'], ['#/waitlist', 'Waitlist'], ['#/roster', 'Roster']],
+  coordinator: [['#/queue', 'Inbound'], ['#/overdue', 'Overdue'], ['#/waitlist', 'Waitlist'], ['#/roster', 'Roster'], ['#/continuity', 'Continuity']],
   admin: [['#/continuity', 'Continuity of care'], ['#/health', 'Backbone health'], ['#/webhooks', 'Webhooks'], ['#/queue', 'Referrals'], ['#/roster', 'Roster']],
   hospital: [['#/facility', 'Our referrals']],
 };
@@ -76,7 +76,27 @@ async function doSignOut() {
   header();
 }
 
-function onChange() {
+/// Which read models each screen shows (the `read_model` of a change), so a screen
+/// refreshes only for its own data (never for the audit log its own reads write).
+const MODELS = {
+  today: ['followups'],
+  person: ['followups', 'referrals'],
+  logContact: [],
+  queue: ['referrals', 'roster'],
+  overdue: ['referrals', 'followups'],
+  referral: ['referrals', 'roster'],
+  waitlist: ['roster', 'referrals'],
+  roster: ['roster'],
+  peerForm: [],
+  continuity: ['measures'],
+  health: ['referrals', 'roster', 'followups', 'measures', 'facilities'],
+  webhooks: ['referrals', 'tasks'],
+  facility: ['referrals', 'tasks'],
+};
+let models = [];
+
+function onChange(change) {
+  if (change && change.read_model && !models.includes(change.read_model)) return;
   clearTimeout(timer);
   timer = setTimeout(async () => {
     if (!refresh) return;
@@ -121,7 +141,10 @@ async function route() {
   const params = re.exec(path).slice(1).map(decodeURIComponent);
   try {
     const r = await view(main, params, query);
-    if (seq === routeSeq) refresh = r || null;
+    if (seq === routeSeq) {
+      refresh = r || null;
+      models = MODELS[view.name] || [];
+    }
   } catch (e) {
     if (seq !== routeSeq) return;
     main.append(notice(e.message || 'Something went wrong.', 'bad'));
@@ -135,6 +158,16 @@ async function route() {
     }
   }
 }
+
+// Due and overdue clocks move on by themselves.
+setInterval(() => {
+  for (const el of document.querySelectorAll('[data-due]')) {
+    const c = clock(el.dataset.due);
+    el.textContent = c.text;
+    el.classList.toggle('late', c.overdue);
+    el.classList.toggle('due', !c.overdue);
+  }
+}, 30000);
 
 session.ended = () => {
   stopLive();

@@ -129,7 +129,9 @@ export function badge(text, kind = '') {
 
 export function dueBadge(iso) {
   const c = clock(iso);
-  return badge(c.text, c.overdue ? 'late' : 'due');
+  const b = badge(c.text, c.overdue ? 'late' : 'due');
+  if (iso) b.dataset.due = iso;
+  return b;
 }
 
 export function field(label, control, opts = {}) {

@@ -70,7 +70,7 @@ async function live(page) {
 }
 
 async function signIn(browser, sub, viewport, home) {
-  const context = await browser.newContext({ viewport, timezoneId: 'UTC', locale: 'en-US', ...(viewport.width < 500 ? { isMobile: true, hasTouch: true } : {}) });
+  const context = await browser.newContext({ acceptDownloads: true, viewport, timezoneId: 'UTC', locale: 'en-US', ...(viewport.width < 500 ? { isMobile: true, hasTouch: true } : {}) });
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
@@ -184,6 +184,11 @@ async function main() {
     figures.n7_before = before;
     figures.d7 = await d7();
     await axe(ap, 'continuity of care');
+    // The CSV download carries the same numbers.
+    const [download] = await Promise.all([ap.waitForEvent('download', { timeout: WAIT }), ap.click('#csv')]);
+    const csv = fs.readFileSync(await download.path(), 'utf8');
+    check(csv.startsWith('scope,facility,week_start,followup_7d_discharges'), `the CSV starts ${csv.slice(0, 60)}`);
+    figures.csv_lines = csv.trim().split('\n').length;
     for (const [hash, title, name] of [['#/health', 'Backbone health', 'admin-health'], ['#/webhooks', 'Webhooks', 'admin-webhooks']]) {
       const page = await adm.context.newPage();
       await page.goto(`${base}/${hash}`);
