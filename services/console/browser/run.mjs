@@ -143,10 +143,11 @@ async function main() {
     check(target, 'no other peer of ours among the candidates');
     const card = cp.locator(`.candidate[data-peer="${target.peer}"]`);
     await card.getByRole('button', { name: /Assign instead/ }).click();
-    await card.getByLabel(/Why assign/).fill('Shares the language and lives nearby; continuity with the family.');
+    const why = 'Shares the language and lives nearby; continuity with the family.';
+    await card.getByLabel(/Why assign/).fill(why);
     await card.getByRole('button', { name: `Assign ${target.name}`, exact: true }).click();
     await until(cp, (n) => document.getElementById('assigned-peer')?.textContent === n, target.name);
-    await until(cp, () => document.getElementById('timeline')?.children.length >= 2, null);
+    await until(cp, (w) => document.getElementById('timeline')?.textContent.includes(w), why, { what: 'the override reason on the timeline' });
     await shot(cp, 'coordinator-referral');
     // Each status action asks for the reason: refused without one, then done.
     const hold = 'The person asked to wait until after a family visit.';

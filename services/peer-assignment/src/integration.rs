@@ -33,13 +33,14 @@ impl IntegrationMapper for Mapper {
                 peer_id,
                 request,
                 attempt,
-            }
-            | AssignmentEvent::PeerReassigned {
+            } => assigned(referral_id, peer_id, request, attempt, String::new()),
+            AssignmentEvent::PeerReassigned {
                 to_peer: peer_id,
                 request,
                 attempt,
+                reason,
                 ..
-            } => assigned(referral_id, peer_id, request, attempt),
+            } => assigned(referral_id, peer_id, request, attempt, reason),
             AssignmentEvent::AssignmentWaitlisted { reason } => {
                 Payload::AssignmentWaitlisted(v1::AssignmentWaitlisted {
                     referral_id,
@@ -63,6 +64,7 @@ fn assigned(
     peer_id: String,
     request: AssignmentRequest,
     attempt: u32,
+    reason: String,
 ) -> Payload {
     let priority = v1::Priority::from(request.priority);
     Payload::PeerAssigned(v1::PeerAssigned {
@@ -74,5 +76,6 @@ fn assigned(
         priority: priority as i32,
         first_contact_due_at: Some(timestamp(request.first_contact_due_at)),
         attempt: attempt.max(1),
+        reason,
     })
 }

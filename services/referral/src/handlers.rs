@@ -69,6 +69,7 @@ impl EventHandler for Handlers {
                 a.referral_id.clone(),
                 ReferralCommand::Accept {
                     peer_id: a.peer_id.clone(),
+                    reason: (!a.reason.is_empty()).then(|| a.reason.clone()),
                 },
             ),
             Payload::PeerUnassigned(u) if !u.peer_id.is_empty() => (

@@ -130,7 +130,7 @@ impl Projection for Referrals {
                            "applies_when": "accepted"}),
                 )
             }
-            ReferralEvent::ReferralPeerChanged { from, to } => {
+            ReferralEvent::ReferralPeerChanged { from, to, reason } => {
                 sqlx::query(
                     "UPDATE referrals SET peer_id = $2, updated_at = $3 WHERE referral_id = $1",
                 )
@@ -139,7 +139,10 @@ impl Projection for Referrals {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
-                (None, json!({"from_peer_id": from, "to_peer_id": to}))
+                (
+                    reason.clone(),
+                    json!({"from_peer_id": from, "to_peer_id": to}),
+                )
             }
             ReferralEvent::ReferralOverdue { kind, due_at, .. } => {
                 let column = match kind {
