@@ -170,9 +170,24 @@ async function main() {
       await axe(cp, name);
       await shot(cp, name);
     }
+    // The roster: add a peer, then send them on leave with a return date.
     await cp.goto(`${base}/#/roster/new`);
     await h1(cp, 'Add a peer');
     await axe(cp, 'add a peer');
+    await cp.getByLabel('Name').fill('Morgan Ellis');
+    await cp.getByLabel('Languages').fill('en, es');
+    await cp.getByLabel('Most people at once').fill('8');
+    await cp.getByRole('button', { name: 'Add to the roster' }).click();
+    await h1(cp, 'Roster');
+    await until(cp, () => document.getElementById('roster')?.textContent.includes('Morgan Ellis'), null, { what: 'the new peer on the roster' });
+    await cp.getByRole('link', { name: 'Morgan Ellis' }).click();
+    await h1(cp, 'Edit Morgan Ellis');
+    await axe(cp, 'edit a peer');
+    await cp.getByLabel('On leave').check();
+    await cp.getByLabel('Back on').fill(new Date(Date.now() + 14 * 86400000).toISOString().slice(0, 10));
+    await cp.getByRole('button', { name: 'Save availability' }).click();
+    await h1(cp, 'Roster');
+    await until(cp, () => [...document.querySelectorAll('#roster li')].some((li) => li.textContent.includes('Morgan Ellis') && li.textContent.includes('On leave')), null, { what: 'the peer on leave' });
 
     // --- administrator: the 7-day numerator before ---
     const adm = await signIn(browser, cfg.admin, desktop, 'Continuity of care');
@@ -278,6 +293,18 @@ async function main() {
     await axe(own.page, 'liaison');
     await shot(own.page, 'liaison-facility');
 
+    // --- a peer hands a referral back, with the reason ---
+    const pat = await signIn(browser, cfg.other_peer, phone, 'Today');
+    await pat.page.waitForSelector(`[data-referral="${cfg.other_referral}"]`, { timeout: WAIT });
+    await pat.page.click(`[data-referral="${cfg.other_referral}"] h2 a`);
+    await h1(pat.page, cfg.other_person);
+    await pat.page.getByRole('button', { name: 'Hand back to the coordinator' }).click();
+    await until(pat.page, () => document.querySelector('[data-field="reason"] .error')?.textContent.length > 0, null, { what: 'a reason asked for' });
+    await pat.page.getByLabel('Why are you handing this back?').fill('Going on leave next week; the person needs someone steady.');
+    await pat.page.getByRole('button', { name: 'Hand back to the coordinator' }).click();
+    await h1(pat.page, 'Today');
+    await until(pat.page, (id) => !document.querySelector(`[data-referral="${id}"]`) && !!document.getElementById('caseload')?.children.length, cfg.other_referral, { what: 'the handed-back person gone from Today' });
+
     // --- page weight: compressed script and style the peer's Today loaded ---
     const weight = await pp.evaluate(() => performance.getEntriesByType('resource')
       .filter((r) => /\.(js|css)$/.test(new URL(r.name).pathname))
@@ -285,7 +312,7 @@ async function main() {
     figures.script_style_bytes_compressed = weight;
     check(weight > 0 && weight < 150 * 1024, `script and style weigh ${weight} bytes compressed`);
 
-    const errors = [coord, adm, peer, other, own].flatMap((s) => s.errors).filter((e) => !/401|403|404|422/.test(e));
+    const errors = [coord, adm, peer, other, own, pat].flatMap((s) => s.errors).filter((e) => !/401|403|404|422/.test(e));
     check(errors.length === 0, `errors in the browser console: ${errors.join(' | ')}`);
   } finally {
     await browser.close();

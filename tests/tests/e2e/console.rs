@@ -223,6 +223,7 @@ async fn each_role_walks_the_console_in_a_browser() {
             "liaison": "liaison-st-marys",
             "other_liaison": "liaison-mercy",
             "peers": {a.clone(): "peer-riley", b.clone(): "peer-jamie"},
+            "other_peer": "peer-pat",
             "screenshots": screenshots,
         }),
     )
