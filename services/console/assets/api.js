@@ -18,7 +18,16 @@ let tokenExpires = 0;
 let active = false;
 let pendingToken = null;
 
-['pointerdown', 'keydown'].forEach((e) => document.addEventListener(e, () => (active = true), { passive: true }));
+let lastActivity = Date.now();
+let idleEnded = false;
+// Activity keeps the session alive; after the idle time without any, the token in
+// hand is dropped too, so the server decides (and ends an idle session).
+['pointerdown', 'keydown'].forEach((e) => document.addEventListener(e, () => {
+  const now = Date.now();
+  if (now - lastActivity > session.idle * 1000) idleEnded = true;
+  lastActivity = now;
+  active = true;
+}, { passive: true, capture: true }));
 
 export async function loadSession() {
   const r = await fetch('/session', { credentials: 'same-origin', cache: 'no-store' });
@@ -30,13 +39,22 @@ export async function loadSession() {
   return s;
 }
 
-async function freshToken() {
+async function freshToken(retried = false) {
   const r = await fetch('/session/token', {
     method: 'POST',
     credentials: 'same-origin',
     headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': session.csrf || '' },
     body: JSON.stringify({ active }),
   });
+  if ((r.status === 401 || r.status === 403) && !retried) {
+    // Signed in again in another tab: a new session, a new CSRF token.
+    const before = session.csrf;
+    await loadSession().catch(() => {});
+    if (session.user && session.csrf !== before) {
+      session.resumed?.();
+      return freshToken(true);
+    }
+  }
   active = false;
   if (r.status === 401) {
     session.ended?.();
@@ -50,6 +68,10 @@ async function freshToken() {
 }
 
 async function bearer() {
+  if (idleEnded) {
+    idleEnded = false;
+    token = null;
+  }
   if (token && Date.now() < tokenExpires - 30000) return token;
   pendingToken = pendingToken || freshToken().finally(() => (pendingToken = null));
   return pendingToken;

@@ -174,6 +174,11 @@ session.ended = () => {
   clear(banner, notice('Your session ended after a time without use. Sign in again in another tab; what you typed here is kept.', 'bad'));
 };
 
+session.resumed = () => {
+  banner.replaceChildren();
+  live(onChange, setLive);
+};
+
 async function start() {
   try {
     await loadSession();

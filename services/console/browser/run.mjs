@@ -355,8 +355,44 @@ async function perf() {
   }
 }
 
+/// `idle`: a session unused for the idle time ends; what was typed stays on the page.
+async function idle() {
+  const browser = await chromium.launch({ executablePath: cfg.chromium || '/usr/bin/chromium', args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+  try {
+    const c = await signIn(browser, cfg.coordinator, { width: 1280, height: 900 }, 'Inbound referrals');
+    const p = c.page;
+    await p.goto(`${base}/#/roster/new`);
+    await h1(p, 'Add a peer');
+    await p.getByLabel('Name').fill('Quinn Avery');
+    await p.getByLabel('Languages').fill('en, fr');
+    const t = Date.now();
+    await until(p, async () => !(await (await fetch('/session', { cache: 'no-store' })).json()).signed_in, null,
+      { timeout: cfg.idle_secs * 1000 + WAIT, what: 'the idle session to end' });
+    figures.session_ended_after_ms = Date.now() - t;
+    await p.getByRole('button', { name: 'Add to the roster' }).click();
+    await until(p, () => document.getElementById('banner')?.textContent.includes('session ended'), null, { what: 'the session-ended message' });
+    figures.idle_message = await p.textContent('#banner');
+    check(await p.inputValue('[data-field="name"] input') === 'Quinn Avery', 'the name typed was lost when the session ended');
+    check(await p.inputValue('[data-field="languages"] input') === 'en, fr', 'the languages typed were lost when the session ended');
+    check((await p.textContent('form .form-error')).includes('session ended'), 'the form does not say the session ended');
+    figures.saved_while_ended = await (await fetch(`${base}/v1/peers`, { headers: { Authorization: `Bearer ${cfg.coordinator_token}` } })).text().then((t) => t.includes('Quinn Avery'));
+    // Signed in again in another tab, the same form saves what was typed.
+    const tab = await c.context.newPage();
+    await tab.goto(`${base}/`);
+    await h1(tab, 'Sign in');
+    await tab.click(`button[data-sub="${cfg.coordinator}"]`);
+    await h1(tab, 'Inbound referrals');
+    await p.getByRole('button', { name: 'Add to the roster' }).click();
+    await h1(p, 'Roster');
+    await until(p, () => document.getElementById('roster')?.textContent.includes('Quinn Avery'), null, { what: 'the peer saved after signing in again' });
+  } finally {
+    await browser.close();
+  }
+}
+
 try {
-  await (process.argv[2] === 'perf' ? perf() : main());
+  const mode = process.argv[2];
+  await (mode === 'perf' ? perf() : mode === 'idle' ? idle() : main());
   figures.wall_ms = Date.now() - started;
   console.log(JSON.stringify({ ok: true, figures }));
 } catch (e) {

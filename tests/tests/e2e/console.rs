@@ -289,3 +289,37 @@ async fn a_peers_today_with_forty_people_is_light_and_fast() {
     assert!(weight < 150 * 1024, "script and style weigh {weight} bytes");
     app.shutdown().await;
 }
+
+/// Guarantee: a console session unused for the idle time ends (here 2 s): the next
+/// change is refused, the page says so, everything typed stays on the page, and it
+/// is saved once the person has signed in again (in another tab).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_session_ends_and_keeps_what_was_typed() {
+    require_browser();
+    let app = spawn_app_configured(careloop_test_support::TestEnv::new(), |s, _| {
+        s.identity.session_idle = Duration::from_secs(2);
+    })
+    .await;
+    account(
+        &app,
+        "coordinator-casey",
+        "Casey Morgan (coordinator)",
+        "coordinator",
+        None,
+    )
+    .await;
+    let figures = run_browser(
+        Some("idle"),
+        json!({"base": app.base, "coordinator": "coordinator-casey", "idle_secs": 2,
+               "coordinator_token": app.token("coordinator", None, None)}),
+    )
+    .await;
+    assert!(figures["session_ended_after_ms"].as_u64().is_some());
+    // Nothing was saved with the ended session; all of it once signed in again.
+    assert_eq!(figures["saved_while_ended"], false);
+    let (_, peers) = app
+        .get("/v1/peers", &app.token("coordinator", None, None))
+        .await;
+    assert!(peers.to_string().contains("Quinn Avery"), "{peers}");
+    app.shutdown().await;
+}
