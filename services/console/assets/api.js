@@ -120,14 +120,20 @@ export async function api(method, path, body, { accept = 'application/json', hea
 export const get = (path) => api('GET', path);
 export const post = (path, body) => api('POST', path, body ?? {});
 
+/// Who was already read in this page (each read is audited once, not on every
+/// live refresh); forgotten at sign-out.
+const known = new Map();
+
 /// The people behind referral ids (name, language, contact modes), 100 at a time.
 export async function people(ids) {
   const out = new Map();
   const unique = [...new Set(ids)];
-  for (let i = 0; i < unique.length; i += 100) {
-    const r = await post('/v1/referrals/people', { referral_ids: unique.slice(i, i + 100) });
-    for (const p of r.items) out.set(p.referral_id, p);
+  const missing = unique.filter((id) => !known.has(id));
+  for (let i = 0; i < missing.length; i += 100) {
+    const r = await post('/v1/referrals/people', { referral_ids: missing.slice(i, i + 100) });
+    for (const p of r.items) known.set(p.referral_id, p);
   }
+  for (const id of unique) if (known.has(id)) out.set(id, known.get(id));
   return out;
 }
 
@@ -138,6 +144,7 @@ export async function signOut() {
     headers: { 'X-CSRF-Token': session.csrf || '' },
   });
   token = null;
+  known.clear();
   session.user = null;
 }
 

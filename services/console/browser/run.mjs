@@ -216,6 +216,7 @@ async function main() {
     }
 
     // --- the peer, on a phone: only their own caseload; logs a reached contact ---
+    figures.peer_sub = cfg.peers[target.peer];
     const peer = await signIn(browser, cfg.peers[target.peer], phone, 'Today');
     const pp = peer.page;
     await pp.waitForSelector(`[data-referral="${id}"]`);

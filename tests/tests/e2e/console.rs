@@ -234,6 +234,13 @@ async fn each_role_walks_the_console_in_a_browser() {
     );
     assert!(figures["referral_visible_ms"].as_u64().unwrap() < 15_000);
     assert!(figures["script_style_bytes_compressed"].as_u64().unwrap() < 150 * 1024);
+    // The peer's look at the contact card is in the audit log, under their name.
+    let peer_sub = figures["peer_sub"].as_str().unwrap();
+    let (s, audit) = app
+        .get(&format!("/v1/audit?sub={peer_sub}&limit=500"), &admin)
+        .await;
+    assert_eq!(s, 200, "{audit}");
+    assert!(audit.to_string().contains("contact-card"), "{audit}");
     app.shutdown().await;
 }
 
