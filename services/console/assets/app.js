@@ -95,7 +95,15 @@ const MODELS = {
 };
 let models = [];
 
+// Changes heard while a screen loads: it may have read the data just before them.
+let loading = false;
+let missed = [];
+
 function onChange(change) {
+  if (loading) {
+    missed.push(change);
+    return;
+  }
   if (change && change.read_model && !models.includes(change.read_model)) return;
   clearTimeout(timer);
   timer = setTimeout(async () => {
@@ -115,6 +123,7 @@ async function route() {
   const [path, qs] = full.split('?');
   const query = new URLSearchParams(qs || '');
   refresh = null;
+  loading = false;
   banner.replaceChildren();
   if (!session.user) {
     header();
@@ -139,6 +148,8 @@ async function route() {
     return;
   }
   const params = re.exec(path).slice(1).map(decodeURIComponent);
+  loading = true;
+  missed = [];
   try {
     const r = await view(main, params, query);
     if (seq === routeSeq) {
@@ -148,6 +159,12 @@ async function route() {
   } catch (e) {
     if (seq !== routeSeq) return;
     main.append(notice(e.message || 'Something went wrong.', 'bad'));
+  } finally {
+    if (seq === routeSeq) {
+      loading = false;
+      if (missed.some((c) => !c || !c.read_model || models.includes(c.read_model))) onChange(null);
+      missed = [];
+    }
   }
   if (seq === routeSeq) {
     const h1 = main.querySelector('h1');

@@ -1,6 +1,6 @@
 // The administrator's screens: continuity of care, backbone health, webhooks.
 
-import { h, clear, badge, when, day, pct, seconds, table, bars, notice, field, formError, showError, clearErrors } from '../ui.js';
+import { h, clear, badge, when, day, pct, seconds, table, bars, notice, field, formError, showError, clearErrors, statusWords } from '../ui.js';
 import { get, api } from '../api.js';
 import { facilityNames } from './coordinator.js';
 
@@ -138,7 +138,7 @@ export async function health(main) {
 export function deliveriesTable(items) {
   return table('Webhook deliveries, newest first', ['Status sent', 'State', 'Attempts', 'Created', 'Delivered', 'Last answer'], items.map((d) => {
     const last = (d.attempt_log || [])[d.attempt_log.length - 1];
-    return [d.status, badge(d.state, d.state === 'delivered' ? 'ok' : d.state === 'failed' ? 'late' : ''), String(d.attempts),
+    return [statusWords(d.status), badge(d.state, d.state === 'delivered' ? 'ok' : d.state === 'failed' ? 'late' : ''), String(d.attempts),
       when(d.created_at), when(d.delivered_at),
       last ? (last.status_code ? `HTTP ${last.status_code}` : last.error || '—') : '—'];
   }));
