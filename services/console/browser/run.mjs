@@ -147,7 +147,8 @@ async function main() {
     await card.getByLabel(/Why assign/).fill(why);
     await card.getByRole('button', { name: `Assign ${target.name}`, exact: true }).click();
     await until(cp, (n) => document.getElementById('assigned-peer')?.textContent === n, target.name);
-    await until(cp, (w) => document.getElementById('timeline')?.textContent.includes(w), why, { what: 'the override reason on the timeline' });
+    await until(cp, (w) => [...document.querySelectorAll('#timeline li')].some((li) => li.textContent.includes(w) && li.textContent.includes('Casey Morgan')), why,
+      { what: 'the override, its reason and who made it on the timeline' });
     await shot(cp, 'coordinator-referral');
     // Each status action asks for the reason: refused without one, then done.
     const hold = 'The person asked to wait until after a family visit.';
