@@ -314,7 +314,27 @@ async function main() {
     figures.script_style_bytes_compressed = weight;
     check(weight > 0 && weight < 150 * 1024, `script and style weigh ${weight} bytes compressed`);
 
-    const errors = [coord, adm, peer, other, own, pat].flatMap((s) => s.errors).filter((e) => !/401|403|404|422/.test(e));
+    // --- the coordinator's and administrator's screens on a phone too ---
+    const cPhone = await signIn(browser, cfg.coordinator, phone, 'Inbound referrals');
+    const aPhone = await signIn(browser, cfg.admin, phone, 'Continuity of care');
+    for (const [s, hash, title, box] of [
+      [cPhone, '#/queue', 'Inbound referrals', '#queue'],
+      [cPhone, `#/referral/${id}`, cfg.person_name, '#timeline'],
+      [cPhone, '#/overdue', 'Overdue', '#overdue'],
+      [cPhone, '#/waitlist', 'Waitlist', '#waitlist'],
+      [cPhone, '#/roster', 'Roster', '#roster'],
+      [aPhone, '#/continuity', 'Continuity of care', '#continuity'],
+      [aPhone, '#/health', 'Backbone health', '#health'],
+      [aPhone, '#/webhooks', 'Webhooks', '#webhooks'],
+    ]) {
+      await s.page.goto(`${base}/${hash}`);
+      await h1(s.page, title);
+      await s.page.waitForSelector(`${box} > *`, { timeout: WAIT });
+      await fits(s.page, `${hash} at 360 px`);
+    }
+    figures.phone_pages = 13;
+
+    const errors = [coord, adm, peer, other, own, pat, cPhone, aPhone].flatMap((s) => s.errors).filter((e) => !/401|403|404|422/.test(e));
     check(errors.length === 0, `errors in the browser console: ${errors.join(' | ')}`);
   } finally {
     await browser.close();
