@@ -314,6 +314,24 @@ pub async fn queue(pool: &PgPool, f: &QueueFilter) -> sqlx::Result<Vec<ReferralR
     .await
 }
 
+/// (status, referrals, of which overdue) for one facility or all.
+pub async fn counts(
+    pool: &PgPool,
+    facility: Option<&str>,
+) -> sqlx::Result<Vec<(String, i64, i64)>> {
+    sqlx::query_as(&format!(
+        "SELECT status, count(*), count(*) FILTER (WHERE overdue)
+         FROM ({ROWS}) r
+         WHERE ($3::text IS NULL OR facility = $3)
+         GROUP BY status ORDER BY status"
+    ))
+    .bind(open_statuses(DueKind::Acceptance))
+    .bind(open_statuses(DueKind::FirstContact))
+    .bind(facility)
+    .fetch_all(pool)
+    .await
+}
+
 /// Open referrals past a due time and not yet marked, as of `now`: what the
 /// deadline check asks the aggregate to mark.
 pub async fn due_for_marking(

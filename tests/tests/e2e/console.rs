@@ -234,6 +234,29 @@ async fn each_role_walks_the_console_in_a_browser() {
     );
     assert!(figures["referral_visible_ms"].as_u64().unwrap() < 15_000);
     assert!(figures["script_style_bytes_compressed"].as_u64().unwrap() < 150 * 1024);
+    // The queue's counts: every facility for the coordinator, none of St. Mary's for Mercy.
+    let (s, counts) = app
+        .get(
+            "/v1/referrals/counts",
+            &app.token("coordinator", None, None),
+        )
+        .await;
+    assert_eq!(s, 200, "{counts}");
+    assert_eq!(counts["total"], 2, "{counts}");
+    let (_, mercy) = app
+        .get(
+            "/v1/referrals/counts",
+            &app.token("hospital", Some("mercy"), None),
+        )
+        .await;
+    assert_eq!(mercy["total"], 0, "{mercy}");
+    let (s, _) = app
+        .get(
+            "/v1/referrals/counts?facility=st-marys",
+            &app.token("hospital", Some("mercy"), None),
+        )
+        .await;
+    assert_eq!(s, 403);
     // The peer's look at the contact card is in the audit log, under their name.
     let peer_sub = figures["peer_sub"].as_str().unwrap();
     let (s, audit) = app

@@ -47,22 +47,24 @@ export async function queue(main, _p, query) {
   const box = h('div', { id: 'queue' });
   main.append(box);
   const draw = async () => {
-    const [{ items }, peers, facilities] = await Promise.all([get('/v1/referrals?limit=500'), peerNames(), facilityNames()]);
+    const [{ items }, c, peers, facilities] = await Promise.all([
+      get(`/v1/referrals?limit=500${status ? `&status=${encodeURIComponent(status)}` : ''}`),
+      get('/v1/referrals/counts'), peerNames(), facilityNames()]);
     items.sort((a, b) => (b.received_at || '').localeCompare(a.received_at || ''));
-    const counts = {};
-    for (const r of items) counts[r.status] = (counts[r.status] || 0) + 1;
-    const notAccepted = items.filter((r) => NOT_ACCEPTED.includes(r.status)).length;
-    const shown = status ? items.filter((r) => r.status === status) : items;
-    const who = shown.length ? await people(shown.slice(0, 200).map((r) => r.referral_id)) : new Map();
+    const shown = items.slice(0, 200);
+    const who = shown.length ? await people(shown.map((r) => r.referral_id)) : new Map();
+    const counts = c.by_status || {};
     clear(box,
-      h('p', { class: 'summary' }, `${items.length} referrals`, ' ',
-        h('span', { class: `badge ${notAccepted ? 'new' : ''}`, id: 'not-accepted' }, `${notAccepted} not yet accepted`)),
+      h('p', { class: 'summary' }, `${c.total} referrals`, ' ',
+        h('span', { class: `badge ${c.not_yet_accepted ? 'new' : ''}`, id: 'not-accepted' }, `${c.not_yet_accepted} not yet accepted`),
+        ' ', c.overdue ? h('a', { href: '#/overdue', class: 'badge late' }, `${c.overdue} overdue`) : null),
       h('nav', { 'aria-label': 'Filter by status' }, h('ul', { class: 'chips' },
-        h('li', {}, h('a', { href: '#/queue', 'aria-current': status ? null : 'page' }, `All (${items.length})`)),
+        h('li', {}, h('a', { href: '#/queue', 'aria-current': status ? null : 'page' }, `All (${c.total})`)),
         Object.keys(STATUS).filter((s) => counts[s]).map((s) => h('li', {},
           h('a', { href: `#/queue?status=${s}`, 'aria-current': status === s ? 'page' : null }, `${statusWords(s)} (${counts[s]})`))))),
+      (status ? counts[status] || 0 : c.total) > shown.length ? h('p', { class: 'hint' }, `Showing ${shown.length} of ${status ? counts[status] || items.length : c.total}: filter by status to narrow the list.`) : null,
       shown.length
-        ? h('ul', { class: 'cards', 'aria-label': 'Referrals' }, shown.slice(0, 200).map((r) => referralItem(r, who, peers, facilities)))
+        ? h('ul', { class: 'cards', 'aria-label': 'Referrals' }, shown.map((r) => referralItem(r, who, peers, facilities)))
         : h('p', {}, 'No referrals here.'));
   };
   await draw();
