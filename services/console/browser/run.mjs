@@ -280,6 +280,28 @@ async function main() {
     figures.n7_visible_ms = Date.now() - logged;
     await shot(ap, 'admin-continuity');
 
+    // --- the peer's open Today shows a person newly assigned to them, live ---
+    await pp.goto(`${base}/#/today`);
+    await h1(pp, 'Today');
+    await pp.waitForSelector(`[data-referral="${id}"]`, { timeout: WAIT });
+    const api = (method, url, body, token) => fetch(`${base}${url}`, {
+      method, headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: body && JSON.stringify(body),
+    });
+    const second = await (await api('POST', '/v1/referrals', cfg.second_referral, cfg.hospital_token)).json();
+    let holder = null;
+    for (const deadline = Date.now() + WAIT; !holder; ) {
+      check(Date.now() < deadline, 'the second referral was never assigned');
+      holder = (await (await api('GET', `/v1/referrals/${second.referral_id}`, undefined, cfg.coordinator_token)).json()).assigned_peer_id;
+      if (!holder) await new Promise((r) => setTimeout(r, 100));
+    }
+    const assignedAt = Date.now();
+    if (holder !== target.peer) {
+      const r = await api('PUT', `/v1/referrals/${second.referral_id}/assignment`, { peer_id: target.peer, reason: 'Same neighbourhood.' }, cfg.coordinator_token);
+      check(r.ok, `the second override answered ${r.status}`);
+    }
+    await pp.waitForSelector(`[data-referral="${second.referral_id}"]`, { timeout: WAIT });
+    figures.peer_today_new_person_ms = Date.now() - assignedAt;
+
     // --- hospital liaisons: their own facility only ---
     const other = await signIn(browser, cfg.other_liaison, phone, ':');
     const op = other.page;

@@ -224,6 +224,8 @@ async fn each_role_walks_the_console_in_a_browser() {
             "other_liaison": "liaison-mercy",
             "peers": {a.clone(): "peer-riley", b.clone(): "peer-jamie"},
             "other_peer": "peer-pat",
+            "second_referral": referral("MRN-CASEY", "Casey", "Rivers", discharge(0)),
+            "coordinator_token": app.token("coordinator", None, None),
             "screenshots": screenshots,
         }),
     )
@@ -242,7 +244,7 @@ async fn each_role_walks_the_console_in_a_browser() {
         )
         .await;
     assert_eq!(s, 200, "{counts}");
-    assert_eq!(counts["total"], 2, "{counts}");
+    assert_eq!(counts["total"], 3, "{counts}");
     let (_, mercy) = app
         .get(
             "/v1/referrals/counts",
