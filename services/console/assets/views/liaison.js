@@ -1,6 +1,6 @@
 // The hospital liaison's screen: their facility's referrals and webhook deliveries.
 
-import { h, clear, badge, when, personName, statusWords, table } from '../ui.js';
+import { h, clear, badge, when, personName, statusWords } from '../ui.js';
 import { get, people, session } from '../api.js';
 import { facilityNames } from './coordinator.js';
 import { deliveriesTable } from './admin.js';
@@ -20,10 +20,16 @@ export async function facility(main) {
     items.sort((a, b) => b.discharged_at.localeCompare(a.discharged_at));
     const who = items.length ? await people(items.slice(0, 200).map((r) => r.referral_id)) : new Map();
     clear(box,
-      table('Referrals, latest discharge first', ['Person', 'Discharged', 'Where it stands', 'Last change'], items.map((r) => [
-        personName(who.get(r.referral_id)), when(r.discharged_at),
-        [badge(statusWords(r.status)), r.overdue ? [' ', badge('overdue', 'late')] : null, r.status_reason ? ` ${r.status_reason}` : ''],
-        when(r.updated_at)])),
+      h('h2', {}, `Referrals (${items.length}), latest discharge first`),
+      items.length
+        ? h('ul', { class: 'cards', 'aria-label': 'Referrals' }, items.slice(0, 200).map((r) => h('li', { class: 'card', 'data-referral': r.referral_id },
+          h('h3', {}, personName(who.get(r.referral_id))),
+          h('p', {}, badge(statusWords(r.status)), r.overdue ? [' ', badge('overdue', 'late')] : null),
+          r.status_reason ? h('p', { class: 'note' }, `Why: ${r.status_reason}`) : null,
+          h('dl', { class: 'facts' },
+            h('dt', {}, 'Discharged'), h('dd', {}, when(r.discharged_at)),
+            h('dt', {}, 'Last change'), h('dd', {}, when(r.updated_at))))))
+        : h('p', { id: 'no-referrals' }, 'No referrals from your facility yet.'),
       h('h2', {}, 'Webhook deliveries'),
       deliveriesTable(deliveries.items));
   };

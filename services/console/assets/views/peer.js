@@ -3,7 +3,7 @@
 import {
   h, clear, badge, dueBadge, clock, when, day, personName, languageWords, modesWords,
   checkpointWords, statusWords, field, choices, showError, clearErrors, formError, notice,
-  localInput, table, CHANNEL, OUTCOME, SUPPORT,
+  localInput, CHANNEL, OUTCOME, SUPPORT,
 } from '../ui.js';
 import { get, post, people, session, ApiError } from '../api.js';
 
@@ -114,10 +114,11 @@ export async function person(main, [id]) {
     }
     planBox.append(
       h('p', {}, `Plan ${plan.state}${plan.outcome ? ` (${plan.outcome})` : ''}, ends ${day(plan.ends_at)}.`),
-      table('Check-ins', ['Check-in', 'Window opens', 'Due', 'Where it stands'], plan.checkpoints.map((c) => [
-        checkpointWords(c.name), when(c.window_start), when(c.due_at),
+      h('h3', {}, 'Check-ins'),
+      h('ol', { class: 'checkins', id: 'checkins' }, plan.checkpoints.map((c) => h('li', {},
+        h('strong', {}, checkpointWords(c.name)), ' ',
         c.met_at ? badge(`met ${when(c.met_at)}`, 'ok') : dueBadge(c.due_at),
-      ])),
+        h('div', { class: 'hint' }, `Window ${day(c.window_start)} to ${when(c.due_at)}`)))),
       h('h3', {}, 'Contacts'),
       plan.contacts.length
         ? h('ul', { class: 'timeline', id: 'contacts' }, [...plan.contacts].reverse().map((c) => h('li', {},
