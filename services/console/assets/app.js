@@ -89,7 +89,7 @@ const MODELS = {
   roster: ['roster'],
   peerForm: [],
   continuity: ['measures'],
-  health: ['referrals', 'roster', 'followups', 'measures', 'facilities'],
+  health: ['referrals', 'roster', 'followups', 'measures', 'facilities', 'tasks'],
   webhooks: ['referrals', 'tasks'],
   facility: ['referrals', 'tasks'],
 };
