@@ -16,13 +16,14 @@ const require = createRequire(import.meta.url);
 const axeSource = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const cfg = JSON.parse(process.env.CONSOLE_TEST || '{}');
 const base = cfg.base;
-const WAIT = 15000;
+const WAIT = 20000;
 const figures = { axe_pages: [] };
 const started = Date.now();
 
 /// Waits until `fn(arg)`, evaluated in the page, is true (polled through the DevTools
 /// protocol: the page's CSP forbids the eval Playwright's own polling needs).
 async function until(page, fn, arg, { timeout = WAIT, what = 'a condition' } = {}) {
+  step(`waiting for ${what}`);
   const deadline = Date.now() + timeout;
   for (;;) {
     let ok = false;
@@ -49,6 +50,7 @@ async function shot(page, name) {
 
 /// axe-core on the page as it stands: no serious or critical violation.
 async function axe(page, name) {
+  step(`axe-core on ${name}`);
   // Evaluated through the DevTools protocol: the page's CSP (no inline script) stays on.
   if (!(await page.evaluate(() => typeof window.axe !== 'undefined'))) await page.evaluate(axeSource);
   const bad = await page.evaluate(async () => {
@@ -61,7 +63,13 @@ async function axe(page, name) {
   figures.axe_pages.push(name);
 }
 
+/// Progress on stderr (the test shows it when the walk fails).
+function step(what) {
+  process.stderr.write(`${((Date.now() - started) / 1000).toFixed(1)} s: ${what}\n`);
+}
+
 async function h1(page, text) {
+  step(`heading ${text}`);
   await until(page, (t) => document.querySelector('main h1')?.textContent.includes(t), text, { what: `the heading ${text}` });
 }
 
