@@ -139,6 +139,12 @@ async function main() {
     figures.referral_visible_ms = Date.now() - sent;
     check(await cp.evaluate(() => window.__noReload === true), 'the queue reloaded instead of updating');
     await until(cp, (id) => !document.querySelector(`[data-referral="${id}"]`)?.textContent.includes('not assigned yet'), id);
+    // Finding a person by name narrows the queue.
+    await cp.getByLabel(/Find a person/).fill('zzz-nobody');
+    check(await cp.$eval(`[data-referral="${id}"]`, (li) => li.hidden), 'the name filter did not hide the referral');
+    await cp.getByLabel(/Find a person/).fill(cfg.person_name.split(' ')[0]);
+    check(!(await cp.$eval(`[data-referral="${id}"]`, (li) => li.hidden)), 'the name filter hid the person looked for');
+    await cp.getByLabel(/Find a person/).fill('');
     await shot(cp, 'coordinator-inbound');
 
     // --- coordinator: overrides the match ---

@@ -85,6 +85,10 @@ export async function continuity(main, _p, query) {
         label: `Week of ${day(c.week_start)}`, value: c.followup_7d.followed_up, max: c.followup_7d.discharges,
         text: ratioText(c.followup_7d.followed_up, c.followup_7d.discharges),
       }))),
+      bars('30-day follow-up by discharge week', (r.cohorts || []).map((c) => ({
+        label: `Week of ${day(c.week_start)}`, value: c.followup_30d.followed_up, max: c.followup_30d.discharges,
+        text: ratioText(c.followup_30d.followed_up, c.followup_30d.discharges),
+      }))),
       table('Weekly cohorts (by discharge week)', ['Week of', '7-day', '30-day', 'Readmitted'],
         (r.cohorts || []).map((c) => [day(c.week_start),
           ratioText(c.followup_7d.followed_up, c.followup_7d.discharges),

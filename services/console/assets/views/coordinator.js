@@ -44,8 +44,14 @@ function referralItem(r, who, peers, facilities) {
 export async function queue(main, _p, query) {
   main.append(h('h1', {}, 'Inbound referrals'));
   const status = query.get('status');
+  const find = h('input', { type: 'search', autocomplete: 'off' });
   const box = h('div', { id: 'queue' });
-  main.append(box);
+  main.append(h('div', { class: 'find' }, field('Find a person by name', find, { name: 'find', optional: true })), box);
+  const apply = () => {
+    const q = find.value.trim().toLowerCase();
+    for (const li of box.querySelectorAll('li[data-referral]')) li.hidden = q !== '' && !li.querySelector('h2').textContent.toLowerCase().includes(q);
+  };
+  find.addEventListener('input', apply);
   const draw = async () => {
     const [{ items }, c, peers, facilities] = await Promise.all([
       get(`/v1/referrals?limit=500${status ? `&status=${encodeURIComponent(status)}` : ''}`),
@@ -66,6 +72,7 @@ export async function queue(main, _p, query) {
       shown.length
         ? h('ul', { class: 'cards', 'aria-label': 'Referrals' }, shown.map((r) => referralItem(r, who, peers, facilities)))
         : h('p', {}, 'No referrals here.'));
+    apply();
   };
   await draw();
   return draw;
