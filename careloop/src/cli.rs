@@ -275,6 +275,10 @@ async fn run_dev() -> anyhow::Result<()> {
     println!();
     println!("careloop is running at http://{}", settings.http_addr);
     println!(
+        "the care console: open http://{}/ and pick a demo person (dev sign-in, never with real people's details)",
+        settings.http_addr
+    );
+    println!(
         "HL7 v2 over MLLP on {} (when the port is free)",
         settings.mllp_addr
     );

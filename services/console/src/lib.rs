@@ -29,6 +29,9 @@ use futures::Stream;
 
 pub use changes::Changes;
 
+/// How often an open change stream checks that its session is still alive.
+const SESSION_RECHECK: Duration = Duration::from_secs(30);
+
 /// The console's security policy: only careloop's own scripts, styles and fonts.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
@@ -119,8 +122,24 @@ async fn stream(
         Ok(Role::Coordinator | Role::Admin)
     );
     let rx = c.changes.subscribe();
-    let events = futures::stream::unfold(rx, move |mut rx| async move {
-        let payload = match rx.recv().await {
+    // The session is checked again now and then: the stream ends with it (idle,
+    // signed out), and the page's reconnection is refused.
+    let mut recheck = tokio::time::interval(SESSION_RECHECK);
+    recheck.tick().await;
+    let state = (rx, recheck, c.sessions.clone(), headers);
+    let events = futures::stream::unfold(state, move |mut state| async move {
+        let (rx, recheck, sessions, headers) = &mut state;
+        let received = loop {
+            tokio::select! {
+                r = rx.recv() => break r,
+                _ = recheck.tick() => {
+                    if !matches!(sessions.current(headers).await, Ok(Some(_))) {
+                        return None;
+                    }
+                }
+            }
+        };
+        let payload = match received {
             Ok(p) => p,
             // Too many changes at once: the page refreshes everything.
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
@@ -134,7 +153,7 @@ async fn stream(
             let v: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
             serde_json::json!({"read_model": v.get("read_model"), "ids": null}).to_string()
         };
-        Some((Ok(Event::default().event("change").data(data)), rx))
+        Some((Ok(Event::default().event("change").data(data)), state))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -66,6 +66,8 @@ async fn an_admission_before_its_plan_links_and_a_cancelled_admission_unlinks() 
         priority: v1::Priority::Asap as i32,
         first_contact_due_at: ts("2026-11-21T15:30:00Z"),
         attempt: 1,
+        reason: String::new(),
+        actor: String::new(),
     });
     let bytes = envelope(
         assigned,

@@ -33,13 +33,24 @@ impl IntegrationMapper for Mapper {
                 peer_id,
                 request,
                 attempt,
-            }
-            | AssignmentEvent::PeerReassigned {
+            } => assigned(
+                referral_id,
+                peer_id,
+                request,
+                attempt,
+                String::new(),
+                String::new(),
+            ),
+            AssignmentEvent::PeerReassigned {
                 to_peer: peer_id,
                 request,
                 attempt,
+                reason,
                 ..
-            } => assigned(referral_id, peer_id, request, attempt),
+            } => {
+                let actor = event.meta("actor").unwrap_or_default().to_string();
+                assigned(referral_id, peer_id, request, attempt, reason, actor)
+            }
             AssignmentEvent::AssignmentWaitlisted { reason } => {
                 Payload::AssignmentWaitlisted(v1::AssignmentWaitlisted {
                     referral_id,
@@ -63,6 +74,8 @@ fn assigned(
     peer_id: String,
     request: AssignmentRequest,
     attempt: u32,
+    reason: String,
+    actor: String,
 ) -> Payload {
     let priority = v1::Priority::from(request.priority);
     Payload::PeerAssigned(v1::PeerAssigned {
@@ -74,5 +87,7 @@ fn assigned(
         priority: priority as i32,
         first_contact_due_at: Some(timestamp(request.first_contact_due_at)),
         attempt: attempt.max(1),
+        reason,
+        actor,
     })
 }

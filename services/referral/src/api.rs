@@ -32,6 +32,7 @@ pub struct AppState {
 /// The access rule of each route here (enforced by the access layer).
 pub const RULES: &[RouteRule] = &[
     RouteRule::token("GET", "/v1/referrals", &[Needs::read("Task")]),
+    RouteRule::token("GET", "/v1/referrals/counts", &[Needs::read("Task")]),
     RouteRule::token("GET", "/v1/referrals/{id}", &[Needs::read("Task")]),
     RouteRule::token(
         "POST",
@@ -43,6 +44,7 @@ pub const RULES: &[RouteRule] = &[
 pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/v1/referrals", get(list))
+        .route("/v1/referrals/counts", get(counts))
         .route("/v1/referrals/{id}", get(show))
         .route("/v1/referrals/{id}/{action}", post(act))
         .with_state(state)
@@ -170,6 +172,53 @@ async fn list(
     Ok(Json(
         serde_json::json!({ "items": rows, "next_cursor": next_cursor }),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CountsQuery {
+    facility: Option<String>,
+}
+
+/// `GET /v1/referrals/counts`: how many referrals stand in each status, how many are
+/// not yet accepted and how many are overdue (the console's queue header). A hospital
+/// counts its own facility's only.
+async fn counts(
+    State(s): State<AppState>,
+    principal: Authenticated,
+    careloop_web::ApiQuery(q): careloop_web::ApiQuery<CountsQuery>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    principal.require(&[Role::Admin, Role::Coordinator, Role::Hospital])?;
+    if let Some(f) = &q.facility
+        && !principal.may_see_facility(f)
+    {
+        return Err(Problem::forbidden(
+            "a hospital sees only its own facility's referrals",
+        ));
+    }
+    let facility = match principal.role {
+        Role::Hospital => principal.facility.clone(),
+        _ => q.facility,
+    };
+    let rows = read_model::counts(&s.pool, facility.as_deref())
+        .await
+        .map_err(Problem::from)?;
+    let mut by_status = serde_json::Map::new();
+    let (mut total, mut overdue, mut not_accepted) = (0i64, 0i64, 0i64);
+    for (status, n, late) in rows {
+        total += n;
+        overdue += late;
+        if status == "requested" || status == "received" {
+            not_accepted += n;
+        }
+        by_status.insert(status, n.into());
+    }
+    Ok(Json(serde_json::json!({
+        "total": total,
+        "by_status": by_status,
+        "not_yet_accepted": not_accepted,
+        "overdue": overdue,
+    })))
 }
 
 fn encode_cursor(at: DateTime<Utc>, id: &str) -> String {

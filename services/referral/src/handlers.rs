@@ -22,7 +22,7 @@ pub struct Handlers {
 #[async_trait::async_trait]
 impl EventHandler for Handlers {
     async fn handle(&self, event: &Incoming, _tx: &mut PgConnection) -> anyhow::Result<()> {
-        let meta = event.metadata(crate::SERVICE);
+        let mut meta = event.metadata(crate::SERVICE);
         let (id, command) = match &event.payload {
             Payload::ReferralSubmitted(s) => {
                 let priority = Priority::from_proto(s.priority);
@@ -66,9 +66,16 @@ impl EventHandler for Handlers {
                 },
             ),
             Payload::PeerAssigned(a) => (
-                a.referral_id.clone(),
+                {
+                    // An override: the timeline names the coordinator who made it.
+                    if !a.actor.is_empty() {
+                        meta = meta.actor(a.actor.clone());
+                    }
+                    a.referral_id.clone()
+                },
                 ReferralCommand::Accept {
                     peer_id: a.peer_id.clone(),
+                    reason: (!a.reason.is_empty()).then(|| a.reason.clone()),
                 },
             ),
             Payload::PeerUnassigned(u) if !u.peer_id.is_empty() => (

@@ -130,7 +130,7 @@ impl Projection for Referrals {
                            "applies_when": "accepted"}),
                 )
             }
-            ReferralEvent::ReferralPeerChanged { from, to } => {
+            ReferralEvent::ReferralPeerChanged { from, to, reason } => {
                 sqlx::query(
                     "UPDATE referrals SET peer_id = $2, updated_at = $3 WHERE referral_id = $1",
                 )
@@ -139,7 +139,10 @@ impl Projection for Referrals {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
-                (None, json!({"from_peer_id": from, "to_peer_id": to}))
+                (
+                    reason.clone(),
+                    json!({"from_peer_id": from, "to_peer_id": to}),
+                )
             }
             ReferralEvent::ReferralOverdue { kind, due_at, .. } => {
                 let column = match kind {
@@ -307,6 +310,24 @@ pub async fn queue(pool: &PgPool, f: &QueueFilter) -> sqlx::Result<Vec<ReferralR
     .bind(f.after.as_ref().map(|a| a.0))
     .bind(f.after.as_ref().map(|a| a.1.clone()))
     .bind(f.limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// (status, referrals, of which overdue) for one facility or all.
+pub async fn counts(
+    pool: &PgPool,
+    facility: Option<&str>,
+) -> sqlx::Result<Vec<(String, i64, i64)>> {
+    sqlx::query_as(&format!(
+        "SELECT status, count(*), count(*) FILTER (WHERE overdue)
+         FROM ({ROWS}) r
+         WHERE ($3::text IS NULL OR facility = $3)
+         GROUP BY status ORDER BY status"
+    ))
+    .bind(open_statuses(DueKind::Acceptance))
+    .bind(open_statuses(DueKind::FirstContact))
+    .bind(facility)
     .fetch_all(pool)
     .await
 }

@@ -2,6 +2,7 @@
 //! and JetStream. `spawn_app` starts exactly what `careloop dev` starts.
 
 mod cluster;
+mod console;
 mod edges;
 mod followup;
 mod identity;

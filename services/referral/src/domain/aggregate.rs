@@ -71,7 +71,7 @@ impl Aggregate for Referral {
         match command {
             // Redelivery of ReferralSubmitted: already received, nothing to do.
             C::Receive(_) => {}
-            C::Accept { peer_id } => {
+            C::Accept { peer_id, reason } => {
                 if self.peer_id.as_deref() == Some(peer_id.as_str()) {
                     return Ok(());
                 }
@@ -80,6 +80,7 @@ impl Aggregate for Referral {
                     let e = E::ReferralPeerChanged {
                         from,
                         to: Some(peer_id),
+                        reason,
                     };
                     sink.write(e, self).await;
                     return Ok(());
@@ -94,6 +95,7 @@ impl Aggregate for Referral {
                     let e = E::ReferralPeerChanged {
                         from: Some(peer_id),
                         to: None,
+                        reason: None,
                     };
                     sink.write(e, self).await;
                 }
@@ -536,16 +538,19 @@ mod tests {
             .given(vec![received(), accepted(), started()])
             .when_async(ReferralCommand::Accept {
                 peer_id: "peer-2".into(),
+                reason: None,
             })
             .await
             .then_expect_events(vec![ReferralEvent::ReferralPeerChanged {
                 from: Some("peer-1".into()),
                 to: Some("peer-2".into()),
+                reason: None,
             }]);
         Given::with(())
             .given(history(Status::Cancelled).unwrap())
             .when_async(ReferralCommand::Accept {
                 peer_id: "peer-2".into(),
+                reason: None,
             })
             .await
             .then_expect_error(ReferralError::NotAllowed {
@@ -572,6 +577,7 @@ mod tests {
             .given(vec![received(), noted])
             .when_async(ReferralCommand::Accept {
                 peer_id: "peer-1".into(),
+                reason: None,
             })
             .await
             .then_expect_events(vec![accepted(), started()]);
@@ -631,6 +637,7 @@ mod tests {
             .given(vec![received(), accepted()])
             .when_async(ReferralCommand::Accept {
                 peer_id: "peer-1".into(),
+                reason: None,
             })
             .await
             .then_expect_events(vec![]);

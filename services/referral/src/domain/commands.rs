@@ -13,6 +13,8 @@ pub enum ReferralCommand {
     /// has a peer, the peer changes (reassignment).
     Accept {
         peer_id: String,
+        /// Why a coordinator chose this peer (an override), for the timeline.
+        reason: Option<String>,
     },
     /// The peer gave the referral back (from PeerUnassigned).
     Unassign {

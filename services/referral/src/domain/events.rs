@@ -152,6 +152,9 @@ pub enum ReferralEvent {
     ReferralPeerChanged {
         from: Option<String>,
         to: Option<String>,
+        /// Why (a coordinator's override); absent in events written before it was kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
 }
 
