@@ -132,6 +132,18 @@ async fn a_referral_travels_from_hospital_to_a_reached_person() {
     // Guarantee 5: `careloop replay` rebuilds rows identical to the live ones, for
     // every read model of every service (a new one is covered without a change here).
     let pool = sqlx_pool(&app).await;
+    // Nothing more is on its way: the hospital's Task (intake's mirror of the
+    // referral's status, the last hop) shows the reach.
+    eventually("intake's Task shows the reach", WAIT, || async {
+        let status: String =
+            sqlx::query_scalar("SELECT status FROM intake.referral_tasks WHERE referral_id = $1")
+                .bind(&id)
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+        (status == "in-progress").then_some(())
+    })
+    .await;
     let built = careloop_app::Application::build(&app.env.settings)
         .await
         .unwrap();
