@@ -126,6 +126,16 @@ fn invalid_body(e: InvalidReferral) -> Problem {
         Field::Unit => "discharge.unit".into(),
         Field::ConsentGrantedAt => "consent.granted_at".into(),
         Field::ConsentTerms => "consent".into(),
+        Field::Name => "person.name".into(),
+        Field::Phone => "person.phone".into(),
+        Field::Gender => "person.gender".into(),
+        Field::Postcode => "person.postcode".into(),
+        Field::Needs => "needs".into(),
+        Field::Need(i) => format!("needs[{i}]"),
+        Field::PeerGender => "person.preferences.peer_gender".into(),
+        Field::LivedExperience => "person.preferences.lived_experience".into(),
+        Field::ContactModes => "person.preferences.contact_modes".into(),
+        Field::Notes => "notes".into(),
     };
     Problem::invalid(field, e.reason)
 }
@@ -164,6 +174,7 @@ async fn submit(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
     principal.require(&[Role::Hospital])?;
+    careloop_web::json::require_json(&headers)?;
     let request: ReferralRequest = careloop_web::json::parse(&body)?;
     if principal.facility.as_deref() != Some(request.facility.as_str()) {
         return Err(Problem::forbidden(
@@ -262,6 +273,16 @@ async fn admit(
     s.reception
         .check_registered(&body.facility, "facility")
         .await?;
+    if let Some(why) = careloop_web::limits::count_problem(
+        body.person.identifiers.len(),
+        careloop_web::limits::MAX_IDENTIFIERS,
+        "identifiers",
+    ) {
+        return Err(Problem::invalid(
+            "person.identifiers",
+            format!("the list {why}"),
+        ));
+    }
     if body.person.identifiers.is_empty()
         || body
             .person

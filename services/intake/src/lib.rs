@@ -14,6 +14,7 @@ pub mod closed_loop;
 pub mod contact_card;
 pub mod domain;
 pub mod fhir;
+pub mod fuzz;
 pub mod hl7;
 pub mod identity;
 pub mod integration;

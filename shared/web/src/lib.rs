@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod jose;
 pub mod json;
 pub mod jwks;
+pub mod limits;
 pub mod operation_outcome;
 pub mod problem;
 pub mod query;

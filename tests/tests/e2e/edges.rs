@@ -81,7 +81,7 @@ fn adt(
     zps: bool,
 ) -> String {
     let mut m = format!(
-        "MSH|^~\\&|EPIC|ST MARYS^2.16.840.1.113883.3.999^ISO|CARELOOP|CARELOOP|{now}||ADT^{trigger}^ADT_{trigger}|{control_id}|P|2.5.1|||||||UNICODE UTF-8\n\
+        "MSH|^~\\&|EPIC|ST MARYS^2.16.840.1.113883.3.999^ISO|CARELOOP|CARELOOP|{now}||ADT^{trigger}^ADT_{trigger}|{control_id}|P|2.5.1||||||UNICODE UTF-8\n\
          EVN|{trigger}|{now}\n\
          PID|1||{mrn}^^^STMARYS&2.16.840.1.113883.3.999.1&ISO^MR~SSN-{mrn}^^^USSSA^SS||O\\T\\RIVERA^ALEX||19900412|F|||1 MAIN ST^^OMAHA^NE^68102||(402)555-0134|||||||||||||||||||\n\
          PV1|1|I|PSYCH^201^1{}{admitted}|{discharged}\n",
@@ -290,7 +290,8 @@ async fn the_mllp_listener_survives_what_the_network_sends() {
         let ack = h.await.unwrap();
         assert_eq!(msa(&ack)[1..3], ["AA".to_string(), format!("MANY-{i}")]);
     }
-    // A field present but wrong is an AE naming it, not a silent default.
+    // A field present but wrong is an AR naming it (a resend cannot fix it), not a
+    // silent default.
     let mut s = TcpStream::connect(addr).await.unwrap();
     let bad_risk = adt(
         "A03",
@@ -301,12 +302,12 @@ async fn the_mllp_listener_survives_what_the_network_sends() {
         false,
     ) + "ZPS|Y||planner|extreme\n";
     let ack = exchange(&mut s, &bad_risk).await;
-    assert_eq!(msa(&ack)[1], "AE", "{ack}");
-    assert!(ack.contains("ERR||ZPS-4|102^Data type error"), "{ack}");
+    assert_eq!(msa(&ack)[1], "AR", "{ack}");
+    assert!(ack.contains("ERR||ZPS^1^4|102^Data type error"), "{ack}");
     let bad_time = adt("A03", "BAD-TIME", "MRN-X", "", "notatime", true);
     let ack = exchange(&mut s, &bad_time).await;
-    assert_eq!(msa(&ack)[1], "AE", "{ack}");
-    assert!(ack.contains("PV1-45"), "{ack}");
+    assert_eq!(msa(&ack)[1], "AR", "{ack}");
+    assert!(ack.contains("PV1^1^45"), "{ack}");
 
     // And it still serves.
     let mut s = TcpStream::connect(addr).await.unwrap();

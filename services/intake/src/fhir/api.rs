@@ -1,7 +1,7 @@
 //! The FHIR routes.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -95,6 +95,17 @@ impl Expressions<'_> {
             Field::Unit => at(self.service_request, "extension"),
             Field::ConsentGrantedAt => at(self.consent, "dateTime"),
             Field::ConsentTerms => at(self.consent, "scope"),
+            Field::Name => at(self.patient, "name"),
+            Field::Phone => at(self.patient, "telecom"),
+            Field::Gender => at(self.patient, "gender"),
+            Field::Postcode => at(self.patient, "address"),
+            Field::Needs => at(self.service_request, "category"),
+            Field::Need(i) => at(self.service_request, &format!("category[{i}]")),
+            Field::Notes => at(self.service_request, "note"),
+            // Not read from FHIR (no element carries them).
+            Field::PeerGender | Field::LivedExperience | Field::ContactModes => {
+                self.service_request.to_string()
+            }
         };
         OperationOutcome::invalid(expression, e.reason)
     }
@@ -123,9 +134,23 @@ fn new_referral(
     NewReferral::new(draft, Utc::now()).map_err(|e| where_.outcome(e))
 }
 
-fn parse(body: &[u8]) -> Result<Value, OperationOutcome> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| OperationOutcome::structure(format!("the body is not JSON: {e}")))?;
+/// The body as JSON: declared as JSON (`application/fhir+json` or `application/json`),
+/// its text storable and within [`careloop_web::limits`] (422 naming the element under
+/// `root`, the resource the route takes), else 400 / 415.
+fn parse(headers: &HeaderMap, body: &[u8], root: &str) -> Result<Value, OperationOutcome> {
+    careloop_web::json::require_json(headers)?;
+    let v = careloop_web::json::parse_document(body).map_err(|(path, why, field)| {
+        if field {
+            let expression = if path.is_empty() || path == "." {
+                root.to_string()
+            } else {
+                format!("{root}.{path}")
+            };
+            OperationOutcome::invalid(expression.clone(), format!("{expression} {why}"))
+        } else {
+            OperationOutcome::structure(format!("the body is not JSON: {why}"))
+        }
+    })?;
     if !v.is_object() || v.get("resourceType").and_then(Value::as_str).is_none() {
         return Err(OperationOutcome::structure(
             "the body is not a FHIR resource (no resourceType)",
@@ -166,6 +191,18 @@ pub fn read_bundle(bundle: &Value, facility: &str) -> Result<BundleReferral, Ope
         .get("entry")
         .and_then(Value::as_array)
         .ok_or_else(|| OperationOutcome::required("Bundle.entry"))?;
+    if let Some(why) = careloop_web::limits::count_problem(
+        entries.len(),
+        careloop_web::limits::MAX_BUNDLE_ENTRIES,
+        "entries",
+    ) {
+        return Err(OperationOutcome::invalid(
+            "Bundle.entry",
+            format!(
+                "Bundle.entry {why}: send one referral (a Patient, a ServiceRequest and a Consent) per Bundle"
+            ),
+        ));
+    }
     let mut found: HashMap<&str, (usize, &Value, Option<&str>)> = HashMap::new();
     for (i, e) in entries.iter().enumerate() {
         let resource = e
@@ -266,11 +303,12 @@ async fn transaction(
     principal: Result<Authenticated, Problem>,
     address: ClientAddress,
     CorrelationId(correlation): CorrelationId,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, OperationOutcome> {
     let (principal, facility) = hospital(principal)?;
     s.reception.check_registered(&facility, "Bundle").await?;
-    let bundle = parse(&body)?;
+    let bundle = parse(&headers, &body, "Bundle")?;
     let BundleReferral {
         referral,
         entries,
@@ -279,7 +317,13 @@ async fn transaction(
     } = read_bundle(&bundle, &facility)?;
     let now = Utc::now();
     let meta = Metadata::new(correlation).actor(principal.actor());
-    let accepted = s.reception.submit(referral, &meta).await?;
+    let accepted = s.reception.submit(referral, &meta).await.map_err(|p| {
+        if p.field.as_deref() == Some(crate::reception::IDENTIFIERS) {
+            OperationOutcome::invalid(format!("Bundle.entry[{pi}].resource.identifier"), p.detail)
+        } else {
+            p.into()
+        }
+    })?;
     let mut entry = Audit::by(&principal, &address, "create", "Patient");
     entry.person_ref = Some(accepted.person_ref.clone());
     entry.referral_id = Some(accepted.referral_id.clone());
@@ -318,13 +362,14 @@ async fn service_request(
     State(s): State<FhirState>,
     principal: Result<Authenticated, Problem>,
     CorrelationId(correlation): CorrelationId,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, OperationOutcome> {
     let (principal, facility) = hospital(principal)?;
     s.reception
         .check_registered(&facility, "ServiceRequest")
         .await?;
-    let sr = parse(&body)?;
+    let sr = parse(&headers, &body, "ServiceRequest")?;
     expect_type(&sr, "ServiceRequest")?;
     let at = At {
         value: &sr,
@@ -391,10 +436,11 @@ async fn consent(
     principal: Result<Authenticated, Problem>,
     address: ClientAddress,
     CorrelationId(correlation): CorrelationId,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, OperationOutcome> {
     let (principal, _) = hospital(principal)?;
-    let c = parse(&body)?;
+    let c = parse(&headers, &body, "Consent")?;
     expect_type(&c, "Consent")?;
     let person_ref = patient_ref(&c, "patient", "Consent.patient")?;
     s.reception.check_facility(&principal, &person_ref).await?;
