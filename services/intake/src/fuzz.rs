@@ -234,8 +234,16 @@ fn fhir_fixture(name: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// A transaction Bundle of the IG's examples, discharged at `discharged` (RFC 3339).
+/// A transaction Bundle of the IG's examples, discharged at `discharged` (RFC 3339),
+/// without their narratives (careloop never reads them; the Consent's is 66 KB).
 pub fn fhir_bundle(discharged: &str) -> Value {
+    let fhir_fixture = |name: &str| {
+        let mut v = fhir_fixture(name);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("text");
+        }
+        v
+    };
     let mut sr = fhir_fixture(
         "ServiceRequest-SDOHCC-ServiceRequestActiveFoodPantryApplicationAssistExample.json",
     );

@@ -550,3 +550,540 @@ async fn revoking_consent_cancels_open_referrals() {
     assert_eq!(s, 404);
     app.shutdown().await;
 }
+
+/// What any refused input could have written: the intake's events (apart from the
+/// registry's demo facilities), its identifier index and its HL7 message log.
+async fn writes(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM intake.events WHERE aggregate_type <> 'Facility')
+              + (SELECT count(*) FROM intake.person_identifiers)
+              + (SELECT count(*) FROM intake.hl7_messages)",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// An ERR segment's location (ERR-2, v2.5 on).
+fn err_location(ack: &str) -> String {
+    let seg = ack
+        .split('\r')
+        .find(|s| s.starts_with("ERR|"))
+        .unwrap_or_else(|| panic!("no ERR in {ack:?}"));
+    seg.split('|').nth(2).unwrap_or_default().to_string()
+}
+
+async fn post_raw(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, String, Value) {
+    let res = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ct, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Finding 1: two HL7 messages in one MLLP frame were answered AA for the first and
+/// the second was silently dropped. A frame holding more than one message is now
+/// refused whole (AR, ERR at MSH), nothing of it is stored, and each message sent in
+/// its own frame is taken.
+#[tokio::test]
+async fn a_frame_holding_two_messages_is_refused_whole() {
+    let app = spawn_app().await;
+    let pool = sqlx_pool(&app).await;
+    let discharged = Utc::now() - chrono::Duration::hours(2);
+    let first = adt("A03", "TWO-1", "MRN-TWO-1", "", &hl7_time(discharged), true);
+    let second = adt("A03", "TWO-2", "MRN-TWO-2", "", &hl7_time(discharged), true);
+    let addr = mllp_addr(&app).await;
+    let ack = send_mllp(addr, &format!("{first}{second}")).await;
+    assert_eq!(
+        msa(&ack)[1..3],
+        ["AR".to_string(), "TWO-1".to_string()],
+        "{ack}"
+    );
+    assert!(msa(&ack)[3].contains("one message per MLLP frame"), "{ack}");
+    assert_eq!(err_location(&ack), "MSH^1", "{ack}");
+    assert_eq!(writes(&pool).await, 0, "nothing of the frame is stored");
+    // One message per frame: both are taken.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(msa(&exchange(&mut s, &first).await)[1], "AA");
+    assert_eq!(msa(&exchange(&mut s, &second).await)[1], "AA");
+    let submitted: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM intake.events WHERE event_type = 'ReferralSubmitted'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(submitted, 2);
+    app.shutdown().await;
+}
+
+/// Finding 2: every repeating input and every string has a limit, refused naming
+/// the field and the limit, over each channel, writing nothing; 20,000 PID-3
+/// repetitions no longer reach Postgres (they exhausted its lock table).
+#[tokio::test]
+async fn every_repeating_input_has_a_limit_named_in_the_refusal() {
+    use careloop_web::limits;
+    let app = spawn_app().await;
+    let pool = sqlx_pool(&app).await;
+    let hospital = app.token("hospital", Some("st-marys"), None);
+    let discharged = at(recent_discharge());
+    fn id(i: usize) -> Value {
+        json!({"system": "urn:oid:2.16.840.1.113883.3.999.1", "value": format!("MRN-L-{i}")})
+    }
+
+    // REST: each list and string past its limit, named.
+    type Change = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(Change, &str)> = vec![
+        (
+            Box::new(|b| {
+                b["person"]["identifiers"] = json!((0..5_000).map(id).collect::<Vec<_>>())
+            }),
+            "person.identifiers",
+        ),
+        (
+            Box::new(|b| {
+                b["person"]["identifiers"] =
+                    json!((0..=limits::MAX_IDENTIFIERS).map(id).collect::<Vec<_>>())
+            }),
+            "person.identifiers",
+        ),
+        (
+            Box::new(|b| b["needs"] = json!(vec!["emotional"; limits::MAX_LIST_ITEMS + 1])),
+            "needs",
+        ),
+        (
+            Box::new(|b| {
+                b["person"]["preferences"]["lived_experience"] =
+                    json!(vec!["bipolar"; limits::MAX_LIST_ITEMS + 1])
+            }),
+            "person.preferences.lived_experience",
+        ),
+        (
+            Box::new(|b| b["notes"] = json!("n".repeat(limits::MAX_NOTES_CHARS + 1))),
+            "notes",
+        ),
+        (
+            Box::new(|b| {
+                b["person"]["identifiers"][0]["value"] =
+                    json!("9".repeat(limits::MAX_TEXT_CHARS + 1))
+            }),
+            "person.identifiers[0]",
+        ),
+    ];
+    for (change, field) in cases {
+        let mut body = referral_body("MRN-LIMITS", &discharged);
+        change(&mut body);
+        let (s, p) = app.post("/v1/referrals", &hospital, &body).await;
+        assert_eq!((s, p["field"].as_str()), (422, Some(field)), "{p}");
+        assert!(p["detail"].as_str().unwrap().contains("at most"), "{p}");
+    }
+    // A body past the limit: 413 as problem+json (it was text/plain), and a body that
+    // says it is not JSON: 415.
+    let big = vec![b' '; limits::MAX_BODY_BYTES + 1];
+    let (s, ct, p) = post_raw(
+        &app,
+        "/v1/referrals",
+        &hospital,
+        "application/json",
+        big.clone(),
+    )
+    .await;
+    assert_eq!((s, ct.as_str()), (413, "application/problem+json"), "{p}");
+    let (s, ct, _) = post_raw(&app, "/fhir", &hospital, "application/fhir+json", big).await;
+    assert_eq!((s, ct.as_str()), (413, "application/fhir+json"));
+    let body = referral_body("MRN-LIMITS", &discharged)
+        .to_string()
+        .into_bytes();
+    let (s, _, p) = post_raw(&app, "/v1/referrals", &hospital, "text/plain", body).await;
+    assert_eq!((s, p["field"].as_str()), (415, Some("Content-Type")), "{p}");
+
+    // FHIR: identifiers and Bundle entries past their limits.
+    let mut many_ids = bundle(&discharged);
+    many_ids["entry"][0]["resource"]["identifier"] = json!(
+        (0..=limits::MAX_IDENTIFIERS)
+            .map(
+                |i| json!({"system": "http://hospital.smarthealthit.org", "value": format!("X{i}")})
+            )
+            .collect::<Vec<_>>()
+    );
+    let mut many_entries = bundle(&discharged);
+    for i in 0..limits::MAX_BUNDLE_ENTRIES {
+        let extra = json!({"resource": {"resourceType": "Basic", "id": format!("b{i}")}});
+        many_entries["entry"].as_array_mut().unwrap().push(extra);
+    }
+    for (body, expression) in [
+        (many_ids, "Bundle.entry[0].resource.identifier"),
+        (many_entries, "Bundle.entry"),
+    ] {
+        let (s, _, o) = post_fhir(&app, "/fhir", &hospital, &body).await;
+        assert_eq!(s, 422, "{o}");
+        assert_eq!(o["issue"][0]["expression"][0], expression, "{o}");
+        assert!(
+            o["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap()
+                .contains("at most"),
+            "{o}"
+        );
+    }
+
+    // HL7: 20,000 PID-3 repetitions, and one past the limit: AR naming PID^1^3.
+    let addr = mllp_addr(&app).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    for (control, reps) in [
+        ("REPS-20000", 20_000),
+        ("REPS-21", limits::MAX_HL7_REPETITIONS + 1),
+    ] {
+        let pid3 = (0..reps)
+            .map(|i| format!("{i}"))
+            .collect::<Vec<_>>()
+            .join("~");
+        let message = adt(
+            "A03",
+            control,
+            "MRN-REPS",
+            "",
+            &hl7_time(recent_discharge()),
+            true,
+        )
+        .replace("|1||MRN-REPS^^^", &format!("|1||{pid3}~MRN-REPS^^^"));
+        let ack = exchange(&mut s, &message).await;
+        assert_eq!(msa(&ack)[1], "AR", "{ack}");
+        assert_eq!(err_location(&ack), "PID^1^3", "{ack}");
+        assert!(ack.contains("at most 20"), "{ack}");
+    }
+    assert_eq!(writes(&pool).await, 0, "nothing refused was stored");
+
+    // At the limit, each channel takes it.
+    let mut body = referral_body("MRN-L-0", &discharged);
+    body["person"]["identifiers"] = json!((0..limits::MAX_IDENTIFIERS).map(id).collect::<Vec<_>>());
+    let (s, p) = app.post("/v1/referrals", &hospital, &body).await;
+    assert_eq!(s, 201, "{p}");
+    app.shutdown().await;
+}
+
+/// Finding 3: input that can never succeed (a NUL byte, bytes that are not UTF-8,
+/// text that cannot be represented) is refused as the client's (422 naming the
+/// field, AR naming it) on every channel, where a NUL used to be `500 internal error`
+/// and an HL7 `AE … resend` (resent for ever); AE and 503 are kept for what a retry
+/// can fix (a database not answering), and the retry then succeeds.
+#[tokio::test]
+async fn permanent_errors_are_refused_and_only_retryable_ones_ask_for_a_retry() {
+    let mut env = TestEnv::new();
+    env.settings.request_timeout = Duration::from_secs(2);
+    let app = spawn_app_with(env).await;
+    let pool = sqlx_pool(&app).await;
+    let hospital = app.token("hospital", Some("st-marys"), None);
+    let discharged = at(recent_discharge());
+
+    // A NUL byte: REST and FHIR name the field.
+    let mut body = referral_body("MRN-NUL", &discharged);
+    body["person"]["name"]["given"] = json!("Al\u{0}ex");
+    let (s, p) = app.post("/v1/referrals", &hospital, &body).await;
+    assert_eq!(
+        (s, p["field"].as_str()),
+        (422, Some("person.name.given")),
+        "{p}"
+    );
+    let mut fhir = bundle(&discharged);
+    fhir["entry"][0]["resource"]["name"][0]["family"] = json!("Sha\u{0}w");
+    let (s, _, o) = post_fhir(&app, "/fhir", &hospital, &fhir).await;
+    assert_eq!(s, 422, "{o}");
+    assert_eq!(
+        o["issue"][0]["expression"][0],
+        "Bundle.entry[0].resource.name[0].family"
+    );
+    // Bytes that are not UTF-8, and an escape no text can hold.
+    let raw = referral_body("MRN-UTF8", &discharged)
+        .to_string()
+        .replace("Rivera", "Riv\u{1}era");
+    let mut bytes = raw.into_bytes();
+    let at_byte = bytes.windows(3).position(|w| w == b"Riv").unwrap() + 3;
+    bytes[at_byte] = 0xFF;
+    let (s, _, p) = post_raw(&app, "/v1/referrals", &hospital, "application/json", bytes).await;
+    assert_eq!(
+        (s, p["field"].as_str()),
+        (422, Some("person.name.family")),
+        "{p}"
+    );
+    let surrogate = referral_body("MRN-UTF8", &discharged)
+        .to_string()
+        .replace("Rivera", "\\ud800");
+    let (s, _, p) = post_raw(
+        &app,
+        "/v1/referrals",
+        &hospital,
+        "application/json",
+        surrogate.into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (s, p["field"].as_str()),
+        (422, Some("person.name.family")),
+        "{p}"
+    );
+
+    // HL7: a NUL in PID-5, and bytes that are not the UTF-8 MSH-18 declares: AR.
+    let addr = mllp_addr(&app).await;
+    let hl7 = |control: &str| {
+        adt(
+            "A03",
+            control,
+            "MRN-HL7-NUL",
+            "",
+            &hl7_time(recent_discharge()),
+            true,
+        )
+    };
+    let ack = send_mllp(addr, &hl7("NUL-1").replace("O\\T\\RIVERA", "RIV\u{0}ERA")).await;
+    assert_eq!(msa(&ack)[1], "AR", "{ack}");
+    assert_eq!(err_location(&ack), "PID^1^5", "{ack}");
+    let mut bytes = vec![SB];
+    bytes.extend(
+        hl7("UTF8-1")
+            .replace("O\\T\\RIVERA", "RIV@ERA")
+            .into_bytes(),
+    );
+    let at_byte = bytes.iter().position(|b| *b == b'@').unwrap();
+    bytes[at_byte] = 0xDC;
+    bytes.extend_from_slice(&[0x1C, 0x0D]);
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&bytes).await.unwrap();
+    let ack = read_frame(&mut s).await;
+    assert_eq!(msa(&ack)[1], "AR", "{ack}");
+    assert_eq!(err_location(&ack), "PID^1^5", "{ack}");
+    assert_eq!(writes(&pool).await, 0, "nothing refused was stored");
+
+    // Retryable: the person vault locked past the request deadline. HL7 answers AE
+    // and REST 503 with Retry-After; once it answers again, the same input is taken.
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE intake.person_identifiers IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let a03 = hl7("RETRY-1");
+    let ack = send_mllp(addr, &a03).await;
+    assert_eq!(msa(&ack)[1], "AE", "{ack}");
+    assert!(ack.contains("resend"), "{ack}");
+    let res = app
+        .http
+        .post(format!("{}/v1/referrals", app.base))
+        .bearer_auth(&hospital)
+        .json(&referral_body("MRN-RETRY", &discharged))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 503);
+    assert!(res.headers().get("retry-after").is_some());
+    lock.rollback().await.unwrap();
+    let ack = eventually("the resend taken", WAIT, || async {
+        let ack = send_mllp(addr, &a03).await;
+        (msa(&ack)[1] == "AA").then_some(ack)
+    })
+    .await;
+    assert!(ack.contains("referral"), "{ack}");
+    let (s, p) = app
+        .post(
+            "/v1/referrals",
+            &hospital,
+            &referral_body("MRN-RETRY", &discharged),
+        )
+        .await;
+    assert!(s == 201 || s == 200, "{s} {p}");
+    app.shutdown().await;
+}
+
+/// Finding 7: 10,000 generated malformed inputs (the fixtures and documented bodies,
+/// mutated) across REST, FHIR and MLLP to a running careloop: no crash, no 5xx (no
+/// AE), nothing written. `CARELOOP_FUZZ_CASES` sets the number.
+#[tokio::test]
+async fn ten_thousand_malformed_inputs_crash_nothing_and_write_nothing() {
+    use careloop_intake::fuzz::{self, Rng};
+    use futures::StreamExt;
+    let app = spawn_app().await;
+    let pool = sqlx_pool(&app).await;
+    let hospital = app.token("hospital", Some("st-marys"), None);
+    let addr = mllp_addr(&app).await;
+    let discharged = at(recent_discharge());
+    let total = fuzz::cases();
+    let mut rng = Rng::new(fuzz::seed());
+
+    // The seeds: the documented REST body, the IG's Bundle, and ADT messages from a
+    // registered sender (the fixtures' own and this test's).
+    let rest_seed = fuzz::referral_body("MRN-FUZZ", &discharged);
+    let fhir_seed = fuzz::fhir_bundle(&discharged);
+    let mut hl7_seeds: Vec<Vec<u8>> = vec![
+        adt(
+            "A03",
+            "FUZZ",
+            "MRN-FUZZ",
+            "",
+            &hl7_time(recent_discharge()),
+            true,
+        )
+        .into_bytes(),
+        adt("A08", "FUZZ", "MRN-FUZZ", "", "", false).into_bytes(),
+    ];
+    for m in fuzz::hl7_corpus() {
+        let text = String::from_utf8_lossy(&m).into_owned();
+        let mut fields: Vec<String> = text.splitn(5, '|').map(str::to_string).collect();
+        if fields.len() == 5 {
+            fields[3] = "ST MARYS".into();
+            hl7_seeds.push(fields.join("|").into_bytes());
+        }
+    }
+
+    // Only malformed inputs: each is what its reader refuses.
+    enum Input {
+        Rest(Vec<u8>),
+        Fhir(Vec<u8>),
+        Mllp(Vec<u8>),
+    }
+    let mut inputs = Vec::with_capacity(total);
+    while inputs.len() < total {
+        let input = match inputs.len() % 3 {
+            0 => {
+                let bytes = if rng.below(2) == 0 {
+                    serde_json::to_vec(&fuzz::mutate_json(&mut rng, &rest_seed)).unwrap()
+                } else {
+                    fuzz::mutate_bytes(&mut rng, rest_seed.to_string().as_bytes())
+                };
+                let taken =
+                    careloop_web::json::parse::<careloop_intake::api::ReferralRequest>(&bytes)
+                        .ok()
+                        .and_then(|r| careloop_intake::domain::NewReferral::try_from(r).ok());
+                if taken.is_some() {
+                    continue;
+                }
+                Input::Rest(bytes)
+            }
+            1 => {
+                let bytes = if rng.below(2) == 0 {
+                    serde_json::to_vec(&fuzz::mutate_json(&mut rng, &fhir_seed)).unwrap()
+                } else {
+                    fuzz::mutate_bytes(&mut rng, fhir_seed.to_string().as_bytes())
+                };
+                let taken = careloop_web::json::parse_document(&bytes)
+                    .ok()
+                    .and_then(|v| careloop_intake::fhir::api::read_bundle(&v, "st-marys").ok());
+                if taken.is_some() {
+                    continue;
+                }
+                Input::Fhir(bytes)
+            }
+            _ => {
+                let seed = rng.below(hl7_seeds.len());
+                let framed = careloop_intake::hl7::mllp::frame_bytes(&fuzz::mutate_bytes(
+                    &mut rng,
+                    &hl7_seeds[seed],
+                ));
+                // What the listener will see: the first frame.
+                let Some((first, _)) = careloop_intake::hl7::mllp::next_frame(&framed) else {
+                    continue;
+                };
+                let read = careloop_intake::hl7::adt::read_text(first)
+                    .map_err(|_| ())
+                    .and_then(|t| careloop_intake::hl7::adt::parse(&t).map_err(|_| ()));
+                if read.is_ok() {
+                    continue;
+                }
+                Input::Mllp(framed)
+            }
+        };
+        inputs.push(input);
+    }
+
+    let started = std::time::Instant::now();
+    let outcomes: Vec<Result<u16, String>> = futures::stream::iter(inputs)
+        .map(|input| {
+            let app = &app;
+            let hospital = &hospital;
+            async move {
+                match input {
+                    Input::Rest(body) => app
+                        .http
+                        .post(format!("{}/v1/referrals", app.base))
+                        .bearer_auth(hospital)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                        .map_err(|e| format!("REST: {e}")),
+                    Input::Fhir(body) => app
+                        .http
+                        .post(format!("{}/fhir", app.base))
+                        .bearer_auth(hospital)
+                        .header("content-type", "application/fhir+json")
+                        .body(body)
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                        .map_err(|e| format!("FHIR: {e}")),
+                    Input::Mllp(framed) => {
+                        let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+                        s.write_all(&framed).await.map_err(|e| e.to_string())?;
+                        let ack = read_frame(&mut s).await;
+                        match msa(&ack)[1].as_str() {
+                            "AR" => Ok(422),
+                            "AA" => Ok(200),
+                            other => Err(format!("MLLP: {other}: {ack}")),
+                        }
+                    }
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let failures: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    let server_errors = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(s) if *s >= 500))
+        .count();
+    let accepted = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(s) if *s < 300))
+        .count();
+    let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
+    for s in outcomes.iter().flatten() {
+        *by_status.entry(*s).or_default() += 1;
+    }
+    eprintln!(
+        "{total} malformed inputs in {:.1} s: {} transport failures or AE, {server_errors} 5xx, {accepted} 2xx/AA; answers {by_status:?} (MLLP AR counted as 422)",
+        elapsed.as_secs_f64(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{:?}",
+        &failures[..failures.len().min(5)]
+    );
+    assert_eq!(server_errors, 0, "no 5xx");
+    assert_eq!(writes(&pool).await, 0, "nothing written");
+    let health = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200, "still serving");
+    app.shutdown().await;
+}

@@ -169,7 +169,7 @@ async fn connection(
 }
 
 /// The first complete frame in `buf`: its content and how many bytes it used.
-pub(crate) fn next_frame(buf: &[u8]) -> Option<(&[u8], usize)> {
+pub fn next_frame(buf: &[u8]) -> Option<(&[u8], usize)> {
     let start = buf.iter().position(|b| *b == START)?;
     let rest = &buf[start + 1..];
     let end = rest.windows(2).position(|w| w == END)?;
