@@ -172,7 +172,14 @@ async fn submit(
     CorrelationId(correlation): CorrelationId,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
+) -> Result<
+    (
+        StatusCode,
+        [(axum::http::HeaderName, String); 1],
+        Json<serde_json::Value>,
+    ),
+    Problem,
+> {
     principal.require(&[Role::Hospital])?;
     careloop_web::json::require_json(&headers)?;
     let request: ReferralRequest = careloop_web::json::parse(&body)?;
@@ -186,7 +193,10 @@ async fn submit(
         .await?;
     let referral = NewReferral::try_from(request)?;
     let key = match idempotency::claim(&s.pool, crate::SCHEMA, &principal, &headers, &body).await? {
-        Some(Claim::Replay(status, body)) => return Ok((status, Json(body))),
+        Some(Claim::Replay(status, body)) => {
+            let id = body["referral_id"].as_str().unwrap_or_default().to_string();
+            return Ok((status, referral_location(&id), Json(body)));
+        }
         Some(Claim::Fresh(key)) => Some(key),
         None => None,
     };
@@ -236,7 +246,17 @@ async fn submit(
     if let Some(key) = key {
         key.complete(&s.pool, status, &answer).await?;
     }
-    Ok((status, Json(answer)))
+    Ok((
+        status,
+        referral_location(&accepted.referral_id),
+        Json(answer),
+    ))
+}
+
+/// `Location: /v1/referrals/{id}`, where the referral is read (at once: see the
+/// referral service's read-your-writes).
+fn referral_location(id: &str) -> [(axum::http::HeaderName, String); 1] {
+    [(axum::http::header::LOCATION, format!("/v1/referrals/{id}"))]
 }
 
 /// The body of `POST /v1/admissions` (the JSON twin of an ADT A01).
