@@ -163,7 +163,10 @@ impl Service for IntakeService {
             pool: self.backbone.pool.clone(),
             reception: self.reception(),
         })
-        .merge(closed_loop::api::routes(self.backbone.pool.clone()))
+        .merge(closed_loop::api::routes(closed_loop::api::WebhookState {
+            pool: self.backbone.pool.clone(),
+            allowed_hosts: self.backbone.settings.webhook_allowed_hosts.clone(),
+        }))
         .merge(contact_card::routes(contact_card::CardState {
             pool: self.backbone.pool.clone(),
             reception: self.reception(),
@@ -214,10 +217,11 @@ impl Service for IntakeService {
     }
 
     fn workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
-        let dispatcher = closed_loop::dispatcher::Dispatcher::new(
+        let mut dispatcher = closed_loop::dispatcher::Dispatcher::new(
             self.backbone.pool.clone(),
             self.backbone.settings.webhook_retry_base,
         );
+        dispatcher.allowed_hosts = self.backbone.settings.webhook_allowed_hosts.clone();
         let mut tasks = vec![tokio::spawn(dispatcher.run(shutdown.clone()))];
         tasks.extend(self.start_mllp(shutdown));
         tasks

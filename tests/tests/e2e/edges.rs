@@ -1143,3 +1143,32 @@ async fn a_referral_is_read_right_after_it_is_created() {
     assert_eq!(s, 404);
     app.shutdown().await;
 }
+
+/// Finding 6 (webhooks): a hospital token could point its webhook at 127.0.0.1 or
+/// any private address and read the connection errors back from the delivery log,
+/// probing careloop's own network. Loopback, private and link-local destinations are
+/// refused (unless an administrator allow-lists the host), and the log says only the
+/// kind of failure.
+#[tokio::test]
+async fn a_webhook_may_not_point_inside_careloops_network() {
+    let app = spawn_app().await;
+    let hospital = app.token("hospital", Some("st-marys"), None);
+    for url in [
+        "http://127.0.0.1:5432/",
+        "http://localhost:4222/",
+        "http://10.0.0.7/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:8080/",
+    ] {
+        let (s, p) = app
+            .put(
+                "/v1/facilities/st-marys/webhook",
+                &hospital,
+                &json!({"url": url, "secret": "a-secret-of-16-chars"}),
+            )
+            .await;
+        assert_eq!((s, p["field"].as_str()), (422, Some("url")), "{url}: {p}");
+        assert!(p["detail"].as_str().unwrap().contains("allow-lists"), "{p}");
+    }
+    app.shutdown().await;
+}

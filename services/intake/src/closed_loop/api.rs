@@ -22,14 +22,21 @@ pub const RULES: &[RouteRule] = &[
     ),
 ];
 
-pub fn routes(pool: PgPool) -> Router {
+#[derive(Clone)]
+pub struct WebhookState {
+    pub pool: PgPool,
+    /// Hosts allowed although not public (see [`super::destination`]).
+    pub allowed_hosts: Vec<String>,
+}
+
+pub fn routes(state: WebhookState) -> Router {
     Router::new()
         .route("/v1/facilities/{facility}/webhook", put(configure))
         .route(
             "/v1/facilities/{facility}/webhook/deliveries",
             get(deliveries),
         )
-        .with_state(pool)
+        .with_state(state)
 }
 
 /// Admins for any facility; a hospital for its own.
@@ -50,7 +57,10 @@ struct WebhookRequest {
 }
 
 async fn configure(
-    State(pool): State<PgPool>,
+    State(WebhookState {
+        pool,
+        allowed_hosts,
+    }): State<WebhookState>,
     principal: Authenticated,
     Path(facility): Path<String>,
     ApiJson(body): ApiJson<WebhookRequest>,
@@ -60,6 +70,9 @@ async fn configure(
     if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2000 {
         return Err(Problem::invalid("url", "url must be an http(s) URL"));
     }
+    super::destination::resolve(url, &allowed_hosts)
+        .await
+        .map_err(|why| Problem::invalid("url", why))?;
     if body.secret.len() < 16 {
         return Err(Problem::invalid(
             "secret",
@@ -101,7 +114,7 @@ struct DeliveryRow {
 }
 
 async fn deliveries(
-    State(pool): State<PgPool>,
+    State(WebhookState { pool, .. }): State<WebhookState>,
     principal: Authenticated,
     Path(facility): Path<String>,
     careloop_web::ApiQuery(q): careloop_web::ApiQuery<DeliveriesQuery>,
