@@ -113,9 +113,8 @@ pub fn mutate_bytes(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
                 let piece = out[start..end].to_vec();
                 let most = if rng.below(4) == 0 { 3_000 } else { 30 };
                 let times = 1 + rng.below(most);
-                for _ in 0..times {
-                    out.splice(at.min(out.len())..at.min(out.len()), piece.iter().copied());
-                }
+                let at = at.min(out.len());
+                out.splice(at..at, piece.repeat(times));
             }
             4 => out.truncate(at),
             _ => {
@@ -125,6 +124,12 @@ pub fn mutate_bytes(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// How many items a list may get: past every limit (up to 60), now and then
+/// thousands.
+fn many(rng: &mut Rng) -> usize {
+    if rng.below(20) == 0 { 5_000 } else { 60 }
 }
 
 /// A value that is wrong somewhere: another type, a string careloop cannot store or
@@ -137,11 +142,16 @@ fn hostile_value(rng: &mut Rng) -> Value {
         3 => json!(""),
         4 => json!("A\u{0}B"),
         5 => json!("x".repeat(1 + rng.below(5_000))),
-        6 => json!(vec!["emotional"; 1 + rng.below(5_000)]),
-        7 => json!(vec![
-            json!({"system": "urn:x", "value": "1"});
-            1 + rng.below(5_000)
-        ]),
+        6 => {
+            let most = many(rng);
+            let n = 1 + rng.below(most);
+            json!(vec!["emotional"; n])
+        }
+        7 => {
+            let most = many(rng);
+            let n = 1 + rng.below(most);
+            json!(vec![json!({"system": "urn:x", "value": "1"}); n])
+        }
         8 => {
             let mut v = json!("deep");
             for _ in 0..rng.below(200) {

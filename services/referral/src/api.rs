@@ -206,7 +206,7 @@ async fn list(
         _ => q.facility.clone(),
     };
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let limit = careloop_web::paging::limit(q.limit, 50)?;
     let filter = QueueFilter {
         status: q.status,
         facility,

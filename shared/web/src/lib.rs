@@ -14,6 +14,7 @@ pub mod json;
 pub mod jwks;
 pub mod limits;
 pub mod operation_outcome;
+pub mod paging;
 pub mod problem;
 pub mod query;
 

@@ -955,6 +955,7 @@ async fn ten_thousand_malformed_inputs_crash_nothing_and_write_nothing() {
         Fhir(Vec<u8>),
         Mllp(Vec<u8>),
     }
+    let generating = std::time::Instant::now();
     let mut inputs = Vec::with_capacity(total);
     while inputs.len() < total {
         let input = match inputs.len() % 3 {
@@ -1009,6 +1010,10 @@ async fn ten_thousand_malformed_inputs_crash_nothing_and_write_nothing() {
         inputs.push(input);
     }
 
+    eprintln!(
+        "{total} malformed inputs generated in {:.1} s",
+        generating.elapsed().as_secs_f64()
+    );
     let started = std::time::Instant::now();
     let outcomes: Vec<Result<u16, String>> = futures::stream::iter(inputs)
         .map(|input| {
@@ -1170,5 +1175,108 @@ async fn a_webhook_may_not_point_inside_careloops_network() {
         assert_eq!((s, p["field"].as_str()), (422, Some("url")), "{url}: {p}");
         assert!(p["detail"].as_str().unwrap().contains("allow-lists"), "{p}");
     }
+    app.shutdown().await;
+}
+
+/// Finding 5: every list pages with `next_cursor` and a documented maximum, and a
+/// `limit` of 0, a negative one or one past the maximum is refused (it was silently
+/// 1, and `/v1/followups` was silently capped at 500 and ignored paging).
+#[tokio::test]
+async fn every_list_pages_and_refuses_a_limit_out_of_range() {
+    let app = spawn_app().await;
+    let coordinator = app.token("coordinator", None, None);
+    let admin = app.token("admin", None, None);
+    let hospital = app.token("hospital", Some("st-marys"), None);
+    for name in ["Ana", "Bo", "Cy"] {
+        let (s, _) = app
+            .post(
+                "/v1/peers",
+                &coordinator,
+                &json!({"name": name, "languages": ["en"], "gender": "female", "max_caseload": 5}),
+            )
+            .await;
+        assert_eq!(s, 201);
+    }
+    eventually("the roster", WAIT, || async {
+        let (_, l) = app.get("/v1/peers?limit=500", &coordinator).await;
+        (l["items"].as_array()?.len() == 3).then_some(())
+    })
+    .await;
+    // Two referrals, each assigned with a plan.
+    for mrn in ["MRN-PAGE-1", "MRN-PAGE-2"] {
+        let (s, _) = app
+            .post(
+                "/v1/referrals",
+                &hospital,
+                &referral_body(mrn, &at(recent_discharge())),
+            )
+            .await;
+        assert_eq!(s, 201);
+    }
+    eventually("two plans", WAIT, || async {
+        let (_, l) = app.get("/v1/followups", &coordinator).await;
+        (l["items"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+
+    // Followed page by page, each list yields every item once.
+    async fn walk(app: &TestApp, path: &str, token: &str, key: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let url = match &cursor {
+                None => format!("{path}{sep}limit=1"),
+                Some(c) => format!("{path}{sep}limit=1&cursor={c}"),
+            };
+            let (s, page) = app.get(&url, token).await;
+            assert_eq!(s, 200, "{url}: {page}");
+            let items = page["items"].as_array().unwrap();
+            assert!(items.len() <= 1, "{page}");
+            seen.extend(items.iter().map(|i| i[key].as_str().unwrap().to_string()));
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return seen,
+            }
+            assert!(seen.len() < 10, "paging does not end: {seen:?}");
+        }
+    }
+    let peers = walk(&app, "/v1/peers", &coordinator, "peer_id").await;
+    assert_eq!(peers.len(), 3, "{peers:?}");
+    let plans = walk(&app, "/v1/followups", &coordinator, "referral_id").await;
+    assert_eq!(plans.len(), 2, "{plans:?}");
+    let referrals = walk(&app, "/v1/referrals", &coordinator, "referral_id").await;
+    assert_eq!(referrals.len(), 2, "{referrals:?}");
+
+    // A limit out of range is refused on every list, naming it.
+    for (path, token) in [
+        ("/v1/peers", &coordinator),
+        ("/v1/followups", &coordinator),
+        ("/v1/referrals", &coordinator),
+        ("/v1/facilities/st-marys/webhook/deliveries", &hospital),
+        ("/v1/audit", &admin),
+        ("/v1/operations/backbone/intake", &admin),
+    ] {
+        for limit in ["0", "-1", "501"] {
+            let (s, p) = app.get(&format!("{path}?limit={limit}"), token).await;
+            assert_eq!(
+                (s, p["field"].as_str()),
+                (422, Some("limit")),
+                "{path}?limit={limit}: {p}"
+            );
+        }
+        let (s, p) = app.get(&format!("{path}?cursor=not-ours"), token).await;
+        assert_eq!(
+            (s, p["field"].as_str()),
+            (422, Some("cursor")),
+            "{path}: {p}"
+        );
+    }
+    let (_, d) = app
+        .get("/v1/facilities/st-marys/webhook/deliveries", &hospital)
+        .await;
+    assert!(d.get("next_cursor").is_some(), "{d}");
+    let (_, o) = app.get("/v1/operations/backbone/intake", &admin).await;
+    assert!(o["dead_letters"].get("next_cursor").is_some(), "{o}");
     app.shutdown().await;
 }

@@ -96,6 +96,7 @@ async fn configure(
 #[serde(deny_unknown_fields)]
 struct DeliveriesQuery {
     state: Option<String>,
+    cursor: Option<String>,
     limit: Option<i64>,
 }
 
@@ -120,6 +121,15 @@ async fn deliveries(
     careloop_web::ApiQuery(q): careloop_web::ApiQuery<DeliveriesQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     authorize(&principal, &facility)?;
+    let limit = careloop_web::paging::limit(q.limit, 100)?;
+    let before: Option<i64> = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(
+            careloop_web::paging::parse_cursor(c, 1)?[0]
+                .parse()
+                .map_err(|_| Problem::invalid("cursor", "not a cursor this API returned"))?,
+        ),
+    };
     let rows: Vec<DeliveryRow> = sqlx::query_as(
         "SELECT d.id, d.event_id, d.referral_id, d.status, d.state, d.attempts,
                 d.next_attempt_at, d.delivered_at, d.created_at,
@@ -130,13 +140,17 @@ async fn deliveries(
                     AS attempt_log
          FROM intake.webhook_deliveries d
          WHERE d.facility = $1 AND ($2::text IS NULL OR d.state = $2)
+           AND ($4::bigint IS NULL OR d.id < $4)
          ORDER BY d.id DESC LIMIT $3",
     )
     .bind(&facility)
     .bind(&q.state)
-    .bind(q.limit.unwrap_or(100).clamp(1, 500))
+    .bind(limit + 1)
+    .bind(before)
     .fetch_all(&pool)
     .await
     .map_err(Problem::from)?;
-    Ok(Json(serde_json::json!({ "items": rows })))
+    // Newest first, each page older than the one before.
+    let (rows, next) = careloop_web::paging::page(rows, limit, |r| vec![r.id.to_string()]);
+    Ok(Json(careloop_web::paging::json(&rows, next)))
 }
