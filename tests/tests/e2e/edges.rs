@@ -1280,3 +1280,85 @@ async fn every_list_pages_and_refuses_a_limit_out_of_range() {
     assert!(o["dead_letters"].get("next_cursor").is_some(), "{o}");
     app.shutdown().await;
 }
+
+/// Finding 6 (A11): after an A11 the referral's timeline still showed the readmission
+/// without its cancellation. An admission cancelled by the hospital now shows on the
+/// timeline as ReadmissionCancelled, after the ReadmissionNoted it cancels.
+#[tokio::test]
+async fn an_a11_shows_the_readmission_cancelled_on_the_timeline() {
+    let app = spawn_app().await;
+    let coordinator = app.token("coordinator", None, None);
+    let (s, _) = app
+        .post(
+            "/v1/peers",
+            &coordinator,
+            &json!({"name": "Ana", "languages": ["en"], "gender": "female", "max_caseload": 5}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    eventually("the roster", WAIT, || async {
+        let (_, l) = app.get("/v1/peers", &coordinator).await;
+        (l["items"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+    let addr = mllp_addr(&app).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let discharged = Utc::now() - chrono::Duration::hours(3);
+    let admitted = hl7_time(Utc::now() - chrono::Duration::hours(1));
+    let a03 = adt("A03", "A11-1", "MRN-A11", "", &hl7_time(discharged), true);
+    let ack = exchange(&mut s, &a03).await;
+    assert_eq!(msa(&ack)[1], "AA", "{ack}");
+    let id = msa(&ack)[3].split(' ').nth(1).unwrap().to_string();
+    eventually("the plan started", WAIT, || async {
+        let (s, _) = app
+            .get(&format!("/v1/referrals/{id}/followup"), &coordinator)
+            .await;
+        (s == 200).then_some(())
+    })
+    .await;
+    let events = || async {
+        let (_, v) = app.get(&format!("/v1/referrals/{id}"), &coordinator).await;
+        v["timeline"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter_map(|e| e["event"].as_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let ack = exchange(
+        &mut s,
+        &adt("A01", "A11-2", "MRN-A11", &admitted, "", false),
+    )
+    .await;
+    assert!(msa(&ack)[3].contains("admission recorded"), "{ack}");
+    eventually("the readmission on the timeline", WAIT, || async {
+        events()
+            .await
+            .contains(&"ReadmissionNoted".to_string())
+            .then_some(())
+    })
+    .await;
+    let ack = exchange(
+        &mut s,
+        &adt("A11", "A11-3", "MRN-A11", &admitted, "", false),
+    )
+    .await;
+    assert!(msa(&ack)[3].contains("admission cancelled"), "{ack}");
+    let timeline = eventually("the cancellation on the timeline", WAIT, || async {
+        let e = events().await;
+        e.contains(&"ReadmissionCancelled".to_string()).then_some(e)
+    })
+    .await;
+    let noted = timeline
+        .iter()
+        .position(|e| e == "ReadmissionNoted")
+        .unwrap();
+    let cancelled = timeline
+        .iter()
+        .position(|e| e == "ReadmissionCancelled")
+        .unwrap();
+    assert!(noted < cancelled, "{timeline:?}");
+    app.shutdown().await;
+}
