@@ -1351,6 +1351,15 @@ async fn an_a11_shows_the_readmission_cancelled_on_the_timeline() {
         e.contains(&"ReadmissionCancelled".to_string()).then_some(e)
     })
     .await;
+    // Who acted: the HL7 sender that started it, and the service that recorded it.
+    let (_, v) = app.get(&format!("/v1/referrals/{id}"), &coordinator).await;
+    let actors: Vec<&str> = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["actor"].as_str())
+        .collect();
+    assert!(actors.contains(&"hl7 st-marys via referral"), "{actors:?}");
     let noted = timeline
         .iter()
         .position(|e| e == "ReadmissionNoted")

@@ -130,7 +130,8 @@ impl Inbound {
                 );
             }
         }
-        let meta = Metadata::new(uuid::Uuid::new_v4().to_string()).actor("hl7");
+        let meta =
+            Metadata::new(uuid::Uuid::new_v4().to_string()).actor(format!("hl7 {}", adt.facility));
         let reply = match self.apply(&adt, &meta, &peer).await {
             Ok(note) => ack(&adt.header, AckCode::AA, &note, None),
             // A conflict or a dependency unavailable may pass: AE, not stored, so a
