@@ -174,6 +174,13 @@ impl Service for IntakeService {
         .merge(fhir::api::routes(fhir::api::FhirState {
             pool: self.backbone.pool.clone(),
             reception: self.reception(),
+            public_url: self
+                .backbone
+                .settings
+                .identity
+                .public_url
+                .trim_end_matches('/')
+                .to_string(),
         }))
         .merge(self.identity.routes())
         .merge(careloop_console::routes(careloop_console::Console {

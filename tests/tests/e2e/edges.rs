@@ -1371,3 +1371,67 @@ async fn an_a11_shows_the_readmission_cancelled_on_the_timeline() {
     assert!(noted < cancelled, "{timeline:?}");
     app.shutdown().await;
 }
+
+/// Issue 16, first step: `GET /fhir/metadata` answers a CapabilityStatement (no token,
+/// as FHIR clients expect) made from the table the routes are checked against; every
+/// interaction it lists answers (not 404/405); a Task search parameter careloop does
+/// not apply is refused (400) unless the client asks for lenient handling, and the
+/// searchset's `self` link says what was applied.
+#[tokio::test]
+async fn the_capability_statement_tells_the_truth() {
+    let app = spawn_app().await;
+    let res = app
+        .http
+        .get(format!("{}/fhir/metadata", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["content-type"], "application/fhir+json");
+    let cs: Value = res.json().await.unwrap();
+    assert_eq!(cs["resourceType"], "CapabilityStatement");
+    assert_eq!(cs["fhirVersion"], "4.0.1");
+    let hospital = app.token("hospital", Some("st-marys"), None);
+    // Every read and search it lists is served.
+    for r in cs["rest"][0]["resource"].as_array().unwrap() {
+        let t = r["type"].as_str().unwrap();
+        for i in r["interaction"].as_array().unwrap() {
+            let path = match i["code"].as_str().unwrap() {
+                "read" => format!("/fhir/{t}/no-such-id"),
+                "search-type" => format!("/fhir/{t}"),
+                _ => continue,
+            };
+            let (s, body) = app.get(&path, &hospital).await;
+            assert!(
+                s == 200 || s == 404 && body["resourceType"] == "OperationOutcome",
+                "{path}: {s} {body}"
+            );
+            if i["code"] == "read" {
+                assert_eq!(body["issue"][0]["code"], "not-found", "{path}: {body}");
+            }
+        }
+    }
+    // An unknown search parameter: refused, or ignored on request and left out of self.
+    let (s, o) = app.get("/fhir/Task?patient=Patient/x", &hospital).await;
+    assert_eq!(s, 400, "{o}");
+    assert_eq!(o["issue"][0]["expression"][0], "patient", "{o}");
+    let res = app
+        .http
+        .get(format!(
+            "{}/fhir/Task?patient=Patient/x&focus=ServiceRequest/y",
+            app.base
+        ))
+        .bearer_auth(&hospital)
+        .header("prefer", "handling=lenient")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let bundle: Value = res.json().await.unwrap();
+    let self_link = bundle["link"][0]["url"].as_str().unwrap();
+    assert!(
+        self_link.ends_with("/fhir/Task?focus=ServiceRequest/y"),
+        "{self_link}"
+    );
+    app.shutdown().await;
+}

@@ -25,6 +25,8 @@ use careloop_identity::audit::{Audit, ClientAddress};
 pub struct FhirState {
     pub pool: PgPool,
     pub reception: Reception,
+    /// careloop's public URL, for the CapabilityStatement.
+    pub public_url: String,
 }
 
 /// The access rule of each route here (enforced by the access layer).
@@ -42,6 +44,7 @@ pub const RULES: &[RouteRule] = &[
     RouteRule::token("POST", "/fhir/Consent", &[Needs::write("Consent")]),
     RouteRule::token("GET", "/fhir/Task", &[Needs::read("Task")]),
     RouteRule::token("GET", "/fhir/Task/{id}", &[Needs::read("Task")]),
+    RouteRule::open("GET", "/fhir/metadata"),
 ];
 
 pub fn routes(state: FhirState) -> Router {
@@ -51,7 +54,13 @@ pub fn routes(state: FhirState) -> Router {
         .route("/fhir/Consent", post(consent))
         .route("/fhir/Task", get(search_tasks))
         .route("/fhir/Task/{id}", get(read_task))
+        .route("/fhir/metadata", get(metadata))
         .with_state(state)
+}
+
+/// `GET /fhir/metadata` (no token needed, as FHIR clients expect).
+async fn metadata(State(s): State<FhirState>) -> Response {
+    fhir(StatusCode::OK, super::capability::statement(&s.public_url))
 }
 
 fn fhir(status: StatusCode, body: Value) -> Response {
@@ -531,10 +540,56 @@ async fn submitted_task(
 async fn search_tasks(
     State(s): State<FhirState>,
     principal: Result<Authenticated, Problem>,
+    headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, OperationOutcome> {
     let p = principal?;
     p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
+    // A parameter careloop does not apply is refused (a client would otherwise take
+    // every Task for the ones it asked for), unless the client asked for lenient
+    // handling; the `self` link says what was applied.
+    let lenient = headers
+        .get("prefer")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("handling=lenient"));
+    let known = |k: &str| super::capability::TASK_SEARCH.iter().any(|(n, ..)| *n == k);
+    if let Some(unknown) = q.keys().filter(|k| !known(k)).min()
+        && !lenient
+    {
+        {
+            return Err(OperationOutcome {
+                status: StatusCode::BAD_REQUEST,
+                code: "not-supported",
+                expression: Some(unknown.clone()),
+                diagnostics: format!(
+                    "search parameter {unknown} is not supported on Task (supported: {}); send Prefer: handling=lenient to have it ignored",
+                    super::capability::TASK_SEARCH
+                        .iter()
+                        .map(|(n, ..)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                retry_after: None,
+            });
+        }
+    }
+    let mut applied: Vec<(&String, &String)> = q.iter().filter(|(k, _)| known(k)).collect();
+    applied.sort();
+    let self_link = format!(
+        "{}/fhir/Task{}{}",
+        s.public_url,
+        if applied.is_empty() { "" } else { "?" },
+        applied
+            .iter()
+            .map(|(k, v)| format!(
+                "{k}={}",
+                v.replace('%', "%25")
+                    .replace('&', "%26")
+                    .replace('+', "%2B")
+            ))
+            .collect::<Vec<_>>()
+            .join("&")
+    );
     let focus = match q.get("focus") {
         None => None,
         Some(f) => Some(
@@ -575,6 +630,7 @@ async fn search_tasks(
         .collect();
     Ok(fhir(
         StatusCode::OK,
-        json!({"resourceType": "Bundle", "type": "searchset", "total": entry.len(), "entry": entry}),
+        json!({"resourceType": "Bundle", "type": "searchset", "total": entry.len(),
+               "link": [{"relation": "self", "url": self_link}], "entry": entry}),
     ))
 }
