@@ -1433,5 +1433,36 @@ async fn the_capability_statement_tells_the_truth() {
         self_link.ends_with("/fhir/Task?focus=ServiceRequest/y"),
         "{self_link}"
     );
+
+    // The Location a ServiceRequest is answered with can be read, and so can its
+    // Patient, by the facility that referred the person (and not by another).
+    let (s, created) = app
+        .post(
+            "/v1/referrals",
+            &hospital,
+            &referral_body("MRN-FHIR-READ", &at(recent_discharge())),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let id = created["referral_id"].as_str().unwrap();
+    let (s, sr) = app
+        .get(&format!("/fhir/ServiceRequest/{id}"), &hospital)
+        .await;
+    assert_eq!(
+        (s, sr["resourceType"].as_str()),
+        (200, Some("ServiceRequest")),
+        "{sr}"
+    );
+    assert_eq!(sr["priority"], "asap");
+    let patient_ref = sr["subject"]["reference"].as_str().unwrap().to_string();
+    let (s, patient) = app.get(&format!("/fhir/{patient_ref}"), &hospital).await;
+    assert_eq!(s, 200, "{patient}");
+    assert_eq!(patient["identifier"][0]["value"], "MRN-FHIR-READ");
+    assert_eq!(patient["name"][0]["family"], "Rivera");
+    let other = app.token("hospital", Some("mercy"), None);
+    let (s, _) = app.get(&format!("/fhir/ServiceRequest/{id}"), &other).await;
+    assert_eq!(s, 403);
+    let (s, _) = app.get(&format!("/fhir/{patient_ref}"), &other).await;
+    assert_eq!(s, 403);
     app.shutdown().await;
 }

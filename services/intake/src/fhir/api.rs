@@ -45,6 +45,12 @@ pub const RULES: &[RouteRule] = &[
     RouteRule::token("GET", "/fhir/Task", &[Needs::read("Task")]),
     RouteRule::token("GET", "/fhir/Task/{id}", &[Needs::read("Task")]),
     RouteRule::open("GET", "/fhir/metadata"),
+    RouteRule::token(
+        "GET",
+        "/fhir/ServiceRequest/{id}",
+        &[Needs::read("ServiceRequest")],
+    ),
+    RouteRule::token("GET", "/fhir/Patient/{id}", &[Needs::read("Patient")]),
 ];
 
 pub fn routes(state: FhirState) -> Router {
@@ -55,6 +61,8 @@ pub fn routes(state: FhirState) -> Router {
         .route("/fhir/Task", get(search_tasks))
         .route("/fhir/Task/{id}", get(read_task))
         .route("/fhir/metadata", get(metadata))
+        .route("/fhir/ServiceRequest/{id}", get(read_service_request))
+        .route("/fhir/Patient/{id}", get(read_patient))
         .with_state(state)
 }
 
@@ -495,6 +503,99 @@ async fn consent(
     let mut echoed = c.clone();
     echoed["id"] = json!(person_ref);
     Ok(fhir(StatusCode::OK, echoed))
+}
+
+/// `GET /fhir/ServiceRequest/{id}`: the referral as the hospital sent it (any
+/// channel), to the facility that sent it, coordinators and admins.
+async fn read_service_request(
+    State(s): State<FhirState>,
+    principal: Result<Authenticated, Problem>,
+    Path(id): Path<String>,
+) -> Result<Response, OperationOutcome> {
+    let p = principal?;
+    p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
+    let Some((sr, at)) = s.reception.submission(&id).await? else {
+        return Err(Problem::not_found(format!("no ServiceRequest/{id}")).into());
+    };
+    if !p.may_see_facility(&sr.facility) {
+        return Err(Problem::forbidden("this ServiceRequest belongs to another facility").into());
+    }
+    let priority = match sr.risk_level {
+        crate::domain::RiskLevel::High => "asap",
+        crate::domain::RiskLevel::Moderate => "urgent",
+        crate::domain::RiskLevel::Low => "routine",
+    };
+    let mut resource = json!({
+        "resourceType": "ServiceRequest",
+        "id": sr.referral_id,
+        "meta": {"lastUpdated": at},
+        "status": "active",
+        "intent": "order",
+        "priority": priority,
+        "subject": {"reference": format!("Patient/{}", sr.person_ref)},
+        "occurrenceDateTime": sr.discharged_at,
+        "authoredOn": at,
+        "requester": {"display": sr.facility},
+        "category": sr.needs.iter().map(|n| json!({"text": n})).collect::<Vec<_>>(),
+        "extension": [
+            {"url": read::DISCHARGE_EXTENSION, "valueDateTime": sr.discharged_at},
+            {"url": read::UNIT_EXTENSION, "valueString": sr.unit},
+        ],
+    });
+    if let Some(n) = &sr.notes {
+        resource["note"] = json!([{"text": n}]);
+    }
+    Ok(fhir(StatusCode::OK, resource))
+}
+
+/// `GET /fhir/Patient/{id}`: a person's details from the PHI vault, to a facility
+/// that referred them, coordinators and admins; every read is audited first.
+async fn read_patient(
+    State(s): State<FhirState>,
+    principal: Result<Authenticated, Problem>,
+    address: ClientAddress,
+    Path(id): Path<String>,
+) -> Result<Response, OperationOutcome> {
+    let p = principal?;
+    p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
+    let person = if uuid::Uuid::parse_str(&id).is_ok() {
+        s.reception.person(&id).await?
+    } else {
+        Default::default()
+    };
+    let Some(d) = person.details else {
+        return Err(Problem::not_found(format!("no Patient/{id}")).into());
+    };
+    s.reception.check_facility(&p, &id).await?;
+    let mut entry = Audit::by(&p, &address, "read", "Patient");
+    entry.person_ref = Some(id.clone());
+    s.reception.audit.record(entry).await?;
+    let mut patient = json!({
+        "resourceType": "Patient",
+        "id": id,
+        "identifier": d.identifiers.iter().map(|i| json!({"system": i.system, "value": i.value})).collect::<Vec<_>>(),
+        "communication": [{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": d.language}]}}],
+    });
+    if let Some(n) = &d.name {
+        let mut names = vec![json!({"use": "official", "family": n.family, "given": [n.given]})];
+        if let Some(pref) = &n.preferred {
+            names.push(json!({"use": "usual", "given": [pref]}));
+        }
+        patient["name"] = json!(names);
+    }
+    if let Some(b) = d.birth_date {
+        patient["birthDate"] = json!(b.to_string());
+    }
+    if let Some(g) = &d.gender {
+        patient["gender"] = json!(g);
+    }
+    if let Some(ph) = &d.phone {
+        patient["telecom"] = json!([{"system": "phone", "value": ph}]);
+    }
+    if let Some(pc) = &d.postcode {
+        patient["address"] = json!([{"postalCode": pc}]);
+    }
+    Ok(fhir(StatusCode::OK, patient))
 }
 
 /// `GET /fhir/Task/{id}`

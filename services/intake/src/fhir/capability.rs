@@ -60,6 +60,18 @@ pub const SURFACE: &[Interaction] = &[
     },
     Interaction {
         method: "GET",
+        path: "/fhir/ServiceRequest/{id}",
+        resource: Some("ServiceRequest"),
+        code: "read",
+    },
+    Interaction {
+        method: "GET",
+        path: "/fhir/Patient/{id}",
+        resource: Some("Patient"),
+        code: "read",
+    },
+    Interaction {
+        method: "GET",
         path: "/fhir/Task",
         resource: Some("Task"),
         code: "search-type",
