@@ -1427,8 +1427,8 @@ async fn the_capability_statement_tells_the_truth() {
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
-    let bundle: Value = res.json().await.unwrap();
-    let self_link = bundle["link"][0]["url"].as_str().unwrap();
+    let searchset: Value = res.json().await.unwrap();
+    let self_link = searchset["link"][0]["url"].as_str().unwrap();
     assert!(
         self_link.ends_with("/fhir/Task?focus=ServiceRequest/y"),
         "{self_link}"
@@ -1464,5 +1464,33 @@ async fn the_capability_statement_tells_the_truth() {
     assert_eq!(s, 403);
     let (s, _) = app.get(&format!("/fhir/{patient_ref}"), &other).await;
     assert_eq!(s, 403);
+
+    // JSON only: XML asked for is a 406 OperationOutcome, not JSON with a 200.
+    for (path, accept) in [
+        (format!("/fhir/Task/{id}"), "application/fhir+xml"),
+        (format!("/fhir/Task/{id}?_format=xml"), "*/*"),
+        ("/fhir/metadata".to_string(), "application/xml"),
+    ] {
+        let res = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(&hospital)
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 406, "{path} {accept}");
+        let o: Value = res.json().await.unwrap();
+        assert_eq!(o["resourceType"], "OperationOutcome");
+    }
+    // A code outside its required value set: Patient.gender "robot".
+    let mut robot = bundle(&at(recent_discharge()));
+    robot["entry"][0]["resource"]["gender"] = json!("robot");
+    let (s, _, o) = post_fhir(&app, "/fhir", &hospital, &robot).await;
+    assert_eq!(s, 422, "{o}");
+    assert_eq!(
+        o["issue"][0]["expression"][0],
+        "Bundle.entry[0].resource.gender"
+    );
     app.shutdown().await;
 }

@@ -53,6 +53,36 @@ pub const RULES: &[RouteRule] = &[
     RouteRule::token("GET", "/fhir/Patient/{id}", &[Needs::read("Patient")]),
 ];
 
+/// careloop speaks FHIR JSON only: a request that accepts only XML (by `Accept` or
+/// `_format`) is answered 406 with an OperationOutcome, never JSON with a 200.
+async fn json_only(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let wants = |v: &str| {
+        let v = v.to_ascii_lowercase();
+        v.contains("xml") && !v.contains("json") && !v.contains("*/*")
+    };
+    let accept_xml = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(wants);
+    let format_xml = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .filter_map(|kv| kv.strip_prefix("_format="))
+            .any(|f| wants(&f.replace("%2B", "+").replace("%2F", "/")))
+    });
+    if accept_xml || format_xml {
+        return OperationOutcome {
+            status: StatusCode::NOT_ACCEPTABLE,
+            code: "not-supported",
+            expression: None,
+            diagnostics: "careloop answers application/fhir+json only".into(),
+            retry_after: None,
+        }
+        .into_response();
+    }
+    next.run(req).await
+}
+
 pub fn routes(state: FhirState) -> Router {
     Router::new()
         .route("/fhir", post(transaction))
@@ -63,6 +93,7 @@ pub fn routes(state: FhirState) -> Router {
         .route("/fhir/metadata", get(metadata))
         .route("/fhir/ServiceRequest/{id}", get(read_service_request))
         .route("/fhir/Patient/{id}", get(read_patient))
+        .route_layer(axum::middleware::from_fn(json_only))
         .with_state(state)
 }
 
