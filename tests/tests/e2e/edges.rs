@@ -1465,6 +1465,48 @@ async fn the_capability_statement_tells_the_truth() {
     let (s, _) = app.get(&format!("/fhir/{patient_ref}"), &other).await;
     assert_eq!(s, 403);
 
+    // Task search pages by _count with a next link, and filters by status.
+    let (s, _) = app
+        .post(
+            "/v1/referrals",
+            &hospital,
+            &referral_body("MRN-FHIR-READ-2", &at(recent_discharge())),
+        )
+        .await;
+    assert_eq!(s, 201);
+    eventually("both Tasks searchable", WAIT, || async {
+        let (_, b) = app.get("/fhir/Task", &hospital).await;
+        (b["entry"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+    let (s, page) = app
+        .get("/fhir/Task?_count=1&status=requested", &hospital)
+        .await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(page["entry"].as_array().unwrap().len(), 1);
+    let next = page["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .map(|l| l["url"].as_str().unwrap().to_string())
+        .expect("a next link");
+    let next = next.strip_prefix(&app.base).unwrap().to_string();
+    let (_, last) = app.get(&next, &hospital).await;
+    assert_eq!(last["entry"].as_array().unwrap().len(), 1, "{last}");
+    assert_ne!(last["entry"][0]["fullUrl"], page["entry"][0]["fullUrl"]);
+    assert!(
+        last["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["relation"] != "next")
+    );
+    let (s, _) = app.get("/fhir/Task?_count=0", &hospital).await;
+    assert_eq!(s, 422);
+    let (_, none) = app.get("/fhir/Task?status=completed", &hospital).await;
+    assert_eq!(none["total"], 0, "{none}");
+
     // JSON only: XML asked for is a 406 OperationOutcome, not JSON with a 200.
     for (path, accept) in [
         (format!("/fhir/Task/{id}"), "application/fhir+xml"),

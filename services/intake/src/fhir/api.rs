@@ -745,14 +745,72 @@ async fn search_tasks(
         Role::Hospital => p.facility.clone(),
         _ => None,
     };
+    let count = match q.get("_count") {
+        None => 100,
+        Some(c) => c
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=careloop_web::paging::MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                OperationOutcome::invalid("_count", "_count must be a number from 1 to 500")
+            })?,
+    };
+    let statuses = q.get("status").map(|v| {
+        v.split(',')
+            .flat_map(|st| match st.trim() {
+                "requested" => vec!["requested".to_string(), "received".to_string()],
+                other => vec![other.to_string()],
+            })
+            .collect::<Vec<_>>()
+    });
+    let after_given = q.get("_cursor");
+    let after = match after_given {
+        None => None,
+        Some(c) => {
+            let parts = careloop_web::paging::parse_cursor(c, 2)
+                .map_err(|_| OperationOutcome::invalid("_cursor", "not a cursor careloop gave"))?;
+            let at = parts[0]
+                .parse::<i64>()
+                .ok()
+                .and_then(chrono::DateTime::from_timestamp_micros)
+                .ok_or_else(|| {
+                    OperationOutcome::invalid("_cursor", "not a cursor careloop gave")
+                })?;
+            Some((at, parts[1].clone()))
+        }
+    };
     let rows = task::search(
         &s.pool,
-        facility.as_deref(),
-        focus.as_deref(),
-        updated_after,
+        &crate::tasks::read_model::TaskSearch {
+            facility: facility.as_deref(),
+            focus: focus.as_deref(),
+            updated_after,
+            statuses,
+            after,
+            limit: count + 1,
+        },
     )
     .await
     .map_err(Problem::from)?;
+    let (rows, next) = careloop_web::paging::page(rows, count, |r| {
+        vec![
+            r.last_updated.timestamp_micros().to_string(),
+            r.referral_id.clone(),
+        ]
+    });
+    let mut links = vec![json!({"relation": "self", "url": self_link})];
+    let complete = next.is_none();
+    if let Some(c) = next {
+        let without: Vec<String> = self_link
+            .split(['?', '&'])
+            .skip(1)
+            .filter(|kv| !kv.starts_with("_cursor="))
+            .map(str::to_string)
+            .chain(std::iter::once(format!("_cursor={c}")))
+            .collect();
+        links.push(json!({"relation": "next",
+            "url": format!("{}/fhir/Task?{}", s.public_url, without.join("&"))}));
+    }
     let entry: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -760,9 +818,12 @@ async fn search_tasks(
                         "search": {"mode": "match"}})
         })
         .collect();
-    Ok(fhir(
-        StatusCode::OK,
-        json!({"resourceType": "Bundle", "type": "searchset", "total": entry.len(),
-               "link": [{"relation": "self", "url": self_link}], "entry": entry}),
-    ))
+    let entry_count = entry.len();
+    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset",
+                            "link": links, "entry": entry});
+    // The total is known without counting when this page is the last.
+    if complete && after_given.is_none() {
+        bundle["total"] = json!(entry_count);
+    }
+    Ok(fhir(StatusCode::OK, bundle))
 }

@@ -18,6 +18,21 @@ pub const TASK_SEARCH: &[(&str, &str, &str)] = &[
         "date",
         "changed after an instant: gt<instant> (the only prefix)",
     ),
+    (
+        "status",
+        "token",
+        "Task.status, comma-separated (requested includes received)",
+    ),
+    (
+        "_count",
+        "number",
+        "Tasks per page, 1 to 500 (100 by default); the next page is the `next` link",
+    ),
+    (
+        "_cursor",
+        "string",
+        "where the next page starts, as the `next` link gives it",
+    ),
 ];
 
 /// One FHIR interaction careloop serves: its route, and how the CapabilityStatement
