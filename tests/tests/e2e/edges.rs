@@ -1507,6 +1507,33 @@ async fn the_capability_statement_tells_the_truth() {
     let (_, none) = app.get("/fhir/Task?status=completed", &hospital).await;
     assert_eq!(none["total"], 0, "{none}");
 
+    // A Task read carries a weak ETag and Last-Modified; If-None-Match with it is 304.
+    let res = app
+        .http
+        .get(format!("{}/fhir/Task/{id}", app.base))
+        .bearer_auth(&hospital)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let etag = res.headers()["etag"].to_str().unwrap().to_string();
+    assert!(etag.starts_with("W/\""), "{etag}");
+    assert!(res.headers().contains_key("last-modified"));
+    let again = app
+        .http
+        .get(format!("{}/fhir/Task/{id}", app.base))
+        .bearer_auth(&hospital)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    let status = again.status().as_u16();
+    // 304, unless the referral changed in between (then a new ETag).
+    assert!(
+        status == 304 || again.headers()["etag"].to_str().unwrap() != etag,
+        "{status}"
+    );
+
     // JSON only: XML asked for is a 406 OperationOutcome, not JSON with a 200.
     for (path, accept) in [
         (format!("/fhir/Task/{id}"), "application/fhir+xml"),

@@ -633,6 +633,7 @@ async fn read_patient(
 async fn read_task(
     State(s): State<FhirState>,
     principal: Result<Authenticated, Problem>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, OperationOutcome> {
     let p = principal?;
@@ -646,7 +647,28 @@ async fn read_task(
     if !p.may_see_facility(&row.facility) {
         return Err(Problem::forbidden("this Task belongs to another facility").into());
     }
-    Ok(fhir(StatusCode::OK, task::render(&row)))
+    // A weak validator from the Task's last change: a client polling with
+    // If-None-Match gets 304 until the referral changes.
+    let etag = format!("W/\"{}\"", row.last_updated.timestamp_micros());
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut res = if unchanged {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        fhir(StatusCode::OK, task::render(&row))
+    };
+    let modified = row
+        .last_updated
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    for (name, value) in [(header::ETAG, etag), (header::LAST_MODIFIED, modified)] {
+        if let Ok(v) = header::HeaderValue::from_str(&value) {
+            res.headers_mut().insert(name, v);
+        }
+    }
+    Ok(res)
 }
 
 /// A referral intake holds but the referral service has not taken in yet.
