@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use careloop_backbone::Metadata;
 use careloop_backbone::store::{self, Cqrs};
+use careloop_web::paging;
 use careloop_web::{
     ApiJson, Authenticated, CorrelationId, Needs, Principal, Problem, Role, RouteRule,
 };
@@ -253,11 +254,13 @@ struct WorklistQuery {
     due_before: Option<DateTime<Utc>>,
     overdue: Option<bool>,
     state: Option<String>,
+    cursor: Option<String>,
     limit: Option<i64>,
 }
 
-/// `GET /v1/followups?peer_id=&due_before=&overdue=`: plans by their next due
-/// check-in. A peer sees only their own; by default only active plans.
+/// `GET /v1/followups?peer_id=&due_before=&overdue=&cursor=&limit=`: plans by their
+/// next due check-in (then referral id), paged. A peer sees only their own; by
+/// default only active plans.
 async fn worklist(
     State(s): State<AppState>,
     principal: Authenticated,
@@ -275,15 +278,22 @@ async fn worklist(
             "state is active, paused, closed or all",
         ));
     }
+    let limit = paging::limit(q.limit, 100)?;
     let filter = WorklistFilter {
         peer_id,
         due_before: q.due_before,
         overdue: q.overdue,
         state,
-        limit: q.limit.unwrap_or(100).clamp(1, 500),
+        after: q
+            .cursor
+            .as_deref()
+            .map(read_model::WorklistKey::parse)
+            .transpose()?,
+        limit: limit + 1,
     };
     let rows = read_model::worklist(&s.pool, &filter)
         .await
         .map_err(Problem::from)?;
-    Ok(Json(serde_json::json!({ "items": rows })))
+    let (rows, next) = paging::page(rows, limit, |r| read_model::WorklistKey::of(r).parts());
+    Ok(Json(paging::json(&rows, next)))
 }

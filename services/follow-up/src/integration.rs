@@ -11,7 +11,12 @@ impl IntegrationMapper for Mapper {
     fn published_types(&self) -> &'static [&'static str] {
         // FollowUpOverdue stays inside the service: nothing consumed it, and the
         // coordinators' overdue list reads the follow-up read model.
-        &["ContactRecorded", "FollowUpClosed", "ReadmissionLinked"]
+        &[
+            "ContactRecorded",
+            "FollowUpClosed",
+            "ReadmissionLinked",
+            "ReadmissionUnlinked",
+        ]
     }
 
     fn to_integration(&self, event: &StoredEvent) -> anyhow::Result<Payload> {
@@ -41,6 +46,12 @@ impl IntegrationMapper for Mapper {
                 admission_id,
                 admitted_at: Some(timestamp(admitted_at)),
             }),
+            FollowUpEvent::ReadmissionUnlinked { admission_id, .. } => {
+                Payload::ReadmissionUnlinked(v1::ReadmissionUnlinked {
+                    referral_id,
+                    admission_id,
+                })
+            }
             other => anyhow::bail!(
                 "{} is not published",
                 cqrs_es::DomainEvent::event_type(&other)

@@ -331,24 +331,78 @@ pub struct WorklistFilter {
     pub due_before: Option<DateTime<Utc>>,
     pub overdue: Option<bool>,
     pub state: String,
+    /// The page starts after this key.
+    pub after: Option<WorklistKey>,
     pub limit: i64,
+}
+
+/// Where a worklist page ends: the next due time (none sorts last) and the referral.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorklistKey {
+    pub due: Option<DateTime<Utc>>,
+    pub referral_id: String,
+}
+
+impl WorklistKey {
+    pub fn of(row: &FollowUpRow) -> Self {
+        WorklistKey {
+            due: row.next_due_at,
+            referral_id: row.referral_id.clone(),
+        }
+    }
+
+    pub fn parts(&self) -> Vec<String> {
+        vec![
+            self.due
+                .map(|d| d.timestamp_micros().to_string())
+                .unwrap_or_else(|| "none".into()),
+            self.referral_id.clone(),
+        ]
+    }
+
+    pub fn parse(cursor: &str) -> Result<Self, careloop_web::Problem> {
+        let parts = careloop_web::paging::parse_cursor(cursor, 2)?;
+        let due = match parts[0].as_str() {
+            "none" => None,
+            micros => Some(
+                micros
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(DateTime::from_timestamp_micros)
+                    .ok_or_else(|| {
+                        careloop_web::Problem::invalid("cursor", "not a cursor this API returned")
+                    })?,
+            ),
+        };
+        Ok(WorklistKey {
+            due,
+            referral_id: parts[1].clone(),
+        })
+    }
 }
 
 /// Plans by their next due check-in.
 pub async fn worklist(pool: &PgPool, f: &WorklistFilter) -> sqlx::Result<Vec<FollowUpRow>> {
+    // Plans with no due check-in sort last ('infinity'), each page after the key of
+    // the last row of the page before.
     sqlx::query_as(&format!(
         "{PLANS}
          WHERE ($1::text IS NULL OR peer_id = $1)
            AND ($2::timestamptz IS NULL OR next_due_at < $2)
            AND ($3::bool IS NULL OR overdue = $3)
            AND ($4 = 'all' OR state = $4)
-         ORDER BY next_due_at NULLS LAST, referral_id LIMIT $5"
+           AND ($6::text IS NULL
+                OR (COALESCE(next_due_at, 'infinity'), referral_id)
+                   > (COALESCE($7::timestamptz, 'infinity'), $6))
+         ORDER BY COALESCE(next_due_at, 'infinity'), referral_id LIMIT $5"
     ))
     .bind(&f.peer_id)
     .bind(f.due_before)
     .bind(f.overdue)
     .bind(&f.state)
     .bind(f.limit)
+    .bind(f.after.as_ref().map(|k| k.referral_id.clone()))
+    .bind(f.after.as_ref().and_then(|k| k.due))
     .fetch_all(pool)
     .await
 }

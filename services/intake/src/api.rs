@@ -126,6 +126,16 @@ fn invalid_body(e: InvalidReferral) -> Problem {
         Field::Unit => "discharge.unit".into(),
         Field::ConsentGrantedAt => "consent.granted_at".into(),
         Field::ConsentTerms => "consent".into(),
+        Field::Name => "person.name".into(),
+        Field::Phone => "person.phone".into(),
+        Field::Gender => "person.gender".into(),
+        Field::Postcode => "person.postcode".into(),
+        Field::Needs => "needs".into(),
+        Field::Need(i) => format!("needs[{i}]"),
+        Field::PeerGender => "person.preferences.peer_gender".into(),
+        Field::LivedExperience => "person.preferences.lived_experience".into(),
+        Field::ContactModes => "person.preferences.contact_modes".into(),
+        Field::Notes => "notes".into(),
     };
     Problem::invalid(field, e.reason)
 }
@@ -162,8 +172,16 @@ async fn submit(
     CorrelationId(correlation): CorrelationId,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
+) -> Result<
+    (
+        StatusCode,
+        [(axum::http::HeaderName, String); 1],
+        Json<serde_json::Value>,
+    ),
+    Problem,
+> {
     principal.require(&[Role::Hospital])?;
+    careloop_web::json::require_json(&headers)?;
     let request: ReferralRequest = careloop_web::json::parse(&body)?;
     if principal.facility.as_deref() != Some(request.facility.as_str()) {
         return Err(Problem::forbidden(
@@ -175,7 +193,10 @@ async fn submit(
         .await?;
     let referral = NewReferral::try_from(request)?;
     let key = match idempotency::claim(&s.pool, crate::SCHEMA, &principal, &headers, &body).await? {
-        Some(Claim::Replay(status, body)) => return Ok((status, Json(body))),
+        Some(Claim::Replay(status, body)) => {
+            let id = body["referral_id"].as_str().unwrap_or_default().to_string();
+            return Ok((status, referral_location(&id), Json(body)));
+        }
         Some(Claim::Fresh(key)) => Some(key),
         None => None,
     };
@@ -225,7 +246,17 @@ async fn submit(
     if let Some(key) = key {
         key.complete(&s.pool, status, &answer).await?;
     }
-    Ok((status, Json(answer)))
+    Ok((
+        status,
+        referral_location(&accepted.referral_id),
+        Json(answer),
+    ))
+}
+
+/// `Location: /v1/referrals/{id}`, where the referral is read (at once: see the
+/// referral service's read-your-writes).
+fn referral_location(id: &str) -> [(axum::http::HeaderName, String); 1] {
+    [(axum::http::header::LOCATION, format!("/v1/referrals/{id}"))]
 }
 
 /// The body of `POST /v1/admissions` (the JSON twin of an ADT A01).
@@ -262,6 +293,16 @@ async fn admit(
     s.reception
         .check_registered(&body.facility, "facility")
         .await?;
+    if let Some(why) = careloop_web::limits::count_problem(
+        body.person.identifiers.len(),
+        careloop_web::limits::MAX_IDENTIFIERS,
+        "identifiers",
+    ) {
+        return Err(Problem::invalid(
+            "person.identifiers",
+            format!("the list {why}"),
+        ));
+    }
     if body.person.identifiers.is_empty()
         || body
             .person

@@ -9,6 +9,7 @@
 //! `GET /v1/referrals?facility=&updated_since=` instead.
 
 pub mod api;
+pub mod destination;
 pub mod dispatcher;
 pub mod outbox;
 pub mod signature;

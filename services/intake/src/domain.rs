@@ -14,7 +14,8 @@ pub use admission::{
     Admission, AdmissionCommand, AdmissionDetails, AdmissionError, AdmissionEvent,
 };
 pub use new_referral::{
-    Field, InvalidReferral, NewReferral, ReferralDraft, language_code, referral_id, region_of,
+    Field, InvalidReferral, NewReferral, ReferralDraft, check_person, language_code, referral_id,
+    region_of,
 };
 pub use person::{
     Identifier, Person, PersonCommand, PersonDetails, PersonError, PersonEvent, PersonName,

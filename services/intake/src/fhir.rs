@@ -10,6 +10,7 @@
 //! `Patient/{person_ref}`, `ServiceRequest/{referral_id}`, `Task/{referral_id}`.
 
 pub mod api;
+pub mod capability;
 pub mod outcome;
 pub mod read;
 pub mod task;

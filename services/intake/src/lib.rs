@@ -14,6 +14,7 @@ pub mod closed_loop;
 pub mod contact_card;
 pub mod domain;
 pub mod fhir;
+pub mod fuzz;
 pub mod hl7;
 pub mod identity;
 pub mod integration;
@@ -162,7 +163,10 @@ impl Service for IntakeService {
             pool: self.backbone.pool.clone(),
             reception: self.reception(),
         })
-        .merge(closed_loop::api::routes(self.backbone.pool.clone()))
+        .merge(closed_loop::api::routes(closed_loop::api::WebhookState {
+            pool: self.backbone.pool.clone(),
+            allowed_hosts: self.backbone.settings.webhook_allowed_hosts.clone(),
+        }))
         .merge(contact_card::routes(contact_card::CardState {
             pool: self.backbone.pool.clone(),
             reception: self.reception(),
@@ -170,6 +174,13 @@ impl Service for IntakeService {
         .merge(fhir::api::routes(fhir::api::FhirState {
             pool: self.backbone.pool.clone(),
             reception: self.reception(),
+            public_url: self
+                .backbone
+                .settings
+                .identity
+                .public_url
+                .trim_end_matches('/')
+                .to_string(),
         }))
         .merge(self.identity.routes())
         .merge(careloop_console::routes(careloop_console::Console {
@@ -213,10 +224,11 @@ impl Service for IntakeService {
     }
 
     fn workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
-        let dispatcher = closed_loop::dispatcher::Dispatcher::new(
+        let mut dispatcher = closed_loop::dispatcher::Dispatcher::new(
             self.backbone.pool.clone(),
             self.backbone.settings.webhook_retry_base,
         );
+        dispatcher.allowed_hosts = self.backbone.settings.webhook_allowed_hosts.clone();
         let mut tasks = vec![tokio::spawn(dispatcher.run(shutdown.clone()))];
         tasks.extend(self.start_mllp(shutdown));
         tasks

@@ -22,6 +22,10 @@ use crate::domain::{
 };
 use crate::identity;
 
+/// The field a refusal of the person's identifiers names (each channel says it its
+/// own way: `PID-3`, `Patient.identifier`).
+pub const IDENTIFIERS: &str = "person.identifiers";
+
 /// What became of a submission.
 pub struct Accepted {
     pub referral_id: String,
@@ -108,7 +112,10 @@ impl Reception {
     ) -> Result<String, Problem> {
         let person_ref = identity::resolve(&self.pool, &person.identifiers)
             .await
-            .map_err(Problem::from)?
+            .map_err(|e| match e {
+                identity::ResolveError::TooMany(why) => Problem::invalid(IDENTIFIERS, why),
+                identity::ResolveError::Database(e) => Problem::from(e),
+            })?
             .to_string();
         store::execute(
             &self.persons,

@@ -297,13 +297,35 @@ async fn update(
     Ok(Json(serde_json::json!({ "peer_id": id })))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeersQuery {
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/peers?cursor=&limit=`: the roster by name, paged.
 async fn list(
     State(s): State<AppState>,
     principal: Authenticated,
+    careloop_web::ApiQuery(q): careloop_web::ApiQuery<PeersQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Coordinator, Role::Admin])?;
-    let rows = read_model::peers(&s.pool).await.map_err(Problem::from)?;
-    Ok(Json(serde_json::json!({ "items": rows })))
+    let limit = careloop_web::paging::limit(q.limit, 100)?;
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => {
+            let mut parts = careloop_web::paging::parse_cursor(c, 2)?;
+            let id = parts.pop().unwrap_or_default();
+            Some((parts.pop().unwrap_or_default(), id))
+        }
+    };
+    let rows = read_model::peers(&s.pool, after, limit + 1)
+        .await
+        .map_err(Problem::from)?;
+    let (rows, next) =
+        careloop_web::paging::page(rows, limit, |r| vec![r.name.clone(), r.peer_id.clone()]);
+    Ok(Json(careloop_web::paging::json(&rows, next)))
 }
 
 #[derive(Deserialize)]

@@ -287,12 +287,23 @@ pub struct PeerRow {
 }
 
 /// The roster as coordinators read it, by name.
-pub async fn peers(pool: &PgPool) -> sqlx::Result<Vec<PeerRow>> {
+/// The roster by name (then id), `limit` peers after `after` (a name and an id).
+pub async fn peers(
+    pool: &PgPool,
+    after: Option<(String, String)>,
+    limit: i64,
+) -> sqlx::Result<Vec<PeerRow>> {
+    let (name, id) = after.unzip();
     sqlx::query_as(
         "SELECT peer_id, name, languages, gender, lived_experience, regions, modes,
                 max_caseload, availability, available_from, active_count, updated_at
-         FROM peer_assignment.peers ORDER BY name, peer_id",
+         FROM peer_assignment.peers
+         WHERE $1::text IS NULL OR (name, peer_id) > ($1, $2)
+         ORDER BY name, peer_id LIMIT $3",
     )
+    .bind(name)
+    .bind(id)
+    .bind(limit)
     .fetch_all(pool)
     .await
 }

@@ -27,6 +27,10 @@ pub struct AppState {
     pub cqrs: Arc<Cqrs<Referral>>,
     pub store: Arc<EventStore<Referral>>,
     pub reroute_after_reject: bool,
+    /// Where intake answers for a referral it holds but this service has not taken
+    /// in yet (careloop's public URL), for reading one's own writes.
+    pub intake_url: Option<String>,
+    pub http: reqwest::Client,
 }
 
 /// The access rule of each route here (enforced by the access layer).
@@ -66,10 +70,13 @@ impl From<ReferralError> for Problem {
 async fn show(
     State(s): State<AppState>,
     principal: Authenticated,
+    headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let row = read_model::get(&s.pool, &id).await.map_err(Problem::from)?;
-    let row = row.ok_or_else(|| Problem::not_found(format!("no referral {id}")))?;
+    let Some(row) = row else {
+        return submitted(&s, &headers, &id).await.map(Json);
+    };
     authorize_read(&principal, &row)?;
     let timeline = read_model::timeline(&s.pool, &id)
         .await
@@ -82,6 +89,59 @@ async fn show(
     });
     view["timeline"] = serde_json::to_value(timeline).map_err(Problem::from)?;
     Ok(Json(view))
+}
+
+/// Read-your-writes: a referral intake took (the client has its `201`) but this
+/// service has not received yet (its events are on their way, typically 100-200 ms)
+/// is shown as `requested`, as intake's Task for it says, to whoever intake lets read
+/// that Task (the caller's own token is presented). Anything else is a 404.
+async fn submitted(
+    s: &AppState,
+    headers: &axum::http::HeaderMap,
+    id: &str,
+) -> Result<serde_json::Value, Problem> {
+    let missing = || Problem::not_found(format!("no referral {id}"));
+    let (Some(base), Some(auth)) = (
+        s.intake_url.as_deref(),
+        headers.get(axum::http::header::AUTHORIZATION),
+    ) else {
+        return Err(missing());
+    };
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(missing());
+    }
+    let res = s
+        .http
+        .get(format!("{base}/fhir/Task/{id}"))
+        .header(axum::http::header::AUTHORIZATION, auth)
+        .timeout(std::time::Duration::from_secs(3))
+        .send()
+        .await;
+    let task: serde_json::Value = match res {
+        Ok(r) if r.status().as_u16() == 403 => {
+            return Err(Problem::forbidden(
+                "this referral belongs to another facility or peer",
+            ));
+        }
+        Ok(r) if r.status().is_success() => r.json().await.map_err(|_| missing())?,
+        Ok(_) => return Err(missing()),
+        Err(e) => {
+            tracing::warn!(error = %e, "intake could not be asked about a referral");
+            return Err(missing());
+        }
+    };
+    let person_ref = task["for"]["reference"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("Patient/"));
+    Ok(serde_json::json!({
+        "referral_id": id,
+        "person_ref": person_ref,
+        "facility": task["requester"]["display"],
+        "status": "requested",
+        "submitted_at": task["authoredOn"],
+        "timeline": [],
+        "detail": "intake holds this referral; the referral service takes it in within moments (status received), then priority, due times and the timeline appear",
+    }))
 }
 
 fn authorize_read(principal: &Principal, row: &ReferralRow) -> Result<(), Problem> {
@@ -148,7 +208,7 @@ async fn list(
         _ => q.facility.clone(),
     };
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let limit = careloop_web::paging::limit(q.limit, 50)?;
     let filter = QueueFilter {
         status: q.status,
         facility,

@@ -107,6 +107,12 @@ impl EventHandler for Handlers {
                     admitted_at: from_timestamp(r.admitted_at.as_ref()),
                 },
             ),
+            Payload::ReadmissionUnlinked(r) => (
+                r.referral_id.clone(),
+                ReferralCommand::CancelReadmission {
+                    admission_id: r.admission_id.clone(),
+                },
+            ),
             Payload::ContactRecorded(c) if c.contact_outcome() == Some(ContactOutcome::Reached) => {
                 (
                     c.referral_id.clone(),

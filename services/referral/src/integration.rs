@@ -100,6 +100,7 @@ impl IntegrationMapper for Mapper {
             other @ (ReferralEvent::ReferralWaitlisted { .. }
             | ReferralEvent::ReferralOverdue { .. }
             | ReferralEvent::ReadmissionNoted { .. }
+            | ReferralEvent::ReadmissionCancelled { .. }
             | ReferralEvent::ReferralPeerChanged { .. }
             | ReferralEvent::FirstReachNoted { .. }) => {
                 anyhow::bail!("{} is not published", other_name(&other))

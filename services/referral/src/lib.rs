@@ -46,6 +46,7 @@ const MIGRATIONS: &[Migration] = &[
 pub struct ReferralService {
     backbone: Backbone,
     cqrs: Arc<Cqrs<Referral>>,
+    http: reqwest::Client,
 }
 
 impl ReferralService {
@@ -53,6 +54,7 @@ impl ReferralService {
         ReferralService {
             cqrs: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
             backbone: backbone.clone(),
+            http: reqwest::Client::new(),
         }
     }
 }
@@ -87,6 +89,15 @@ impl Service for ReferralService {
             cqrs: self.cqrs.clone(),
             store: Arc::new(store::event_store(self.backbone.pool.clone(), SCHEMA)),
             reroute_after_reject: self.backbone.settings.reroute_after_reject,
+            intake_url: Some(
+                self.backbone
+                    .settings
+                    .identity
+                    .public_url
+                    .trim_end_matches('/')
+                    .to_string(),
+            ),
+            http: self.http.clone(),
         })
     }
 

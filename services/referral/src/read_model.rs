@@ -119,6 +119,13 @@ impl Projection for Referrals {
                     json!({"admission_id": admission_id, "admitted_at": admitted_at}),
                 )
             }
+            ReferralEvent::ReadmissionCancelled { admission_id } => {
+                update(tx, id, "referral_id = referral_id", at).await?;
+                (
+                    Some("the hospital cancelled the admission".to_string()),
+                    json!({"admission_id": admission_id}),
+                )
+            }
             ReferralEvent::FirstReachNoted {
                 contact_id,
                 occurred_at,

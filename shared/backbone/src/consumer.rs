@@ -62,13 +62,33 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    /// Metadata for commands this event causes: same correlation, caused by this event.
-    pub fn metadata(&self, actor: &str) -> Metadata {
+    /// Metadata for commands this event causes: same correlation, caused by this
+    /// event, and acted on by `service` for whoever started it
+    /// ([`Incoming::actor_for`]).
+    pub fn metadata(&self, service: &str) -> Metadata {
         Metadata {
             correlation_id: self.envelope.correlation_id.clone(),
             causation_id: Some(self.envelope.event_id.clone()),
-            actor: Some(actor.to_string()),
+            actor: Some(self.actor_for(service)),
             request_id: None,
+        }
+    }
+
+    /// `<who started it> via <service>` (who started it: the person, client or HL7
+    /// sender the first event of the chain names), or `service` alone when the event
+    /// names nobody.
+    pub fn actor_for(&self, service: &str) -> String {
+        let origin = self
+            .envelope
+            .actor
+            .split(" via ")
+            .next()
+            .unwrap_or_default()
+            .trim();
+        if origin.is_empty() {
+            service.to_string()
+        } else {
+            format!("{origin} via {service}")
         }
     }
 }

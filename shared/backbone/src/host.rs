@@ -289,6 +289,7 @@ impl Host {
                 self.backbone.settings.request_timeout,
                 careloop_web::availability::deadline,
             ))
+            .layer(axum::middleware::from_fn(careloop_web::limits::body_limit))
             .layer(axum::middleware::from_fn(no_store_by_default))
             .layer(axum::Extension(self.auth.clone()))
             .layer(axum::middleware::from_fn(careloop_web::correlation::layer))

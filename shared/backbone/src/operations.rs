@@ -2,7 +2,7 @@
 //! backbone health, the same numbers `/metrics` exports, read from the service's own
 //! tables (so it is right whichever instance answers): committed events not yet
 //! published, each read model's lag, and the dead letters (counted, and the latest,
-//! without their message bytes, which may hold PHI).
+//! without their message bytes, which may hold PHI; `?cursor=&limit=` pages them).
 
 use std::sync::Arc;
 
@@ -63,12 +63,30 @@ struct DeadLetter {
     dead_at: DateTime<Utc>,
 }
 
+/// `?cursor=&limit=` page the dead letters (newest first, 20 by default).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadLetterPage {
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
 async fn health(
     State(services): State<Arc<HashMap<&'static str, Operations>>>,
     principal: Authenticated,
     Path(service): Path<String>,
+    careloop_web::ApiQuery(page): careloop_web::ApiQuery<DeadLetterPage>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Admin])?;
+    let limit = careloop_web::paging::limit(page.limit, 20)?;
+    let before: Option<i64> = match page.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(
+            careloop_web::paging::parse_cursor(c, 1)?[0]
+                .parse()
+                .map_err(|_| Problem::invalid("cursor", "not a cursor this API returned"))?,
+        ),
+    };
     let ops = services
         .get(service.as_str())
         .ok_or_else(|| Problem::not_found(format!("no service {service} here")))?;
@@ -107,16 +125,20 @@ async fn health(
             .map_err(unavailable)?;
     let latest: Vec<DeadLetter> = sqlx::query_as(&format!(
         "SELECT id, consumer, event_type, aggregate_type, aggregate_id, error, deliveries, dead_at
-         FROM {}.dead_letters ORDER BY id DESC LIMIT 20",
+         FROM {}.dead_letters WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2",
         ops.schema
     ))
+    .bind(before)
+    .bind(limit + 1)
     .fetch_all(&mut *conn)
     .await
     .map_err(unavailable)?;
+    let (latest, next_cursor) =
+        careloop_web::paging::page(latest, limit, |d| vec![d.id.to_string()]);
     Ok(Json(serde_json::json!({
         "service": ops.service,
         "outbox": outbox,
         "projections": projections,
-        "dead_letters": {"count": dead, "latest": latest},
+        "dead_letters": {"count": dead, "latest": latest, "next_cursor": next_cursor},
     })))
 }

@@ -350,6 +350,7 @@ impl Relay {
             aggregate_id: event.aggregate_id.clone(),
             aggregate_sequence: event.sequence as u64,
             previous_sequence: event.previous_sequence as u64,
+            actor: event.meta("actor").unwrap_or_default().to_string(),
             payload: Some(payload),
         })
     }

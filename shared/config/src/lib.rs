@@ -48,6 +48,9 @@ pub struct Settings {
     pub reroute_after_reject: bool,
     /// The first retry delay of a failed webhook delivery (doubling after that).
     pub webhook_retry_base: std::time::Duration,
+    /// Hosts a webhook may point at although they are loopback, private or
+    /// link-local (`CARELOOP_WEBHOOK_ALLOWED_HOSTS`, comma-separated; none by default).
+    pub webhook_allowed_hosts: Vec<String>,
     /// The follow-up protocol every new plan gets.
     pub protocol: FollowUpProtocol,
     /// How much each term of a peer match counts.
@@ -244,6 +247,11 @@ impl Settings {
                 });
             }
         };
+        let webhook_allowed_hosts: Vec<String> = get("CARELOOP_WEBHOOK_ALLOWED_HOSTS", "")
+            .split(',')
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .collect();
         let retry_ms = get("CARELOOP_WEBHOOK_RETRY_BASE_MS", "2000");
         let webhook_retry_base = retry_ms
             .parse::<u64>()
@@ -328,6 +336,7 @@ impl Settings {
                 failed_after,
             },
             webhook_retry_base,
+            webhook_allowed_hosts,
             acceptance_due,
             first_contact_due,
             reroute_after_reject,

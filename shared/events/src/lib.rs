@@ -42,6 +42,7 @@ impl Payload {
             Payload::FollowUpOverdue(_) => "FollowUpOverdue",
             Payload::FollowUpClosed(_) => "FollowUpClosed",
             Payload::ReadmissionLinked(_) => "ReadmissionLinked",
+            Payload::ReadmissionUnlinked(_) => "ReadmissionUnlinked",
         }
     }
 }

@@ -172,6 +172,7 @@ pub fn envelope(
         aggregate_id: aggregate.1.to_string(),
         aggregate_sequence: sequence,
         previous_sequence,
+        actor: String::new(),
         payload: Some(payload),
     }
     .encode_to_vec()

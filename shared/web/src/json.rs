@@ -15,20 +15,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                let v = v.split(';').next().unwrap_or("").trim();
-                v == "application/json" || v.ends_with("+json")
-            });
-        if !is_json {
-            return Err(Problem::new(
-                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "expected Content-Type: application/json",
-            ));
-        }
+        require_json(req.headers())?;
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| Problem::bad_request(e.body_text()))?;
@@ -36,13 +23,83 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Parses `bytes` as `T`, mapping errors to problem+json with the field path.
+/// 415 unless the request says its body is JSON (`application/json` or `...+json`).
+pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), Problem> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let v = v
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            v == "application/json" || v.ends_with("+json")
+        });
+    if is_json {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected Content-Type: application/json",
+        )
+        .with_field("Content-Type"))
+    }
+}
+
+/// Whether a JSON syntax error is about the text itself (bytes that are not UTF-8, a
+/// lone surrogate escape): text careloop can never store, wherever it is sent.
+pub fn is_bad_text(e: &serde_json::Error) -> bool {
+    let m = e.to_string();
+    m.contains("unicode code point")
+        || m.contains("surrogate")
+        || m.contains("UTF-8")
+        || m.contains("hex escape")
+}
+
+/// Any JSON document, refused like [`parse`]'s: text that can never be stored, and
+/// anything past [`crate::limits::scan_json`]'s bounds, as `(path, reason)`; other
+/// syntax errors as `("", message)`.
+pub fn parse_document(bytes: &[u8]) -> Result<serde_json::Value, (String, String, bool)> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value: serde_json::Value = serde_path_to_error::deserialize(&mut *de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if is_bad_text(&inner) {
+            (
+                path,
+                format!("is not valid text: {}", strip_position(&inner.to_string())),
+                true,
+            )
+        } else {
+            (String::new(), inner.to_string(), false)
+        }
+    })?;
+    de.end()
+        .map_err(|e| (String::new(), e.to_string(), false))?;
+    if let Some((path, reason)) = crate::limits::scan_json(&value) {
+        return Err((path, reason, true));
+    }
+    Ok(value)
+}
+
+/// Parses `bytes` as `T`, mapping errors to problem+json with the field path. Text
+/// careloop cannot store (invalid UTF-8, control characters such as NUL) and strings,
+/// arrays or nesting past [`crate::limits`] are refused (422) naming the field.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         match inner.classify() {
+            serde_json::error::Category::Syntax if is_bad_text(&inner) => Problem::invalid(
+                path.clone(),
+                format!(
+                    "{path} is not valid text: {}",
+                    strip_position(&inner.to_string())
+                ),
+            ),
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                 Problem::bad_request(format!("malformed JSON: {inner}"))
             }
@@ -66,6 +123,12 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     // Trailing bytes after the document are malformed input too.
     de.end()
         .map_err(|e| Problem::bad_request(format!("malformed JSON: {e}")))?;
+    // The same bytes as a document: every string and array within the bounds.
+    let document: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Problem::bad_request(format!("malformed JSON: {e}")))?;
+    if let Some((path, reason)) = crate::limits::scan_json(&document) {
+        return Err(Problem::invalid(path.clone(), format!("{path} {reason}")));
+    }
     Ok(value)
 }
 
@@ -148,5 +211,25 @@ mod tests {
         assert!(!p.detail.contains("Alex"), "{}", p.detail);
         let p = parse::<Outer>(br#"{"inner": {"kind": "one", "name": "x"}} {}"#).unwrap_err();
         assert_eq!(p.status, 400);
+        // Text careloop can never store: 422 naming the field, never a 500 or a 400.
+        let p = parse::<Outer>(br#"{"inner": {"kind": "one", "name": "A\u0000B"}}"#).unwrap_err();
+        assert_eq!(
+            (p.status, p.field.as_deref()),
+            (422, Some("inner.name")),
+            "{p}"
+        );
+        let p =
+            parse::<Outer>(b"{\"inner\": {\"kind\": \"one\", \"name\": \"\xff\"}}").unwrap_err();
+        assert_eq!(
+            (p.status, p.field.as_deref()),
+            (422, Some("inner.name")),
+            "{p}"
+        );
+        let p = parse::<Outer>(br#"{"inner": {"kind": "one", "name": "\ud800"}}"#).unwrap_err();
+        assert_eq!(
+            (p.status, p.field.as_deref()),
+            (422, Some("inner.name")),
+            "{p}"
+        );
     }
 }

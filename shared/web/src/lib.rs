@@ -12,7 +12,9 @@ pub mod idempotency;
 pub mod jose;
 pub mod json;
 pub mod jwks;
+pub mod limits;
 pub mod operation_outcome;
+pub mod paging;
 pub mod problem;
 pub mod query;
 

@@ -35,11 +35,11 @@ impl Cohort<'_> {
         assert_eq!(s, 201, "{r}");
         let id = r["referral_id"].as_str().unwrap().to_string();
         eventually("the referral received", WAIT, || async {
-            let (s, _) = self
+            let (s, v) = self
                 .app
                 .get(&format!("/v1/referrals/{id}"), &self.coordinator)
                 .await;
-            (s == 200).then_some(())
+            (s == 200 && v["status"] != "requested").then_some(())
         })
         .await;
         id

@@ -42,8 +42,12 @@ async fn referrals_accepted_while_nats_is_down_arrive_when_it_returns() {
         .await;
     assert_eq!(s, 201, "accepted while NATS is down: {created}");
     let id = created["referral_id"].as_str().unwrap().to_string();
-    let (s, _) = app.get(&format!("/v1/referrals/{id}"), &hospital).await;
-    assert_eq!(s, 404, "nothing can have flowed yet");
+    let (s, v) = app.get(&format!("/v1/referrals/{id}"), &hospital).await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (200, Some("requested")),
+        "nothing can have flowed yet, and the hospital reads its write: {v}"
+    );
 
     nats.restart().await;
     eventually(

@@ -22,14 +22,21 @@ pub const RULES: &[RouteRule] = &[
     ),
 ];
 
-pub fn routes(pool: PgPool) -> Router {
+#[derive(Clone)]
+pub struct WebhookState {
+    pub pool: PgPool,
+    /// Hosts allowed although not public (see [`super::destination`]).
+    pub allowed_hosts: Vec<String>,
+}
+
+pub fn routes(state: WebhookState) -> Router {
     Router::new()
         .route("/v1/facilities/{facility}/webhook", put(configure))
         .route(
             "/v1/facilities/{facility}/webhook/deliveries",
             get(deliveries),
         )
-        .with_state(pool)
+        .with_state(state)
 }
 
 /// Admins for any facility; a hospital for its own.
@@ -50,7 +57,10 @@ struct WebhookRequest {
 }
 
 async fn configure(
-    State(pool): State<PgPool>,
+    State(WebhookState {
+        pool,
+        allowed_hosts,
+    }): State<WebhookState>,
     principal: Authenticated,
     Path(facility): Path<String>,
     ApiJson(body): ApiJson<WebhookRequest>,
@@ -60,6 +70,9 @@ async fn configure(
     if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2000 {
         return Err(Problem::invalid("url", "url must be an http(s) URL"));
     }
+    super::destination::resolve(url, &allowed_hosts)
+        .await
+        .map_err(|why| Problem::invalid("url", why))?;
     if body.secret.len() < 16 {
         return Err(Problem::invalid(
             "secret",
@@ -83,6 +96,7 @@ async fn configure(
 #[serde(deny_unknown_fields)]
 struct DeliveriesQuery {
     state: Option<String>,
+    cursor: Option<String>,
     limit: Option<i64>,
 }
 
@@ -101,12 +115,21 @@ struct DeliveryRow {
 }
 
 async fn deliveries(
-    State(pool): State<PgPool>,
+    State(WebhookState { pool, .. }): State<WebhookState>,
     principal: Authenticated,
     Path(facility): Path<String>,
     careloop_web::ApiQuery(q): careloop_web::ApiQuery<DeliveriesQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     authorize(&principal, &facility)?;
+    let limit = careloop_web::paging::limit(q.limit, 100)?;
+    let before: Option<i64> = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(
+            careloop_web::paging::parse_cursor(c, 1)?[0]
+                .parse()
+                .map_err(|_| Problem::invalid("cursor", "not a cursor this API returned"))?,
+        ),
+    };
     let rows: Vec<DeliveryRow> = sqlx::query_as(
         "SELECT d.id, d.event_id, d.referral_id, d.status, d.state, d.attempts,
                 d.next_attempt_at, d.delivered_at, d.created_at,
@@ -117,13 +140,17 @@ async fn deliveries(
                     AS attempt_log
          FROM intake.webhook_deliveries d
          WHERE d.facility = $1 AND ($2::text IS NULL OR d.state = $2)
+           AND ($4::bigint IS NULL OR d.id < $4)
          ORDER BY d.id DESC LIMIT $3",
     )
     .bind(&facility)
     .bind(&q.state)
-    .bind(q.limit.unwrap_or(100).clamp(1, 500))
+    .bind(limit + 1)
+    .bind(before)
     .fetch_all(&pool)
     .await
     .map_err(Problem::from)?;
-    Ok(Json(serde_json::json!({ "items": rows })))
+    // Newest first, each page older than the one before.
+    let (rows, next) = careloop_web::paging::page(rows, limit, |r| vec![r.id.to_string()]);
+    Ok(Json(careloop_web::paging::json(&rows, next)))
 }

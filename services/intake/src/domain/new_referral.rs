@@ -8,6 +8,7 @@
 //! translates into its own vocabulary (`discharge.discharged_at`, a FHIRPath, `PV1-45`).
 
 use careloop_events::{Channel, Priority};
+use careloop_web::limits;
 use chrono::{DateTime, Utc};
 
 use super::person::PersonDetails;
@@ -46,6 +47,18 @@ pub enum Field {
     ConsentGrantedAt,
     /// The consent's scope or who recorded it.
     ConsentTerms,
+    Name,
+    Phone,
+    Gender,
+    Postcode,
+    /// The list of needs.
+    Needs,
+    /// One need, by its position.
+    Need(usize),
+    PeerGender,
+    LivedExperience,
+    ContactModes,
+    Notes,
 }
 
 /// Why a referral was refused: the field and a reason fit to show the sender.
@@ -104,9 +117,73 @@ pub fn referral_id(facility: &str, person_ref: &str, discharged_at: DateTime<Utc
     .to_string()
 }
 
+/// A text within `max` characters careloop can store (see [`careloop_web::limits`]).
+fn text(field: Field, value: &str, max: usize) -> Result<(), InvalidReferral> {
+    match limits::text_problem(value, max) {
+        None => Ok(()),
+        Some(why) => refuse(field, &format!("the value {why}")),
+    }
+}
+
+/// A list of at most `max` short texts.
+fn list(
+    field: Field,
+    item: impl Fn(usize) -> Field,
+    values: &[String],
+    what: &str,
+) -> Result<(), InvalidReferral> {
+    if let Some(why) = limits::count_problem(values.len(), limits::MAX_LIST_ITEMS, what) {
+        return refuse(field, &format!("the list {why}"));
+    }
+    for (i, v) in values.iter().enumerate() {
+        text(item(i), v, limits::MAX_TEXT_CHARS)?;
+    }
+    Ok(())
+}
+
+/// The limits on a person's details, whatever brought them (a referral, an HL7 A08):
+/// at most [`limits::MAX_IDENTIFIERS`] identifiers, every text short and storable.
+pub fn check_person(person: &PersonDetails) -> Result<(), InvalidReferral> {
+    let short = limits::MAX_TEXT_CHARS;
+    if let Some(why) = limits::count_problem(
+        person.identifiers.len(),
+        limits::MAX_IDENTIFIERS,
+        "identifiers",
+    ) {
+        return refuse(Field::Identifiers, &format!("the list {why}"));
+    }
+    for (i, id) in person.identifiers.iter().enumerate() {
+        text(Field::Identifier(i), &id.system, short)?;
+        text(Field::Identifier(i), &id.value, short)?;
+    }
+    if let Some(name) = &person.name {
+        text(Field::Name, &name.given, short)?;
+        text(Field::Name, &name.family, short)?;
+        if let Some(p) = &name.preferred {
+            text(Field::Name, p, short)?;
+        }
+    }
+    for (field, value) in [
+        (Field::Phone, &person.phone),
+        (Field::Gender, &person.gender),
+        (Field::Postcode, &person.postcode),
+    ] {
+        if let Some(v) = value {
+            text(field, v, short)?;
+        }
+    }
+    text(Field::Language, &person.language, short)
+}
+
 impl Consent {
     /// The rules a consent meets, with a referral or on its own.
     pub fn check(&self, now: DateTime<Utc>) -> Result<(), InvalidReferral> {
+        text(Field::ConsentTerms, &self.scope, limits::MAX_TEXT_CHARS)?;
+        text(
+            Field::ConsentTerms,
+            &self.recorded_by,
+            limits::MAX_TEXT_CHARS,
+        )?;
         if self.granted_at > now {
             return refuse(
                 Field::ConsentGrantedAt,
@@ -127,6 +204,31 @@ impl NewReferral {
     /// Checks `draft` against every rule as of `now`, and normalises what the rules
     /// compare (trimmed facility and unit, the language code).
     pub fn new(mut draft: ReferralDraft, now: DateTime<Utc>) -> Result<Self, InvalidReferral> {
+        // The limits first: nothing past them is looked at further.
+        let short = limits::MAX_TEXT_CHARS;
+        text(Field::Facility, &draft.facility, short)?;
+        check_person(&draft.person)?;
+        text(Field::Unit, &draft.unit, short)?;
+        list(Field::Needs, Field::Need, &draft.needs, "needs")?;
+        let p = &draft.preferences;
+        if let Some(g) = &p.peer_gender {
+            text(Field::PeerGender, g, short)?;
+        }
+        list(
+            Field::LivedExperience,
+            |_| Field::LivedExperience,
+            &p.lived_experience,
+            "lived-experience tags",
+        )?;
+        list(
+            Field::ContactModes,
+            |_| Field::ContactModes,
+            &p.contact_modes,
+            "contact modes",
+        )?;
+        if let Some(n) = &draft.notes {
+            text(Field::Notes, n, limits::MAX_NOTES_CHARS)?;
+        }
         if blank(&draft.facility) {
             return refuse(Field::Facility, "facility must not be empty");
         }
@@ -311,6 +413,48 @@ mod tests {
             ),
             (
                 Box::new(|d| d.consent.scope = "".into()),
+                Field::ConsentTerms,
+            ),
+            // The limits (careloop_web::limits), named by field.
+            (
+                Box::new(|d| {
+                    let id = d.person.identifiers[0].clone();
+                    d.person.identifiers = vec![id; limits::MAX_IDENTIFIERS + 1];
+                }),
+                Field::Identifiers,
+            ),
+            (
+                Box::new(|d| d.person.identifiers[0].value = "MRN\0".into()),
+                Field::Identifier(0),
+            ),
+            (
+                Box::new(|d| d.needs = vec!["x".into(); limits::MAX_LIST_ITEMS + 1]),
+                Field::Needs,
+            ),
+            (
+                Box::new(|d| d.needs = vec!["x".into(), "y".repeat(limits::MAX_TEXT_CHARS + 1)]),
+                Field::Need(1),
+            ),
+            (
+                Box::new(|d| {
+                    d.preferences.lived_experience = vec!["x".into(); limits::MAX_LIST_ITEMS + 1]
+                }),
+                Field::LivedExperience,
+            ),
+            (
+                Box::new(|d| d.preferences.contact_modes = vec!["\u{7}".into()]),
+                Field::ContactModes,
+            ),
+            (
+                Box::new(|d| d.notes = Some("n".repeat(limits::MAX_NOTES_CHARS + 1))),
+                Field::Notes,
+            ),
+            (
+                Box::new(|d| d.person.phone = Some("\0".into())),
+                Field::Phone,
+            ),
+            (
+                Box::new(|d| d.consent.recorded_by = "r".repeat(limits::MAX_TEXT_CHARS + 1)),
                 Field::ConsentTerms,
             ),
         ];

@@ -152,12 +152,23 @@ pub fn patient(p: At<'_>) -> Result<PersonDetails, OperationOutcome> {
         .and_then(first_code)
         .map(|l| l.split('-').next().unwrap_or(l).to_lowercase())
         .unwrap_or_else(|| "en".into());
+    // Patient.gender is bound (required) to AdministrativeGender.
+    let gender = match p.str("gender") {
+        None => None,
+        Some(g @ ("male" | "female" | "other" | "unknown")) => Some(g.to_string()),
+        Some(_) => {
+            return Err(OperationOutcome::invalid(
+                p.path("gender"),
+                "gender must be male, female, other or unknown (AdministrativeGender)",
+            ));
+        }
+    };
     Ok(PersonDetails {
         identifiers,
         name,
         birth_date,
         phone,
-        gender: p.str("gender").map(str::to_string),
+        gender,
         postcode,
         language,
     })

@@ -2,6 +2,7 @@
 //! (segments, fields, repetitions, components, escape sequences, timestamps); this
 //! module only picks fields, per HL7 v2.3 to v2.8.
 
+use careloop_web::limits;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use hl7_parser::Message;
 use hl7_parser::datetime::TimeStamp;
@@ -52,12 +53,145 @@ pub struct Adt {
     pub flag: Option<ReferralFlag>,
 }
 
-/// Why a message cannot be taken: AR (rejected: not ADT, no header) or AE (an
-/// application error: a needed field is missing or wrong).
+/// Why a message can never be taken, as it is: not HL7 or not ADT (`Reject`), or a
+/// field missing, wrong or past a limit (`Error`, naming it as `SEG-n`). Both are
+/// answered AR: resending the same message cannot succeed. (AE is kept for what a
+/// resend can fix: careloop's database or registry unavailable.)
 #[derive(Debug, Clone, PartialEq)]
 pub enum AdtError {
     Reject(String),
     Error { field: String, reason: String },
+}
+
+fn refused(field: impl Into<String>, reason: impl Into<String>) -> AdtError {
+    AdtError::Error {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The separators a message declares in MSH-1 and MSH-2 (field, repetition).
+fn separators(text: &str) -> (char, char) {
+    let mut chars = text.strip_prefix("MSH").unwrap_or_default().chars();
+    let field = chars.next().unwrap_or('|');
+    let _component = chars.next();
+    let repetition = chars.next().unwrap_or('~');
+    (field, repetition)
+}
+
+/// Where byte `at` of `text` lies, as `SEG-n` (the field of the segment it is in).
+pub fn location(text: &str, at: usize) -> String {
+    let (field_sep, _) = separators(text);
+    let at = at.min(text.len());
+    let start = text[..at].rfind(['\r', '\n']).map(|i| i + 1).unwrap_or(0);
+    let segment = &text[start..at];
+    let name: String = segment.chars().take(3).collect();
+    let n = segment.matches(field_sep).count();
+    match (name.as_str(), n) {
+        (_, 0) => name,
+        // MSH-1 is the field separator itself.
+        ("MSH", n) => format!("MSH-{}", n + 1),
+        (_, n) => format!("{name}-{n}"),
+    }
+}
+
+/// The message's text: UTF-8, else ISO 8859-1 (the usual MSH-18 alternatives), without
+/// a byte-order mark. A message whose MSH-18 declares UTF-8 (or Unicode) but whose
+/// bytes are not is refused naming the field where the bad bytes are (with the text
+/// as far as it could be read, for the acknowledgement's header).
+pub fn read_text(bytes: &[u8]) -> Result<String, (String, AdtError)> {
+    let stripped = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match std::str::from_utf8(stripped) {
+        Ok(s) => Ok(s.to_string()),
+        Err(e) => {
+            let latin1: String = stripped.iter().map(|b| *b as char).collect();
+            let (field_sep, _) = separators(&latin1);
+            let declared = latin1
+                .split(['\r', '\n'])
+                .next()
+                .and_then(|msh| msh.split(field_sep).nth(17))
+                .map(|c| c.to_ascii_uppercase())
+                .is_some_and(|c| c.contains("UTF") || c.contains("UNICODE"));
+            if !declared {
+                return Ok(latin1);
+            }
+            let valid = std::str::from_utf8(&stripped[..e.valid_up_to()]).expect("valid prefix");
+            let at = location(valid, valid.len());
+            Err((
+                latin1,
+                refused(
+                    at.clone(),
+                    format!("{at} is not valid UTF-8, the encoding MSH-18 declares"),
+                ),
+            ))
+        }
+    }
+}
+
+/// The limits on a message's shape (see [`careloop_web::limits`]), checked before
+/// anything in it is read: one message per frame (a second MSH, or a batch, refuses
+/// the frame whole), at most [`limits::MAX_HL7_SEGMENTS`] segments, and in every
+/// field at most [`limits::MAX_HL7_REPETITIONS`] repetitions and
+/// [`limits::MAX_HL7_FIELD_CHARS`] characters, none of them a control character.
+pub fn check_shape(text: &str) -> Result<(), AdtError> {
+    let (field_sep, repetition) = separators(text);
+    let segments: Vec<(usize, &str)> = text
+        .split(['\r', '\n'])
+        .scan(0usize, |offset, seg| {
+            let start = *offset;
+            *offset += seg.len() + 1;
+            Some((start, seg))
+        })
+        .filter(|(_, seg)| !seg.trim().is_empty())
+        .collect();
+    let headers: Vec<&str> = segments
+        .iter()
+        .map(|(_, s)| s.get(..3).unwrap_or(s))
+        .filter(|name| matches!(*name, "MSH" | "BHS" | "FHS"))
+        .collect();
+    if headers.len() > 1 || headers.iter().any(|h| *h != "MSH") {
+        return Err(refused(
+            "MSH",
+            format!(
+                "one message per MLLP frame: this frame holds {} header segments ({}); none of it was taken, send each message in its own frame",
+                headers.len(),
+                headers.join(", ")
+            ),
+        ));
+    }
+    if segments.len() > limits::MAX_HL7_SEGMENTS {
+        let (_, seg) = segments[limits::MAX_HL7_SEGMENTS];
+        return Err(refused(
+            seg.get(..3).unwrap_or(seg),
+            format!(
+                "the message has {} segments; at most {} are allowed",
+                segments.len(),
+                limits::MAX_HL7_SEGMENTS
+            ),
+        ));
+    }
+    for (start, seg) in segments {
+        let mut offset = start;
+        for (i, field) in seg.split(field_sep).enumerate() {
+            let at = || location(text, offset + field.len());
+            let encoding_characters = i == 1 && seg.starts_with("MSH");
+            if !encoding_characters {
+                let reps = field.matches(repetition).count() + 1;
+                if let Some(why) =
+                    limits::count_problem(reps, limits::MAX_HL7_REPETITIONS, "repetitions")
+                {
+                    let at = at();
+                    return Err(refused(at.clone(), format!("{at} {why}")));
+                }
+            }
+            if let Some(why) = limits::text_problem(field, limits::MAX_HL7_FIELD_CHARS) {
+                let at = at();
+                return Err(refused(at.clone(), format!("{at} {why}")));
+            }
+            offset += field.len() + field_sep.len_utf8();
+        }
+    }
+    Ok(())
 }
 
 /// Bytes as text: UTF-8, else ISO 8859-1 (the usual MSH-18 alternatives), without a
@@ -155,6 +289,12 @@ pub fn timestamp(raw: &str) -> Option<DateTime<Utc>> {
 
 pub fn parse(text: &str) -> Result<Adt, AdtError> {
     let text = text.trim_start_matches('\u{feff}').trim();
+    if !text.starts_with("MSH") {
+        return Err(AdtError::Reject(
+            "not an HL7 v2 message (it does not start with MSH)".into(),
+        ));
+    }
+    check_shape(text)?;
     let m = Message::parse_with_lenient_newlines(text, true)
         .map_err(|_| AdtError::Reject("not an HL7 v2 message".into()))?;
     let header = read_header(&m).ok_or_else(|| AdtError::Reject("no MSH segment".into()))?;
@@ -482,6 +622,68 @@ mod tests {
             parse("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1"),
             Err(AdtError::Error { .. })
         ));
+    }
+
+    /// Each limit of the message's shape, refused whole, naming where.
+    #[test]
+    fn the_shape_of_a_message_is_bounded() {
+        let msh = "MSH|^~\\&|APP|ST MARYS|C|D|20260101||ADT^A08|7|P|2.5";
+        let field = |e: AdtError| match e {
+            AdtError::Error { field, reason } => (field, reason),
+            other => panic!("{other:?}"),
+        };
+        // Two messages in one frame: the whole frame is refused.
+        let two = format!("{msh}\rPID|1||X1^^^H^MR\r{msh}\rPID|1||X2^^^H^MR");
+        let (f, why) = field(parse(&two).unwrap_err());
+        assert_eq!(f, "MSH");
+        assert!(why.contains("one message per MLLP frame"), "{why}");
+        let batch = format!("BHS|^~\\&|APP\r{msh}\rPID|1||X1^^^H^MR");
+        assert!(parse(&batch).is_err());
+        // PID-3 repeated past the limit.
+        let many = vec!["X^^^H^MR"; limits::MAX_HL7_REPETITIONS + 1].join("~");
+        let (f, why) = field(parse(&format!("{msh}\rPID|1||{many}")).unwrap_err());
+        assert_eq!(f, "PID-3");
+        assert!(why.contains("at most 20"), "{why}");
+        let fits = vec!["X^^^H^MR"; limits::MAX_HL7_REPETITIONS].join("~");
+        assert!(parse(&format!("{msh}\rPID|1||{fits}")).is_ok());
+        // A NUL in a name, a field too long, too many segments.
+        let (f, why) = field(parse(&format!("{msh}\rPID|1||X^^^H^MR||RIV\0ERA^ALEX")).unwrap_err());
+        assert_eq!(f, "PID-5");
+        assert!(why.contains("U+0000"), "{why}");
+        let long = "A".repeat(limits::MAX_HL7_FIELD_CHARS + 1);
+        let (f, _) = field(parse(&format!("{msh}\rPID|1||X^^^H^MR||{long}")).unwrap_err());
+        assert_eq!(f, "PID-5");
+        let nte = "NTE|1|x\r".repeat(limits::MAX_HL7_SEGMENTS);
+        let (f, _) = field(parse(&format!("{msh}\rPID|1||X^^^H^MR\r{nte}")).unwrap_err());
+        assert_eq!(f, "NTE");
+        // MSH fields are numbered from MSH-1, the separator.
+        let (f, _) = field(parse(&msh.replace("|7|", "|7\u{1}|")).unwrap_err());
+        assert_eq!(f, "MSH-10");
+    }
+
+    #[test]
+    fn bytes_that_are_not_the_declared_utf8_are_refused() {
+        let mut bytes =
+            b"MSH|^~\\&|A|B|C|D|20260101||ADT^A08|7|P|2.5||||||UNICODE UTF-8\rPID|1||X1^^^H^MR||M"
+                .to_vec();
+        bytes.push(0xDC);
+        bytes.extend_from_slice(b"LLER^JO");
+        let (text, e) = read_text(&bytes).unwrap_err();
+        assert!(text.starts_with("MSH"));
+        assert!(
+            matches!(e, AdtError::Error { ref field, .. } if field == "PID-5"),
+            "{e:?}"
+        );
+        // Undeclared: read as ISO 8859-1.
+        let undeclared = String::from_utf8_lossy(&bytes).replace("UNICODE UTF-8", "");
+        let mut latin = undeclared
+            .split('\u{fffd}')
+            .next()
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        latin.push(0xDC);
+        assert!(read_text(&latin).unwrap().ends_with('Ü'));
     }
 
     #[test]

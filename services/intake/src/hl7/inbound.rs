@@ -47,17 +47,23 @@ impl Inbound {
     /// Handles one framed message from `peer` (the sender's address, for the audit
     /// log); returns the ACK to send back.
     pub async fn handle_from(&self, bytes: &[u8], peer: Option<String>) -> String {
-        let text = adt::decode(bytes);
+        // A message that can never be taken as it is gets AR, and nothing is stored.
+        let refuse = |text: &str, e: AdtError| {
+            let header = adt::header(text).unwrap_or_default();
+            match e {
+                AdtError::Reject(reason) => ack(&header, AckCode::AR, &reason, None),
+                AdtError::Error { field, reason } => {
+                    ack(&header, AckCode::AR, &reason, Some(&field))
+                }
+            }
+        };
+        let text = match adt::read_text(bytes) {
+            Ok(text) => text,
+            Err((text, e)) => return refuse(&text, e),
+        };
         let adt = match adt::parse(&text) {
             Ok(adt) => adt,
-            Err(AdtError::Reject(reason)) => {
-                let header = adt::header(&text).unwrap_or_default();
-                return ack(&header, AckCode::AR, &reason, None);
-            }
-            Err(AdtError::Error { field, reason }) => {
-                let header = adt::header(&text).unwrap_or_default();
-                return ack(&header, AckCode::AE, &reason, Some(&field));
-            }
+            Err(e) => return refuse(&text, e),
         };
         // Only a registered facility's messages are taken (MSH-4, with MSH-3 when
         // registered): anything else is refused whole and nothing is stored.
@@ -124,11 +130,12 @@ impl Inbound {
                 );
             }
         }
-        let meta = Metadata::new(uuid::Uuid::new_v4().to_string()).actor("hl7");
+        let meta =
+            Metadata::new(uuid::Uuid::new_v4().to_string()).actor(format!("hl7 {}", adt.facility));
         let reply = match self.apply(&adt, &meta, &peer).await {
             Ok(note) => ack(&adt.header, AckCode::AA, &note, None),
-            // A conflict or an internal error may pass: not stored, so a resend is
-            // processed again (every effect is idempotent).
+            // A conflict or a dependency unavailable may pass: AE, not stored, so a
+            // resend is processed again (every effect is idempotent).
             Err(p) if p.status == 409 || p.status >= 500 => {
                 tracing::warn!(detail = %p.detail, "HL7 message not applied; the sender may resend");
                 return ack(
@@ -138,7 +145,16 @@ impl Inbound {
                     None,
                 );
             }
-            Err(p) => ack(&adt.header, AckCode::AE, &p.detail, p.field.as_deref()),
+            // Refused for what it says (a 422): it can never succeed as it is. AR,
+            // and nothing is stored, so the corrected message may reuse its MSH-10.
+            Err(p) => {
+                let field = match p.field.as_deref() {
+                    Some(crate::reception::IDENTIFIERS) => "PID-3",
+                    Some(f) => f,
+                    None => "MSH",
+                };
+                return ack(&adt.header, AckCode::AR, &p.detail, Some(field));
+            }
         };
         if let Err(e) = self.store_ack(&sender, &adt.header, &reply, &hash).await {
             tracing::warn!(error = %e, "could not store an HL7 acknowledgement");
@@ -189,6 +205,8 @@ impl Inbound {
         meta: &Metadata,
         peer: &Option<String>,
     ) -> Result<String, Problem> {
+        // The limits on a person's details, whatever the trigger.
+        crate::domain::check_person(&adt.person).map_err(invalid_message)?;
         let ids = &adt.person.identifiers;
         let when = |t: Option<chrono::DateTime<Utc>>, field: &str| {
             t.or(adt.event_at).ok_or_else(|| {
@@ -387,6 +405,17 @@ fn invalid_message(e: InvalidReferral) -> Problem {
         Field::Unit => "PV1-3",
         Field::ConsentGrantedAt => "ZPS-2",
         Field::ConsentTerms => "ZPS-3",
+        Field::Name => "PID-5",
+        Field::Phone => "PID-13",
+        Field::Gender => "PID-8",
+        Field::Postcode => "PID-11",
+        // Not read from HL7 v2 (no field carries them).
+        Field::Needs
+        | Field::Need(_)
+        | Field::PeerGender
+        | Field::LivedExperience
+        | Field::ContactModes
+        | Field::Notes => "ZPS",
     };
     Problem::invalid(field, e.reason)
 }
@@ -417,7 +446,25 @@ fn message_hash(text: &str) -> String {
 }
 
 /// An ACK for `h` (the incoming header, possibly empty when it could not be read).
+/// `field` is where the error is, as `SEG-n` (`PID-3`); the ERR segment says it as an
+/// HL7 error location (`PID^1^3`): ERR-2 from v2.5 on, ERR-1 before.
 pub fn ack(h: &Header, code: AckCode, text: &str, field: Option<&str>) -> String {
+    // What is echoed from a message that may have been refused for its bytes: no
+    // control characters, short.
+    let echo = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !c.is_control())
+            .take(careloop_web::limits::MAX_TEXT_CHARS)
+            .collect()
+    };
+    let h = &Header {
+        sending_application: echo(&h.sending_application),
+        sending_facility: echo(&h.sending_facility),
+        control_id: echo(&h.control_id),
+        trigger: echo(&h.trigger),
+        version: echo(&h.version),
+        ..Header::default()
+    };
     let now = Utc::now().format("%Y%m%d%H%M%S");
     let code = match code {
         AckCode::AA => "AA",
@@ -429,14 +476,15 @@ pub fn ack(h: &Header, code: AckCode, text: &str, field: Option<&str>) -> String
     } else {
         h.version.as_str()
     };
-    let trigger = if h.trigger.is_empty() {
-        ""
-    } else {
-        h.trigger.as_str()
+    // MSH-9.3 (the message structure) exists from v2.3.1 on.
+    let message_type = match h.trigger.as_str() {
+        "" => "ACK".to_string(),
+        t if before_v231(version) => format!("ACK^{t}"),
+        t => format!("ACK^{t}^ACK"),
     };
-    let clean = |s: &str| s.replace(['|', '^', '~', '\\', '&', '\r', '\n'], " ");
+    let clean = |s: &str| echo(&s.replace(['|', '^', '~', '\\', '&', '\r', '\n'], " "));
     let mut out = format!(
-        "MSH|^~\\&|CARELOOP|CARELOOP|{}|{}|{now}||ACK^{trigger}^ACK|{}|P|{version}\rMSA|{code}|{}|{}\r",
+        "MSH|^~\\&|CARELOOP|CARELOOP|{}|{}|{now}||{message_type}|{}|P|{version}\rMSA|{code}|{}|{}\r",
         h.sending_application,
         h.sending_facility,
         uuid::Uuid::new_v4().simple(),
@@ -444,20 +492,90 @@ pub fn ack(h: &Header, code: AckCode, text: &str, field: Option<&str>) -> String
         clean(text),
     );
     if code != "AA" {
-        let location = field.map(clean).unwrap_or_default();
         // HL7 table 0357: what kind of error this is.
         let condition = match (code, field) {
-            ("AR", _) => "200^Unsupported message type",
+            (_, Some("MSH-10")) => "205^Duplicate key identifier",
+            ("AR", None) => "200^Unsupported message type",
+            ("AE", _) => "207^Application internal error",
+            (_, Some(_)) if text.contains("at most") => "104^Value too long",
             (_, Some(_)) if text.contains("needed") || text.contains("no ") => {
                 "101^Required field missing"
             }
             (_, Some(_)) => "102^Data type error",
             _ => "207^Application internal error",
         };
-        out.push_str(&format!(
-            "ERR||{location}|{condition}|E||||{}\r",
-            clean(text)
-        ));
+        let location = field.map(error_location).unwrap_or_default();
+        if version.starts_with("2.3") || version.starts_with("2.4") || version.starts_with("2.2") {
+            let condition = condition.replace('^', "&");
+            out.push_str(&format!("ERR|{location}^{condition}\r"));
+        } else {
+            out.push_str(&format!(
+                "ERR||{location}|{condition}|E||||{}\r",
+                clean(text)
+            ));
+        }
     }
     out
+}
+
+fn before_v231(version: &str) -> bool {
+    matches!(version, "2.1" | "2.2" | "2.3")
+}
+
+/// `PID-3` as an HL7 error location (segment ^ sequence ^ field): `PID^1^3`.
+fn error_location(field: &str) -> String {
+    let keep = |s: &str| {
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+    };
+    match field.split_once('-') {
+        Some((segment, n)) => format!("{}^1^{}", keep(segment), keep(n)),
+        None => format!("{}^1", keep(field)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(version: &str) -> Header {
+        Header {
+            sending_application: "EPIC".into(),
+            sending_facility: "ST MARYS".into(),
+            control_id: "C1".into(),
+            trigger: "A03".into(),
+            version: version.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_ack_speaks_the_senders_version() {
+        let a = ack(
+            &header("2.3"),
+            AckCode::AR,
+            "PID-3 has 21 repetitions; at most 20 are allowed",
+            Some("PID-3"),
+        );
+        assert!(a.contains("||ACK^A03|"), "no MSH-9.3 before v2.3.1: {a}");
+        assert!(a.contains("\rERR|PID^1^3^104&Value too long\r"), "{a}");
+        let a = ack(&header("2.5.1"), AckCode::AR, "bad", Some("ZPS-4"));
+        assert!(a.contains("||ACK^A03^ACK|"), "{a}");
+        assert!(a.contains("\rERR||ZPS^1^4|102^Data type error|E"), "{a}");
+        let a = ack(
+            &header("2.5"),
+            AckCode::AR,
+            "MSH-10 was used before",
+            Some("MSH-10"),
+        );
+        assert!(a.contains("|205^Duplicate key identifier|"), "{a}");
+        let a = ack(
+            &header("2.5"),
+            AckCode::AE,
+            "temporarily unable to apply; resend",
+            None,
+        );
+        assert!(a.contains("|207^Application internal error|"), "{a}");
+    }
 }

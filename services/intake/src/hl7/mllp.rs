@@ -35,7 +35,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_message: 1 << 20,
+            max_message: careloop_web::limits::MAX_HL7_MESSAGE_BYTES,
             read_timeout: Duration::from_secs(30),
             max_connections: 256,
             deadline: Duration::from_secs(15),
@@ -44,9 +44,14 @@ impl Default for Limits {
 }
 
 pub fn frame(message: &str) -> Vec<u8> {
+    frame_bytes(message.as_bytes())
+}
+
+/// `message` (any bytes) in an MLLP frame.
+pub fn frame_bytes(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + 3);
     out.push(START);
-    out.extend_from_slice(message.as_bytes());
+    out.extend_from_slice(message);
     out.extend_from_slice(&END);
     out
 }
@@ -164,7 +169,7 @@ async fn connection(
 }
 
 /// The first complete frame in `buf`: its content and how many bytes it used.
-fn next_frame(buf: &[u8]) -> Option<(&[u8], usize)> {
+pub fn next_frame(buf: &[u8]) -> Option<(&[u8], usize)> {
     let start = buf.iter().position(|b| *b == START)?;
     let rest = &buf[start + 1..];
     let end = rest.windows(2).position(|w| w == END)?;

@@ -86,21 +86,36 @@ pub async fn get(pool: &PgPool, id: &str) -> sqlx::Result<Option<TaskRow>> {
         .await
 }
 
-pub async fn search(
-    pool: &PgPool,
-    facility: Option<&str>,
-    focus: Option<&str>,
-    updated_after: Option<DateTime<Utc>>,
-) -> sqlx::Result<Vec<TaskRow>> {
+/// What a Task search asks for.
+#[derive(Debug, Default)]
+pub struct TaskSearch<'a> {
+    pub facility: Option<&'a str>,
+    pub focus: Option<&'a str>,
+    pub updated_after: Option<DateTime<Utc>>,
+    /// careloop's statuses (a FHIR `requested` is requested or received).
+    pub statuses: Option<Vec<String>>,
+    /// The page starts after this (last_updated, referral_id).
+    pub after: Option<(DateTime<Utc>, String)>,
+    pub limit: i64,
+}
+
+/// Tasks by last change, then referral id (a stable order for paging).
+pub async fn search(pool: &PgPool, q: &TaskSearch<'_>) -> sqlx::Result<Vec<TaskRow>> {
     sqlx::query_as(&format!(
         "{SELECT} WHERE ($1::text IS NULL OR facility = $1)
            AND ($2::text IS NULL OR referral_id = $2)
            AND ($3::timestamptz IS NULL OR last_updated > $3)
-         ORDER BY last_updated, referral_id LIMIT 500"
+           AND ($4::text[] IS NULL OR status = ANY($4))
+           AND ($5::timestamptz IS NULL OR (last_updated, referral_id) > ($5, $6))
+         ORDER BY last_updated, referral_id LIMIT $7"
     ))
-    .bind(facility)
-    .bind(focus)
-    .bind(updated_after)
+    .bind(q.facility)
+    .bind(q.focus)
+    .bind(q.updated_after)
+    .bind(q.statuses.as_deref())
+    .bind(q.after.as_ref().map(|a| a.0))
+    .bind(q.after.as_ref().map(|a| a.1.clone()))
+    .bind(q.limit)
     .fetch_all(pool)
     .await
 }

@@ -223,6 +223,12 @@ impl Aggregate for Referral {
                     sink.write(e, self).await;
                 }
             }
+            C::CancelReadmission { admission_id } => {
+                if self.readmissions.contains(&admission_id) {
+                    sink.write(E::ReadmissionCancelled { admission_id }, self)
+                        .await;
+                }
+            }
             C::MarkOverdue { kind, now } => {
                 if self.overdue.contains(&kind) {
                     return Ok(());
@@ -269,6 +275,9 @@ impl Aggregate for Referral {
             }
             E::ReferralOverdue { kind, .. } => self.overdue.push(kind),
             E::ReadmissionNoted { admission_id, .. } => self.readmissions.push(admission_id),
+            E::ReadmissionCancelled { admission_id } => {
+                self.readmissions.retain(|a| *a != admission_id)
+            }
             E::FirstReachNoted {
                 contact_id,
                 occurred_at,

@@ -62,6 +62,10 @@ pub enum ReferralCommand {
         admission_id: String,
         admitted_at: DateTime<Utc>,
     },
+    /// The hospital cancelled a readmission's admission (from ReadmissionUnlinked).
+    CancelReadmission {
+        admission_id: String,
+    },
     /// The deadline check: marks `kind` overdue if it is due by `now` and still unmet.
     MarkOverdue {
         kind: DueKind,

@@ -141,6 +141,10 @@ pub enum ReferralEvent {
         admission_id: String,
         admitted_at: DateTime<Utc>,
     },
+    /// The hospital cancelled that admission (HL7 A11): no longer a readmission.
+    ReadmissionCancelled {
+        admission_id: String,
+    },
     /// The person was reached before the referral was accepted (the contact came
     /// through another consumer first) or while it was on hold: kept, and applied
     /// as soon as the referral is accepted.
@@ -175,6 +179,7 @@ impl DomainEvent for ReferralEvent {
             ReferralEvent::ReferralCompleted { .. } => "ReferralCompleted",
             ReferralEvent::ReferralFailed { .. } => "ReferralFailed",
             ReferralEvent::ReadmissionNoted { .. } => "ReadmissionNoted",
+            ReferralEvent::ReadmissionCancelled { .. } => "ReadmissionCancelled",
             ReferralEvent::ReferralPeerChanged { .. } => "ReferralPeerChanged",
             ReferralEvent::FirstReachNoted { .. } => "FirstReachNoted",
         }
@@ -205,6 +210,7 @@ impl ReferralEvent {
             ReferralEvent::ReferralWaitlisted { .. }
             | ReferralEvent::ReferralOverdue { .. }
             | ReferralEvent::ReadmissionNoted { .. }
+            | ReferralEvent::ReadmissionCancelled { .. }
             | ReferralEvent::ReferralPeerChanged { .. }
             | ReferralEvent::FirstReachNoted { .. } => return None,
         })
