@@ -118,6 +118,21 @@ export async function api(method, path, body, { accept = 'application/json', hea
 }
 
 export const get = (path) => api('GET', path);
+
+// Every page of a list (`{items, next_cursor}`), up to `pages` pages: a roster or a
+// caseload longer than one page is shown whole.
+export async function getAll(path, pages = 50) {
+  const items = [];
+  let cursor = null;
+  for (let i = 0; i < pages; i += 1) {
+    const sep = path.includes('?') ? '&' : '?';
+    const page = await get(cursor ? `${path}${sep}cursor=${encodeURIComponent(cursor)}` : path);
+    items.push(...(page.items || []));
+    cursor = page.next_cursor;
+    if (!cursor) break;
+  }
+  return { items };
+}
 export const post = (path, body) => api('POST', path, body ?? {});
 
 /// Who was already read in this page (each read is audited once, not on every

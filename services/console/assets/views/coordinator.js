@@ -5,10 +5,10 @@ import {
   h, clear, badge, dueBadge, when, day, span, personName, statusWords, field, choices, showError,
   clearErrors, formError, notice, table, languageWords, checkpointWords, PRIORITY, STATUS,
 } from '../ui.js';
-import { get, post, api, people, ApiError } from '../api.js';
+import { get, getAll, post, api, people, ApiError } from '../api.js';
 
 async function peerNames() {
-  const { items } = await get('/v1/peers');
+  const { items } = await getAll('/v1/peers?limit=500');
   return new Map(items.map((p) => [p.peer_id, p]));
 }
 
@@ -85,7 +85,7 @@ export async function overdue(main) {
   const draw = async () => {
     const [{ items }, late, peers] = await Promise.all([
       get('/v1/referrals?overdue=true&limit=500'),
-      get('/v1/followups?overdue=true&limit=500'),
+      getAll('/v1/followups?overdue=true&limit=500'),
       peerNames(),
     ]);
     const due = (r) => (NOT_ACCEPTED.includes(r.status) ? r.acceptance_due_at : r.first_contact_due_at);
@@ -328,7 +328,7 @@ export async function roster(main) {
   const box = h('div', { id: 'roster' });
   main.append(box);
   const draw = async () => {
-    const { items } = await get('/v1/peers');
+    const { items } = await getAll('/v1/peers?limit=500');
     const used = items.reduce((n, p) => n + p.active_count, 0);
     const cap = items.filter((p) => p.availability === 'active').reduce((n, p) => n + p.max_caseload, 0);
     clear(box,
@@ -354,7 +354,7 @@ export async function peerForm(main, [id]) {
   const isNew = id === 'new';
   let p = { name: '', languages: ['en'], gender: '', lived_experience: [], regions: [], modes: ['phone'], max_caseload: 12, availability: 'active' };
   if (!isNew) {
-    const { items } = await get('/v1/peers');
+    const { items } = await getAll('/v1/peers?limit=500');
     p = items.find((x) => x.peer_id === id);
     if (!p) {
       main.append(h('h1', {}, 'Peer'), notice('No such peer on the roster.', 'bad'));

@@ -5,7 +5,7 @@ import {
   checkpointWords, statusWords, field, choices, showError, clearErrors, formError, notice,
   localInput, CHANNEL, OUTCOME, SUPPORT,
 } from '../ui.js';
-import { get, post, people, session, ApiError } from '../api.js';
+import { get, getAll, post, people, session, ApiError } from '../api.js';
 
 let flash = null;
 export function setFlash(text) {
@@ -23,7 +23,7 @@ export async function today(main) {
   const box = h('div', { id: 'caseload' });
   main.append(box);
   const draw = async () => {
-    const { items } = await get('/v1/followups?state=active');
+    const { items } = await getAll('/v1/followups?state=active&limit=500');
     const who = items.length ? await people(items.map((i) => i.referral_id)) : new Map();
     const late = items.filter((i) => clock(i.next_due_at).overdue).length;
     clear(box,

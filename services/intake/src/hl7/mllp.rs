@@ -147,6 +147,7 @@ async fn connection(
         if buf.len() > limits.max_message {
             let reply = ack(&Header::default(), AckCode::AR, "message too large", None);
             stream.write_all(&frame(&reply)).await?;
+            close_after_reply(stream).await;
             return Ok(());
         }
         if !buf.is_empty() {
@@ -166,6 +167,23 @@ async fn connection(
             Ok(Err(e)) => return Err(e),
         }
     }
+}
+
+/// Closes a connection after a refusal without losing the refusal: a socket closed
+/// with unread bytes sends a reset, which can discard the reply still on its way to
+/// the sender. So: end our side (FIN after the reply), then read and drop what the
+/// sender is still sending, for at most two seconds.
+async fn close_after_reply(mut stream: TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = vec![0u8; 16 * 1024];
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The first complete frame in `buf`: its content and how many bytes it used.
