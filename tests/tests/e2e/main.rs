@@ -76,7 +76,9 @@ pub async fn spawn_app_at(
     let pool = sqlx::PgPool::connect(&env.settings.database_url)
         .await
         .unwrap();
-    careloop_test_support::eventually("the demo facilities", WAIT, || async {
+    // Start-up applies every service's migrations: on a 2-core machine busy with the
+    // CPU-bound fuzz tests that can take longer than an ordinary wait.
+    careloop_test_support::eventually("the demo facilities", STARTUP, || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM intake.facilities")
             .fetch_one(&pool)
             .await
@@ -194,6 +196,9 @@ pub fn referral_body(mrn: &str, discharged_at: &str) -> Value {
 }
 
 pub const WAIT: Duration = Duration::from_secs(15);
+
+/// How long a fresh careloop may take to be up (databases, migrations, demo data).
+pub const STARTUP: Duration = Duration::from_secs(60);
 
 pub async fn sqlx_pool(app: &TestApp) -> sqlx::PgPool {
     sqlx::PgPool::connect(&app.env.settings.database_url)
