@@ -195,18 +195,7 @@ async fn list(
             "priority is asap, urgent or routine",
         ));
     }
-    // A hospital only ever sees its own facility.
-    if let Some(f) = &q.facility
-        && !principal.may_see_facility(f)
-    {
-        return Err(Problem::forbidden(
-            "a hospital sees only its own facility's referrals",
-        ));
-    }
-    let facility = match principal.role {
-        Role::Hospital => principal.facility.clone(),
-        _ => q.facility.clone(),
-    };
+    let facility = facility_scope(&principal, q.facility.clone())?;
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let limit = careloop_web::paging::limit(q.limit, 50)?;
     let filter = QueueFilter {
@@ -234,6 +223,25 @@ async fn list(
     ))
 }
 
+/// The facility a list or count covers: a hospital only ever its own (asking for
+/// another is refused); other roles the one asked for, or all.
+fn facility_scope(
+    principal: &careloop_web::Principal,
+    asked: Option<String>,
+) -> Result<Option<String>, Problem> {
+    if let Some(f) = &asked
+        && !principal.may_see_facility(f)
+    {
+        return Err(Problem::forbidden(
+            "a hospital sees only its own facility's referrals",
+        ));
+    }
+    Ok(match principal.role {
+        Role::Hospital => principal.facility.clone(),
+        _ => asked,
+    })
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CountsQuery {
@@ -249,17 +257,7 @@ async fn counts(
     careloop_web::ApiQuery(q): careloop_web::ApiQuery<CountsQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Admin, Role::Coordinator, Role::Hospital])?;
-    if let Some(f) = &q.facility
-        && !principal.may_see_facility(f)
-    {
-        return Err(Problem::forbidden(
-            "a hospital sees only its own facility's referrals",
-        ));
-    }
-    let facility = match principal.role {
-        Role::Hospital => principal.facility.clone(),
-        _ => q.facility,
-    };
+    let facility = facility_scope(&principal, q.facility)?;
     let rows = read_model::counts(&s.pool, facility.as_deref())
         .await
         .map_err(Problem::from)?;

@@ -83,13 +83,24 @@ pub async fn advance_cursor(
     cursor: &Cursor,
     last: &StoredEvent,
 ) -> sqlx::Result<()> {
+    set_cursor(conn, schema, &cursor.name, &last.txid, last.position).await
+}
+
+/// Puts cursor `name` at (`txid`, `position`), creating it if missing.
+pub async fn set_cursor(
+    conn: &mut PgConnection,
+    schema: &str,
+    name: &str,
+    txid: &str,
+    position: i64,
+) -> sqlx::Result<()> {
     sqlx::query(&format!(
         "INSERT INTO {schema}.cursors (name, txid, position) VALUES ($1, $2::xid8, $3)
          ON CONFLICT (name) DO UPDATE SET txid = $2::xid8, position = $3, updated_at = now()"
     ))
-    .bind(&cursor.name)
-    .bind(&last.txid)
-    .bind(last.position)
+    .bind(name)
+    .bind(txid)
+    .bind(position)
     .execute(&mut *conn)
     .await?;
     Ok(())

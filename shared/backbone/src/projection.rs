@@ -303,14 +303,13 @@ impl ProjectionRunner {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(&format!(
-            "INSERT INTO {live}.cursors (name, txid, position) VALUES ($1, $2::xid8, $3)
-             ON CONFLICT (name) DO UPDATE SET txid = $2::xid8, position = $3, updated_at = now()"
-        ))
-        .bind(&live_cursor.name)
-        .bind(&rebuilt.txid)
-        .bind(rebuilt.position)
-        .execute(&mut *tx)
+        outbox::set_cursor(
+            &mut tx,
+            live,
+            &live_cursor.name,
+            &rebuilt.txid,
+            rebuilt.position,
+        )
         .await?;
         sqlx::query(&format!("DELETE FROM {live}.cursors WHERE name = $1"))
             .bind(&rebuilt.name)

@@ -73,20 +73,7 @@ pub async fn spawn_app_at(
         let _ = stopped.await;
     }));
     // HL7 senders are looked up in the registry's read model: wait for it.
-    let pool = sqlx::PgPool::connect(&env.settings.database_url)
-        .await
-        .unwrap();
-    // Start-up applies every service's migrations: on a 2-core machine busy with the
-    // CPU-bound fuzz tests that can take longer than an ordinary wait.
-    careloop_test_support::eventually("the demo facilities", STARTUP, || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM intake.facilities")
-            .fetch_one(&pool)
-            .await
-            .ok()?;
-        (n >= 2).then_some(())
-    })
-    .await;
-    pool.close().await;
+    demo_facilities_registered(&env.settings.database_url).await;
     TestApp {
         base: format!("http://{addr}"),
         http: reqwest::Client::new(),
@@ -199,6 +186,22 @@ pub const WAIT: Duration = Duration::from_secs(15);
 
 /// How long a fresh careloop may take to be up (databases, migrations, demo data).
 pub const STARTUP: Duration = Duration::from_secs(60);
+
+/// Waits until the demo facilities (st-marys, mercy) are in the registry's read model.
+pub async fn demo_facilities_registered(database_url: &str) {
+    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+    // Start-up applies every service's migrations: on a 2-core machine busy with the
+    // CPU-bound fuzz tests that can take longer than an ordinary wait.
+    careloop_test_support::eventually("the demo facilities", STARTUP, || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM intake.facilities")
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+        (n >= 2).then_some(())
+    })
+    .await;
+    pool.close().await;
+}
 
 pub async fn sqlx_pool(app: &TestApp) -> sqlx::PgPool {
     sqlx::PgPool::connect(&app.env.settings.database_url)

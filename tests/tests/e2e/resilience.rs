@@ -64,6 +64,16 @@ async fn accepted(app: &TestApp, id: &str, within: Duration) -> String {
     .await
 }
 
+/// How many places the roster's peers hold between them.
+fn places_held(roster: &Value) -> i64 {
+    roster["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["active_count"].as_i64().unwrap())
+        .sum()
+}
+
 async fn metric(base: &str, series: &str) -> f64 {
     let text = reqwest::get(format!("{base}/metrics"))
         .await
@@ -135,12 +145,7 @@ async fn a_stream_lost_with_its_store_is_rebuilt_from_postgres() {
     assert_eq!(r["status"], "accepted");
     assert_eq!(r["assigned_peer_id"], first_peer.as_str());
     let (_, roster) = app.get("/v1/peers", &coordinator).await;
-    let held: i64 = roster["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["active_count"].as_i64().unwrap())
-        .sum();
+    let held = places_held(&roster);
     assert_eq!(held, 3, "three referrals hold three places: {roster}");
     app.shutdown().await;
 }
@@ -248,12 +253,7 @@ async fn a_replay_under_load_never_blanks_the_read_model() {
     let mut before = peers;
     before.sort();
     assert_eq!(after, before, "the rebuilt roster is the roster");
-    let held: i64 = roster["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["active_count"].as_i64().unwrap())
-        .sum();
+    let held = places_held(&roster);
     assert_eq!(held, 20, "every accepted referral holds one place");
     Arc::into_inner(app).unwrap().shutdown().await;
 }
@@ -520,17 +520,7 @@ async fn services_start_before_nats_and_their_database() {
         assert_eq!(r.status(), 503, "cannot publish without NATS");
     }
     intake.unwrap().identity().seed_demo(&[]).await.unwrap();
-    let pool = sqlx::PgPool::connect(&env.settings.database_url)
-        .await
-        .unwrap();
-    eventually("the demo facilities", WAIT, || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM intake.facilities")
-            .fetch_one(&pool)
-            .await
-            .ok()?;
-        (n >= 2).then_some(())
-    })
-    .await;
+    demo_facilities_registered(&env.settings.database_url).await;
     let auth = careloop_web_auth(&env.settings.jwt_secret);
     let token = |role: &str, facility: Option<&str>| {
         auth.issue(
@@ -581,7 +571,6 @@ async fn services_start_before_nats_and_their_database() {
             .unwrap();
         assert_eq!(r.status(), 200, "{} publishes", s.base);
     }
-    pool.close().await;
     for s in started {
         let _ = s.stop.send(());
         s.task.await.unwrap().unwrap();
