@@ -1,4 +1,5 @@
-//! The `careloop` subcommands: dev, token, migrate, replay, redrive, bench, routes, frontdoor.
+//! The `careloop` subcommands: dev, token, migrate, replay, redrive, vault, bench, routes,
+//! frontdoor.
 
 use anyhow::{Context, bail};
 use careloop_backbone::host::shutdown_signal;
@@ -25,6 +26,9 @@ USAGE:
                                     services, every event, unless narrowed; T is an
                                     RFC 3339 time or an age like 2h); consumers skip what
                                     they applied
+  careloop vault rewrap             after a new CARELOOP_KEY_ENCRYPTION_KEY (the old one in
+                                    CARELOOP_PREVIOUS_KEY_ENCRYPTION_KEYS): re-wrap every
+                                    data key under the new one; no event is touched
   careloop bench [--seconds N] [--clients N] [--peers N] [--idle N]
                                     the throughput benchmark on a fresh database and
                                     namespace: Postgres floor (pgbench), intake, pipeline,
@@ -90,6 +94,13 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<()> {
             careloop_telemetry::init();
             redrive(&Settings::from_env()?, &args[1..]).await
         }
+        "vault" => {
+            careloop_telemetry::init();
+            match args.get(1).map(String::as_str) {
+                Some("rewrap") => rewrap(&Settings::from_env()?).await,
+                _ => bail!("usage: careloop vault rewrap"),
+            }
+        }
         other => bail!("unknown command {other:?}; see `careloop help`"),
     }
 }
@@ -144,6 +155,18 @@ pub async fn replay(settings: &Settings, name: &str) -> anyhow::Result<()> {
     };
     let n = p.replay().await?;
     println!("replayed {name}: {n} events applied");
+    Ok(())
+}
+
+/// `careloop vault rewrap`: every data key and vault secret wrapped under a previous
+/// key-encryption key is re-wrapped under the current one.
+pub async fn rewrap(settings: &Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    let report = app.intake().vault().rewrap().await?;
+    println!(
+        "re-wrapped {} person keys and {} vault secrets under the current key-encryption key; the previous keys are no longer needed",
+        report.person_keys, report.secrets
+    );
     Ok(())
 }
 

@@ -20,6 +20,7 @@ use sqlx::PgPool;
 use careloop_events::{ContactOutcome, PlanOutcome};
 
 use crate::domain::{Channel, Contact, FollowUpCommand, FollowUpError, FollowUpPlan, SupportType};
+use crate::notes::{person_of_plan, vault_problem};
 use crate::read_model::{self, WorklistFilter};
 
 // Domain refusals as HTTP answers (the one place follow-up's errors meet HTTP).
@@ -42,6 +43,9 @@ impl From<FollowUpError> for Problem {
 pub struct AppState {
     pub pool: PgPool,
     pub cqrs: Arc<Cqrs<FollowUpPlan>>,
+    /// Contact notes are sealed under the person's data key: erasing the person
+    /// leaves them unreadable wherever they were copied.
+    pub vault: careloop_vault::Vault,
 }
 
 /// The access rule of each route here (enforced by the access layer).
@@ -143,6 +147,23 @@ async fn record_contact(
         None => uuid::Uuid::new_v4(),
     }
     .to_string();
+    let notes = match body.notes {
+        Some(notes) => {
+            let Some(person_ref) = person_of_plan(&s.pool, &referral_id)
+                .await
+                .map_err(Problem::from)?
+            else {
+                return Err(FollowUpError::NoPlan.into());
+            };
+            Some(
+                s.vault
+                    .seal(&person_ref, &notes)
+                    .await
+                    .map_err(vault_problem)?,
+            )
+        }
+        None => None,
+    };
     let command = FollowUpCommand::RecordContact {
         contact: Contact {
             contact_id: contact_id.clone(),
@@ -151,7 +172,7 @@ async fn record_contact(
             outcome: body.outcome,
             support_types: body.support_types,
             duration_minutes: body.duration_minutes,
-            notes: body.notes,
+            notes,
         },
         by_peer,
         now: Utc::now(),
@@ -241,9 +262,26 @@ async fn plan(
     {
         return Err(Problem::forbidden("this plan belongs to another peer"));
     }
+    let mut contacts = v.contacts;
+    if contacts.iter().any(|c| c.notes.is_some()) {
+        let person_ref = person_of_plan(&s.pool, &id)
+            .await
+            .map_err(Problem::from)?
+            .unwrap_or_default();
+        for c in &mut contacts {
+            if let Some(sealed) = c.notes.take() {
+                // Erased: the notes are gone with the person's key.
+                c.notes = s
+                    .vault
+                    .open(&person_ref, &sealed)
+                    .await
+                    .map_err(vault_problem)?;
+            }
+        }
+    }
     let mut view = serde_json::to_value(v.plan).map_err(Problem::from)?;
     view["checkpoints"] = serde_json::to_value(v.checkpoints).map_err(Problem::from)?;
-    view["contacts"] = serde_json::to_value(v.contacts).map_err(Problem::from)?;
+    view["contacts"] = serde_json::to_value(contacts).map_err(Problem::from)?;
     Ok(Json(view))
 }
 

@@ -16,6 +16,7 @@ pub mod domain;
 pub mod handlers;
 pub mod integration;
 pub mod metrics;
+pub mod notes;
 pub mod read_model;
 pub mod readmissions;
 
@@ -54,18 +55,29 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0005_person_care_from_events.sql"),
     },
     careloop_measures::MIGRATIONS[0],
+    // The vault's keys (schema `vault`, shared with intake; idempotent): contact
+    // notes are sealed under the person's data key.
+    Migration {
+        name: "vault_0001",
+        sql: careloop_vault::MIGRATION_SQL,
+    },
 ];
 
 #[derive(Clone)]
 pub struct FollowUpService {
     backbone: Backbone,
     cqrs: Arc<Cqrs<FollowUpPlan>>,
+    vault: careloop_vault::Vault,
 }
 
 impl FollowUpService {
     pub fn new(backbone: &Backbone) -> Self {
         FollowUpService {
             cqrs: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
+            vault: careloop_vault::Vault::new(
+                backbone.pool.clone(),
+                careloop_vault::Keyring::from_settings(&backbone.settings.identity),
+            ),
             backbone: backbone.clone(),
         }
     }
@@ -91,6 +103,10 @@ impl Service for FollowUpService {
         SCHEMA
     }
 
+    fn holds_phi(&self) -> bool {
+        true
+    }
+
     fn migrations(&self) -> &'static [Migration] {
         MIGRATIONS
     }
@@ -99,6 +115,7 @@ impl Service for FollowUpService {
         api::routes(api::AppState {
             pool: self.backbone.pool.clone(),
             cqrs: self.cqrs.clone(),
+            vault: self.vault.clone(),
         })
         .merge(careloop_measures::api::routes(self.backbone.pool.clone()))
     }
@@ -149,6 +166,11 @@ impl Service for FollowUpService {
                 std::time::Duration::from_secs(15),
                 shutdown.clone(),
             )),
+            tokio::spawn(seal_clear_notes(
+                self.backbone.pool.clone(),
+                self.vault.clone(),
+                shutdown.clone(),
+            )),
         ]
     }
 
@@ -159,5 +181,36 @@ impl Service for FollowUpService {
             self.backbone
                 .projection(SCHEMA, Arc::new(careloop_measures::read_model::Measures)),
         ]
+    }
+}
+
+/// Seals contact notes kept in the clear before the vault, once, retrying until it
+/// succeeds or the service stops.
+async fn seal_clear_notes(
+    pool: sqlx::PgPool,
+    vault: careloop_vault::Vault,
+    mut shutdown: Shutdown,
+) {
+    let mut retries = careloop_backoff::Backoff::new(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(60),
+    )
+    .start();
+    loop {
+        match notes::upgrade_clear_notes(&pool, &vault).await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(sealed = n, "contact notes written in the clear sealed");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "sealing clear notes failed; will retry")
+            }
+        }
+        tokio::select! {
+            _ = retries.wait() => {}
+            _ = shutdown.wait() => return,
+        }
     }
 }

@@ -31,7 +31,6 @@ use axum::Router;
 use careloop_backbone::db::Migration;
 use careloop_backbone::store;
 use careloop_backbone::{Backbone, Metadata, ProjectionRunner};
-use careloop_config::{AuthMode, DEV_KEY_ENCRYPTION_KEY};
 use careloop_web::RouteRule;
 use careloop_web::jwks::KeySource;
 
@@ -58,18 +57,7 @@ impl Identity {
     pub fn new(backbone: &Backbone) -> Self {
         let settings = &backbone.settings.identity;
         let pool = backbone.pool.clone();
-        let kek: [u8; 32] = match (&settings.key_encryption_key, settings.mode) {
-            (Some(k), _) => k.as_slice().try_into().expect("settings checked 32 bytes"),
-            (None, AuthMode::Dev) => DEV_KEY_ENCRYPTION_KEY,
-            // The binaries refuse to start without one (check_auth_settings); a key
-            // nobody knows seals nothing anyone can open.
-            (None, AuthMode::Standard) => {
-                let mut k = [0u8; 32];
-                ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut k)
-                    .expect("randomness");
-                k
-            }
-        };
+        let kek = settings.key_encryption_key_or_dev();
         let keys = Arc::new(keys::KeyStore::new(
             pool.clone(),
             &kek,

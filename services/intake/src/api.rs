@@ -143,7 +143,10 @@ fn invalid_body(e: InvalidReferral) -> Problem {
 // Domain refusals as HTTP answers (the one place intake's domain errors meet HTTP).
 impl From<PersonError> for Problem {
     fn from(e: PersonError) -> Self {
-        Problem::not_found(e.to_string())
+        match e {
+            PersonError::NotFound => Problem::not_found(e.to_string()),
+            PersonError::Erased => Problem::new(StatusCode::GONE, e.to_string()),
+        }
     }
 }
 

@@ -59,6 +59,7 @@ async fn card(
         return Err(Problem::not_found(format!("no referral {id}")));
     };
     let person = s.reception.person(&submitted.person_ref).await?;
+    Reception::require_not_erased(&person)?;
     let details = person
         .details
         .unwrap_or_else(|| crate::domain::PersonDetails {

@@ -18,7 +18,8 @@ pub use new_referral::{
     region_of,
 };
 pub use person::{
-    Identifier, Person, PersonCommand, PersonDetails, PersonError, PersonEvent, PersonName,
+    ErasureCause, Identifier, Person, PersonCommand, PersonDetails, PersonError, PersonEvent,
+    PersonName,
 };
 pub use submission::{
     Consent, Preferences, ReferralSubmission, RiskLevel, SubmissionCommand, SubmissionError,

@@ -1,5 +1,5 @@
 //! Intake's integration events. Person events (PHI) are never published, except the
-//! fact that consent was revoked; a submitted referral travels with its `person_ref`
+//! facts that consent was revoked and that the person was erased; a submitted referral travels with its `person_ref`
 //! and non-identifying matching inputs only.
 
 use careloop_backbone::{IntegrationMapper, StoredEvent};
@@ -17,6 +17,7 @@ impl IntegrationMapper for Mapper {
             "AdmissionRecorded",
             "AdmissionCancelled",
             "ConsentRevoked",
+            "PersonErased",
         ]
     }
 
@@ -49,7 +50,16 @@ impl IntegrationMapper for Mapper {
                         reason,
                     })
                 }
-                _ => anyhow::bail!("person events other than ConsentRevoked are never published"),
+                PersonEvent::PersonErased { erased_at, cause } => {
+                    Payload::PersonErased(v1::PersonErased {
+                        person_ref: id,
+                        erased_at: Some(timestamp(erased_at)),
+                        cause: cause.as_str().to_string(),
+                    })
+                }
+                _ => anyhow::bail!(
+                    "person events other than ConsentRevoked and PersonErased are never published"
+                ),
             },
             _ => match event.decode::<SubmissionEvent>()? {
                 SubmissionEvent::ReferralSubmitted(s) => submitted(*s),

@@ -13,12 +13,15 @@ mod channel_parity;
 pub mod closed_loop;
 pub mod contact_card;
 pub mod domain;
+pub mod erasure;
 pub mod fhir;
 pub mod fuzz;
 pub mod hl7;
 pub mod identity;
 pub mod integration;
 pub mod reception;
+pub mod retention;
+pub mod sealing;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -59,6 +62,15 @@ const MIGRATIONS: &[Migration] = &[
     },
     // Identity, hosted here (see careloop_identity::MIGRATIONS).
     careloop_identity::MIGRATIONS[0],
+    // The vault's keys (schema `vault`, shared with follow-up; idempotent).
+    Migration {
+        name: "vault_0001",
+        sql: careloop_vault::MIGRATION_SQL,
+    },
+    Migration {
+        name: "0007_vault",
+        sql: include_str!("../migrations/0007_vault.sql"),
+    },
 ];
 
 #[derive(Clone)]
@@ -71,16 +83,27 @@ pub struct IntakeService {
     admissions: Arc<Cqrs<Admission>>,
     tasks: Arc<Cqrs<ReferralTask>>,
     identity: careloop_identity::Identity,
+    vault: careloop_vault::Vault,
+    seal: Arc<sealing::IntakeSeal>,
 }
 
 impl IntakeService {
     pub fn new(backbone: &Backbone) -> Self {
+        let vault = careloop_vault::Vault::new(
+            backbone.pool.clone(),
+            careloop_vault::Keyring::from_settings(&backbone.settings.identity),
+        );
+        let seal = Arc::new(sealing::IntakeSeal {
+            vault: vault.clone(),
+        });
         IntakeService {
-            persons: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
-            submissions: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
+            persons: store::sealed_cqrs(backbone.pool.clone(), SCHEMA, (), seal.clone()),
+            submissions: store::sealed_cqrs(backbone.pool.clone(), SCHEMA, (), seal.clone()),
             admissions: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
             tasks: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
             identity: careloop_identity::Identity::new(backbone),
+            vault,
+            seal,
             mllp_addr: Default::default(),
             backbone: backbone.clone(),
         }
@@ -138,10 +161,20 @@ impl IntakeService {
             persons: self.persons.clone(),
             submissions: self.submissions.clone(),
             admissions: self.admissions.clone(),
-            person_store: Arc::new(store::event_store(self.backbone.pool.clone(), SCHEMA)),
+            person_store: Arc::new(store::sealed_event_store(
+                self.backbone.pool.clone(),
+                SCHEMA,
+                self.seal.clone(),
+            )),
             facilities: self.identity.registry.clone(),
             audit: self.identity.audit.clone(),
+            vault: self.vault.clone(),
         }
+    }
+
+    /// The PHI vault's keys.
+    pub fn vault(&self) -> &careloop_vault::Vault {
+        &self.vault
     }
 }
 
@@ -171,6 +204,11 @@ impl Service for IntakeService {
             pool: self.backbone.pool.clone(),
             reception: self.reception(),
         }))
+        .merge(erasure::routes(erasure::ErasureState {
+            pool: self.backbone.pool.clone(),
+            reception: self.reception(),
+            retention: self.backbone.settings.retention.clone(),
+        }))
         .merge(fhir::api::routes(fhir::api::FhirState {
             pool: self.backbone.pool.clone(),
             reception: self.reception(),
@@ -193,11 +231,16 @@ impl Service for IntakeService {
         Some(self.identity.key_source())
     }
 
+    fn holds_phi(&self) -> bool {
+        true
+    }
+
     fn route_rules(&self) -> Vec<careloop_web::RouteRule> {
         [
             api::RULES,
             closed_loop::api::RULES,
             contact_card::RULES,
+            erasure::RULES,
             fhir::api::RULES,
             &self.identity.route_rules(),
             careloop_console::RULES,
@@ -229,7 +272,15 @@ impl Service for IntakeService {
             self.backbone.settings.webhook_retry_base,
         );
         dispatcher.allowed_hosts = self.backbone.settings.webhook_allowed_hosts.clone();
-        let mut tasks = vec![tokio::spawn(dispatcher.run(shutdown.clone()))];
+        let retention = retention::Retention {
+            pool: self.backbone.pool.clone(),
+            reception: self.reception(),
+            settings: self.backbone.settings.retention.clone(),
+        };
+        let mut tasks = vec![
+            tokio::spawn(dispatcher.run(shutdown.clone())),
+            tokio::spawn(retention.run(shutdown.clone())),
+        ];
         tasks.extend(self.start_mllp(shutdown));
         tasks
     }

@@ -16,8 +16,8 @@ use cqrs_es::AggregateError;
 use sqlx::PgPool;
 
 use crate::domain::{
-    Admission, AdmissionCommand, AdmissionDetails, Consent, Identifier, NewReferral, Person,
-    PersonCommand, PersonDetails, ReferralSubmission, SubmissionCommand, SubmissionError,
+    Admission, AdmissionCommand, AdmissionDetails, Consent, ErasureCause, Identifier, NewReferral,
+    Person, PersonCommand, PersonDetails, ReferralSubmission, SubmissionCommand, SubmissionError,
     SubmissionEvent, SubmittedReferral,
 };
 use crate::identity;
@@ -25,6 +25,13 @@ use crate::identity;
 /// The field a refusal of the person's identifiers names (each channel says it its
 /// own way: `PID-3`, `Patient.identifier`).
 pub const IDENTIFIERS: &str = "person.identifiers";
+
+fn vault_problem(e: careloop_vault::VaultError) -> Problem {
+    match e {
+        careloop_vault::VaultError::Database(e) => Problem::from(e),
+        other => Problem::internal(other),
+    }
+}
 
 /// What became of a submission.
 pub struct Accepted {
@@ -45,6 +52,17 @@ pub struct Reception {
     pub facilities: careloop_identity::facilities::Registry,
     /// Every read or change of a person's details is recorded.
     pub audit: careloop_identity::audit::Audit,
+    /// The person's details are sealed under their data key; identifiers are found
+    /// by keyed digest.
+    pub vault: careloop_vault::Vault,
+}
+
+fn resolve_problem(e: identity::ResolveError) -> Problem {
+    match e {
+        identity::ResolveError::TooMany(why) => Problem::invalid(IDENTIFIERS, why),
+        identity::ResolveError::Database(e) => Problem::from(e),
+        identity::ResolveError::Vault(why) => Problem::internal(why),
+    }
 }
 
 impl Reception {
@@ -110,12 +128,9 @@ impl Reception {
         person: PersonDetails,
         meta: &Metadata,
     ) -> Result<String, Problem> {
-        let person_ref = identity::resolve(&self.pool, &person.identifiers)
+        let person_ref = identity::resolve(&self.pool, &self.vault, &person.identifiers)
             .await
-            .map_err(|e| match e {
-                identity::ResolveError::TooMany(why) => Problem::invalid(IDENTIFIERS, why),
-                identity::ResolveError::Database(e) => Problem::from(e),
-            })?
+            .map_err(resolve_problem)?
             .to_string();
         store::execute(
             &self.persons,
@@ -174,9 +189,9 @@ impl Reception {
     }
 
     pub async fn find(&self, identifiers: &[Identifier]) -> Result<Option<String>, Problem> {
-        Ok(identity::find(&self.pool, identifiers)
+        Ok(identity::find(&self.pool, &self.vault, identifiers)
             .await
-            .map_err(Problem::from)?
+            .map_err(resolve_problem)?
             .map(|p| p.to_string()))
     }
 
@@ -246,12 +261,74 @@ impl Reception {
         .fetch_optional(&self.pool)
         .await
         .map_err(Problem::from)?;
-        Ok(
-            row.and_then(|(payload, at)| match serde_json::from_value(payload) {
-                Ok(SubmissionEvent::ReferralSubmitted(s)) => Some((*s, at)),
-                _ => None,
-            }),
+        let Some((mut payload, at)) = row else {
+            return Ok(None);
+        };
+        crate::sealing::open_notes(&self.vault, &mut payload)
+            .await
+            .map_err(Problem::internal)?;
+        Ok(match serde_json::from_value(payload) {
+            Ok(SubmissionEvent::ReferralSubmitted(s)) => Some((*s, at)),
+            _ => None,
+        })
+    }
+
+    /// Erases the person: destroys their data key first (from then on nothing sealed
+    /// for them opens, wherever it was copied), forgets their identifiers (the same
+    /// MRN names a new person), then records PersonErased, which the other services
+    /// act on. Repeating it finishes what a crash left undone and changes nothing
+    /// else. `None` when careloop never knew the person.
+    pub async fn erase(
+        &self,
+        person_ref: &str,
+        cause: ErasureCause,
+        meta: &Metadata,
+    ) -> Result<Option<DateTime<Utc>>, Problem> {
+        let Ok(uuid) = uuid::Uuid::parse_str(person_ref) else {
+            return Ok(None);
+        };
+        let person = self.person(person_ref).await?;
+        if let Some(at) = person.erased_at {
+            // Done before: make sure nothing was left (a crash between the steps).
+            self.vault.erase(person_ref).await.map_err(vault_problem)?;
+            identity::forget(&self.pool, uuid).await?;
+            return Ok(Some(at));
+        }
+        if !self.is_known(person_ref).await? {
+            return Ok(None);
+        }
+        let erased_at = Utc::now();
+        self.vault.erase(person_ref).await.map_err(vault_problem)?;
+        identity::forget(&self.pool, uuid).await?;
+        let cmd = PersonCommand::Erase { erased_at, cause };
+        store::execute(&self.persons, person_ref, cmd, meta)
+            .await
+            .map_err(store::to_problem)?;
+        Ok(Some(
+            self.person(person_ref)
+                .await?
+                .erased_at
+                .unwrap_or(erased_at),
+        ))
+    }
+
+    /// Whether intake ever recorded this person.
+    pub async fn is_known(&self, person_ref: &str) -> Result<bool, Problem> {
+        let known: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM intake.events WHERE aggregate_type = 'Person' AND aggregate_id = $1 LIMIT 1",
         )
+        .bind(person_ref)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(known.is_some())
+    }
+
+    /// 410 when the person was erased.
+    pub fn require_not_erased(person: &Person) -> Result<(), Problem> {
+        match person.erased_at {
+            Some(_) => Err(crate::domain::PersonError::Erased.into()),
+            None => Ok(()),
+        }
     }
 
     /// Records an admission of a person careloop knows; `None` for anyone else

@@ -59,6 +59,20 @@ impl EventHandler for Handlers {
                     .consent_revoked(&c.person_ref, revoked_at, &c.reason, &meta)
                     .await;
             }
+            // An erased person is treated as one who withdrew consent: what is open for
+            // them is cancelled, and no later referral under this person_ref proceeds.
+            Payload::PersonErased(e) => {
+                let erased_at = from_timestamp(e.erased_at.as_ref());
+                return self
+                    .consent
+                    .consent_revoked(
+                        &e.person_ref,
+                        erased_at,
+                        "the person's details were erased",
+                        &meta,
+                    )
+                    .await;
+            }
             Payload::ReferralWithdrawn(w) => (
                 w.referral_id.clone(),
                 ReferralCommand::Cancel {

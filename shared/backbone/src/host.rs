@@ -137,6 +137,12 @@ pub trait Service: Send + Sync + 'static {
     fn reactors(&self) -> Vec<ProjectionRunner> {
         Vec::new()
     }
+    /// Whether the service seals PHI through the vault (its data keys are wrapped by
+    /// the key-encryption key, which must then be configured).
+    fn holds_phi(&self) -> bool {
+        false
+    }
+
     /// The signing keys of careloop's own tokens, when this service holds them (the
     /// identity service): the process then verifies tokens with them directly.
     fn key_source(&self) -> Option<Arc<dyn KeySource>> {
@@ -476,7 +482,7 @@ pub fn check_auth_settings(settings: &Settings, holds_keys: bool) -> anyhow::Res
             }
             if holds_keys && id.key_encryption_key.is_none() {
                 anyhow::bail!(
-                    "CARELOOP_KEY_ENCRYPTION_KEY (or _FILE) is not set: the identity service keeps its signing keys encrypted with it"
+                    "CARELOOP_KEY_ENCRYPTION_KEY (or _FILE) is not set: the identity service's signing keys and the PHI vault's data keys are wrapped with it"
                 );
             }
             Ok(())
@@ -492,7 +498,9 @@ pub async fn run(make: impl FnOnce(&Backbone) -> Vec<Arc<dyn Service>>) -> anyho
     let settings = Settings::from_env()?;
     let backbone = Backbone::start(&settings).await?;
     let services = make(&backbone);
-    let holds_keys = services.iter().any(|s| s.key_source().is_some());
+    let holds_keys = services
+        .iter()
+        .any(|s| s.key_source().is_some() || s.holds_phi());
     check_auth_settings(&settings, holds_keys)?;
     let host = Host::new(backbone, services);
     let listener = TcpListener::bind(settings.http_addr).await?;

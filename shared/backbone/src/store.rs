@@ -4,13 +4,20 @@
 //! apply events twice). No cqrs-es `Query` is attached: queries run in-process after
 //! commit and would be lost on a crash, so read models are fed from the outbox
 //! instead (see [`crate::projection`]).
+//!
+//! A service whose events carry PHI gives its store a [`PayloadSeal`]: payloads are
+//! sealed on their way into `{schema}.events` and opened on their way out, so the
+//! domain works on clear values and the table holds sealed ones.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use careloop_backoff::Backoff;
-use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::persist::{
+    PersistedEventRepository, PersistedEventStore, PersistenceError, ReplayStream, SerializedEvent,
+    SerializedSnapshot,
+};
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
@@ -20,7 +27,7 @@ use sqlx::PgPool;
 const CONFLICT: Backoff =
     Backoff::new(Duration::from_millis(5), Duration::from_millis(80)).with_jitter(1.0);
 
-pub type EventStore<A> = PersistedEventStore<PostgresEventRepository, A>;
+pub type EventStore<A> = PersistedEventStore<Repository, A>;
 pub type Cqrs<A> = CqrsFramework<A, EventStore<A>>;
 
 /// A command processor for aggregate `A` over `{schema}.events`.
@@ -33,6 +40,115 @@ where
         vec![],
         services,
     ))
+}
+
+/// Like [`cqrs`], with payloads sealed by `seal` at rest.
+pub fn sealed_cqrs<A>(
+    pool: PgPool,
+    schema: &str,
+    services: A::Services,
+    seal: Arc<dyn PayloadSeal>,
+) -> Arc<Cqrs<A>>
+where
+    A: Aggregate + Send + Sync,
+{
+    Arc::new(CqrsFramework::new(
+        sealed_event_store(pool, schema, seal),
+        vec![],
+        services,
+    ))
+}
+
+/// Seals and opens event payloads at the event store's edge (for events that carry
+/// PHI). `seal` runs on each event about to be stored, `open` on each event loaded;
+/// an event `open` cannot read any more (its key destroyed) is turned into one the
+/// aggregate understands as such.
+#[async_trait::async_trait]
+pub trait PayloadSeal: Send + Sync {
+    async fn seal(&self, event: &mut SerializedEvent) -> anyhow::Result<()>;
+    async fn open(&self, event: &mut SerializedEvent) -> anyhow::Result<()>;
+}
+
+/// The Postgres event repository, with an optional [`PayloadSeal`] in front.
+///
+/// The replay streams (`stream_events`, `stream_all_events`) give payloads as stored:
+/// careloop's projections read `{schema}.events` through the outbox, never these.
+pub struct Repository {
+    inner: PostgresEventRepository,
+    seal: Option<Arc<dyn PayloadSeal>>,
+}
+
+fn unknown(e: anyhow::Error) -> PersistenceError {
+    PersistenceError::UnknownError(e.into())
+}
+
+impl Repository {
+    async fn opened(
+        &self,
+        mut events: Vec<SerializedEvent>,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        if let Some(seal) = &self.seal {
+            for event in &mut events {
+                seal.open(event).await.map_err(unknown)?;
+            }
+        }
+        Ok(events)
+    }
+}
+
+impl PersistedEventRepository for Repository {
+    async fn get_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        let events = self.inner.get_events::<A>(aggregate_id).await?;
+        self.opened(events).await
+    }
+
+    async fn get_last_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        last_sequence: usize,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        let events = self
+            .inner
+            .get_last_events::<A>(aggregate_id, last_sequence)
+            .await?;
+        self.opened(events).await
+    }
+
+    async fn get_snapshot<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+        self.inner.get_snapshot::<A>(aggregate_id).await
+    }
+
+    async fn persist<A: Aggregate>(
+        &self,
+        events: &[SerializedEvent],
+        snapshot_update: Option<(String, serde_json::Value, usize)>,
+    ) -> Result<(), PersistenceError> {
+        let Some(seal) = &self.seal else {
+            return self.inner.persist::<A>(events, snapshot_update).await;
+        };
+        let mut sealed = events.to_vec();
+        for event in &mut sealed {
+            seal.seal(event).await.map_err(unknown)?;
+        }
+        self.inner.persist::<A>(&sealed, snapshot_update).await
+    }
+
+    async fn stream_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<ReplayStream, PersistenceError> {
+        self.inner.stream_events::<A>(aggregate_id).await
+    }
+
+    async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
+        self.inner.stream_all_events::<A>().await
+    }
 }
 
 /// Who and what caused a command; stored with every event it produces and carried
@@ -146,10 +262,34 @@ pub fn event_store<A>(pool: PgPool, schema: &str) -> EventStore<A>
 where
     A: Aggregate + Send + Sync,
 {
-    PersistedEventStore::new_event_store(
-        PostgresEventRepository::new(pool)
+    repository_store(pool, schema, None)
+}
+
+/// Like [`event_store`], with payloads sealed by `seal` at rest.
+pub fn sealed_event_store<A>(
+    pool: PgPool,
+    schema: &str,
+    seal: Arc<dyn PayloadSeal>,
+) -> EventStore<A>
+where
+    A: Aggregate + Send + Sync,
+{
+    repository_store(pool, schema, Some(seal))
+}
+
+fn repository_store<A>(
+    pool: PgPool,
+    schema: &str,
+    seal: Option<Arc<dyn PayloadSeal>>,
+) -> EventStore<A>
+where
+    A: Aggregate + Send + Sync,
+{
+    PersistedEventStore::new_event_store(Repository {
+        inner: PostgresEventRepository::new(pool)
             .with_tables(&format!("{schema}.events"), &format!("{schema}.snapshots")),
-    )
+        seal,
+    })
 }
 
 /// Whether a command failed because the database was unavailable (a retry may

@@ -52,16 +52,19 @@ impl TryFrom<&str> for DueTimes {
     }
 }
 
+/// `90s`, `30m`, `12h`, `2d`, `7y` (365-day years).
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let (n, unit) = s.split_at(s.len().checked_sub(1)?);
     let n: u64 = n.parse().ok()?;
-    let secs = match unit {
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "y" => 365 * 86_400,
         _ => return None,
     };
-    Some(Duration::from_secs(secs))
+    n.checked_mul(unit_secs).map(Duration::from_secs)
 }
 
 #[cfg(test)]

@@ -46,8 +46,12 @@ pub struct IdentitySettings {
     /// careloop's public keys.
     pub jwks_url: String,
     /// `CARELOOP_KEY_ENCRYPTION_KEY` (base64 of 32 bytes) or `_FILE`: wraps the
-    /// signing keys at rest in the identity service's key store.
+    /// signing keys of the identity service and the PHI vault's data keys at rest.
     pub key_encryption_key: Option<Vec<u8>>,
+    /// `CARELOOP_PREVIOUS_KEY_ENCRYPTION_KEYS` (comma-separated base64, or `_FILE`):
+    /// key-encryption keys replaced by the current one, still accepted for unwrapping
+    /// until `careloop vault rewrap` has re-wrapped everything under the current one.
+    pub previous_key_encryption_keys: Vec<Vec<u8>>,
     pub oidc: Option<OidcSettings>,
     /// `CARELOOP_SESSION_IDLE_MINUTES`: a console session unused this long ends.
     pub session_idle: Duration,
@@ -57,3 +61,30 @@ pub struct IdentitySettings {
 
 /// The key-encryption key `careloop dev` uses when none is given (with a warning).
 pub const DEV_KEY_ENCRYPTION_KEY: [u8; 32] = *b"careloop-dev-kek-never-in-prod!!";
+
+impl IdentitySettings {
+    /// The key-encryption key in force: the one configured; in dev mode without one,
+    /// [`DEV_KEY_ENCRYPTION_KEY`]. Outside dev mode without one, a random key (which
+    /// seals nothing anyone can open again): the binaries refuse to start that way
+    /// before anything is sealed (`check_auth_settings`).
+    pub fn key_encryption_key_or_dev(&self) -> [u8; 32] {
+        match (&self.key_encryption_key, self.mode) {
+            (Some(k), _) => k.as_slice().try_into().expect("settings checked 32 bytes"),
+            (None, AuthMode::Dev) => DEV_KEY_ENCRYPTION_KEY,
+            (None, AuthMode::Standard) => {
+                let mut k = [0u8; 32];
+                ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut k)
+                    .expect("randomness");
+                k
+            }
+        }
+    }
+
+    /// The key-encryption keys replaced by the current one.
+    pub fn previous_key_encryption_keys(&self) -> Vec<[u8; 32]> {
+        self.previous_key_encryption_keys
+            .iter()
+            .map(|k| k.as_slice().try_into().expect("settings checked 32 bytes"))
+            .collect()
+    }
+}

@@ -7,10 +7,12 @@
 mod due;
 mod identity;
 mod namespace;
+mod privacy;
 
 pub use due::{DueTimes, parse_duration};
 pub use identity::{AuthMode, DEV_KEY_ENCRYPTION_KEY, IdentitySettings, OidcSettings};
 pub use namespace::Namespace;
+pub use privacy::RetentionSettings;
 
 use std::net::SocketAddr;
 
@@ -40,6 +42,8 @@ pub struct Settings {
     /// True when `CARELOOP_JWT_SECRET` was not set and the dev default is in use.
     pub jwt_secret_is_dev_default: bool,
     pub identity: IdentitySettings,
+    /// How long people's details are kept after their last activity.
+    pub retention: RetentionSettings,
     /// When a referral should be accepted, by priority, after discharge.
     pub acceptance_due: DueTimes,
     /// When the person should first be contacted, by priority, after discharge.
@@ -324,7 +328,9 @@ impl Settings {
                 )
             })?;
         let identity = identity_settings(&lookup, &get, http_addr)?;
+        let retention = privacy::retention_settings(&get)?;
         Ok(Settings {
+            retention,
             request_timeout,
             identity,
             mllp_read_timeout,
@@ -451,22 +457,30 @@ fn identity_settings(
                 .map_err(|e| bad(name, format!("{file}: {e}"))),
         }
     };
+    let key = |name: &'static str, b64: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim().as_bytes())
+            .ok()
+            .filter(|k| k.len() == 32)
+            .ok_or_else(|| {
+                bad(
+                    name,
+                    "must be 32 bytes in base64 (openssl rand -base64 32)".into(),
+                )
+            })
+    };
     let key_encryption_key = match secret("CARELOOP_KEY_ENCRYPTION_KEY")? {
         None => None,
-        Some(b64) => {
-            use base64::Engine;
-            let key = base64::engine::general_purpose::STANDARD
-                .decode(b64.as_bytes())
-                .ok()
-                .filter(|k| k.len() == 32)
-                .ok_or_else(|| {
-                    bad(
-                        "CARELOOP_KEY_ENCRYPTION_KEY",
-                        "must be 32 bytes in base64 (openssl rand -base64 32)".into(),
-                    )
-                })?;
-            Some(key)
-        }
+        Some(b64) => Some(key("CARELOOP_KEY_ENCRYPTION_KEY", &b64)?),
+    };
+    let previous_key_encryption_keys = match secret("CARELOOP_PREVIOUS_KEY_ENCRYPTION_KEYS")? {
+        None => vec![],
+        Some(list) => list
+            .split(',')
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| key("CARELOOP_PREVIOUS_KEY_ENCRYPTION_KEYS", k))
+            .collect::<Result<_, _>>()?,
     };
     let oidc = match lookup("CARELOOP_OIDC_ISSUER").filter(|v| !v.trim().is_empty()) {
         None => None,
@@ -511,6 +525,7 @@ fn identity_settings(
         public_url,
         jwks_url,
         key_encryption_key,
+        previous_key_encryption_keys,
         oidc,
         session_idle: std::time::Duration::from_secs(
             60 * minutes("CARELOOP_SESSION_IDLE_MINUTES", "30", 24 * 60)?,

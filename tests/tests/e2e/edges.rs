@@ -315,7 +315,7 @@ async fn the_mllp_listener_survives_what_the_network_sends() {
     app.shutdown().await;
 }
 
-fn fixture(name: &str) -> Value {
+pub(crate) fn fixture(name: &str) -> Value {
     let path = format!(
         "{}/../services/intake/fixtures/fhir/{name}",
         env!("CARGO_MANIFEST_DIR")
@@ -324,7 +324,7 @@ fn fixture(name: &str) -> Value {
 }
 
 /// The IG's own Patient, ServiceRequest and Consent in a transaction Bundle.
-fn bundle(discharged: &str) -> Value {
+pub(crate) fn bundle(discharged: &str) -> Value {
     let mut sr = fixture(
         "ServiceRequest-SDOHCC-ServiceRequestActiveFoodPantryApplicationAssistExample.json",
     );
@@ -339,7 +339,12 @@ fn bundle(discharged: &str) -> Value {
     ]})
 }
 
-async fn post_fhir(app: &TestApp, path: &str, token: &str, body: &Value) -> (u16, String, Value) {
+pub(crate) async fn post_fhir(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    body: &Value,
+) -> (u16, String, Value) {
     let res = app
         .http
         .post(format!("{}{path}", app.base))
@@ -556,7 +561,7 @@ async fn revoking_consent_cancels_open_referrals() {
 async fn writes(pool: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM intake.events WHERE aggregate_type <> 'Facility')
-              + (SELECT count(*) FROM intake.person_identifiers)
+              + (SELECT count(*) FROM intake.person_identifier_digests)
               + (SELECT count(*) FROM intake.hl7_messages)",
     )
     .fetch_one(pool)
@@ -873,7 +878,7 @@ async fn permanent_errors_are_refused_and_only_retryable_ones_ask_for_a_retry() 
     // Retryable: the person vault locked past the request deadline. HL7 answers AE
     // and REST 503 with Retry-After; once it answers again, the same input is taken.
     let mut lock = pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE intake.person_identifiers IN ACCESS EXCLUSIVE MODE")
+    sqlx::query("LOCK TABLE intake.person_identifier_digests IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *lock)
         .await
         .unwrap();

@@ -11,6 +11,7 @@ mod matching;
 mod measures;
 mod node;
 mod outage;
+mod privacy;
 mod resilience;
 mod slice;
 

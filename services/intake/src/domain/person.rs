@@ -1,4 +1,7 @@
-//! The Person aggregate: the PHI vault. Its events never leave the intake service.
+//! The Person aggregate: the PHI vault. Its events never leave the intake service,
+//! except ConsentRevoked and PersonErased, which carry no PHI. The others are sealed
+//! at rest under the person's data key (`crate::sealing`); once the person is erased
+//! that key is gone and they load as [`PersonEvent::Shredded`].
 
 use chrono::NaiveDate;
 use cqrs_es::event_sink::EventSink;
@@ -40,6 +43,27 @@ pub struct Person {
     pub details: Option<PersonDetails>,
     /// The consent in force, if any (revoking clears it).
     pub consent: Option<Consent>,
+    /// When the person was erased: nothing is recorded about them after.
+    pub erased_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Why a person was erased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErasureCause {
+    /// An administrator erased them, at the person's request or the law's.
+    Request,
+    /// The retention period after their last activity ended.
+    Retention,
+}
+
+impl ErasureCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErasureCause::Request => "request",
+            ErasureCause::Retention => "retention",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +74,11 @@ pub enum PersonCommand {
     RevokeConsent {
         revoked_at: chrono::DateTime<chrono::Utc>,
         reason: String,
+    },
+    /// Records that the person's data key was destroyed (the vault did that first).
+    Erase {
+        erased_at: chrono::DateTime<chrono::Utc>,
+        cause: ErasureCause,
     },
 }
 
@@ -62,6 +91,13 @@ pub enum PersonEvent {
         revoked_at: chrono::DateTime<chrono::Utc>,
         reason: String,
     },
+    PersonErased {
+        erased_at: chrono::DateTime<chrono::Utc>,
+        cause: ErasureCause,
+    },
+    /// A sealed event whose key was destroyed: it happened, nothing of it is readable.
+    /// Never written; the store gives it in place of the sealed event.
+    Shredded,
 }
 
 impl DomainEvent for PersonEvent {
@@ -71,6 +107,8 @@ impl DomainEvent for PersonEvent {
             PersonEvent::PersonDetailsUpdated(_) => "PersonDetailsUpdated",
             PersonEvent::Consented(_) => "Consented",
             PersonEvent::ConsentRevoked { .. } => "ConsentRevoked",
+            PersonEvent::PersonErased { .. } => "PersonErased",
+            PersonEvent::Shredded => "Shredded",
         }
         .to_string()
     }
@@ -84,6 +122,8 @@ impl DomainEvent for PersonEvent {
 pub enum PersonError {
     #[error("no such person")]
     NotFound,
+    #[error("this person's details were erased")]
+    Erased,
 }
 
 impl Aggregate for Person {
@@ -99,6 +139,16 @@ impl Aggregate for Person {
         _: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
+        if let PersonCommand::Erase { erased_at, cause } = command {
+            if self.erased_at.is_none() {
+                sink.write(PersonEvent::PersonErased { erased_at, cause }, self)
+                    .await;
+            }
+            return Ok(());
+        }
+        if self.erased_at.is_some() {
+            return Err(PersonError::Erased);
+        }
         let mut details = match command {
             PersonCommand::Record(details) => details,
             PersonCommand::RecordConsent(c) => {
@@ -120,6 +170,7 @@ impl Aggregate for Person {
                 }
                 return Ok(());
             }
+            PersonCommand::Erase { .. } => unreachable!("handled first"),
         };
         match &self.details {
             None => {
@@ -149,6 +200,12 @@ impl Aggregate for Person {
             }
             PersonEvent::Consented(c) => self.consent = Some(c),
             PersonEvent::ConsentRevoked { .. } => self.consent = None,
+            PersonEvent::PersonErased { erased_at, .. } => {
+                self.details = None;
+                self.consent = None;
+                self.erased_at = Some(erased_at);
+            }
+            PersonEvent::Shredded => {}
         }
     }
 }
@@ -200,6 +257,35 @@ mod tests {
             .when_async(PersonCommand::Record(d))
             .await
             .then_expect_events(vec![]);
+    }
+
+    #[tokio::test]
+    async fn an_erased_person_is_erased_once_and_nothing_is_recorded_after() {
+        let d = details(&[("mrn", "1")], "+1-402-555-0134");
+        let at = chrono::Utc::now();
+        let erased = PersonEvent::PersonErased {
+            erased_at: at,
+            cause: ErasureCause::Request,
+        };
+        let erase = PersonCommand::Erase {
+            erased_at: at,
+            cause: ErasureCause::Request,
+        };
+        Given::with(())
+            .given(vec![PersonEvent::Shredded])
+            .when_async(erase.clone())
+            .await
+            .then_expect_events(vec![erased.clone()]);
+        Given::with(())
+            .given(vec![PersonEvent::Shredded, erased.clone()])
+            .when_async(erase)
+            .await
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![PersonEvent::Shredded, erased])
+            .when_async(PersonCommand::Record(d))
+            .await
+            .then_expect_error(PersonError::Erased);
     }
 
     #[tokio::test]

@@ -594,6 +594,7 @@ async fn read_patient(
     } else {
         Default::default()
     };
+    crate::reception::Reception::require_not_erased(&person)?;
     let Some(d) = person.details else {
         return Err(Problem::not_found(format!("no Patient/{id}")).into());
     };
