@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the identity and browser tests need beyond Postgres and NATS, when it
-# is missing: the Node packages of tests/identity and services/console/browser (from
-# their lockfiles, `npm ci`) and Debian's Chromium. Run by .ci/run, and by the tests
+# Installs what the identity, FHIR client and browser tests need beyond Postgres and
+# NATS, when it is missing: the Node packages of tests/identity and
+# services/console/browser (from their lockfiles, `npm ci`), the Python FHIR client of
+# tests/fhir-client (a venv from its pinned requirements) and Debian's Chromium. Run by .ci/run, and by the tests
 # themselves on a machine that lacks them (one at a time, under a lock).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,6 +20,14 @@ for dir in tests/identity services/console/browser; do
     npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
   fi
 done
+
+# The independent FHIR client (Python): a virtual environment from pinned requirements.
+if [ -f tests/fhir-client/requirements.txt ] && [ ! -x tests/fhir-client/.venv/bin/python ]; then
+  echo "installing the FHIR client of tests/fhir-client"
+  python3 -m venv tests/fhir-client/.venv
+  tests/fhir-client/.venv/bin/pip install -q --disable-pip-version-check \
+    -r tests/fhir-client/requirements.txt
+fi
 
 if [ -f services/console/browser/package.json ] && [ ! -x /usr/bin/chromium ]; then
   echo "installing Chromium"

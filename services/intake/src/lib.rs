@@ -22,6 +22,7 @@ pub mod integration;
 pub mod reception;
 pub mod retention;
 pub mod sealing;
+pub mod subscriptions;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -70,6 +71,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         name: "0007_vault",
         sql: include_str!("../migrations/0007_vault.sql"),
+    },
+    Migration {
+        name: "0008_subscriptions",
+        sql: include_str!("../migrations/0008_subscriptions.sql"),
     },
 ];
 
@@ -219,6 +224,7 @@ impl Service for IntakeService {
                 .public_url
                 .trim_end_matches('/')
                 .to_string(),
+            webhook_allowed_hosts: self.backbone.settings.webhook_allowed_hosts.clone(),
         }))
         .merge(self.identity.routes())
         .merge(careloop_console::routes(careloop_console::Console {
@@ -277,8 +283,21 @@ impl Service for IntakeService {
             reception: self.reception(),
             settings: self.backbone.settings.retention.clone(),
         };
+        let notifier = subscriptions::notifier::Notifier {
+            pool: self.backbone.pool.clone(),
+            retry_base: self.backbone.settings.webhook_retry_base,
+            allowed_hosts: self.backbone.settings.webhook_allowed_hosts.clone(),
+            public_url: self
+                .backbone
+                .settings
+                .identity
+                .public_url
+                .trim_end_matches('/')
+                .to_string(),
+        };
         let mut tasks = vec![
             tokio::spawn(dispatcher.run(shutdown.clone())),
+            tokio::spawn(notifier.run(shutdown.clone())),
             tokio::spawn(retention.run(shutdown.clone())),
         ];
         tasks.extend(self.start_mllp(shutdown));

@@ -383,9 +383,13 @@ impl Host {
                 }
             }
         }
-        let tasks = self.spawn_background(&shutdown);
-        for t in tasks {
-            let _ = t.await;
+        let mut tasks: Vec<AbortOnDrop<()>> = self
+            .spawn_background(&shutdown)
+            .into_iter()
+            .map(AbortOnDrop)
+            .collect();
+        for t in &mut tasks {
+            let _ = (&mut t.0).await;
         }
     }
 
@@ -399,7 +403,7 @@ impl Host {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (trigger, shutdown) = Shutdown::new();
-        let background = tokio::spawn(self.clone().bring_up(shutdown.clone()));
+        let mut background = AbortOnDrop(tokio::spawn(self.clone().bring_up(shutdown.clone())));
         let mut http_shutdown = shutdown.clone();
         let app = self.router();
         // The peer address reaches handlers (the audit log records where a request
@@ -407,7 +411,7 @@ impl Host {
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(async move { http_shutdown.wait().await });
-        let server = tokio::spawn(async move { server.await });
+        let server = AbortOnDrop(tokio::spawn(async move { server.await }));
         signal.await;
         tracing::info!("shutting down: draining requests and background work");
         trigger.trigger();
@@ -416,14 +420,14 @@ impl Host {
         // the browser reconnects to another instance.
         let drain = self.backbone.settings.request_timeout + Duration::from_secs(1);
         let mut server = server;
-        match tokio::time::timeout(drain, &mut server).await {
+        match tokio::time::timeout(drain, &mut server.0).await {
             Ok(served) => served??,
             Err(_) => {
-                server.abort();
+                server.0.abort();
                 tracing::info!("open streams cut after the drain deadline");
             }
         }
-        let _ = background.await;
+        let _ = (&mut background.0).await;
         Ok(())
     }
 }
@@ -511,6 +515,16 @@ pub async fn run(make: impl FnOnce(&Backbone) -> Vec<Arc<dyn Service>>) -> anyho
 /// `main` of a binary running one service.
 pub async fn run_one<S: Service>(make: impl FnOnce(&Backbone) -> S) -> anyhow::Result<()> {
     run(|b| vec![Arc::new(make(b)) as Arc<dyn Service>]).await
+}
+
+/// A task aborted when its handle is dropped: a host whose `serve` is cancelled mid-
+/// flight (a killed process, as tests simulate it) leaves nothing running behind it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

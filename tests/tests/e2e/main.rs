@@ -4,6 +4,7 @@
 mod cluster;
 mod console;
 mod edges;
+mod fhir;
 mod followup;
 mod identity;
 mod lifecycle;
@@ -138,6 +139,28 @@ impl TestApp {
     pub async fn shutdown(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.server.take().unwrap().await.unwrap().unwrap();
+    }
+
+    /// Kills careloop mid-flight (its tasks are dropped where they stand, nothing is
+    /// drained), then starts a new one on the same database and namespace.
+    pub async fn kill_and_restart(mut self) -> TestApp {
+        let server = self.server.take().unwrap();
+        server.abort();
+        let _ = server.await;
+        let placeholder = placeholder_env(&self.env);
+        let env = std::mem::replace(&mut self.env, placeholder);
+        std::mem::forget(self);
+        spawn_app_with(env).await
+    }
+}
+
+/// A stand-in that owns nothing (its drop removes no database), for moving a
+/// TestApp's environment out of it.
+fn placeholder_env(env: &TestEnv) -> TestEnv {
+    TestEnv {
+        database: String::new(),
+        namespace: String::new(),
+        settings: env.settings.clone(),
     }
 }
 

@@ -203,7 +203,7 @@ async fn a_persons_details_are_sealed_at_rest_and_unreadable_everywhere_after_er
     )
     .await;
     assert_eq!(s, 200, "{fhir}");
-    let fhir_id = fhir["entry"][3]["resource"]["id"]
+    let fhir_id = fhir["entry"][1]["resource"]["id"]
         .as_str()
         .unwrap()
         .to_string();

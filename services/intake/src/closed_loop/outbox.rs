@@ -1,5 +1,6 @@
 //! The closed loop's outbox: each status change of a ReferralTask becomes a delivery
-//! to send, for facilities that configured a webhook.
+//! to send, for facilities that configured a webhook, and a notification for each
+//! matching FHIR subscription ([`crate::subscriptions::outbox`]).
 //!
 //! Fed from intake's own events with a stored position, like a projection, in the same
 //! transaction as the position moves, so no change is lost or queued twice across a
@@ -31,6 +32,7 @@ impl Projection for WebhookOutbox {
         let TaskEvent::TaskStatusChanged { change: c, .. } = e.decode()? else {
             return Ok(());
         };
+        crate::subscriptions::outbox::queue(tx, e, &c).await?;
         let configured: Option<String> =
             sqlx::query_scalar("SELECT facility FROM intake.facility_webhooks WHERE facility = $1")
                 .bind(&c.facility)

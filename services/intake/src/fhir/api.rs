@@ -1,6 +1,6 @@
 //! The FHIR routes.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,12 +13,13 @@ use sqlx::PgPool;
 use std::collections::HashMap;
 
 use super::outcome::{FHIR_JSON, OperationOutcome};
+use super::queries;
 use super::read::{self, At, ServiceRequestFacts};
-use super::task;
 use crate::domain::{
     Consent, Field, InvalidReferral, NewReferral, PersonDetails, Preferences, ReferralDraft,
 };
 use crate::reception::Reception;
+use crate::subscriptions::api as subscriptions;
 use careloop_identity::audit::{Audit, ClientAddress};
 
 #[derive(Clone)]
@@ -27,6 +28,8 @@ pub struct FhirState {
     pub reception: Reception,
     /// careloop's public URL, for the CapabilityStatement.
     pub public_url: String,
+    /// Hosts a subscription's endpoint may name although not public (as webhooks).
+    pub webhook_allowed_hosts: Vec<String>,
 }
 
 /// The access rule of each route here (enforced by the access layer).
@@ -51,6 +54,38 @@ pub const RULES: &[RouteRule] = &[
         &[Needs::read("ServiceRequest")],
     ),
     RouteRule::token("GET", "/fhir/Patient/{id}", &[Needs::read("Patient")]),
+    RouteRule::token(
+        "GET",
+        "/fhir/Task/{id}/_history/{vid}",
+        &[Needs::read("Task")],
+    ),
+    RouteRule::token("GET", "/fhir/Task/{id}/_history", &[Needs::read("Task")]),
+    RouteRule::token(
+        "GET",
+        "/fhir/ServiceRequest",
+        &[Needs::read("ServiceRequest")],
+    ),
+    RouteRule::token("GET", "/fhir/Consent/{id}", &[Needs::read("Consent")]),
+    RouteRule::token(
+        "POST",
+        "/fhir/Subscription",
+        &[Needs::write("Subscription")],
+    ),
+    RouteRule::token(
+        "GET",
+        "/fhir/Subscription/{id}",
+        &[Needs::read("Subscription")],
+    ),
+    RouteRule::token(
+        "DELETE",
+        "/fhir/Subscription/{id}",
+        &[Needs::write("Subscription")],
+    ),
+    RouteRule::token(
+        "GET",
+        "/fhir/Subscription/{id}/$status",
+        &[Needs::read("Subscription")],
+    ),
 ];
 
 /// careloop speaks FHIR JSON only: a request that accepts only XML (by `Accept` or
@@ -88,11 +123,33 @@ pub fn routes(state: FhirState) -> Router {
         .route("/fhir", post(transaction))
         .route("/fhir/ServiceRequest", post(service_request))
         .route("/fhir/Consent", post(consent))
-        .route("/fhir/Task", get(search_tasks))
-        .route("/fhir/Task/{id}", get(read_task))
+        .route("/fhir/Task", get(queries::search_tasks))
+        .route("/fhir/Task/{id}", get(queries::read_task))
+        .route(
+            "/fhir/Task/{id}/_history",
+            get(queries::task_history_bundle),
+        )
+        .route("/fhir/Task/{id}/_history/{vid}", get(queries::vread_task))
         .route("/fhir/metadata", get(metadata))
-        .route("/fhir/ServiceRequest/{id}", get(read_service_request))
+        .route(
+            "/fhir/ServiceRequest",
+            get(queries::search_service_requests),
+        )
+        .route(
+            "/fhir/ServiceRequest/{id}",
+            get(queries::read_service_request),
+        )
+        .route("/fhir/Consent/{id}", get(queries::read_consent))
         .route("/fhir/Patient/{id}", get(read_patient))
+        .route("/fhir/Subscription", post(subscriptions::create))
+        .route(
+            "/fhir/Subscription/{id}",
+            get(subscriptions::read).delete(subscriptions::delete),
+        )
+        .route(
+            "/fhir/Subscription/{id}/$status",
+            get(subscriptions::status),
+        )
         .route_layer(axum::middleware::from_fn(json_only))
         .with_state(state)
 }
@@ -102,7 +159,7 @@ async fn metadata(State(s): State<FhirState>) -> Response {
     fhir(StatusCode::OK, super::capability::statement(&s.public_url))
 }
 
-fn fhir(status: StatusCode, body: Value) -> Response {
+pub(crate) fn fhir(status: StatusCode, body: Value) -> Response {
     let mut res = (status, Json(body)).into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -185,7 +242,11 @@ fn new_referral(
 /// The body as JSON: declared as JSON (`application/fhir+json` or `application/json`),
 /// its text storable and within [`careloop_web::limits`] (422 naming the element under
 /// `root`, the resource the route takes), else 400 / 415.
-fn parse(headers: &HeaderMap, body: &[u8], root: &str) -> Result<Value, OperationOutcome> {
+pub(crate) fn parse(
+    headers: &HeaderMap,
+    body: &[u8],
+    root: &str,
+) -> Result<Value, OperationOutcome> {
     careloop_web::json::require_json(headers)?;
     let v = careloop_web::json::parse_document(body).map_err(|(path, why, field)| {
         if field {
@@ -363,7 +424,6 @@ async fn transaction(
         patient: pi,
         service_request: si,
     } = read_bundle(&bundle, &facility)?;
-    let now = Utc::now();
     let meta = Metadata::new(correlation).actor(principal.actor());
     let accepted = s.reception.submit(referral, &meta).await.map_err(|p| {
         if p.field.as_deref() == Some(crate::reception::IDENTIFIERS) {
@@ -381,23 +441,31 @@ async fn transaction(
     } else {
         "201 Created"
     };
-    let task = task::requested(&accepted.referral_id, &accepted.person_ref, &facility, now);
-    let entry = |location: String| json!({"response": {"status": created, "location": location}});
-    let mut out: Vec<Value> = Vec::new();
-    for i in 0..entries {
-        out.push(if i == pi {
-            entry(format!("Patient/{}", accepted.person_ref))
-        } else if i == si {
-            entry(format!("ServiceRequest/{}", accepted.referral_id))
-        } else {
-            entry(format!("Consent/{}", accepted.person_ref))
-        });
-    }
-    out.push(json!({
-        "fullUrl": format!("Task/{}", accepted.referral_id),
-        "resource": task,
-        "response": {"status": created, "location": format!("Task/{}", accepted.referral_id)},
-    }));
+    // One entry per request, in order, each with its absolute fullUrl; the
+    // ServiceRequest as a read returns it. Its Task has the same id
+    // (`Task/{ServiceRequest id}`).
+    let (_, service_request) = queries::service_request(&s, &accepted.referral_id)
+        .await?
+        .ok_or_else(|| Problem::internal("a referral just submitted cannot be read"))?;
+    let base = format!("{}/fhir", s.public_url);
+    let out: Vec<Value> = (0..entries)
+        .map(|i| {
+            let location = if i == pi {
+                format!("Patient/{}", accepted.person_ref)
+            } else if i == si {
+                format!("ServiceRequest/{}", accepted.referral_id)
+            } else {
+                format!("Consent/{}", accepted.person_ref)
+            };
+            let mut entry = json!({"fullUrl": format!("{base}/{location}"),
+                                   "response": {"status": created, "location": location}});
+            if i == si {
+                entry["response"]["lastModified"] = service_request["meta"]["lastUpdated"].clone();
+                entry["resource"] = service_request.clone();
+            }
+            entry
+        })
+        .collect();
     Ok(fhir(
         StatusCode::OK,
         json!({"resourceType": "Bundle", "type": "transaction-response", "entry": out}),
@@ -452,13 +520,15 @@ async fn service_request(
         .reception
         .submit_for(&referral, &person_ref, &meta)
         .await?;
-    let task = task::requested(&accepted.referral_id, &person_ref, &facility, Utc::now());
+    let (_, resource) = queries::service_request(&s, &accepted.referral_id)
+        .await?
+        .ok_or_else(|| Problem::internal("a referral just submitted cannot be read"))?;
     let status = if accepted.duplicate {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    let mut res = fhir(status, task);
+    let mut res = fhir(status, resource);
     if let Ok(v) =
         header::HeaderValue::from_str(&format!("ServiceRequest/{}", accepted.referral_id))
     {
@@ -536,49 +606,6 @@ async fn consent(
     Ok(fhir(StatusCode::OK, echoed))
 }
 
-/// `GET /fhir/ServiceRequest/{id}`: the referral as the hospital sent it (any
-/// channel), to the facility that sent it, coordinators and admins.
-async fn read_service_request(
-    State(s): State<FhirState>,
-    principal: Result<Authenticated, Problem>,
-    Path(id): Path<String>,
-) -> Result<Response, OperationOutcome> {
-    let p = principal?;
-    p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
-    let Some((sr, at)) = s.reception.submission(&id).await? else {
-        return Err(Problem::not_found(format!("no ServiceRequest/{id}")).into());
-    };
-    if !p.may_see_facility(&sr.facility) {
-        return Err(Problem::forbidden("this ServiceRequest belongs to another facility").into());
-    }
-    let priority = match sr.risk_level {
-        crate::domain::RiskLevel::High => "asap",
-        crate::domain::RiskLevel::Moderate => "urgent",
-        crate::domain::RiskLevel::Low => "routine",
-    };
-    let mut resource = json!({
-        "resourceType": "ServiceRequest",
-        "id": sr.referral_id,
-        "meta": {"lastUpdated": at},
-        "status": "active",
-        "intent": "order",
-        "priority": priority,
-        "subject": {"reference": format!("Patient/{}", sr.person_ref)},
-        "occurrenceDateTime": sr.discharged_at,
-        "authoredOn": at,
-        "requester": {"display": sr.facility},
-        "category": sr.needs.iter().map(|n| json!({"text": n})).collect::<Vec<_>>(),
-        "extension": [
-            {"url": read::DISCHARGE_EXTENSION, "valueDateTime": sr.discharged_at},
-            {"url": read::UNIT_EXTENSION, "valueString": sr.unit},
-        ],
-    });
-    if let Some(n) = &sr.notes {
-        resource["note"] = json!([{"text": n}]);
-    }
-    Ok(fhir(StatusCode::OK, resource))
-}
-
 /// `GET /fhir/Patient/{id}`: a person's details from the PHI vault, to a facility
 /// that referred them, coordinators and admins; every read is audited first.
 async fn read_patient(
@@ -628,225 +655,4 @@ async fn read_patient(
         patient["address"] = json!([{"postalCode": pc}]);
     }
     Ok(fhir(StatusCode::OK, patient))
-}
-
-/// `GET /fhir/Task/{id}`
-async fn read_task(
-    State(s): State<FhirState>,
-    principal: Result<Authenticated, Problem>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, OperationOutcome> {
-    let p = principal?;
-    p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
-    let row = match task::get(&s.pool, &id).await.map_err(Problem::from)? {
-        Some(row) => row,
-        None => submitted_task(&s.reception, &id)
-            .await?
-            .ok_or_else(|| OperationOutcome::from(Problem::not_found(format!("no Task/{id}"))))?,
-    };
-    if !p.may_see_facility(&row.facility) {
-        return Err(Problem::forbidden("this Task belongs to another facility").into());
-    }
-    // A weak validator from the Task's last change: a client polling with
-    // If-None-Match gets 304 until the referral changes.
-    let etag = format!("W/\"{}\"", row.last_updated.timestamp_micros());
-    let unchanged = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let mut res = if unchanged {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        fhir(StatusCode::OK, task::render(&row))
-    };
-    let modified = row
-        .last_updated
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string();
-    for (name, value) in [(header::ETAG, etag), (header::LAST_MODIFIED, modified)] {
-        if let Ok(v) = header::HeaderValue::from_str(&value) {
-            res.headers_mut().insert(name, v);
-        }
-    }
-    Ok(res)
-}
-
-/// A referral intake holds but the referral service has not taken in yet.
-async fn submitted_task(
-    reception: &Reception,
-    id: &str,
-) -> Result<Option<task::TaskRow>, OperationOutcome> {
-    let Some((s, at)) = reception.submission(id).await? else {
-        return Ok(None);
-    };
-    Ok(Some(task::TaskRow {
-        referral_id: id.to_string(),
-        person_ref: Some(s.person_ref),
-        facility: s.facility,
-        status: "requested".into(),
-        reason: None,
-        authored_on: Some(at),
-        last_updated: at,
-    }))
-}
-
-/// `GET /fhir/Task?focus=ServiceRequest/{id}&_lastUpdated=gt{instant}`
-async fn search_tasks(
-    State(s): State<FhirState>,
-    principal: Result<Authenticated, Problem>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Response, OperationOutcome> {
-    let p = principal?;
-    p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
-    // A parameter careloop does not apply is refused (a client would otherwise take
-    // every Task for the ones it asked for), unless the client asked for lenient
-    // handling; the `self` link says what was applied.
-    let lenient = headers
-        .get("prefer")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("handling=lenient"));
-    let known = |k: &str| super::capability::TASK_SEARCH.iter().any(|(n, ..)| *n == k);
-    if let Some(unknown) = q.keys().filter(|k| !known(k)).min()
-        && !lenient
-    {
-        {
-            return Err(OperationOutcome {
-                status: StatusCode::BAD_REQUEST,
-                code: "not-supported",
-                expression: Some(unknown.clone()),
-                diagnostics: format!(
-                    "search parameter {unknown} is not supported on Task (supported: {}); send Prefer: handling=lenient to have it ignored",
-                    super::capability::TASK_SEARCH
-                        .iter()
-                        .map(|(n, ..)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                retry_after: None,
-            });
-        }
-    }
-    let mut applied: Vec<(&String, &String)> = q.iter().filter(|(k, _)| known(k)).collect();
-    applied.sort();
-    let self_link = format!(
-        "{}/fhir/Task{}{}",
-        s.public_url,
-        if applied.is_empty() { "" } else { "?" },
-        applied
-            .iter()
-            .map(|(k, v)| format!(
-                "{k}={}",
-                v.replace('%', "%25")
-                    .replace('&', "%26")
-                    .replace('+', "%2B")
-            ))
-            .collect::<Vec<_>>()
-            .join("&")
-    );
-    let focus = match q.get("focus") {
-        None => None,
-        Some(f) => Some(
-            f.strip_prefix("ServiceRequest/")
-                .ok_or_else(|| {
-                    OperationOutcome::invalid("focus", "focus must be ServiceRequest/{id}")
-                })?
-                .to_string(),
-        ),
-    };
-    let updated_after = match q.get("_lastUpdated") {
-        None => None,
-        Some(v) => {
-            let raw = v.strip_prefix("gt").ok_or_else(|| {
-                OperationOutcome::invalid("_lastUpdated", "only the gt prefix is supported")
-            })?;
-            Some(read::date_time(raw, "_lastUpdated")?)
-        }
-    };
-    let facility = match p.role {
-        Role::Hospital => p.facility.clone(),
-        _ => None,
-    };
-    let count = match q.get("_count") {
-        None => 100,
-        Some(c) => c
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=careloop_web::paging::MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                OperationOutcome::invalid("_count", "_count must be a number from 1 to 500")
-            })?,
-    };
-    let statuses = q.get("status").map(|v| {
-        v.split(',')
-            .flat_map(|st| match st.trim() {
-                "requested" => vec!["requested".to_string(), "received".to_string()],
-                other => vec![other.to_string()],
-            })
-            .collect::<Vec<_>>()
-    });
-    let after_given = q.get("_cursor");
-    let after = match after_given {
-        None => None,
-        Some(c) => {
-            let parts = careloop_web::paging::parse_cursor(c, 2)
-                .map_err(|_| OperationOutcome::invalid("_cursor", "not a cursor careloop gave"))?;
-            let at = parts[0]
-                .parse::<i64>()
-                .ok()
-                .and_then(chrono::DateTime::from_timestamp_micros)
-                .ok_or_else(|| {
-                    OperationOutcome::invalid("_cursor", "not a cursor careloop gave")
-                })?;
-            Some((at, parts[1].clone()))
-        }
-    };
-    let rows = task::search(
-        &s.pool,
-        &crate::tasks::read_model::TaskSearch {
-            facility: facility.as_deref(),
-            focus: focus.as_deref(),
-            updated_after,
-            statuses,
-            after,
-            limit: count + 1,
-        },
-    )
-    .await
-    .map_err(Problem::from)?;
-    let (rows, next) = careloop_web::paging::page(rows, count, |r| {
-        vec![
-            r.last_updated.timestamp_micros().to_string(),
-            r.referral_id.clone(),
-        ]
-    });
-    let mut links = vec![json!({"relation": "self", "url": self_link})];
-    let complete = next.is_none();
-    if let Some(c) = next {
-        let without: Vec<String> = self_link
-            .split(['?', '&'])
-            .skip(1)
-            .filter(|kv| !kv.starts_with("_cursor="))
-            .map(str::to_string)
-            .chain(std::iter::once(format!("_cursor={c}")))
-            .collect();
-        links.push(json!({"relation": "next",
-            "url": format!("{}/fhir/Task?{}", s.public_url, without.join("&"))}));
-    }
-    let entry: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({"fullUrl": format!("Task/{}", r.referral_id), "resource": task::render(r),
-                        "search": {"mode": "match"}})
-        })
-        .collect();
-    let entry_count = entry.len();
-    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset",
-                            "link": links, "entry": entry});
-    // The total is known without counting when this page is the last.
-    if complete && after_given.is_none() {
-        bundle["total"] = json!(entry_count);
-    }
-    Ok(fhir(StatusCode::OK, bundle))
 }

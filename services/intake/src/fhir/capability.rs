@@ -13,10 +13,16 @@ pub const TASK_SEARCH: &[(&str, &str, &str)] = &[
         "reference",
         "the ServiceRequest the Task fulfils: ServiceRequest/{id}",
     ),
+    ("patient", "reference", "the person: Patient/{id}"),
     (
-        "_lastUpdated",
-        "date",
-        "changed after an instant: gt<instant> (the only prefix)",
+        "owner",
+        "reference",
+        "who performs the Task: Organization/careloop for every Task",
+    ),
+    (
+        "requester",
+        "reference",
+        "the referring facility: Organization/{facility}",
     ),
     (
         "status",
@@ -24,14 +30,59 @@ pub const TASK_SEARCH: &[(&str, &str, &str)] = &[
         "Task.status, comma-separated (requested includes received)",
     ),
     (
+        "code",
+        "token",
+        "Task.code: fulfill (http://hl7.org/fhir/CodeSystem/task-code)",
+    ),
+    (
+        "_lastUpdated",
+        "date",
+        "last change, with gt, ge, lt or le; repeat for a range",
+    ),
+    (
         "_count",
         "number",
-        "Tasks per page, 1 to 500 (100 by default); the next page is the `next` link",
+        "entries per page, 1 to 500 (100 by default)",
     ),
     (
         "_cursor",
         "string",
         "where the next page starts, as the `next` link gives it",
+    ),
+    (
+        "_total",
+        "token",
+        "accurate: count every match (otherwise given when one page holds all)",
+    ),
+];
+
+/// The search parameters `GET /fhir/ServiceRequest` applies.
+pub const SERVICE_REQUEST_SEARCH: &[(&str, &str, &str)] = &[
+    ("patient", "reference", "the person: Patient/{id}"),
+    (
+        "status",
+        "token",
+        "ServiceRequest.status, comma-separated: active, completed, revoked, entered-in-error",
+    ),
+    (
+        "_lastUpdated",
+        "date",
+        "last change of the referral, with gt, ge, lt or le; repeat for a range",
+    ),
+    (
+        "_count",
+        "number",
+        "entries per page, 1 to 500 (100 by default)",
+    ),
+    (
+        "_cursor",
+        "string",
+        "where the next page starts, as the `next` link gives it",
+    ),
+    (
+        "_total",
+        "token",
+        "accurate: count every match (otherwise given when one page holds all)",
     ),
 ];
 
@@ -43,7 +94,8 @@ pub struct Interaction {
     pub path: &'static str,
     /// The resource type, or `None` for a system-level interaction.
     pub resource: Option<&'static str>,
-    /// FHIR's code: read, search-type, create, transaction, capabilities.
+    /// FHIR's code: read, vread, history-instance, search-type, create, transaction,
+    /// capabilities.
     pub code: &'static str,
 }
 
@@ -97,7 +149,59 @@ pub const SURFACE: &[Interaction] = &[
         resource: Some("Task"),
         code: "read",
     },
+    Interaction {
+        method: "GET",
+        path: "/fhir/Task/{id}/_history/{vid}",
+        resource: Some("Task"),
+        code: "vread",
+    },
+    Interaction {
+        method: "GET",
+        path: "/fhir/Task/{id}/_history",
+        resource: Some("Task"),
+        code: "history-instance",
+    },
+    Interaction {
+        method: "GET",
+        path: "/fhir/ServiceRequest",
+        resource: Some("ServiceRequest"),
+        code: "search-type",
+    },
+    Interaction {
+        method: "GET",
+        path: "/fhir/Consent/{id}",
+        resource: Some("Consent"),
+        code: "read",
+    },
+    Interaction {
+        method: "POST",
+        path: "/fhir/Subscription",
+        resource: Some("Subscription"),
+        code: "create",
+    },
+    Interaction {
+        method: "GET",
+        path: "/fhir/Subscription/{id}",
+        resource: Some("Subscription"),
+        code: "read",
+    },
+    Interaction {
+        method: "DELETE",
+        path: "/fhir/Subscription/{id}",
+        resource: Some("Subscription"),
+        code: "delete",
+    },
+    Interaction {
+        method: "GET",
+        path: "/fhir/Subscription/{id}/$status",
+        resource: Some("Subscription"),
+        code: "$status",
+    },
 ];
+
+/// The Subscriptions Backport IG's server statement, which careloop meets for its
+/// Task topic (rest-hook; id-only and full-resource; handshake, heartbeat, $status).
+pub const BACKPORT_SERVER: &str = "http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/backport-subscription-server-r4";
 
 const IG_TASK_PROFILE: &str = super::task::PROFILE;
 
@@ -108,20 +212,48 @@ pub fn statement(base: &str) -> Value {
     types.sort_unstable();
     types.dedup();
     for t in types {
+        // An operation (`$status`) is listed as one, the rest as interactions.
         let interactions: Vec<Value> = SURFACE
             .iter()
-            .filter(|i| i.resource == Some(t))
+            .filter(|i| i.resource == Some(t) && !i.code.starts_with('$'))
             .map(|i| json!({"code": i.code}))
             .collect();
+        let operations: Vec<Value> = SURFACE
+            .iter()
+            .filter(|i| i.resource == Some(t) && i.code.starts_with('$'))
+            .map(|i| json!({"name": &i.code[1..],
+                "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status"}))
+            .collect();
         let mut r = json!({"type": t, "interaction": interactions});
-        if t == "Task" {
-            r["supportedProfile"] = json!([IG_TASK_PROFILE]);
-            r["searchParam"] = json!(
-                TASK_SEARCH
+        if !operations.is_empty() {
+            r["operation"] = json!(operations);
+        }
+        let params = |table: &[(&str, &str, &str)]| {
+            json!(
+                table
                     .iter()
                     .map(|(name, kind, doc)| json!({"name": name, "type": kind, "documentation": doc}))
                     .collect::<Vec<_>>()
-            );
+            )
+        };
+        match t {
+            "Task" => {
+                r["supportedProfile"] = json!([IG_TASK_PROFILE]);
+                r["versioning"] = json!("versioned");
+                r["readHistory"] = json!(true);
+                r["searchParam"] = params(TASK_SEARCH);
+            }
+            "ServiceRequest" => r["searchParam"] = params(SERVICE_REQUEST_SEARCH),
+            "Subscription" => {
+                r["extension"] = json!([{
+                    "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical",
+                    "valueCanonical": crate::subscriptions::TOPIC,
+                }]);
+                r["supportedProfile"] = json!([
+                    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription"
+                ]);
+            }
+            _ => {}
         }
         resources.push(r);
     }
@@ -136,6 +268,7 @@ pub fn statement(base: &str) -> Value {
         "date": "2026-12-01",
         "publisher": "careloop",
         "kind": "instance",
+        "instantiates": [BACKPORT_SERVER],
         "implementation": {"description": "careloop: hospital discharge to peer support", "url": format!("{base}/fhir")},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
@@ -180,7 +313,7 @@ mod tests {
             .iter()
             .find(|r| r["type"] == "Task")
             .unwrap();
-        assert_eq!(task["interaction"].as_array().unwrap().len(), 2);
+        assert_eq!(task["interaction"].as_array().unwrap().len(), 4);
         assert_eq!(
             task["searchParam"].as_array().unwrap().len(),
             TASK_SEARCH.len()

@@ -3,7 +3,6 @@
 //! `received`: a received referral shows as `requested` with `businessStatus`
 //! saying received.
 
-use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 pub const PROFILE: &str =
@@ -11,8 +10,11 @@ pub const PROFILE: &str =
 
 pub use crate::tasks::read_model::{TaskRow, get, search};
 
-/// The Task resource for a referral in `row`'s state.
-pub fn render(row: &TaskRow) -> Value {
+/// Who performs every Task: careloop's peer-support organisation (`owner`).
+pub const OWNER: &str = "Organization/careloop";
+
+/// The Task resource for a referral in `row`'s state, as version `version`.
+pub fn render(row: &TaskRow, version: usize) -> Value {
     let fhir_status = match row.status.as_str() {
         "received" | "requested" => "requested",
         other => other,
@@ -20,14 +22,15 @@ pub fn render(row: &TaskRow) -> Value {
     let mut task = json!({
         "resourceType": "Task",
         "id": row.referral_id,
-        "meta": {"profile": [PROFILE], "lastUpdated": row.last_updated},
+        "meta": {"profile": [PROFILE], "versionId": version.to_string(),
+                 "lastUpdated": row.last_updated},
         "status": fhir_status,
         "businessStatus": {"text": row.status},
         "intent": "order",
         "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
         "focus": {"reference": format!("ServiceRequest/{}", row.referral_id)},
-        "requester": {"display": row.facility},
-        "owner": {"display": "careloop peer support"},
+        "requester": {"reference": format!("Organization/{}", row.facility), "display": row.facility},
+        "owner": {"reference": OWNER, "display": "careloop peer support"},
         "lastModified": row.last_updated,
     });
     if let Some(p) = &row.person_ref {
@@ -53,17 +56,4 @@ pub fn render(row: &TaskRow) -> Value {
         }]);
     }
     task
-}
-
-/// The Task of a referral submitted but not yet taken in by the referral service.
-pub fn requested(referral_id: &str, person_ref: &str, facility: &str, now: DateTime<Utc>) -> Value {
-    render(&TaskRow {
-        referral_id: referral_id.to_string(),
-        person_ref: Some(person_ref.to_string()),
-        facility: facility.to_string(),
-        status: "requested".into(),
-        reason: None,
-        authored_on: Some(now),
-        last_updated: now,
-    })
 }

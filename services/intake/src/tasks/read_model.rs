@@ -86,12 +86,17 @@ pub async fn get(pool: &PgPool, id: &str) -> sqlx::Result<Option<TaskRow>> {
         .await
 }
 
-/// What a Task search asks for.
+/// What a Task (or ServiceRequest) search asks for.
 #[derive(Debug, Default)]
 pub struct TaskSearch<'a> {
+    /// The facility every match must belong to (the requester, and for a hospital
+    /// its own); two different ones match nothing.
     pub facility: Option<&'a str>,
     pub focus: Option<&'a str>,
-    pub updated_after: Option<DateTime<Utc>>,
+    pub person_ref: Option<&'a str>,
+    /// `_lastUpdated` bounds: the instant and whether it is included.
+    pub updated_from: Option<(DateTime<Utc>, bool)>,
+    pub updated_to: Option<(DateTime<Utc>, bool)>,
     /// careloop's statuses (a FHIR `requested` is requested or received).
     pub statuses: Option<Vec<String>>,
     /// The page starts after this (last_updated, referral_id).
@@ -99,25 +104,51 @@ pub struct TaskSearch<'a> {
     pub limit: i64,
 }
 
+/// The conditions of a search ($1 to $10), shared by the page and its count.
+const MATCHES: &str = "WHERE ($1::text IS NULL OR facility = $1)
+       AND ($2::text IS NULL OR referral_id = $2)
+       AND ($3::text IS NULL OR person_ref = $3)
+       AND ($4::timestamptz IS NULL OR last_updated > $4 OR ($5 AND last_updated = $4))
+       AND ($6::timestamptz IS NULL OR last_updated < $6 OR ($7 AND last_updated = $6))
+       AND ($8::text[] IS NULL OR status = ANY($8))";
+
+fn bind_matches<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    q: &'q TaskSearch<'_>,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    query
+        .bind(q.facility)
+        .bind(q.focus)
+        .bind(q.person_ref)
+        .bind(q.updated_from.map(|b| b.0))
+        .bind(q.updated_from.is_some_and(|b| b.1))
+        .bind(q.updated_to.map(|b| b.0))
+        .bind(q.updated_to.is_some_and(|b| b.1))
+        .bind(q.statuses.as_deref())
+}
+
 /// Tasks by last change, then referral id (a stable order for paging).
 pub async fn search(pool: &PgPool, q: &TaskSearch<'_>) -> sqlx::Result<Vec<TaskRow>> {
-    sqlx::query_as(&format!(
-        "{SELECT} WHERE ($1::text IS NULL OR facility = $1)
-           AND ($2::text IS NULL OR referral_id = $2)
-           AND ($3::timestamptz IS NULL OR last_updated > $3)
-           AND ($4::text[] IS NULL OR status = ANY($4))
-           AND ($5::timestamptz IS NULL OR (last_updated, referral_id) > ($5, $6))
-         ORDER BY last_updated, referral_id LIMIT $7"
-    ))
-    .bind(q.facility)
-    .bind(q.focus)
-    .bind(q.updated_after)
-    .bind(q.statuses.as_deref())
-    .bind(q.after.as_ref().map(|a| a.0))
-    .bind(q.after.as_ref().map(|a| a.1.clone()))
-    .bind(q.limit)
-    .fetch_all(pool)
-    .await
+    let sql = format!(
+        "{SELECT} {MATCHES}
+           AND ($9::timestamptz IS NULL OR (last_updated, referral_id) > ($9, $10))
+         ORDER BY last_updated, referral_id LIMIT $11"
+    );
+    bind_matches(sqlx::query_as(&sql), q)
+        .bind(q.after.as_ref().map(|a| a.0))
+        .bind(q.after.as_ref().map(|a| a.1.clone()))
+        .bind(q.limit)
+        .fetch_all(pool)
+        .await
+}
+
+/// How many Tasks match, every page together.
+pub async fn count(pool: &PgPool, q: &TaskSearch<'_>) -> sqlx::Result<i64> {
+    let sql = format!("SELECT count(*) FROM intake.referral_tasks {MATCHES}");
+    let (n,): (i64,) = bind_matches(sqlx::query_as(&sql), q)
+        .fetch_one(pool)
+        .await?;
+    Ok(n)
 }
 
 /// The peer who holds the referral (`None` when nobody does, or it is unknown).

@@ -1,0 +1,124 @@
+//! The versions of a Task, from the events: version 1 is the referral as submitted
+//! (`requested`), and each status the referral service reported since is the next
+//! (the ReferralTask's TaskStatusChanged events, one per change). Read, vread,
+//! `_history` and search all render from here, so a read, the latest vread and a
+//! search entry are the same resource with the same `meta.versionId`.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::domain::{StatusChange, TaskEvent};
+use crate::tasks::read_model::TaskRow;
+
+#[derive(Debug, Clone)]
+pub struct TaskHistory {
+    pub referral_id: String,
+    pub person_ref: Option<String>,
+    pub facility: String,
+    /// When intake took the referral (version 1).
+    pub submitted_at: DateTime<Utc>,
+    pub changes: Vec<StatusChange>,
+}
+
+impl TaskHistory {
+    /// How many versions there are (the latest is this number).
+    pub fn versions(&self) -> usize {
+        1 + self.changes.len()
+    }
+
+    /// The Task's state at `version` (1-based); `None` past the latest.
+    pub fn at(&self, version: usize) -> Option<TaskRow> {
+        let (status, reason, last_updated) = match version {
+            0 => return None,
+            1 => ("requested".to_string(), None, self.submitted_at),
+            n => {
+                let c = self.changes.get(n - 2)?;
+                (
+                    c.status.as_str().to_string(),
+                    c.reason.clone(),
+                    c.occurred_at,
+                )
+            }
+        };
+        Some(TaskRow {
+            referral_id: self.referral_id.clone(),
+            person_ref: self.person_ref.clone(),
+            facility: self.facility.clone(),
+            status,
+            reason,
+            authored_on: Some(self.submitted_at),
+            last_updated,
+        })
+    }
+
+    /// The Task as it is now.
+    pub fn latest(&self) -> TaskRow {
+        self.at(self.versions()).expect("the latest version exists")
+    }
+
+    /// The Task resource at `version`.
+    pub fn render(&self, version: usize) -> Option<Value> {
+        self.at(version)
+            .map(|row| super::task::render(&row, version))
+    }
+}
+
+/// The histories of the referrals `ids` (those intake holds), in one query.
+pub async fn load(pool: &PgPool, ids: &[String]) -> sqlx::Result<HashMap<String, TaskHistory>> {
+    let rows: Vec<(String, String, Value, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT aggregate_type, aggregate_id, payload, recorded_at FROM intake.events
+         WHERE aggregate_id = ANY($1)
+           AND ((aggregate_type = 'ReferralSubmission' AND sequence = 1)
+                OR (aggregate_type = 'ReferralTask' AND event_type = 'TaskStatusChanged'))
+         ORDER BY aggregate_id, aggregate_type, sequence",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    let mut out: HashMap<String, TaskHistory> = HashMap::new();
+    for (aggregate_type, id, payload, recorded_at) in rows {
+        if aggregate_type == "ReferralSubmission" {
+            let submitted = &payload["ReferralSubmitted"];
+            out.insert(
+                id.clone(),
+                TaskHistory {
+                    referral_id: id,
+                    person_ref: submitted["person_ref"].as_str().map(str::to_string),
+                    facility: submitted["facility"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    submitted_at: recorded_at,
+                    changes: vec![],
+                },
+            );
+            continue;
+        }
+        let Ok(TaskEvent::TaskStatusChanged { change, .. }) = serde_json::from_value(payload)
+        else {
+            continue;
+        };
+        // A referral mirrored without its submission (only before intake kept
+        // submissions as events): the first change stands in for it.
+        let history = out.entry(id.clone()).or_insert_with(|| TaskHistory {
+            referral_id: id,
+            person_ref: change.person_ref.clone(),
+            facility: change.facility.clone(),
+            submitted_at: change.occurred_at,
+            changes: vec![],
+        });
+        if history.person_ref.is_none() {
+            history.person_ref = change.person_ref.clone();
+        }
+        history.changes.push(change);
+    }
+    Ok(out)
+}
+
+/// One referral's history.
+pub async fn one(pool: &PgPool, id: &str) -> sqlx::Result<Option<TaskHistory>> {
+    Ok(load(pool, &[id.to_string()]).await?.remove(id))
+}
