@@ -161,6 +161,14 @@ pub async fn replay(settings: &Settings, name: &str) -> anyhow::Result<()> {
 /// `careloop vault rewrap`: every data key and vault secret wrapped under a previous
 /// key-encryption key is re-wrapped under the current one.
 pub async fn rewrap(settings: &Settings) -> anyhow::Result<()> {
+    // Without the key configured, a throwaway one would wrap everything: refused.
+    if settings.identity.key_encryption_key.is_none()
+        && settings.identity.mode != careloop_config::AuthMode::Dev
+    {
+        bail!(
+            "CARELOOP_KEY_ENCRYPTION_KEY (or _FILE) is not set: give the new key there and the old one in CARELOOP_PREVIOUS_KEY_ENCRYPTION_KEYS"
+        );
+    }
     let app = Application::build(settings).await?;
     let report = app.intake().vault().rewrap().await?;
     println!(

@@ -186,31 +186,13 @@ impl Service for FollowUpService {
 
 /// Seals contact notes kept in the clear before the vault, once, retrying until it
 /// succeeds or the service stops.
-async fn seal_clear_notes(
-    pool: sqlx::PgPool,
-    vault: careloop_vault::Vault,
-    mut shutdown: Shutdown,
-) {
-    let mut retries = careloop_backoff::Backoff::new(
-        std::time::Duration::from_secs(1),
-        std::time::Duration::from_secs(60),
-    )
-    .start();
-    loop {
-        match notes::upgrade_clear_notes(&pool, &vault).await {
-            Ok(n) => {
-                if n > 0 {
-                    tracing::info!(sealed = n, "contact notes written in the clear sealed");
-                }
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "sealing clear notes failed; will retry")
-            }
+async fn seal_clear_notes(pool: sqlx::PgPool, vault: careloop_vault::Vault, shutdown: Shutdown) {
+    careloop_backbone::shutdown::until_done("sealing clear contact notes", shutdown, || async {
+        let n = notes::upgrade_clear_notes(&pool, &vault).await?;
+        if n > 0 {
+            tracing::info!(sealed = n, "contact notes written in the clear sealed");
         }
-        tokio::select! {
-            _ = retries.wait() => {}
-            _ = shutdown.wait() => return,
-        }
-    }
+        Ok(())
+    })
+    .await
 }

@@ -226,9 +226,8 @@ async fn report(
         })));
     };
     let cutoff = retention::cutoff(as_of, period);
-    let past = retention::past(&s.pool, cutoff, REPORT_LIMIT).await?;
-    let (held, would_erase): (Vec<_>, Vec<_>) =
-        past.into_iter().partition(|d| d.legal_hold.is_some());
+    let would_erase = retention::past(&s.pool, cutoff, false, REPORT_LIMIT).await?;
+    let held = retention::past(&s.pool, cutoff, true, REPORT_LIMIT).await?;
     Ok(Json(serde_json::json!({
         "retention": q.period.unwrap_or_else(|| format!("{}s", period.as_secs())),
         "as_of": as_of,

@@ -129,13 +129,30 @@ pub async fn resolve(
     Ok(person_ref)
 }
 
-/// Removes every identifier of the person from the index: after an erasure the same
-/// identifiers name a new person.
+/// Removes every identifier of the person from the index (and any still kept in the
+/// clear by an older careloop): after an erasure the same identifiers name a new
+/// person. Takes the same advisory locks as [`resolve`], so a resolution in flight
+/// either finishes first (and its digests go too) or starts after (and finds nobody).
 pub async fn forget(pool: &PgPool, person_ref: Uuid) -> sqlx::Result<u64> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(k) FROM (
+             SELECT DISTINCT ('x' || substr(encode(digest, 'hex'), 1, 16))::bit(64)::bigint AS k
+             FROM intake.person_identifier_digests WHERE person_ref = $1) locks
+         ORDER BY k",
+    )
+    .bind(person_ref)
+    .execute(&mut *tx)
+    .await?;
     let done = sqlx::query("DELETE FROM intake.person_identifier_digests WHERE person_ref = $1")
         .bind(person_ref)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    sqlx::query("DELETE FROM intake.person_identifiers WHERE person_ref = $1")
+        .bind(person_ref)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(done.rows_affected())
 }
 

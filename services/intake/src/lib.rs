@@ -299,6 +299,11 @@ impl Service for IntakeService {
             tokio::spawn(dispatcher.run(shutdown.clone())),
             tokio::spawn(notifier.run(shutdown.clone())),
             tokio::spawn(retention.run(shutdown.clone())),
+            tokio::spawn(sealing::upgrade_at_start(
+                self.backbone.pool.clone(),
+                self.vault.clone(),
+                shutdown.clone(),
+            )),
         ];
         tasks.extend(self.start_mllp(shutdown));
         tasks

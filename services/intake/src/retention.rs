@@ -37,9 +37,14 @@ pub struct Retention {
     pub settings: RetentionSettings,
 }
 
-/// People not erased whose last activity is before `cutoff`, held or not, oldest
-/// first.
-pub async fn past(pool: &PgPool, cutoff: DateTime<Utc>, limit: i64) -> sqlx::Result<Vec<Due>> {
+/// People not erased whose last activity is before `cutoff`, oldest first: those on
+/// a legal hold when `held`, the others when not.
+pub async fn past(
+    pool: &PgPool,
+    cutoff: DateTime<Utc>,
+    held: bool,
+    limit: i64,
+) -> sqlx::Result<Vec<Due>> {
     let rows: Vec<(String, DateTime<Utc>, Option<String>)> = sqlx::query_as(
         "WITH activity AS (
              SELECT aggregate_id AS person_ref, recorded_at FROM intake.events
@@ -61,7 +66,7 @@ pub async fn past(pool: &PgPool, cutoff: DateTime<Utc>, limit: i64) -> sqlx::Res
          SELECT l.person_ref, l.last_activity, h.reason
          FROM last l
          LEFT JOIN intake.legal_holds h ON h.person_ref::text = l.person_ref
-         WHERE l.last_activity < $1
+         WHERE l.last_activity < $1 AND (h.person_ref IS NOT NULL) = $3
            AND EXISTS (SELECT 1 FROM intake.events e
                        WHERE e.aggregate_type = 'Person' AND e.aggregate_id = l.person_ref)
            AND NOT EXISTS (SELECT 1 FROM intake.events e
@@ -72,6 +77,7 @@ pub async fn past(pool: &PgPool, cutoff: DateTime<Utc>, limit: i64) -> sqlx::Res
     )
     .bind(cutoff)
     .bind(limit)
+    .bind(held)
     .fetch_all(pool)
     .await?;
     Ok(rows
@@ -86,7 +92,10 @@ pub async fn past(pool: &PgPool, cutoff: DateTime<Utc>, limit: i64) -> sqlx::Res
 
 /// The cutoff of `period` as of `now`.
 pub fn cutoff(now: DateTime<Utc>, period: Duration) -> DateTime<Utc> {
-    now - chrono::Duration::from_std(period).unwrap_or(chrono::Duration::MAX)
+    chrono::Duration::from_std(period)
+        .ok()
+        .and_then(|p| now.checked_sub_signed(p))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 impl Retention {
@@ -95,9 +104,9 @@ impl Retention {
         let Some(period) = self.settings.period else {
             return Ok(0);
         };
-        let due = past(&self.pool, cutoff(Utc::now(), period), SWEEP_BATCH).await?;
+        let due = past(&self.pool, cutoff(Utc::now(), period), false, SWEEP_BATCH).await?;
         let mut erased = 0;
-        for person in due.into_iter().filter(|d| d.legal_hold.is_none()) {
+        for person in due {
             let meta = Metadata::new(uuid::Uuid::new_v4().to_string()).actor("retention");
             let entry = careloop_identity::audit::Entry {
                 at: Utc::now(),
@@ -125,30 +134,14 @@ impl Retention {
         Ok(erased)
     }
 
-    /// First moves identifiers indexed in the clear before the vault into the digest
-    /// index and seals the events written in the clear before it, then sweeps every `CARELOOP_RETENTION_SWEEP_SECS` until shutdown.
+    /// Sweeps every `CARELOOP_RETENTION_SWEEP_SECS` until shutdown.
     pub async fn run(self, shutdown: Shutdown) {
-        let upgraded = std::sync::atomic::AtomicBool::new(false);
-        let (this, upgraded) = (&self, &upgraded);
+        let this = &self;
         careloop_backbone::shutdown::every(
             "retention sweep",
             self.settings.sweep,
             shutdown,
             || async move {
-                if !upgraded.load(std::sync::atomic::Ordering::Relaxed) {
-                    let moved = crate::identity::upgrade_clear_identifiers(
-                        &this.pool,
-                        &this.reception.vault,
-                    )
-                    .await?;
-                    if moved > 0 {
-                        tracing::info!(
-                            moved,
-                            "identifiers kept in the clear moved to the digest index"
-                        );
-                    }
-                    upgraded.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
                 this.sweep()
                     .await
                     .map_err(|p| anyhow::anyhow!("{}", p.detail))?;

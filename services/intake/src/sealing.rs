@@ -61,6 +61,13 @@ impl PayloadSeal for IntakeSeal {
         match event.aggregate_type.as_str() {
             "Person" => {
                 let Some(sealed) = event.payload.get("sealed").and_then(Value::as_str) else {
+                    // Written in the clear by an older careloop and not sealed yet: an
+                    // erased person's still reads as nothing.
+                    if SEALED_PERSON_EVENTS.contains(&event.event_type.as_str())
+                        && self.vault.is_erased(&event.aggregate_id).await?
+                    {
+                        event.payload = json!("Shredded");
+                    }
                     return Ok(());
                 };
                 event.payload = match self.vault.open(&event.aggregate_id, sealed).await? {
@@ -88,10 +95,13 @@ pub async fn upgrade_clear_events(pool: &sqlx::PgPool, vault: &Vault) -> anyhow:
         let rows: Vec<(i64, String, String, String, Value)> = sqlx::query_as(
             "SELECT position, aggregate_type, aggregate_id, event_type, payload FROM intake.events
              WHERE (aggregate_type = 'Person' AND event_type = ANY($1)
-                    AND payload->>'sealed' IS NULL)
+                    AND json_typeof(payload) = 'object' AND payload->>'sealed' IS NULL)
                 OR (aggregate_type = 'ReferralSubmission' AND event_type = 'ReferralSubmitted'
-                    AND json_typeof(payload->'ReferralSubmitted'->'notes') = 'string'
-                    AND payload->'ReferralSubmitted'->>'notes' NOT LIKE 'sealed:v1:%')
+                    AND ((json_typeof(payload->'ReferralSubmitted'->'notes') = 'string'
+                          AND payload->'ReferralSubmitted'->>'notes' NOT LIKE 'sealed:v1:%')
+                      OR (json_typeof(payload->'ReferralSubmitted'->'consent'->'recorded_by') = 'string'
+                          AND payload->'ReferralSubmitted'->'consent'->>'recorded_by'
+                              NOT LIKE 'sealed:v1:%')))
              ORDER BY position LIMIT 200",
         )
         .bind(SEALED_PERSON_EVENTS)
@@ -123,8 +133,10 @@ pub async fn upgrade_clear_events(pool: &sqlx::PgPool, vault: &Vault) -> anyhow:
                         "Person" => json!("Shredded"),
                         _ => {
                             let mut p = payload;
-                            if let Some(n) = p.pointer_mut("/ReferralSubmitted/notes") {
-                                *n = Value::Null;
+                            for field in SEALED_SUBMISSION_FIELDS {
+                                if let Some(n) = p.pointer_mut(field) {
+                                    *n = Value::Null;
+                                }
                             }
                             p
                         }
@@ -146,34 +158,78 @@ pub async fn upgrade_clear_events(pool: &sqlx::PgPool, vault: &Vault) -> anyhow:
     }
 }
 
-fn notes_of(payload: &mut Value) -> Option<(String, &mut Value)> {
-    let submitted = payload.get_mut("ReferralSubmitted")?;
-    let person_ref = submitted.get("person_ref")?.as_str()?.to_string();
-    let notes = submitted.get_mut("notes")?;
-    notes.is_string().then_some((person_ref, notes))
+/// What of a ReferralSubmitted is sealed: the hospital's free-text notes, and who
+/// recorded the consent (often the person themselves or a relative, by name).
+const SEALED_SUBMISSION_FIELDS: &[&str] = &[
+    "/ReferralSubmitted/notes",
+    "/ReferralSubmitted/consent/recorded_by",
+];
+
+fn person_of(payload: &Value) -> Option<String> {
+    payload
+        .pointer("/ReferralSubmitted/person_ref")?
+        .as_str()
+        .map(str::to_string)
 }
 
 async fn seal_notes(vault: &Vault, payload: &mut Value) -> anyhow::Result<()> {
-    if let Some((person_ref, notes)) = notes_of(payload) {
-        let sealed = vault
-            .seal(&person_ref, notes.as_str().unwrap_or_default())
-            .await?;
-        *notes = Value::String(sealed);
+    let Some(person_ref) = person_of(payload) else {
+        return Ok(());
+    };
+    for field in SEALED_SUBMISSION_FIELDS {
+        if let Some(v) = payload.pointer_mut(field)
+            && let Some(clear) = v.as_str().filter(|c| !careloop_vault::is_sealed(c))
+        {
+            let sealed = vault.seal(&person_ref, clear).await?;
+            *v = Value::String(sealed);
+        }
     }
     Ok(())
 }
 
-/// Opens the notes of a stored ReferralSubmitted payload in place (for readers of
-/// the events table itself); erased: the notes are `null`.
+/// Opens the sealed fields of a stored ReferralSubmitted payload in place (for
+/// readers of the events table itself); erased: the notes are `null`, the consent's
+/// recorder "erased".
 pub async fn open_notes(vault: &Vault, payload: &mut Value) -> anyhow::Result<()> {
-    if let Some((person_ref, notes)) = notes_of(payload) {
-        *notes = match vault
-            .open(&person_ref, notes.as_str().unwrap_or_default())
-            .await?
+    let Some(person_ref) = person_of(payload) else {
+        return Ok(());
+    };
+    for field in SEALED_SUBMISSION_FIELDS {
+        if let Some(v) = payload.pointer_mut(field)
+            && let Some(stored) = v.as_str().map(str::to_string)
         {
-            Some(clear) => Value::String(clear),
-            None => Value::Null,
-        };
+            *v = match vault.open(&person_ref, &stored).await? {
+                Some(clear) => Value::String(clear),
+                None if field.ends_with("recorded_by") => Value::String("erased".into()),
+                None => Value::Null,
+            };
+        }
     }
     Ok(())
+}
+
+/// What an older careloop wrote in the clear, sealed once at start (retried with
+/// backoff until done): the identifier index, then the events.
+pub async fn upgrade_at_start(
+    pool: sqlx::PgPool,
+    vault: Vault,
+    shutdown: careloop_backbone::Shutdown,
+) {
+    careloop_backbone::shutdown::until_done(
+        "sealing what was written in the clear",
+        shutdown,
+        || async {
+            let moved = crate::identity::upgrade_clear_identifiers(&pool, &vault).await?;
+            let sealed = upgrade_clear_events(&pool, &vault).await?;
+            if moved + sealed > 0 {
+                tracing::info!(
+                    moved,
+                    sealed,
+                    "identifiers and events written in the clear sealed"
+                );
+            }
+            Ok(())
+        },
+    )
+    .await
 }

@@ -53,6 +53,7 @@ fn roster(n: usize, rng: &mut Lcg) -> Vec<RosterPeer> {
                 max_caseload: max,
                 active_count: (rng.next() % (max as u64 + 1)) as i32,
                 available: !rng.next().is_multiple_of(10),
+                certification_expired: rng.next().is_multiple_of(50),
             }
         })
         .collect()

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use crate::domain::{
-    AssignmentError, Availability, Peer, PeerCommand, PeerError, PeerPatch, PeerProfile,
+    AssignmentError, Availability, Certification, Peer, PeerCommand, PeerError, PeerPatch,
+    PeerProfile,
 };
 use crate::matching::Matcher;
 use crate::read_model;
@@ -46,12 +47,19 @@ pub struct AppState {
     pub pool: PgPool,
     pub peers: Arc<Cqrs<Peer>>,
     pub matcher: Arc<Matcher>,
+    /// The organisation's caseload norm: no peer's `max_caseload` above it.
+    pub caseload_norm: Option<u32>,
 }
 
 /// The access rule of each route here (enforced by the access layer).
 pub const RULES: &[RouteRule] = &[
     RouteRule::token("POST", "/v1/peers", &[Needs::write("Practitioner")]),
     RouteRule::token("GET", "/v1/peers", &[Needs::read("Practitioner")]),
+    RouteRule::token(
+        "GET",
+        "/v1/peers/certifications",
+        &[Needs::read("Practitioner")],
+    ),
     RouteRule::token("PATCH", "/v1/peers/{id}", &[Needs::write("Practitioner")]),
     RouteRule::token("GET", "/v1/referrals/{id}/matches", &[Needs::read("Task")]),
     RouteRule::token("GET", "/v1/waitlist", &[Needs::read("Task")]),
@@ -71,6 +79,7 @@ pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/v1/peers", post(register).get(list))
         .route("/v1/peers/{id}", patch(update))
+        .route("/v1/peers/certifications", get(certifications))
         .route("/v1/referrals/{id}/matches", get(matches))
         .route("/v1/waitlist", get(waitlist))
         .route("/v1/referrals/{id}/assignment", put(reassign))
@@ -117,14 +126,50 @@ fn languages(values: Vec<String>) -> Result<Vec<String>, Problem> {
     Ok(l)
 }
 
-fn max_caseload(n: u32) -> Result<u32, Problem> {
-    if (1..=200).contains(&n) {
-        Ok(n)
-    } else {
-        Err(Problem::invalid(
+fn max_caseload(n: u32, norm: Option<u32>) -> Result<u32, Problem> {
+    if !(1..=200).contains(&n) {
+        return Err(Problem::invalid(
             "max_caseload",
             "must be between 1 and 200",
-        ))
+        ));
+    }
+    match norm {
+        Some(norm) if n > norm => Err(Problem::invalid(
+            "max_caseload",
+            format!(
+                "the organisation's caseload norm is {norm} people per peer (CARELOOP_CASELOAD_NORM)"
+            ),
+        )),
+        _ => Ok(n),
+    }
+}
+
+/// A peer's certification as a request gives it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertificationRequest {
+    issuer: String,
+    number: String,
+    expires_on: chrono::NaiveDate,
+}
+
+impl TryFrom<CertificationRequest> for Certification {
+    type Error = Problem;
+
+    fn try_from(c: CertificationRequest) -> Result<Self, Problem> {
+        for (field, value) in [
+            ("certification.issuer", &c.issuer),
+            ("certification.number", &c.number),
+        ] {
+            if value.trim().is_empty() || value.chars().count() > 200 {
+                return Err(Problem::invalid(field, "1 to 200 characters"));
+            }
+        }
+        Ok(Certification {
+            issuer: c.issuer.trim().to_string(),
+            number: c.number.trim().to_string(),
+            expires_on: c.expires_on,
+        })
     }
 }
 
@@ -142,12 +187,12 @@ struct PeerRequest {
     #[serde(default)]
     modes: Vec<ContactMode>,
     max_caseload: u32,
+    certification: Option<CertificationRequest>,
 }
 
-impl TryFrom<PeerRequest> for PeerProfile {
-    type Error = Problem;
-
-    fn try_from(r: PeerRequest) -> Result<Self, Problem> {
+impl PeerRequest {
+    fn into_profile(self, norm: Option<u32>) -> Result<PeerProfile, Problem> {
+        let r = self;
         if r.name.trim().is_empty() {
             return Err(Problem::invalid("name", "name must not be empty"));
         }
@@ -158,7 +203,8 @@ impl TryFrom<PeerRequest> for PeerProfile {
             lived_experience: tags("lived_experience", r.lived_experience)?,
             regions: tags("regions", r.regions)?,
             modes: modes(&r.modes),
-            max_caseload: max_caseload(r.max_caseload)?,
+            max_caseload: max_caseload(r.max_caseload, norm)?,
+            certification: r.certification.map(Certification::try_from).transpose()?,
         })
     }
 }
@@ -172,7 +218,7 @@ async fn register(
 ) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
     principal.require(&[Role::Coordinator, Role::Admin])?;
     let request: PeerRequest = careloop_web::json::parse(&body)?;
-    let profile = PeerProfile::try_from(request)?;
+    let profile = request.into_profile(s.caseload_norm)?;
     let key = match idempotency::claim(&s.pool, crate::SCHEMA, &principal, &headers, &body).await? {
         Some(Claim::Replay(status, body)) => return Ok((status, Json(body))),
         Some(Claim::Fresh(key)) => Some(key),
@@ -219,6 +265,8 @@ struct PeerUpdate {
     regions: Option<Vec<String>>,
     modes: Option<Vec<ContactMode>>,
     max_caseload: Option<u32>,
+    #[serde(default, with = "double_option")]
+    certification: Option<Option<CertificationRequest>>,
     availability: Option<AvailabilityRequest>,
 }
 
@@ -233,10 +281,10 @@ struct AvailabilityRequest {
 mod double_option {
     use serde::{Deserialize, Deserializer};
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
         d: D,
-    ) -> Result<Option<Option<String>>, D::Error> {
-        Option::<String>::deserialize(d).map(Some)
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
     }
 }
 
@@ -281,7 +329,15 @@ async fn update(
             .transpose()?,
         regions: body.regions.map(|v| tags("regions", v)).transpose()?,
         modes: body.modes.as_deref().map(modes),
-        max_caseload: body.max_caseload.map(max_caseload).transpose()?,
+        max_caseload: body
+            .max_caseload
+            .map(|n| max_caseload(n, s.caseload_norm))
+            .transpose()?,
+        certification: match body.certification {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(c)) => Some(Some(Certification::try_from(c)?)),
+        },
     };
     let meta = Metadata::new(correlation).actor(principal.actor());
     store::execute(&s.peers, &id, PeerCommand::Update(patch), &meta)
@@ -326,6 +382,33 @@ async fn list(
     let (rows, next) =
         careloop_web::paging::page(rows, limit, |r| vec![r.name.clone(), r.peer_id.clone()]);
     Ok(Json(careloop_web::paging::json(&rows, next)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertificationsQuery {
+    within_days: Option<i32>,
+}
+
+/// `GET /v1/peers/certifications?within_days=30`: the peers whose certification
+/// expires within that many days (30 by default) or has expired, soonest first, then
+/// those with none on record. An expired certification keeps the peer out of matching.
+async fn certifications(
+    State(s): State<AppState>,
+    principal: Authenticated,
+    careloop_web::ApiQuery(q): careloop_web::ApiQuery<CertificationsQuery>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    principal.require(&[Role::Coordinator, Role::Admin])?;
+    let days = q.within_days.unwrap_or(30);
+    if !(0..=366).contains(&days) {
+        return Err(Problem::invalid("within_days", "0 to 366 days"));
+    }
+    let rows = read_model::certifications_due(&s.pool, days)
+        .await
+        .map_err(Problem::from)?;
+    Ok(Json(
+        serde_json::json!({ "within_days": days, "items": rows }),
+    ))
 }
 
 #[derive(Deserialize)]

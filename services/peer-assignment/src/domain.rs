@@ -7,4 +7,6 @@ mod peer;
 pub use assignment::{
     Assignment, AssignmentCommand, AssignmentError, AssignmentEvent, AssignmentRequest,
 };
-pub use peer::{Availability, Peer, PeerCommand, PeerError, PeerEvent, PeerPatch, PeerProfile};
+pub use peer::{
+    Availability, Certification, Peer, PeerCommand, PeerError, PeerEvent, PeerPatch, PeerProfile,
+};

@@ -25,10 +25,16 @@ use domain::{Assignment, Peer, PeerCommand, PeerProfile};
 pub const SERVICE: &str = "peer-assignment";
 pub const SCHEMA: &str = "peer_assignment";
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    name: "0001_peer_assignment_read_model",
-    sql: include_str!("../migrations/0001_read_model.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "0001_peer_assignment_read_model",
+        sql: include_str!("../migrations/0001_read_model.sql"),
+    },
+    Migration {
+        name: "0002_certifications",
+        sql: include_str!("../migrations/0002_certifications.sql"),
+    },
+];
 
 #[derive(Clone)]
 pub struct PeerAssignmentService {
@@ -100,7 +106,11 @@ impl PeerAssignmentService {
         ];
         let meta = Metadata::new("demo-roster").actor("careloop dev");
         let mut added = Vec::new();
-        for (name, languages, gender, lived, regions) in demo {
+        let today = chrono::Utc::now().date_naive();
+        for (n, (name, languages, gender, lived, regions)) in demo.into_iter().enumerate() {
+            // One demo certification comes due within the month, for the coordinators'
+            // list of expiries.
+            let valid_for = if n == 1 { 20 } else { 300 + 30 * n as i64 };
             let profile = PeerProfile {
                 name: name.into(),
                 languages: languages.iter().map(|s| s.to_string()).collect(),
@@ -109,6 +119,11 @@ impl PeerAssignmentService {
                 regions: regions.iter().map(|s| s.to_string()).collect(),
                 modes: vec!["phone".into(), "in_person".into()],
                 max_caseload: 12,
+                certification: Some(domain::Certification {
+                    issuer: "Nebraska Certified Peer Support Specialist board".into(),
+                    number: format!("CPSS-{:04}", 1017 + n),
+                    expires_on: today + chrono::Duration::days(valid_for),
+                }),
             };
             let id = uuid::Uuid::new_v4().to_string();
             store::execute(&self.peers, &id, PeerCommand::Register(profile), &meta)
@@ -138,6 +153,7 @@ impl Service for PeerAssignmentService {
             pool: self.backbone.pool.clone(),
             peers: self.peers.clone(),
             matcher: self.matcher.clone(),
+            caseload_norm: self.backbone.settings.caseload_norm,
         })
     }
 

@@ -3,8 +3,9 @@
 //! without a database.
 //!
 //! Hard constraints, in the order they are checked (a peer excluded by several
-//! counts once, under the first): available (not on leave or inactive), free
-//! capacity, a shared language, the person's preferred peer gender when given, and
+//! counts once, under the first): available (not on leave or inactive), a
+//! certification that has not expired (a peer with none on record is not held back),
+//! free capacity, a shared language, the person's preferred peer gender when given, and
 //! the person's region when in-person contact is the only mode that works for them.
 //!
 //! Score terms, each between 0 and 1 and multiplied by its weight
@@ -33,6 +34,8 @@ pub struct RosterPeer {
     pub active_count: i32,
     /// Takes referrals now (active, or back from leave).
     pub available: bool,
+    /// The certification on record ended before today.
+    pub certification_expired: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -85,6 +88,8 @@ pub fn rank(
         });
         let excluded_by = if !p.available {
             Some("availability")
+        } else if p.certification_expired {
+            Some("certification")
         } else if p.active_count >= p.max_caseload {
             Some("capacity")
         } else if !p.languages.contains(&wanted.language) {
@@ -172,6 +177,7 @@ mod tests {
             max_caseload: 10,
             active_count: 0,
             available: true,
+            certification_expired: false,
         }
     }
 

@@ -52,13 +52,15 @@ async fn apply_peer(
             sqlx::query(
                 "INSERT INTO peers (peer_id, name, languages, gender,
                     lived_experience, regions, modes, max_caseload, availability,
-                    registered_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $9)
+                    registered_at, updated_at, cert_issuer, cert_number, cert_expires_on)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $9, $10, $11, $12)
                  ON CONFLICT (peer_id) DO UPDATE SET name = EXCLUDED.name,
                     languages = EXCLUDED.languages, gender = EXCLUDED.gender,
                     lived_experience = EXCLUDED.lived_experience, regions = EXCLUDED.regions,
                     modes = EXCLUDED.modes, max_caseload = EXCLUDED.max_caseload,
-                    updated_at = EXCLUDED.updated_at",
+                    updated_at = EXCLUDED.updated_at, cert_issuer = EXCLUDED.cert_issuer,
+                    cert_number = EXCLUDED.cert_number,
+                    cert_expires_on = EXCLUDED.cert_expires_on",
             )
             .bind(id)
             .bind(&p.name)
@@ -69,6 +71,9 @@ async fn apply_peer(
             .bind(&p.modes)
             .bind(p.max_caseload as i32)
             .bind(at)
+            .bind(p.certification.as_ref().map(|c| c.issuer.clone()))
+            .bind(p.certification.as_ref().map(|c| c.number.clone()))
+            .bind(p.certification.as_ref().map(|c| c.expires_on))
             .execute(&mut *tx)
             .await?;
         }
@@ -199,7 +204,8 @@ const AVAILABLE: &str =
 pub async fn roster(pool: &PgPool) -> sqlx::Result<Vec<RosterPeer>> {
     sqlx::query_as(&format!(
         "SELECT peer_id, languages, gender, lived_experience, regions, max_caseload,
-                active_count, {AVAILABLE} AS available
+                active_count, {AVAILABLE} AS available,
+                COALESCE(cert_expires_on < current_date, false) AS certification_expired
          FROM peer_assignment.peers"
     ))
     .fetch_all(pool)
@@ -284,6 +290,9 @@ pub struct PeerRow {
     pub available_from: Option<DateTime<Utc>>,
     pub active_count: i32,
     pub updated_at: DateTime<Utc>,
+    pub cert_issuer: Option<String>,
+    pub cert_number: Option<String>,
+    pub cert_expires_on: Option<chrono::NaiveDate>,
 }
 
 /// The roster as coordinators read it, by name.
@@ -296,7 +305,8 @@ pub async fn peers(
     let (name, id) = after.unzip();
     sqlx::query_as(
         "SELECT peer_id, name, languages, gender, lived_experience, regions, modes,
-                max_caseload, availability, available_from, active_count, updated_at
+                max_caseload, availability, available_from, active_count, updated_at,
+                cert_issuer, cert_number, cert_expires_on
          FROM peer_assignment.peers
          WHERE $1::text IS NULL OR (name, peer_id) > ($1, $2)
          ORDER BY name, peer_id LIMIT $3",
@@ -304,6 +314,35 @@ pub async fn peers(
     .bind(name)
     .bind(id)
     .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// One peer's certification as the coordinators' list of expiries shows it.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct CertificationRow {
+    pub peer_id: String,
+    pub name: String,
+    pub availability: String,
+    pub issuer: Option<String>,
+    pub number: Option<String>,
+    pub expires_on: Option<chrono::NaiveDate>,
+    /// Days from today to the last valid day (negative: expired); none on record: null.
+    pub days_left: Option<i32>,
+}
+
+/// Peers (not inactive) whose certification expires within `days` (or has expired),
+/// soonest first, then those with none on record.
+pub async fn certifications_due(pool: &PgPool, days: i32) -> sqlx::Result<Vec<CertificationRow>> {
+    sqlx::query_as(
+        "SELECT peer_id, name, availability, cert_issuer AS issuer, cert_number AS number,
+                cert_expires_on AS expires_on, (cert_expires_on - current_date) AS days_left
+         FROM peer_assignment.peers
+         WHERE availability <> 'inactive'
+           AND (cert_expires_on IS NULL OR cert_expires_on <= current_date + $1)
+         ORDER BY cert_expires_on NULLS LAST, name, peer_id",
+    )
+    .bind(days)
     .fetch_all(pool)
     .await
 }

@@ -26,6 +26,7 @@ async fn racing_reservations_never_exceed_a_peers_caseload() {
         regions: vec![],
         modes: vec![],
         max_caseload: 3,
+        certification: None,
     };
     store::execute(&peers, "peer-1", PeerCommand::Register(profile), &meta)
         .await

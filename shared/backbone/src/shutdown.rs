@@ -52,3 +52,28 @@ pub async fn every<F, Fut>(
         }
     }
 }
+
+/// Runs `work` until it succeeds once, retrying with backoff (1 s doubling to a
+/// minute), or until shutdown. For one-time work at start (upgrading data written by
+/// an older careloop) that must not wait for a periodic tick to be retried.
+pub async fn until_done<F, Fut>(what: &'static str, mut shutdown: Shutdown, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut retries = careloop_backoff::Backoff::new(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(60),
+    )
+    .start();
+    while !shutdown.is_triggered() {
+        match work().await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "{what} failed; will retry"),
+        }
+        tokio::select! {
+            _ = retries.wait() => {}
+            _ = shutdown.wait() => {}
+        }
+    }
+}

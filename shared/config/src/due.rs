@@ -54,7 +54,10 @@ impl TryFrom<&str> for DueTimes {
 
 /// `90s`, `30m`, `12h`, `2d`, `7y` (365-day years).
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
+    let unit = s.chars().last()?;
+    let n = &s[..s.len() - unit.len_utf8()];
+    let unit = unit.to_string();
+    let unit = unit.as_str();
     let n: u64 = n.parse().ok()?;
     let unit_secs = match unit {
         "s" => 1,

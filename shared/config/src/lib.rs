@@ -59,6 +59,9 @@ pub struct Settings {
     pub protocol: FollowUpProtocol,
     /// How much each term of a peer match counts.
     pub match_weights: MatchWeights,
+    /// `CARELOOP_CASELOAD_NORM`: the organisation's caseload norm (people per peer),
+    /// a ceiling on every peer's `max_caseload`; none by default.
+    pub caseload_norm: Option<u32>,
     /// An MLLP connection silent this long is closed.
     pub mllp_read_timeout: std::time::Duration,
     /// A request (or an HL7 message) not answered within this is answered 503 (AE)
@@ -329,8 +332,24 @@ impl Settings {
             })?;
         let identity = identity_settings(&lookup, &get, http_addr)?;
         let retention = privacy::retention_settings(&get)?;
+        let raw = get("CARELOOP_CASELOAD_NORM", "");
+        let caseload_norm = match raw.trim() {
+            "" | "off" => None,
+            n => Some(
+                n.parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=200).contains(n))
+                    .ok_or_else(|| {
+                        bad(
+                            "CARELOOP_CASELOAD_NORM",
+                            format!("must be people per peer, 1 to 200, got {raw:?}"),
+                        )
+                    })?,
+            ),
+        };
         Ok(Settings {
             retention,
+            caseload_norm,
             request_timeout,
             identity,
             mllp_read_timeout,

@@ -88,10 +88,11 @@ impl Vault {
     }
 
     /// The clear value of `sealed`; `None` once the person is erased. A value that
-    /// is not sealed (written before the vault) is returned as it is.
+    /// is not sealed (written before the vault, not yet sealed at start) is returned as
+    /// it is, unless the person was erased.
     pub async fn open(&self, person_ref: &str, sealed: &str) -> Result<Option<String>, VaultError> {
         if !is_sealed(sealed) {
-            return Ok(Some(sealed.to_string()));
+            return Ok((!self.is_erased(person_ref).await?).then(|| sealed.to_string()));
         }
         match self.key(person_ref, false).await {
             Ok(Some(key)) => Ok(Some(key.open(person_ref, sealed)?)),

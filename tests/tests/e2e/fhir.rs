@@ -285,6 +285,11 @@ async fn task_versions_and_searches_follow_the_ig() {
     let (s, _, _) = fhir_get(&app, &format!("/fhir/Consent/{person}"), &mercy, None).await;
     assert_eq!(s, 403, "a facility that never referred the person");
     let (s, _, _) = fhir_get(&app, "/fhir/Consent/no-such-person", &st_marys, None).await;
+    assert_eq!(
+        s, 403,
+        "a hospital learns nothing of people it never referred"
+    );
+    let (s, _, _) = fhir_get(&app, "/fhir/Consent/no-such-person", &coordinator, None).await;
     assert_eq!(s, 404);
 
     app.shutdown().await;

@@ -124,6 +124,19 @@ impl TestApp {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let res = self
+            .http
+            .patch(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
         let res = self
             .http

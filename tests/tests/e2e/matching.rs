@@ -358,3 +358,111 @@ async fn matches_explain_and_referrals_move_between_peers() {
     assert_eq!(bad.status().as_u16(), 422);
     app.shutdown().await;
 }
+
+/// Guarantee (credentials): a peer whose certification has expired is not matched,
+/// and the match explanation says so; coordinators see expiries due within 30 days;
+/// no peer's caseload may exceed the organisation's norm.
+#[tokio::test]
+async fn an_expired_certification_keeps_a_peer_out_of_matching() {
+    let mut env = careloop_test_support::TestEnv::new();
+    env.settings.caseload_norm = Some(15);
+    let app = spawn_app_with(env).await;
+    let c = app.token("coordinator", None, None);
+    let today = chrono::Utc::now().date_naive();
+    let cert = |days: i64| {
+        json!({"issuer": "Nebraska CPSS board", "number": format!("CPSS-{days}"),
+               "expires_on": (today + chrono::Duration::days(days)).to_string()})
+    };
+    let (s, p) = app
+        .post(
+            "/v1/peers",
+            &c,
+            &json!({"name": "Over", "languages": ["en"], "max_caseload": 20}),
+        )
+        .await;
+    assert_eq!((s, p["field"].as_str()), (422, Some("max_caseload")), "{p}");
+    let lapsed = add_peer(
+        &app,
+        json!({"name": "Ana", "languages": ["en"], "gender": "female", "max_caseload": 5,
+               "lived_experience": ["bipolar", "lgbtq"], "certification": cert(-1)}),
+    )
+    .await;
+    let current = add_peer(
+        &app,
+        json!({"name": "Bea", "languages": ["en"], "gender": "female", "max_caseload": 5,
+               "certification": cert(10)}),
+    )
+    .await;
+    roster_size(&app, 2).await;
+
+    // The coordinators' list: soonest first; a narrower window, only the lapsed one.
+    let (s, due) = app.get("/v1/peers/certifications", &c).await;
+    assert_eq!(s, 200, "{due}");
+    let listed: Vec<(&str, i64)> = due["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["peer_id"].as_str().unwrap(),
+                i["days_left"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, vec![(lapsed.as_str(), -1), (current.as_str(), 10)]);
+    let (_, due) = app.get("/v1/peers/certifications?within_days=5", &c).await;
+    assert_eq!(due["items"].as_array().unwrap().len(), 1);
+    let (s, _) = app
+        .get(
+            "/v1/peers/certifications",
+            &app.token("peer", None, Some(&current)),
+        )
+        .await;
+    assert_eq!(s, 403);
+
+    // Ana shares more with the person, but her certification lapsed: Bea is matched.
+    let hospital = app.token("hospital", Some("st-marys"), None);
+    let (_, created) = app
+        .post(
+            "/v1/referrals",
+            &hospital,
+            &referral_body("MRN-CERT-1", &at(recent_discharge())),
+        )
+        .await;
+    let id = created["referral_id"].as_str().unwrap().to_string();
+    eventually("the referral with the certified peer", WAIT, || async {
+        let (_, r) = app.get(&format!("/v1/referrals/{id}"), &c).await;
+        (r["assigned_peer_id"] == current.as_str()).then_some(())
+    })
+    .await;
+    let (_, m) = app.get(&format!("/v1/referrals/{id}/matches"), &c).await;
+    assert_eq!(m["excluded"]["certification"], 1, "{m}");
+
+    // Renewed (and a bad renewal refused, naming the field).
+    let (s, p) = app
+        .patch(
+            &format!("/v1/peers/{lapsed}"),
+            &c,
+            &json!({"certification": {"issuer": " ", "number": "x", "expires_on": "2030-01-01"}}),
+        )
+        .await;
+    assert_eq!(
+        (s, p["field"].as_str()),
+        (422, Some("certification.issuer")),
+        "{p}"
+    );
+    let (s, _) = app
+        .patch(
+            &format!("/v1/peers/{lapsed}"),
+            &c,
+            &json!({"certification": cert(365)}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    eventually("the renewal off the list", WAIT, || async {
+        let (_, due) = app.get("/v1/peers/certifications", &c).await;
+        (due["items"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+    app.shutdown().await;
+}

@@ -30,6 +30,8 @@ fn rest_body(discharged: &str) -> Value {
     body["person"]["name"] = json!({"given": GIVEN, "family": FAMILY});
     body["person"]["phone"] = json!(format!("+1-402-{PHONE}"));
     body["notes"] = json!(HOSPITAL_NOTE);
+    // Who recorded the consent can be the person's family, by name.
+    body["consent"]["recorded_by"] = json!(format!("Winifred {FAMILY} (mother)"));
     body
 }
 
@@ -560,23 +562,54 @@ async fn what_was_written_in_the_clear_before_the_vault_is_sealed_at_start() {
         .await
         .unwrap();
 
-    assert_eq!(
-        careloop_intake::identity::upgrade_clear_identifiers(&pool, &vault)
-            .await
-            .unwrap(),
-        1
+    // A second person, erased before the upgrade ran: nothing of them reads, and the
+    // upgrade blanks their clear event once.
+    let gone = uuid::Uuid::new_v4();
+    let mut gone_event = clear.clone();
+    gone_event["PersonRegistered"]["name"]["family"] = json!("Goneaway");
+    sqlx::query(
+        "INSERT INTO intake.events (aggregate_type, aggregate_id, sequence, event_type,
+                                    event_version, payload, metadata)
+         VALUES ('Person', $1, 1, 'PersonRegistered', '1', $2, '{}')",
+    )
+    .bind(gone.to_string())
+    .bind(&gone_event)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let reception = app.intake.reception();
+    let meta = careloop_backbone::Metadata::new("test");
+    let erased = reception
+        .erase(
+            &gone.to_string(),
+            careloop_intake::domain::ErasureCause::Request,
+            &meta,
+        )
+        .await
+        .unwrap();
+    assert!(erased.is_some());
+    let read = reception.person(&gone.to_string()).await.unwrap();
+    assert!(
+        read.details.is_none() && read.erased_at.is_some(),
+        "nothing of them reads"
     );
-    assert_eq!(
-        careloop_intake::sealing::upgrade_clear_events(&pool, &vault)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        careloop_intake::sealing::upgrade_clear_events(&pool, &vault)
-            .await
-            .unwrap(),
-        0
+
+    // The start-up upgrade already ran (nothing was clear then); run it again now.
+    let upgrade_identifiers = careloop_intake::identity::upgrade_clear_identifiers(&pool, &vault);
+    assert_eq!(upgrade_identifiers.await.unwrap(), 1);
+    for expected in [2, 0] {
+        let sealed = careloop_intake::sealing::upgrade_clear_events(&pool, &vault);
+        assert_eq!(sealed.await.unwrap(), expected);
+    }
+    let all: String = sqlx::query_scalar(
+        "SELECT string_agg(payload::text, '|') FROM intake.events WHERE aggregate_type = 'Person'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        !all.contains("Clearwater") && !all.contains("Goneaway"),
+        "{all}"
     );
     let stored: Value = sqlx::query_scalar(
         "SELECT payload FROM intake.events WHERE aggregate_type = 'Person' AND aggregate_id = $1",
@@ -592,7 +625,6 @@ async fn what_was_written_in_the_clear_before_the_vault_is_sealed_at_start() {
         .unwrap();
     assert_eq!(left, 0);
     // Still the same person, found by the same MRN, with the same details.
-    let reception = app.intake.reception();
     let id = careloop_intake::domain::Identifier {
         system: SYSTEM.into(),
         value: "MRN-OLD-1".into(),

@@ -41,6 +41,8 @@ impl Dispatcher {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .user_agent("careloop-webhooks/1")
+            // A redirect would go where the address check never looked.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("HTTP client");
         Dispatcher {
@@ -104,6 +106,7 @@ impl Dispatcher {
                     reqwest::Client::builder()
                         .timeout(Duration::from_secs(10))
                         .user_agent("careloop-webhooks/1")
+                        .redirect(reqwest::redirect::Policy::none())
                         .resolve(&host, addr)
                         .build()
                         .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?

@@ -616,6 +616,9 @@ async fn read_patient(
 ) -> Result<Response, OperationOutcome> {
     let p = principal?;
     p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
+    // The facility first: a hospital learns nothing of people it never referred
+    // (whether they exist, or were erased).
+    s.reception.check_facility(&p, &id).await?;
     let person = if uuid::Uuid::parse_str(&id).is_ok() {
         s.reception.person(&id).await?
     } else {
@@ -625,7 +628,6 @@ async fn read_patient(
     let Some(d) = person.details else {
         return Err(Problem::not_found(format!("no Patient/{id}")).into());
     };
-    s.reception.check_facility(&p, &id).await?;
     let mut entry = Audit::by(&p, &address, "read", "Patient");
     entry.person_ref = Some(id.clone());
     s.reception.audit.record(entry).await?;

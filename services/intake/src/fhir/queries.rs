@@ -19,6 +19,7 @@ use super::search::Search;
 use super::task;
 use crate::domain::{RiskLevel, SubmittedReferral};
 use crate::tasks::read_model::{self, TaskRow, TaskSearch};
+use careloop_identity::audit::{Audit, ClientAddress};
 
 fn not_found(what: String) -> OperationOutcome {
     Problem::not_found(format!("no {what}")).into()
@@ -384,10 +385,13 @@ pub async fn search_service_requests(
 pub async fn read_consent(
     State(s): State<FhirState>,
     principal: Result<Authenticated, Problem>,
+    address: ClientAddress,
     Path(id): Path<String>,
 ) -> Result<Response, OperationOutcome> {
     let p = principal?;
     p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
+    // The facility first: a hospital learns nothing of people it never referred.
+    s.reception.check_facility(&p, &id).await?;
     let person = if uuid::Uuid::parse_str(&id).is_ok() {
         s.reception.person(&id).await?
     } else {
@@ -397,7 +401,9 @@ pub async fn read_consent(
     if person.details.is_none() {
         return Err(not_found(format!("Consent/{id}")));
     }
-    s.reception.check_facility(&p, &id).await?;
+    let mut entry = Audit::by(&p, &address, "read", "Consent");
+    entry.person_ref = Some(id.clone());
+    s.reception.audit.record(entry).await?;
     let mut resource = json!({
         "resourceType": "Consent",
         "id": id,

@@ -5,7 +5,7 @@
 //! link; `_lastUpdated` with `gt`, `ge`, `lt`, `le` (repeatable, combined); `_total`.
 
 use axum::http::{HeaderMap, StatusCode};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde_json::{Value, json};
 
 use super::outcome::OperationOutcome;
@@ -116,9 +116,31 @@ impl Search {
         Ok(search)
     }
 
+    /// One `_lastUpdated` value. A date without a time is the whole period it names
+    /// (FHIR's implicit range): `gt2026-12-01` is after that day, `le2026-12` through
+    /// the end of that month.
     fn last_updated(&mut self, value: &str) -> Result<(), OperationOutcome> {
-        let (prefix, raw) = value.split_at(value.len().min(2));
-        let at = read::date_time(raw, "_lastUpdated")?;
+        let prefix_error = || {
+            invalid(
+                "_lastUpdated",
+                "_lastUpdated takes a prefix: gt, ge, lt or le (e.g. gt2026-12-01T00:00:00Z)",
+            )
+        };
+        let (Some(prefix), Some(raw)) = (value.get(..2), value.get(2..)) else {
+            return Err(prefix_error());
+        };
+        let start = read::date_time(raw, "_lastUpdated")?;
+        let end = if DateTime::parse_from_rfc3339(raw).is_ok() {
+            None
+        } else {
+            let day = start.date_naive();
+            let next = match raw.len() {
+                4 => day.with_year(day.year() + 1),
+                7 => day.checked_add_months(chrono::Months::new(1)),
+                _ => day.succ_opt(),
+            };
+            next.map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+        };
         // Repeated bounds combine: the tightest of each side holds.
         let tighter = |current: Bound, new: (DateTime<Utc>, bool), lower: bool| match current {
             Some(c) => {
@@ -131,17 +153,14 @@ impl Search {
             }
             None => Some(new),
         };
-        match prefix {
-            "gt" => self.updated_from = tighter(self.updated_from, (at, false), true),
-            "ge" => self.updated_from = tighter(self.updated_from, (at, true), true),
-            "lt" => self.updated_to = tighter(self.updated_to, (at, false), false),
-            "le" => self.updated_to = tighter(self.updated_to, (at, true), false),
-            _ => {
-                return Err(invalid(
-                    "_lastUpdated",
-                    "_lastUpdated takes a prefix: gt, ge, lt or le (e.g. gt2026-12-01T00:00:00Z)",
-                ));
-            }
+        match (prefix, end) {
+            ("gt", None) => self.updated_from = tighter(self.updated_from, (start, false), true),
+            ("gt", Some(end)) => self.updated_from = tighter(self.updated_from, (end, true), true),
+            ("ge", _) => self.updated_from = tighter(self.updated_from, (start, true), true),
+            ("lt", _) => self.updated_to = tighter(self.updated_to, (start, false), false),
+            ("le", None) => self.updated_to = tighter(self.updated_to, (start, true), false),
+            ("le", Some(end)) => self.updated_to = tighter(self.updated_to, (end, false), false),
+            _ => return Err(prefix_error()),
         }
         Ok(())
     }
@@ -225,5 +244,69 @@ impl Search {
             bundle["total"] = json!(t);
         }
         bundle
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounds(values: &[&str]) -> (Bound, Bound) {
+        let query = values
+            .iter()
+            .map(|v| ("_lastUpdated".to_string(), v.to_string()))
+            .collect();
+        let s = Search::parse(
+            "http://x",
+            "Task",
+            &[("_lastUpdated", "date", "")],
+            &HeaderMap::new(),
+            query,
+        )
+        .unwrap();
+        (s.updated_from, s.updated_to)
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn last_updated_takes_instants_and_whole_periods() {
+        let t = "2026-12-01T10:00:00Z";
+        assert_eq!(bounds(&[&format!("gt{t}")]), (Some((at(t), false)), None));
+        assert_eq!(bounds(&[&format!("le{t}")]), (None, Some((at(t), true))));
+        // A day is the whole day: after it, through it.
+        assert_eq!(
+            bounds(&["gt2026-12-01", "le2026-12-31"]),
+            (
+                Some((at("2026-12-02T00:00:00Z"), true)),
+                Some((at("2027-01-01T00:00:00Z"), false))
+            )
+        );
+        assert_eq!(
+            bounds(&["ge2026-12", "lt2027"]),
+            (
+                Some((at("2026-12-01T00:00:00Z"), true)),
+                Some((at("2027-01-01T00:00:00Z"), false))
+            )
+        );
+        // The tighter of two lower bounds holds.
+        assert_eq!(
+            bounds(&["ge2026-01-01", "gt2026-06-01T00:00:00Z"]).0,
+            Some((at("2026-06-01T00:00:00Z"), false))
+        );
+        for bad in ["2026-12-01", "é", "gtnot-a-date", "eq2026"] {
+            let query = vec![("_lastUpdated".to_string(), bad.to_string())];
+            let err = Search::parse(
+                "http://x",
+                "Task",
+                &[("_lastUpdated", "date", "")],
+                &HeaderMap::new(),
+                query,
+            )
+            .unwrap_err();
+            assert_eq!(err.expression.as_deref(), Some("_lastUpdated"), "{bad}");
+        }
     }
 }

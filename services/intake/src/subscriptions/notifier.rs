@@ -3,7 +3,8 @@
 //! (claimed with a lease, like webhook deliveries), retried with backoff. After
 //! [`MAX_FAILURES`] failed attempts in a row a subscription goes to `error`; careloop
 //! keeps retrying at the longest interval, and the first success makes it `active`
-//! again, so nothing queued is dropped.
+//! again, so nothing queued is dropped. A claim's lease (2 minutes) outlasts the
+//! longest send (60 s): each subscription has one notification in flight at a time.
 
 use std::time::Duration;
 
@@ -65,7 +66,7 @@ impl Notifier {
         let due: Vec<Due> = sqlx::query_as(
             "WITH claimed AS (
                  UPDATE intake.fhir_notifications n
-                 SET next_attempt_at = now() + interval '60 seconds'
+                 SET next_attempt_at = now() + interval '120 seconds'
                  WHERE n.id IN (
                      SELECT n.id FROM intake.fhir_notifications n
                      JOIN intake.fhir_subscriptions s ON s.id = n.subscription_id
@@ -87,9 +88,10 @@ impl Notifier {
         )
         .fetch_all(&self.pool)
         .await?;
-        for d in &due {
-            self.send(d).await?;
-        }
+        // Sent side by side (each subscription has at most one in flight, so order
+        // holds), all within the lease: a slow endpoint holds up no other.
+        let results = futures::future::join_all(due.iter().map(|d| self.send(d))).await;
+        results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
         Ok(due.len())
     }
 
@@ -191,7 +193,9 @@ impl Notifier {
             crate::closed_loop::destination::resolve(&d.endpoint, &self.allowed_hosts).await?;
         let mut client = reqwest::Client::builder()
             .timeout(Duration::from_secs(d.timeout_secs.max(1) as u64))
-            .user_agent("careloop-subscriptions/1");
+            .user_agent("careloop-subscriptions/1")
+            // A redirect would go where the address check never looked.
+            .redirect(reqwest::redirect::Policy::none());
         if host.parse::<std::net::IpAddr>().is_err() {
             client = client.resolve(&host, addr);
         }

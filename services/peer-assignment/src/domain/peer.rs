@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,25 @@ pub struct PeerProfile {
     pub regions: Vec<String>,
     pub modes: Vec<String>,
     pub max_caseload: u32,
+    /// The peer's certification as a peer support specialist (older events: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certification: Option<Certification>,
+}
+
+/// A peer support specialist certification: who issued it, its number, and the last
+/// day it is valid. A peer whose certification has expired is not matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certification {
+    pub issuer: String,
+    pub number: String,
+    pub expires_on: NaiveDate,
+}
+
+impl Certification {
+    /// Valid on `day` (through its last day).
+    pub fn is_valid_on(&self, day: NaiveDate) -> bool {
+        day <= self.expires_on
+    }
 }
 
 /// Whether a peer takes new referrals.
@@ -65,6 +84,8 @@ pub struct PeerPatch {
     pub regions: Option<Vec<String>>,
     pub modes: Option<Vec<String>>,
     pub max_caseload: Option<u32>,
+    /// `Some(None)` removes the certification.
+    pub certification: Option<Option<Certification>>,
 }
 
 impl PeerPatch {
@@ -79,6 +100,9 @@ impl PeerPatch {
             regions: self.regions.unwrap_or_else(|| p.regions.clone()),
             modes: self.modes.unwrap_or_else(|| p.modes.clone()),
             max_caseload: self.max_caseload.unwrap_or(p.max_caseload),
+            certification: self
+                .certification
+                .unwrap_or_else(|| p.certification.clone()),
         }
     }
 }
@@ -258,6 +282,7 @@ mod tests {
             regions: vec![],
             modes: vec![],
             max_caseload: max,
+            certification: None,
         }
     }
 
