@@ -194,10 +194,15 @@ async function main() {
     await cp.getByLabel('Name').fill('Morgan Ellis');
     await cp.getByLabel('Languages').fill('en, es');
     await cp.getByLabel('Most people at once').fill('8');
+    // A certification ending in ten days: the roster says it is due for renewal.
+    await cp.getByLabel('Certified by').fill('Nebraska CPSS board');
+    await cp.getByLabel('Certificate number').fill('CPSS-2044');
+    await cp.getByLabel('Certified until').fill(new Date(Date.now() + 10 * 86400000).toISOString().slice(0, 10));
     await cp.getByRole('button', { name: 'Add to the roster' }).click();
     await h1(cp, 'Roster');
     await until(cp, () => document.getElementById('roster')?.textContent.includes('Morgan Ellis'), null, { what: 'the new peer on the roster' });
-    await cp.getByRole('link', { name: 'Morgan Ellis' }).click();
+    await until(cp, () => [...document.querySelectorAll('#certifications li')].some((li) => li.textContent.includes('Morgan Ellis') && /ends .*\(in (9|10) days\)/.test(li.textContent)), null, { what: 'the certification due for renewal' });
+    await cp.locator('#roster').getByRole('link', { name: 'Morgan Ellis' }).click();
     await h1(cp, 'Edit Morgan Ellis');
     await axe(cp, 'edit a peer');
     await cp.getByLabel('On leave').check();

@@ -177,6 +177,12 @@ impl IntakeService {
         }
     }
 
+    /// careloop's public URL, without a trailing slash (FHIR URLs are made from it).
+    fn public_url(&self) -> String {
+        let url = &self.backbone.settings.identity.public_url;
+        url.trim_end_matches('/').to_string()
+    }
+
     /// The PHI vault's keys.
     pub fn vault(&self) -> &careloop_vault::Vault {
         &self.vault
@@ -217,13 +223,7 @@ impl Service for IntakeService {
         .merge(fhir::api::routes(fhir::api::FhirState {
             pool: self.backbone.pool.clone(),
             reception: self.reception(),
-            public_url: self
-                .backbone
-                .settings
-                .identity
-                .public_url
-                .trim_end_matches('/')
-                .to_string(),
+            public_url: self.public_url(),
             webhook_allowed_hosts: self.backbone.settings.webhook_allowed_hosts.clone(),
         }))
         .merge(self.identity.routes())
@@ -287,13 +287,7 @@ impl Service for IntakeService {
             pool: self.backbone.pool.clone(),
             retry_base: self.backbone.settings.webhook_retry_base,
             allowed_hosts: self.backbone.settings.webhook_allowed_hosts.clone(),
-            public_url: self
-                .backbone
-                .settings
-                .identity
-                .public_url
-                .trim_end_matches('/')
-                .to_string(),
+            public_url: self.public_url(),
         };
         let mut tasks = vec![
             tokio::spawn(dispatcher.run(shutdown.clone())),

@@ -323,6 +323,23 @@ impl Reception {
         Ok(known.is_some())
     }
 
+    /// A person as a principal may read them: for a hospital, only one its facility
+    /// referred (checked first, so it learns nothing of anyone else: neither that they
+    /// exist nor that they were erased); 410 once erased; `None` when unknown.
+    pub async fn readable_person(
+        &self,
+        principal: &careloop_web::Principal,
+        person_ref: &str,
+    ) -> Result<Option<Person>, Problem> {
+        self.check_facility(principal, person_ref).await?;
+        if uuid::Uuid::parse_str(person_ref).is_err() {
+            return Ok(None);
+        }
+        let person = self.person(person_ref).await?;
+        Self::require_not_erased(&person)?;
+        Ok(person.details.is_some().then_some(person))
+    }
+
     /// 410 when the person was erased.
     pub fn require_not_erased(person: &Person) -> Result<(), Problem> {
         match person.erased_at {

@@ -1418,7 +1418,9 @@ async fn the_capability_statement_tells_the_truth() {
     assert_eq!(cs["resourceType"], "CapabilityStatement");
     assert_eq!(cs["fhirVersion"], "4.0.1");
     let hospital = app.token("hospital", Some("st-marys"), None);
-    // Every read and search it lists is served.
+    // Every read and search it lists is served (asked by an administrator, who may
+    // read any facility's: a hospital is told 403 about people it never referred).
+    let admin = app.token("admin", None, None);
     for r in cs["rest"][0]["resource"].as_array().unwrap() {
         let t = r["type"].as_str().unwrap();
         for i in r["interaction"].as_array().unwrap() {
@@ -1429,7 +1431,7 @@ async fn the_capability_statement_tells_the_truth() {
                 "search-type" => format!("/fhir/{t}"),
                 _ => continue,
             };
-            let (s, body) = app.get(&path, &hospital).await;
+            let (s, body) = app.get(&path, &admin).await;
             assert!(
                 s == 200 || s == 404 && body["resourceType"] == "OperationOutcome",
                 "{path}: {s} {body}"

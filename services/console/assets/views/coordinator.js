@@ -325,9 +325,19 @@ const AVAIL = { active: 'Taking referrals', on_leave: 'On leave', inactive: 'Not
 
 export async function roster(main) {
   main.append(h('h1', {}, 'Roster'), h('p', {}, h('a', { class: 'button primary', href: '#/roster/new' }, 'Add a peer')));
+  const renewals = h('section', { id: 'certifications', 'aria-labelledby': 'certifications-title' });
   const box = h('div', { id: 'roster' });
-  main.append(box);
+  main.append(renewals, box);
   const draw = async () => {
+    const due = await get('/v1/peers/certifications?within_days=30');
+    clear(renewals, ...(due.items.length === 0 ? [] : [
+      h('h2', { id: 'certifications-title' }, 'Certifications to renew'),
+      h('ul', { class: 'plain' }, due.items.map((c) => h('li', {},
+        h('a', { href: `#/roster/${c.peer_id}` }, c.name), ': ',
+        c.expires_on == null ? 'no certification on record'
+          : c.days_left < 0 ? badge(`lapsed ${day(c.expires_on)}: not matched until renewed`, 'late')
+            : badge(`ends ${day(c.expires_on)} (in ${c.days_left} ${c.days_left === 1 ? 'day' : 'days'})`, 'due')))),
+    ]));
     const { items } = await getAll('/v1/peers?limit=500');
     const used = items.reduce((n, p) => n + p.active_count, 0);
     const cap = items.filter((p) => p.availability === 'active').reduce((n, p) => n + p.max_caseload, 0);
@@ -342,7 +352,8 @@ export async function roster(main) {
         h('dl', { class: 'facts' },
           h('dt', {}, 'Languages'), h('dd', {}, p.languages.map(languageWords).join(', ')),
           h('dt', {}, 'Lived experience'), h('dd', {}, p.lived_experience.join(', ') || '—'),
-          h('dt', {}, 'Areas'), h('dd', {}, p.regions.join(', ') || '—'))))));
+          h('dt', {}, 'Areas'), h('dd', {}, p.regions.join(', ') || '—'),
+          h('dt', {}, 'Certified until'), h('dd', {}, p.cert_expires_on ? `${day(p.cert_expires_on)} (${p.cert_number})` : '—'))))));
   };
   await draw();
   return draw;
@@ -368,6 +379,9 @@ export async function peerForm(main, [id]) {
   const lived = h('input', { type: 'text', value: p.lived_experience.join(', ') });
   const regions = h('input', { type: 'text', value: p.regions.join(', ') });
   const cap = h('input', { type: 'number', min: 1, max: 200, value: p.max_caseload });
+  const certIssuer = h('input', { type: 'text', value: p.cert_issuer || '', autocomplete: 'off' });
+  const certNumber = h('input', { type: 'text', value: p.cert_number || '', autocomplete: 'off' });
+  const certUntil = h('input', { type: 'date', value: p.cert_expires_on || '' });
   const form = h('form', { class: 'card', novalidate: true },
     formError(),
     field('Name', name, { name: 'name' }),
@@ -377,6 +391,9 @@ export async function peerForm(main, [id]) {
     field('Areas (postcode starts)', regions, { name: 'regions', optional: true, hint: 'Separated by commas: 681, 680' }),
     choices('Ways of contact', 'modes', { phone: 'Phone', in_person: 'In person', video: 'Video', text: 'Text message' }, { type: 'checkbox', checked: p.modes }),
     field('Most people at once', cap, { name: 'max_caseload' }),
+    field('Certified by', certIssuer, { name: 'certification.issuer', optional: true, hint: 'The board that certified them as a peer support specialist' }),
+    field('Certificate number', certNumber, { name: 'certification.number', optional: true }),
+    field('Certified until', certUntil, { name: 'certification.expires_on', optional: true, hint: 'After this day they are not matched until renewed' }),
     h('button', { type: 'submit', class: 'primary' }, isNew ? 'Add to the roster' : 'Save changes'));
   main.append(form);
   form.addEventListener('submit', async (e) => {
@@ -388,6 +405,13 @@ export async function peerForm(main, [id]) {
       regions: list(regions.value), modes: new FormData(form).getAll('modes'), max_caseload: Number(cap.value),
     };
     if (gender.value.trim()) body.gender = gender.value.trim();
+    const cert = [certIssuer.value.trim(), certNumber.value.trim(), certUntil.value];
+    if (cert.some(Boolean)) {
+      if (!cert[0]) return showError(form, 'certification.issuer', 'Give who certified them, or leave all three empty.');
+      if (!cert[1]) return showError(form, 'certification.number', 'Give the certificate number.');
+      if (!cert[2]) return showError(form, 'certification.expires_on', 'Give the last day it is valid.');
+      body.certification = { issuer: cert[0], number: cert[1], expires_on: cert[2] };
+    }
     try {
       if (isNew) await post('/v1/peers', body);
       else await api('PATCH', `/v1/peers/${encodeURIComponent(id)}`, body);

@@ -616,16 +616,12 @@ async fn read_patient(
 ) -> Result<Response, OperationOutcome> {
     let p = principal?;
     p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
-    // The facility first: a hospital learns nothing of people it never referred
-    // (whether they exist, or were erased).
-    s.reception.check_facility(&p, &id).await?;
-    let person = if uuid::Uuid::parse_str(&id).is_ok() {
-        s.reception.person(&id).await?
-    } else {
-        Default::default()
-    };
-    crate::reception::Reception::require_not_erased(&person)?;
-    let Some(d) = person.details else {
+    let Some(d) = s
+        .reception
+        .readable_person(&p, &id)
+        .await?
+        .and_then(|person| person.details)
+    else {
         return Err(Problem::not_found(format!("no Patient/{id}")).into());
     };
     let mut entry = Audit::by(&p, &address, "read", "Patient");

@@ -390,17 +390,9 @@ pub async fn read_consent(
 ) -> Result<Response, OperationOutcome> {
     let p = principal?;
     p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
-    // The facility first: a hospital learns nothing of people it never referred.
-    s.reception.check_facility(&p, &id).await?;
-    let person = if uuid::Uuid::parse_str(&id).is_ok() {
-        s.reception.person(&id).await?
-    } else {
-        Default::default()
-    };
-    crate::reception::Reception::require_not_erased(&person)?;
-    if person.details.is_none() {
+    let Some(person) = s.reception.readable_person(&p, &id).await? else {
         return Err(not_found(format!("Consent/{id}")));
-    }
+    };
     let mut entry = Audit::by(&p, &address, "read", "Consent");
     entry.person_ref = Some(id.clone());
     s.reception.audit.record(entry).await?;
