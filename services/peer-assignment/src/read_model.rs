@@ -256,6 +256,24 @@ pub async fn waitlist(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<WaitingRow>
     .await
 }
 
+/// The waitlist in the order it is served, by the order's own keys: a referral keeps
+/// its place from its first wait until it is assigned or released, also while the
+/// worker tries it again (its row briefly `matching` or `proposed`, and still so when
+/// the next pass starts if this read model has not caught up). The worker checks each
+/// against the event store before acting.
+pub async fn queue(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT referral_id FROM peer_assignment.assignments
+         WHERE waitlisted_at IS NOT NULL AND status IN ('waitlisted', 'matching', 'proposed')
+         ORDER BY array_position($1::text[], priority), waitlisted_at, referral_id
+         LIMIT $2",
+    )
+    .bind(Priority::order_names())
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct WaitingRow {
     pub referral_id: String,

@@ -49,11 +49,10 @@ impl WaitlistWorker {
             }
         }
 
-        let waiting: Vec<String> = read_model::waitlist(&self.pool, 1000)
-            .await?
-            .into_iter()
-            .map(|w| w.referral_id)
-            .collect();
+        // By the queue's own keys: a referral whose last try this read model has not
+        // caught up with yet keeps its place (and is checked against the event store
+        // below), so a later one never takes the slot ahead of it.
+        let waiting: Vec<String> = read_model::queue(&self.pool, 1000).await?;
         if waiting.is_empty() {
             lock.commit().await?;
             return Ok(moved);

@@ -122,16 +122,9 @@ async fn two_hundred_referrals_never_exceed_fifty_slots() {
     // referral waits: a waiting referral the worker is trying again at this instant
     // (its status briefly `matching` while the roster read model catches up) keeps
     // its place in the queue.
-    let expected: Vec<String> = sqlx::query_scalar(
-        "SELECT referral_id FROM peer_assignment.assignments
-         WHERE waitlisted_at IS NOT NULL AND status <> 'assigned'
-         ORDER BY array_position($1::text[], priority), waitlisted_at, referral_id
-         LIMIT 10",
-    )
-    .bind(careloop_events::Priority::order_names())
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let expected: Vec<String> = careloop_peer_assignment::read_model::queue(&pool, 10)
+        .await
+        .unwrap();
     let to_free: Vec<String> = sqlx::query_scalar(
         "SELECT referral_id FROM peer_assignment.assignments WHERE status = 'assigned'
          ORDER BY referral_id LIMIT 10",
