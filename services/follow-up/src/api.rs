@@ -264,16 +264,13 @@ async fn plan(
     }
     let mut contacts = v.contacts;
     if contacts.iter().any(|c| c.notes.is_some()) {
-        let person_ref = person_of_plan(&s.pool, &id)
-            .await
-            .map_err(Problem::from)?
-            .unwrap_or_default();
+        let person_ref = &v.plan.person_ref;
         for c in &mut contacts {
             if let Some(sealed) = c.notes.take() {
                 // Erased: the notes are gone with the person's key.
                 c.notes = s
                     .vault
-                    .open(&person_ref, &sealed)
+                    .open(person_ref, &sealed)
                     .await
                     .map_err(vault_problem)?;
             }

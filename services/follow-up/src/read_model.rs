@@ -239,6 +239,9 @@ async fn set_state(
 #[derive(Serialize, sqlx::FromRow)]
 pub struct FollowUpRow {
     pub referral_id: String,
+    /// Who the plan is for (opens the sealed contact notes; not part of the answer).
+    #[serde(skip)]
+    pub person_ref: String,
     pub peer_id: String,
     pub facility: String,
     pub priority: String,
@@ -277,7 +280,8 @@ pub struct ContactRow {
     pub notes: Option<String>,
 }
 
-const PLANS: &str = "SELECT referral_id, peer_id, facility, priority, discharged_at, ends_at,
+const PLANS: &str =
+    "SELECT referral_id, person_ref, peer_id, facility, priority, discharged_at, ends_at,
     state, outcome, close_reason, first_reached_at, attempts, next_checkpoint, next_due_at,
     overdue, updated_at FROM follow_up.followups";
 

@@ -614,8 +614,7 @@ async fn read_patient(
     address: ClientAddress,
     Path(id): Path<String>,
 ) -> Result<Response, OperationOutcome> {
-    let p = principal?;
-    p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
+    let p = queries::reader(principal)?;
     let Some(d) = s
         .reception
         .readable_person(&p, &id)

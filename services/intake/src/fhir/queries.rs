@@ -21,6 +21,15 @@ use crate::domain::{RiskLevel, SubmittedReferral};
 use crate::tasks::read_model::{self, TaskRow, TaskSearch};
 use careloop_identity::audit::{Audit, ClientAddress};
 
+/// Who reads the FHIR edge: hospitals (their facility's own), coordinators, admins.
+pub(crate) fn reader(
+    principal: Result<Authenticated, Problem>,
+) -> Result<Authenticated, OperationOutcome> {
+    let p = principal?;
+    p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
+    Ok(p)
+}
+
 fn not_found(what: String) -> OperationOutcome {
     Problem::not_found(format!("no {what}")).into()
 }
@@ -70,8 +79,7 @@ pub async fn read_task(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, OperationOutcome> {
-    let p = principal?;
-    p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
+    let p = reader(principal)?;
     let h = task_history(&s, &p, &id).await?;
     let version = h.versions();
     let resource = h.render(version).expect("the latest version");
@@ -90,8 +98,7 @@ pub async fn vread_task(
     headers: HeaderMap,
     Path((id, vid)): Path<(String, String)>,
 ) -> Result<Response, OperationOutcome> {
-    let p = principal?;
-    p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
+    let p = reader(principal)?;
     let h = task_history(&s, &p, &id).await?;
     let version: usize = vid.parse().unwrap_or(0);
     let (Some(row), Some(resource)) = (h.at(version), h.render(version)) else {
@@ -106,8 +113,7 @@ pub async fn task_history_bundle(
     principal: Result<Authenticated, Problem>,
     Path(id): Path<String>,
 ) -> Result<Response, OperationOutcome> {
-    let p = principal?;
-    p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
+    let p = reader(principal)?;
     let h = task_history(&s, &p, &id).await?;
     let url = format!("{}/fhir/Task/{id}", s.public_url);
     let entry: Vec<Value> = (1..=h.versions())
@@ -193,8 +199,7 @@ pub async fn search_tasks(
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, OperationOutcome> {
-    let p = principal?;
-    p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
+    let p = reader(principal)?;
     let search = Search::parse(&s.public_url, "Task", TASK_SEARCH, &headers, query)?;
     let focus = search.reference("focus", "ServiceRequest")?;
     let patient = search.reference("patient", "Patient")?;
@@ -314,8 +319,7 @@ pub async fn read_service_request(
     principal: Result<Authenticated, Problem>,
     Path(id): Path<String>,
 ) -> Result<Response, OperationOutcome> {
-    let p = principal?;
-    p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
+    let p = reader(principal)?;
     let Some((sr, resource)) = service_request(&s, &id).await? else {
         return Err(not_found(format!("ServiceRequest/{id}")));
     };
@@ -343,8 +347,7 @@ pub async fn search_service_requests(
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, OperationOutcome> {
-    let p = principal?;
-    p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
+    let p = reader(principal)?;
     let search = Search::parse(
         &s.public_url,
         "ServiceRequest",
@@ -388,8 +391,7 @@ pub async fn read_consent(
     address: ClientAddress,
     Path(id): Path<String>,
 ) -> Result<Response, OperationOutcome> {
-    let p = principal?;
-    p.require(&[Role::Hospital, Role::Coordinator, Role::Admin])?;
+    let p = reader(principal)?;
     let Some(person) = s.reception.readable_person(&p, &id).await? else {
         return Err(not_found(format!("Consent/{id}")));
     };

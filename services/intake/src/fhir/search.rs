@@ -165,14 +165,6 @@ impl Search {
         Ok(())
     }
 
-    /// Every value given for `name`, in order.
-    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.applied
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
     /// The one value of `name` (the first, when repeated).
     pub fn value(&self, name: &str) -> Option<&str> {
         self.applied

@@ -38,6 +38,7 @@ async fn stored(
     p: &careloop_web::Principal,
     id: &str,
 ) -> Result<Stored, OperationOutcome> {
+    p.require(&[Role::Hospital, Role::Admin])?;
     let uuid = Uuid::parse_str(id).map_err(|_| not_found(id))?;
     let s: Stored = sqlx::query_as(
         "SELECT id, facility, status, error, events_since_start, resource
@@ -151,7 +152,6 @@ pub async fn read(
     Path(id): Path<String>,
 ) -> Result<Response, OperationOutcome> {
     let p = principal?;
-    p.require(&[Role::Hospital, Role::Admin])?;
     let sub = stored(&s.pool, &p, &id).await?;
     Ok(fhir(StatusCode::OK, render(&sub)))
 }
@@ -163,7 +163,6 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, OperationOutcome> {
     let p = principal?;
-    p.require(&[Role::Hospital, Role::Admin])?;
     let sub = stored(&s.pool, &p, &id).await?;
     sqlx::query("DELETE FROM intake.fhir_subscriptions WHERE id = $1")
         .bind(sub.id)
@@ -180,7 +179,6 @@ pub async fn status(
     Path(id): Path<String>,
 ) -> Result<Response, OperationOutcome> {
     let p = principal?;
-    p.require(&[Role::Hospital, Role::Admin])?;
     let sub = stored(&s.pool, &p, &id).await?;
     let url = format!("{}/fhir/Subscription/{}", s.public_url, sub.id);
     let parameters = Status {
