@@ -19,8 +19,11 @@ use sqlx::PgPool;
 
 use careloop_events::{ContactOutcome, PlanOutcome};
 
-use crate::domain::{Channel, Contact, FollowUpCommand, FollowUpError, FollowUpPlan, SupportType};
-use crate::notes::{person_of_plan, vault_problem};
+use crate::documentation::{BillingRequest, DocumentationRequest};
+use crate::domain::{
+    Channel, Contact, FollowUpCommand, FollowUpError, FollowUpPlan, Place, SupportType,
+};
+use crate::notes::{open_for_person, seal_for_plan};
 use crate::read_model::{self, WorklistFilter};
 
 // Domain refusals as HTTP answers (the one place follow-up's errors meet HTTP).
@@ -35,6 +38,18 @@ impl From<FollowUpError> for Problem {
             FollowUpError::NotAllowed(state, _) => {
                 Problem::conflict(e.to_string()).with_extension("plan_state", state)
             }
+            FollowUpError::UnknownContact(_) => Problem::not_found(e.to_string()),
+            FollowUpError::UnknownGoal(_) => Problem::invalid("goal_ids", e.to_string()),
+            FollowUpError::Invalid(field, reason) => Problem::invalid(*field, reason.clone()),
+            FollowUpError::ContactLocked | FollowUpError::ContactNotSigned => {
+                Problem::conflict(e.to_string())
+            }
+            FollowUpError::Incomplete(missing) => {
+                let first = missing.first().map(|m| m.field).unwrap_or("billing");
+                let reasons: Vec<String> = missing.iter().map(|m| m.reason.clone()).collect();
+                Problem::invalid(first, format!("{e}: {}", reasons.join("; ")))
+                    .with_extension("missing", missing)
+            }
         }
     }
 }
@@ -46,6 +61,8 @@ pub struct AppState {
     /// Contact notes are sealed under the person's data key: erasing the person
     /// leaves them unreadable wherever they were copied.
     pub vault: careloop_vault::Vault,
+    /// The organisation's service codes billable contacts are documented under.
+    pub service_codes: Arc<Vec<careloop_config::ServiceCode>>,
 }
 
 /// The access rule of each route here (enforced by the access layer).
@@ -80,11 +97,14 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/referrals/{id}/followup/close", post(close))
         .route("/v1/referrals/{id}/followup/resume", post(resume))
         .route("/v1/followups", get(worklist))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::documentation::routes(state.clone()))
+        .merge(crate::goals::routes(state.clone()))
+        .merge(crate::billing::routes(state))
 }
 
 /// A peer acts on their own referrals only; coordinators on anyone's behalf.
-fn acting_peer(principal: &Principal) -> Result<Option<String>, Problem> {
+pub(crate) fn acting_peer(principal: &Principal) -> Result<Option<String>, Problem> {
     principal.require(&[Role::Peer, Role::Coordinator])?;
     Ok(match principal.role {
         Role::Peer => principal.peer_id.clone(),
@@ -92,7 +112,7 @@ fn acting_peer(principal: &Principal) -> Result<Option<String>, Problem> {
     })
 }
 
-async fn execute(
+pub(crate) async fn execute(
     s: &AppState,
     principal: &Principal,
     correlation: String,
@@ -116,6 +136,34 @@ struct ContactRequest {
     support_types: Vec<SupportType>,
     duration_minutes: Option<u32>,
     notes: Option<String>,
+    /// When the contact ended: its minutes, for billing.
+    ended_at: Option<DateTime<Utc>>,
+    /// Where an in-person contact took place.
+    place: Option<Place>,
+    billing: Option<BillingRequest>,
+    /// The person's goals the contact worked on.
+    #[serde(default)]
+    goal_ids: Vec<String>,
+}
+
+/// The id of what a request creates: from its `Idempotency-Key` when it has one, so
+/// that a retried request names the same thing (which the plan records once).
+pub(crate) fn key_or_new(
+    headers: &axum::http::HeaderMap,
+    principal: &Principal,
+    what: &str,
+) -> String {
+    match headers
+        .get(careloop_web::idempotency::HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(key) => uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_URL,
+            format!("careloop:{what}:{}:{key}", principal.idempotency_scope()).as_bytes(),
+        ),
+        None => uuid::Uuid::new_v4(),
+    }
+    .to_string()
 }
 
 async fn record_contact(
@@ -127,41 +175,17 @@ async fn record_contact(
     ApiJson(body): ApiJson<ContactRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
     let by_peer = acting_peer(&principal)?;
-    if body.duration_minutes.is_some_and(|d| d > 24 * 60) {
-        return Err(Problem::invalid("duration_minutes", "must be at most 1440"));
+    let now = Utc::now();
+    let documentation = DocumentationRequest {
+        duration_minutes: body.duration_minutes,
+        ended_at: body.ended_at,
+        place: body.place,
+        billing: body.billing,
     }
-    // With an Idempotency-Key, a retried request names the same contact, which the
-    // plan records once.
-    let contact_id = match headers
-        .get(careloop_web::idempotency::HEADER)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(key) => uuid::Uuid::new_v5(
-            &uuid::Uuid::NAMESPACE_URL,
-            format!(
-                "careloop:contact:{referral_id}:{}:{key}",
-                principal.idempotency_scope()
-            )
-            .as_bytes(),
-        ),
-        None => uuid::Uuid::new_v4(),
-    }
-    .to_string();
+    .parse(&s.service_codes, &principal, now)?;
+    let contact_id = key_or_new(&headers, &principal, &format!("contact:{referral_id}"));
     let notes = match body.notes {
-        Some(notes) => {
-            let Some(person_ref) = person_of_plan(&s.pool, &referral_id)
-                .await
-                .map_err(Problem::from)?
-            else {
-                return Err(FollowUpError::NoPlan.into());
-            };
-            Some(
-                s.vault
-                    .seal(&person_ref, &notes)
-                    .await
-                    .map_err(vault_problem)?,
-            )
-        }
+        Some(notes) => Some(seal_for_plan(&s.pool, &s.vault, &referral_id, &notes).await?),
         None => None,
     };
     let command = FollowUpCommand::RecordContact {
@@ -171,11 +195,12 @@ async fn record_contact(
             channel: body.channel,
             outcome: body.outcome,
             support_types: body.support_types,
-            duration_minutes: body.duration_minutes,
+            documentation,
             notes,
+            goal_ids: body.goal_ids,
         },
         by_peer,
-        now: Utc::now(),
+        now,
     };
     execute(&s, &principal, correlation, &referral_id, command).await?;
     Ok((
@@ -262,23 +287,55 @@ async fn plan(
     {
         return Err(Problem::forbidden("this plan belongs to another peer"));
     }
-    let mut contacts = v.contacts;
-    if contacts.iter().any(|c| c.notes.is_some()) {
-        let person_ref = &v.plan.person_ref;
-        for c in &mut contacts {
-            if let Some(sealed) = c.notes.take() {
-                // Erased: the notes are gone with the person's key.
-                c.notes = s
-                    .vault
-                    .open(person_ref, &sealed)
-                    .await
-                    .map_err(vault_problem)?;
-            }
+    let person_ref = v.plan.person_ref.clone();
+    // Sealed words open under the person's key; after erasure they read as null.
+    let open = |sealed: Option<String>| open_for_person(&s.vault, &person_ref, sealed);
+    let mut addenda = Vec::new();
+    for mut a in v.addenda {
+        a.text = open(a.text.take()).await?;
+        addenda.push(a);
+    }
+    let mut contacts = Vec::new();
+    for mut c in v.contacts {
+        let missing = c.missing();
+        c.notes = open(c.notes.take()).await?;
+        let mut contact = serde_json::to_value(&c).map_err(Problem::from)?;
+        contact["missing"] = serde_json::to_value(missing).map_err(Problem::from)?;
+        contact["addenda"] = serde_json::to_value(
+            addenda
+                .iter()
+                .filter(|a| a.contact_id == c.contact_id)
+                .collect::<Vec<_>>(),
+        )
+        .map_err(Problem::from)?;
+        contacts.push(contact);
+    }
+    let mut goals = Vec::new();
+    for mut g in v.goals {
+        g.words = open(g.words.take()).await?;
+        let mut reviews = Vec::new();
+        for mut r in v.reviews.iter().filter(|r| r.goal_id == g.goal_id).cloned() {
+            r.words = open(r.words.take()).await?;
+            r.note = open(r.note.take()).await?;
+            reviews.push(r);
         }
+        let worked_on = contacts
+            .iter()
+            .filter(|c| {
+                c["goal_ids"]
+                    .as_array()
+                    .is_some_and(|ids| ids.iter().any(|id| id == g.goal_id.as_str()))
+            })
+            .count();
+        let mut goal = serde_json::to_value(&g).map_err(Problem::from)?;
+        goal["reviews"] = serde_json::to_value(reviews).map_err(Problem::from)?;
+        goal["contacts"] = worked_on.into();
+        goals.push(goal);
     }
     let mut view = serde_json::to_value(v.plan).map_err(Problem::from)?;
     view["checkpoints"] = serde_json::to_value(v.checkpoints).map_err(Problem::from)?;
-    view["contacts"] = serde_json::to_value(contacts).map_err(Problem::from)?;
+    view["contacts"] = contacts.into();
+    view["goals"] = goals.into();
     Ok(Json(view))
 }
 

@@ -7,9 +7,10 @@ mod events;
 mod person_care;
 pub mod plan;
 
-pub use commands::{Contact, FollowUpCommand, PlanStart, Protocol};
+pub use commands::{Billing, Contact, Documentation, FollowUpCommand, PlanStart, Protocol};
 pub use events::{
-    Channel, CheckpointPlan, FollowUpEvent, SupportType, wire_name as events_wire_name,
+    Channel, CheckpointPlan, FollowUpEvent, GoalReviewKind, Place, SupportType,
+    wire_name as events_wire_name,
 };
 pub use person_care::{PersonCare, PersonCareCommand, PersonCareError, PersonCareEvent};
-pub use plan::{Checkpoint, FollowUpError, FollowUpPlan, PlanState};
+pub use plan::{Checkpoint, FollowUpError, FollowUpPlan, Missing, PlanState, missing};

@@ -11,8 +11,11 @@
 //! read model, report and metrics live in its process and schema.
 
 pub mod api;
+pub mod billing;
 pub mod deadlines;
+pub mod documentation;
 pub mod domain;
+pub mod goals;
 pub mod handlers;
 pub mod integration;
 pub mod metrics;
@@ -53,6 +56,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         name: "0005_person_care_from_events",
         sql: include_str!("../migrations/0005_person_care_from_events.sql"),
+    },
+    Migration {
+        name: "0006_peer_practice",
+        sql: include_str!("../migrations/0006_peer_practice.sql"),
     },
     careloop_measures::MIGRATIONS[0],
     // The vault's keys (schema `vault`, shared with intake; idempotent): contact
@@ -116,12 +123,20 @@ impl Service for FollowUpService {
             pool: self.backbone.pool.clone(),
             cqrs: self.cqrs.clone(),
             vault: self.vault.clone(),
+            service_codes: Arc::new(self.backbone.settings.service_codes.clone()),
         })
         .merge(careloop_measures::api::routes(self.backbone.pool.clone()))
     }
 
     fn route_rules(&self) -> Vec<careloop_web::RouteRule> {
-        [api::RULES, careloop_measures::api::RULES].concat()
+        [
+            api::RULES,
+            documentation::RULES,
+            goals::RULES,
+            billing::RULES,
+            careloop_measures::api::RULES,
+        ]
+        .concat()
     }
 
     fn relay(&self) -> Option<Relay> {

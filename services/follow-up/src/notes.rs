@@ -20,6 +20,35 @@ pub async fn person_of_plan(pool: &PgPool, referral_id: &str) -> sqlx::Result<Op
     .await
 }
 
+/// Seals `text` under the data key of the person the plan is for: contact notes,
+/// addenda, goals and their reviews.
+pub async fn seal_for_plan(
+    pool: &PgPool,
+    vault: &Vault,
+    referral_id: &str,
+    text: &str,
+) -> Result<String, Problem> {
+    let Some(person_ref) = person_of_plan(pool, referral_id)
+        .await
+        .map_err(Problem::from)?
+    else {
+        return Err(crate::domain::FollowUpError::NoPlan.into());
+    };
+    vault.seal(&person_ref, text).await.map_err(vault_problem)
+}
+
+/// Opens what [`seal_for_plan`] sealed: `None` once the person was erased.
+pub async fn open_for_person(
+    vault: &Vault,
+    person_ref: &str,
+    sealed: Option<String>,
+) -> Result<Option<String>, Problem> {
+    match sealed {
+        Some(sealed) => vault.open(person_ref, &sealed).await.map_err(vault_problem),
+        None => Ok(None),
+    }
+}
+
 /// A vault refusal as the client's answer: an erased person is `410 Gone`.
 pub fn vault_problem(e: VaultError) -> Problem {
     match e {

@@ -8,7 +8,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
-use crate::domain::{FollowUpEvent, events_wire_name as wire};
+use crate::domain::{
+    Billing, Documentation, FollowUpEvent, GoalReviewKind, Missing, events_wire_name as wire,
+    missing,
+};
 
 pub struct FollowUps;
 
@@ -24,6 +27,9 @@ impl Projection for FollowUps {
             "follow_up.checkpoints",
             "follow_up.contacts",
             "follow_up.readmissions",
+            "follow_up.contact_addenda",
+            "follow_up.goals",
+            "follow_up.goal_reviews",
         ]
     }
 
@@ -98,7 +104,7 @@ impl Projection for FollowUps {
             FollowUpEvent::ContactRecorded { peer_id, contact } => {
                 sqlx::query(
                     "INSERT INTO contacts (contact_id, referral_id, peer_id, occurred_at,
-                        channel, outcome, support_types, duration_minutes, recorded_at, notes)
+                        channel, outcome, support_types, recorded_at, notes, goal_ids)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(&contact.contact_id)
@@ -108,11 +114,12 @@ impl Projection for FollowUps {
                 .bind(wire(&contact.channel))
                 .bind(contact.outcome.as_str())
                 .bind(contact.support_types.iter().map(wire).collect::<Vec<_>>())
-                .bind(contact.duration_minutes.map(|d| d as i32))
                 .bind(at)
                 .bind(&contact.notes)
+                .bind(&contact.goal_ids)
                 .execute(&mut *tx)
                 .await?;
+                document(tx, &contact.contact_id, &contact.documentation).await?;
                 // The first reach is the earliest reached contact, whatever the order
                 // of entry (back-entry is normal).
                 let reached =
@@ -126,6 +133,102 @@ impl Projection for FollowUps {
                 )
                 .bind(id)
                 .bind(reached)
+                .execute(&mut *tx)
+                .await?;
+            }
+            FollowUpEvent::ContactDocumented {
+                contact_id,
+                documentation,
+            } => document(tx, &contact_id, &documentation).await?,
+            FollowUpEvent::ContactSigned {
+                contact_id,
+                signed_by,
+                signed_at,
+            } => {
+                sqlx::query(
+                    "UPDATE contacts SET signed_by = $2, signed_at = $3 WHERE contact_id = $1",
+                )
+                .bind(contact_id)
+                .bind(signed_by)
+                .bind(signed_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            FollowUpEvent::ContactAddendumAdded {
+                contact_id,
+                addendum_id,
+                text,
+                added_by,
+                added_at,
+            } => {
+                sqlx::query(
+                    "INSERT INTO contact_addenda (addendum_id, contact_id, referral_id, text,
+                        added_by, added_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(addendum_id)
+                .bind(contact_id)
+                .bind(id)
+                .bind(text)
+                .bind(added_by)
+                .bind(added_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            FollowUpEvent::GoalSet {
+                goal_id,
+                words,
+                support_types,
+                set_at,
+            } => {
+                sqlx::query(
+                    "INSERT INTO goals (referral_id, goal_id, words, support_types, status,
+                        set_at) VALUES ($1, $2, $3, $4, 'progress', $5)",
+                )
+                .bind(id)
+                .bind(goal_id)
+                .bind(words)
+                .bind(support_types.iter().map(wire).collect::<Vec<_>>())
+                .bind(set_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            FollowUpEvent::GoalReviewed {
+                goal_id,
+                kind,
+                words,
+                note,
+                reviewed_by,
+                reviewed_at,
+            } => {
+                sqlx::query(
+                    "INSERT INTO goal_reviews (referral_id, goal_id, seq, kind, words, note,
+                        reviewed_by, reviewed_at)
+                     SELECT $1, $2, COALESCE(max(seq), 0) + 1, $3, $4, $5, $6, $7
+                     FROM goal_reviews WHERE referral_id = $1 AND goal_id = $2",
+                )
+                .bind(id)
+                .bind(&goal_id)
+                .bind(wire(&kind))
+                .bind(&words)
+                .bind(note)
+                .bind(reviewed_by)
+                .bind(reviewed_at)
+                .execute(&mut *tx)
+                .await?;
+                // A changed goal is worked on in its new words.
+                let status = match kind {
+                    GoalReviewKind::Changed => GoalReviewKind::Progress,
+                    other => other,
+                };
+                sqlx::query(
+                    "UPDATE goals SET status = $3, words = COALESCE($4, words),
+                        reviewed_at = $5 WHERE referral_id = $1 AND goal_id = $2",
+                )
+                .bind(id)
+                .bind(goal_id)
+                .bind(wire(&status))
+                .bind(words)
+                .bind(reviewed_at)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -268,6 +371,26 @@ pub struct CheckpointRow {
     pub overdue: bool,
 }
 
+/// Writes a contact's documentation (as recorded, or as corrected before signing).
+async fn document(
+    tx: &mut PgConnection,
+    contact_id: &str,
+    doc: &Documentation,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE contacts SET duration_minutes = $2, ended_at = $3, place = $4, billing = $5
+         WHERE contact_id = $1",
+    )
+    .bind(contact_id)
+    .bind(doc.duration_minutes.map(|d| d as i32))
+    .bind(doc.ended_at)
+    .bind(doc.place.as_ref().map(wire))
+    .bind(doc.billing.as_ref().map(sqlx::types::Json))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 #[derive(Serialize, sqlx::FromRow)]
 pub struct ContactRow {
     pub contact_id: String,
@@ -277,7 +400,75 @@ pub struct ContactRow {
     pub outcome: String,
     pub support_types: Vec<String>,
     pub duration_minutes: Option<i32>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub place: Option<String>,
+    pub billing: Option<sqlx::types::Json<Billing>>,
+    pub goal_ids: Vec<String>,
+    pub signed_by: Option<String>,
+    pub signed_at: Option<DateTime<Utc>>,
     pub notes: Option<String>,
+}
+
+const CONTACTS: &str = "SELECT contact_id, peer_id, occurred_at, channel, outcome, support_types,
+    duration_minutes, ended_at, place, billing, goal_ids, signed_by, signed_at, notes
+    FROM follow_up.contacts";
+
+impl ContactRow {
+    /// What keeps this contact from being signed and billed ([`missing`], the rule
+    /// signing applies).
+    pub fn missing(&self) -> Vec<Missing> {
+        fn parse<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
+            serde_json::from_value(serde_json::Value::String(s.into())).ok()
+        }
+        let Some(channel) = parse(&self.channel) else {
+            return Vec::new();
+        };
+        let doc = Documentation {
+            duration_minutes: self.duration_minutes.map(|d| d as u32),
+            ended_at: self.ended_at,
+            place: self
+                .place
+                .as_deref()
+                .and_then(parse::<crate::domain::Place>),
+            billing: self.billing.as_ref().map(|b| b.0.clone()),
+        };
+        missing(
+            self.outcome == ContactOutcome::Reached.as_str(),
+            channel,
+            &doc,
+        )
+    }
+}
+
+/// A later change to a signed contact (its text sealed).
+#[derive(Serialize, sqlx::FromRow)]
+pub struct AddendumRow {
+    pub addendum_id: String,
+    pub contact_id: String,
+    pub text: Option<String>,
+    pub added_by: String,
+    pub added_at: DateTime<Utc>,
+}
+
+/// One of the person's goals (its words sealed).
+#[derive(Serialize, sqlx::FromRow)]
+pub struct GoalRow {
+    pub goal_id: String,
+    pub words: Option<String>,
+    pub support_types: Vec<String>,
+    pub status: String,
+    pub set_at: DateTime<Utc>,
+    pub reviewed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Serialize, sqlx::FromRow)]
+pub struct GoalReviewRow {
+    pub goal_id: String,
+    pub kind: String,
+    pub words: Option<String>,
+    pub note: Option<String>,
+    pub reviewed_by: String,
+    pub reviewed_at: DateTime<Utc>,
 }
 
 const PLANS: &str =
@@ -292,6 +483,9 @@ pub struct PlanView {
     pub plan: FollowUpRow,
     pub checkpoints: Vec<CheckpointRow>,
     pub contacts: Vec<ContactRow>,
+    pub addenda: Vec<AddendumRow>,
+    pub goals: Vec<GoalRow>,
+    pub reviews: Vec<GoalReviewRow>,
 }
 
 pub async fn plan_view(pool: &PgPool, referral_id: &str) -> sqlx::Result<Option<PlanView>> {
@@ -313,10 +507,29 @@ pub async fn plan_view(pool: &PgPool, referral_id: &str) -> sqlx::Result<Option<
     .bind(referral_id)
     .fetch_all(&mut *tx)
     .await?;
-    let contacts = sqlx::query_as(
-        "SELECT contact_id, peer_id, occurred_at, channel, outcome, support_types,
-                duration_minutes, notes
-         FROM follow_up.contacts WHERE referral_id = $1 ORDER BY occurred_at, contact_id",
+    let contacts = sqlx::query_as(&format!(
+        "{CONTACTS} WHERE referral_id = $1 ORDER BY occurred_at, contact_id"
+    ))
+    .bind(referral_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let addenda = sqlx::query_as(
+        "SELECT addendum_id, contact_id, text, added_by, added_at FROM follow_up.contact_addenda
+         WHERE referral_id = $1 ORDER BY added_at, addendum_id",
+    )
+    .bind(referral_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let goals = sqlx::query_as(
+        "SELECT goal_id, words, support_types, status, set_at, reviewed_at FROM follow_up.goals
+         WHERE referral_id = $1 ORDER BY set_at, goal_id",
+    )
+    .bind(referral_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let reviews = sqlx::query_as(
+        "SELECT goal_id, kind, words, note, reviewed_by, reviewed_at FROM follow_up.goal_reviews
+         WHERE referral_id = $1 ORDER BY goal_id, seq",
     )
     .bind(referral_id)
     .fetch_all(&mut *tx)
@@ -326,6 +539,9 @@ pub async fn plan_view(pool: &PgPool, referral_id: &str) -> sqlx::Result<Option<
         plan,
         checkpoints,
         contacts,
+        addenda,
+        goals,
+        reviews,
     }))
 }
 
@@ -438,5 +654,40 @@ pub async fn overdue_count(pool: &PgPool) -> sqlx::Result<i64> {
         "SELECT count(*) FROM follow_up.followups WHERE state = 'active' AND overdue",
     )
     .fetch_one(pool)
+    .await
+}
+
+/// A billed contact with its plan's person and facility: a line of the billing
+/// export, or an exception.
+#[derive(sqlx::FromRow)]
+pub struct BilledContact {
+    pub referral_id: String,
+    pub person_ref: String,
+    pub facility: String,
+    #[sqlx(flatten)]
+    pub contact: ContactRow,
+}
+
+/// Billed contacts that took place in `[from, to)`, of one facility or all.
+pub async fn billed_contacts(
+    pool: &PgPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    facility: Option<&str>,
+) -> sqlx::Result<Vec<BilledContact>> {
+    sqlx::query_as(
+        "SELECT c.referral_id, f.person_ref, f.facility, c.contact_id, c.peer_id,
+                c.occurred_at, c.channel, c.outcome, c.support_types, c.duration_minutes,
+                c.ended_at, c.place, c.billing, c.goal_ids, c.signed_by, c.signed_at,
+                NULL::text AS notes
+         FROM follow_up.contacts c JOIN follow_up.followups f USING (referral_id)
+         WHERE c.billing IS NOT NULL AND c.occurred_at >= $1 AND c.occurred_at < $2
+           AND ($3::text IS NULL OR f.facility = $3)
+         ORDER BY c.occurred_at, c.contact_id",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(facility)
+    .fetch_all(pool)
     .await
 }

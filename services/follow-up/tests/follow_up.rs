@@ -135,8 +135,12 @@ fn the_measures_read_the_contacts_follow_up_stores() {
             channel: Channel::Phone,
             outcome: careloop_events::ContactOutcome::Reached,
             support_types: vec![SupportType::Emotional],
-            duration_minutes: Some(20),
+            documentation: careloop_follow_up::domain::Documentation {
+                duration_minutes: Some(20),
+                ..Default::default()
+            },
             notes: None,
+            goal_ids: Vec::new(),
         },
     };
     let stored = careloop_backbone::StoredEvent {

@@ -213,7 +213,7 @@ pub fn to_csv(report: &Report) -> String {
         );
         out.push_str(&format!(
             "{scope},{},{week},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            csv_field(facility),
+            careloop_web::csv::field(facility),
             f7.discharges,
             f7.followed_up,
             opt(f7.ratio),
@@ -238,14 +238,6 @@ pub fn to_csv(report: &Report) -> String {
         line("week", "", &c.week_start.to_rfc3339(), &c.measures);
     }
     out
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 #[cfg(test)]

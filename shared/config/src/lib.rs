@@ -4,11 +4,13 @@
 //! all-in-one `careloop dev` and each service binary are configured the same way. A bad
 //! value stops start-up with an error naming the variable.
 
+mod billing;
 mod due;
 mod identity;
 mod namespace;
 mod privacy;
 
+pub use billing::{DEFAULT_SERVICE_CODES, Rounding, ServiceCode};
 pub use due::{DueTimes, parse_duration};
 pub use identity::{AuthMode, DEV_KEY_ENCRYPTION_KEY, IdentitySettings, OidcSettings};
 pub use namespace::Namespace;
@@ -62,6 +64,9 @@ pub struct Settings {
     /// `CARELOOP_CASELOAD_NORM`: the organisation's caseload norm (people per peer),
     /// a ceiling on every peer's `max_caseload`; none by default.
     pub caseload_norm: Option<u32>,
+    /// `CARELOOP_SERVICE_CODES`: the codes billable contacts are documented under
+    /// (default H0038 per 15 minutes with the 8-minute rule; see [`billing`]).
+    pub service_codes: Vec<ServiceCode>,
     /// An MLLP connection silent this long is closed.
     pub mllp_read_timeout: std::time::Duration,
     /// A request (or an HL7 message) not answered within this is answered 503 (AE)
@@ -347,9 +352,11 @@ impl Settings {
                     })?,
             ),
         };
+        let service_codes = billing::service_codes(&get)?;
         Ok(Settings {
             retention,
             caseload_norm,
+            service_codes,
             request_timeout,
             identity,
             mllp_read_timeout,

@@ -6,6 +6,7 @@ pub mod access;
 pub mod auth;
 pub mod availability;
 pub mod correlation;
+pub mod csv;
 pub mod dependency;
 pub mod health;
 pub mod idempotency;

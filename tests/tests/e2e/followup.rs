@@ -9,14 +9,14 @@ use serde_json::{Value, json};
 
 use crate::*;
 
-struct Accepted {
-    id: String,
-    peer_id: String,
-    discharged: DateTime<Utc>,
+pub(crate) struct Accepted {
+    pub id: String,
+    pub peer_id: String,
+    pub discharged: DateTime<Utc>,
 }
 
 /// A peer with room, and a referral (MRN `mrn`) accepted by them with a plan.
-async fn accepted_referral(app: &TestApp, mrn: &str) -> Accepted {
+pub(crate) async fn accepted_referral(app: &TestApp, mrn: &str) -> Accepted {
     let coordinator = app.token("coordinator", None, None);
     let (s, peer) = app
         .post(
@@ -57,7 +57,7 @@ async fn accepted_referral(app: &TestApp, mrn: &str) -> Accepted {
     }
 }
 
-async fn plan(app: &TestApp, id: &str) -> Value {
+pub(crate) async fn plan(app: &TestApp, id: &str) -> Value {
     let c = app.token("coordinator", None, None);
     app.get(&format!("/v1/referrals/{id}/followup"), &c).await.1
 }

@@ -12,6 +12,7 @@ mod matching;
 mod measures;
 mod node;
 mod outage;
+mod practice;
 mod privacy;
 mod resilience;
 mod slice;
@@ -237,4 +238,50 @@ pub async fn sqlx_pool(app: &TestApp) -> sqlx::PgPool {
     sqlx::PgPool::connect(&app.env.settings.database_url)
         .await
         .unwrap()
+}
+
+/// Guarantee 5: `careloop replay` rebuilds rows identical to the live ones, for every
+/// read model (or the one named), once each has applied everything committed.
+pub async fn replay_rebuilds_live_rows(app: &TestApp, pool: &sqlx::PgPool, only: Option<&str>) {
+    let built = careloop_app::Application::build(&app.env.settings)
+        .await
+        .unwrap();
+    for projection in built.projections() {
+        if only.is_some_and(|name| name != projection.name()) {
+            continue;
+        }
+        let rows = |table: &'static str| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, String>(&format!(
+                    "SELECT to_jsonb(t)::text AS row FROM {table} t ORDER BY row"
+                ))
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+            }
+        };
+        // The live rows once the read model applied everything committed.
+        careloop_test_support::eventually("the read model caught up", WAIT, || async {
+            let mut conn = pool.acquire().await.ok()?;
+            let (pending, _) = projection.backlog(&mut conn).await.ok()?;
+            (pending == 0).then_some(())
+        })
+        .await;
+        let mut live = Vec::new();
+        for table in projection.tables() {
+            live.push(rows(table).await);
+        }
+        assert!(
+            live.iter().any(|t| !t.is_empty()),
+            "{} has rows to compare",
+            projection.name()
+        );
+        careloop_app::cli::replay(&app.env.settings, projection.name())
+            .await
+            .unwrap();
+        for (table, before) in projection.tables().iter().zip(live) {
+            assert_eq!(rows(table).await, before, "replay of {table}");
+        }
+    }
 }

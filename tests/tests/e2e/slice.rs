@@ -144,44 +144,7 @@ async fn a_referral_travels_from_hospital_to_a_reached_person() {
         (status == "in-progress").then_some(())
     })
     .await;
-    let built = careloop_app::Application::build(&app.env.settings)
-        .await
-        .unwrap();
-    for projection in built.projections() {
-        let rows = |table: &'static str| {
-            let pool = pool.clone();
-            async move {
-                sqlx::query_scalar::<_, String>(&format!(
-                    "SELECT to_jsonb(t)::text AS row FROM {table} t ORDER BY row"
-                ))
-                .fetch_all(&pool)
-                .await
-                .unwrap()
-            }
-        };
-        // The live rows once the read model applied everything committed.
-        eventually("the read model caught up", WAIT, || async {
-            let mut conn = pool.acquire().await.ok()?;
-            let (pending, _) = projection.backlog(&mut conn).await.ok()?;
-            (pending == 0).then_some(())
-        })
-        .await;
-        let mut live = Vec::new();
-        for table in projection.tables() {
-            live.push(rows(table).await);
-        }
-        assert!(
-            live.iter().any(|t| !t.is_empty()),
-            "{} has rows to compare",
-            projection.name()
-        );
-        careloop_app::cli::replay(&app.env.settings, projection.name())
-            .await
-            .unwrap();
-        for (table, before) in projection.tables().iter().zip(live) {
-            assert_eq!(rows(table).await, before, "replay of {table}");
-        }
-    }
+    replay_rebuilds_live_rows(&app, &pool, None).await;
     app.shutdown().await;
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use careloop_events::{PlanOutcome, Priority};
 
-use super::Contact;
+use super::{Contact, Documentation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -15,6 +15,28 @@ pub enum Channel {
     InPerson,
     Video,
     Text,
+}
+
+/// Where an in-person contact took place: the setting billing asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Place {
+    Home,
+    Community,
+    Clinic,
+}
+
+/// What a review found about one of the person's goals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GoalReviewKind {
+    /// Still working on it; the note says how it goes.
+    Progress,
+    Met,
+    /// The person put it in new words.
+    Changed,
+    /// The person no longer wants to work on it.
+    SetAside,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +88,43 @@ pub enum FollowUpEvent {
         peer_id: String,
         contact: Contact,
     },
+    /// The peer corrected the documentation of an unsigned contact.
+    ContactDocumented {
+        contact_id: String,
+        documentation: Documentation,
+    },
+    /// A supervisor signed the contact: locked from now on.
+    ContactSigned {
+        contact_id: String,
+        signed_by: String,
+        signed_at: DateTime<Utc>,
+    },
+    /// A change to a signed contact, kept beside the original.
+    ContactAddendumAdded {
+        contact_id: String,
+        addendum_id: String,
+        /// Sealed.
+        text: String,
+        added_by: String,
+        added_at: DateTime<Utc>,
+    },
+    /// One of the person's own goals, in their words (sealed).
+    GoalSet {
+        goal_id: String,
+        words: String,
+        support_types: Vec<SupportType>,
+        set_at: DateTime<Utc>,
+    },
+    GoalReviewed {
+        goal_id: String,
+        kind: GoalReviewKind,
+        /// The new words of a changed goal (sealed).
+        words: Option<String>,
+        /// Sealed.
+        note: Option<String>,
+        reviewed_by: String,
+        reviewed_at: DateTime<Utc>,
+    },
     CheckpointMet {
         checkpoint: String,
         contact_id: String,
@@ -114,6 +173,11 @@ impl DomainEvent for FollowUpEvent {
             FollowUpEvent::PlanStarted { .. } => "PlanStarted",
             FollowUpEvent::PlanReassigned { .. } => "PlanReassigned",
             FollowUpEvent::ContactRecorded { .. } => "ContactRecorded",
+            FollowUpEvent::ContactDocumented { .. } => "ContactDocumented",
+            FollowUpEvent::ContactSigned { .. } => "ContactSigned",
+            FollowUpEvent::ContactAddendumAdded { .. } => "ContactAddendumAdded",
+            FollowUpEvent::GoalSet { .. } => "GoalSet",
+            FollowUpEvent::GoalReviewed { .. } => "GoalReviewed",
             FollowUpEvent::CheckpointMet { .. } => "CheckpointMet",
             FollowUpEvent::FollowUpOverdue { .. } => "FollowUpOverdue",
             FollowUpEvent::ReadmissionLinked { .. } => "ReadmissionLinked",

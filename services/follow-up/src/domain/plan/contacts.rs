@@ -13,7 +13,7 @@ use crate::domain::{Contact, FollowUpEvent};
 impl FollowUpPlan {
     pub(super) async fn record_contact(
         &mut self,
-        contact: Contact,
+        mut contact: Contact,
         by_peer: Option<String>,
         now: DateTime<Utc>,
         sink: &EventSink<Self>,
@@ -35,6 +35,13 @@ impl FollowUpPlan {
         {
             return Ok(());
         }
+        self.check_goals(&contact.goal_ids)?;
+        contact.documentation = super::documentation::completed(
+            contact.occurred_at,
+            contact.channel,
+            contact.documentation,
+            now,
+        )?;
         let reached = contact.outcome == ContactOutcome::Reached;
         let (contact_id, at) = (contact.contact_id.clone(), contact.occurred_at);
         let peer_id = self.peer_id.clone();

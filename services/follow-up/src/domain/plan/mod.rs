@@ -9,7 +9,8 @@
 //! reach), or cancelled (the referral was).
 //!
 //! The rules live by concept: [`assignment`] (start, move to another peer, reopen),
-//! [`contacts`] (attempts and check-ins met), [`deadlines`] (overdue check-ins and the
+//! [`contacts`] (attempts and check-ins met), [`documentation`] (billing, signing,
+//! addenda), [`goals`] (the person's recovery goals), [`deadlines`] (overdue check-ins and the
 //! plan's end), [`readmissions`] (pausing and resuming) and [`closing`]; this module
 //! holds the state and routes each command to its rule.
 
@@ -17,9 +18,15 @@ mod assignment;
 mod closing;
 mod contacts;
 mod deadlines;
+mod documentation;
+mod goals;
+#[cfg(test)]
+mod practice_tests;
 mod readmissions;
 #[cfg(test)]
 mod tests;
+
+pub use documentation::{Missing, missing};
 
 use careloop_events::{ContactOutcome, PlanOutcome};
 use chrono::{DateTime, Utc};
@@ -27,7 +34,9 @@ use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 use serde::{Deserialize, Serialize};
 
-use super::{CheckpointPlan, FollowUpCommand, FollowUpEvent};
+use super::{
+    Channel, CheckpointPlan, Documentation, FollowUpCommand, FollowUpEvent, GoalReviewKind,
+};
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -52,6 +61,19 @@ struct Attempt {
     contact_id: String,
     occurred_at: DateTime<Utc>,
     reached: bool,
+    channel: Channel,
+    documentation: Documentation,
+    /// Signed by a supervisor: the documentation is locked.
+    signed: bool,
+    addenda: Vec<String>,
+}
+
+/// One of the person's goals, as far as the rules need it (its words are sealed and
+/// live in the events and the read model).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Goal {
+    goal_id: String,
+    status: GoalReviewKind,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -62,6 +84,7 @@ pub struct FollowUpPlan {
     pub ends_at: Option<DateTime<Utc>>,
     pub checkpoints: Vec<Checkpoint>,
     attempts: Vec<Attempt>,
+    goals: Vec<Goal>,
     readmissions: Vec<String>,
     failed_after_attempts: u32,
     failed_after_secs: i64,
@@ -85,6 +108,18 @@ pub enum FollowUpError {
     NotYourReferral,
     #[error("the plan is {0:?}; it cannot be {1}")]
     NotAllowed(PlanState, &'static str),
+    #[error("no contact {0} on this plan")]
+    UnknownContact(String),
+    #[error("the plan has no goal {0}")]
+    UnknownGoal(String),
+    #[error("{1}")]
+    Invalid(&'static str, String),
+    #[error("this contact is signed and locked: add an addendum instead")]
+    ContactLocked,
+    #[error("only a signed contact takes addenda: correct the contact itself until it is signed")]
+    ContactNotSigned,
+    #[error("the contact's billing documentation is incomplete")]
+    Incomplete(Vec<Missing>),
 }
 
 /// Writes a plan's closing (used by the rules that close it).
@@ -121,6 +156,65 @@ impl Aggregate for FollowUpPlan {
                 by_peer,
                 now,
             } => self.record_contact(contact, by_peer, now, sink).await?,
+            C::DocumentContact {
+                contact_id,
+                documentation,
+                by_peer,
+                now,
+            } => {
+                self.document_contact(contact_id, documentation, by_peer, now, sink)
+                    .await?
+            }
+            C::SignContact {
+                contact_id,
+                signed_by,
+                now,
+            } => self.sign_contact(contact_id, signed_by, now, sink).await?,
+            C::AddAddendum {
+                contact_id,
+                addendum_id,
+                text,
+                by_peer,
+                added_by,
+                now,
+            } => {
+                let addendum = documentation::Addendum {
+                    addendum_id,
+                    text,
+                    added_by,
+                    now,
+                };
+                self.add_addendum(contact_id, addendum, by_peer, sink)
+                    .await?
+            }
+            C::SetGoal {
+                goal_id,
+                words,
+                support_types,
+                by_peer,
+                now,
+            } => {
+                self.set_goal(goal_id, words, support_types, by_peer, now, sink)
+                    .await?
+            }
+            C::ReviewGoal {
+                goal_id,
+                kind,
+                words,
+                note,
+                by_peer,
+                reviewed_by,
+                now,
+            } => {
+                let review = goals::Review {
+                    kind,
+                    words,
+                    note,
+                    reviewed_by,
+                    now,
+                };
+                self.review_goal(goal_id, review, by_peer, sink).await?
+            }
             C::CheckDeadlines { now } => self.check_deadlines(now, sink).await,
             C::LinkReadmission {
                 admission_id,
@@ -175,7 +269,46 @@ impl Aggregate for FollowUpPlan {
                 contact_id: contact.contact_id,
                 occurred_at: contact.occurred_at,
                 reached: contact.outcome == ContactOutcome::Reached,
+                channel: contact.channel,
+                documentation: contact.documentation,
+                signed: false,
+                addenda: Vec::new(),
             }),
+            E::ContactDocumented {
+                contact_id,
+                documentation,
+            } => {
+                if let Some(a) = self.attempt_mut(&contact_id) {
+                    a.documentation = documentation;
+                }
+            }
+            E::ContactSigned { contact_id, .. } => {
+                if let Some(a) = self.attempt_mut(&contact_id) {
+                    a.signed = true;
+                }
+            }
+            E::ContactAddendumAdded {
+                contact_id,
+                addendum_id,
+                ..
+            } => {
+                if let Some(a) = self.attempt_mut(&contact_id) {
+                    a.addenda.push(addendum_id);
+                }
+            }
+            E::GoalSet { goal_id, .. } => self.goals.push(Goal {
+                goal_id,
+                status: GoalReviewKind::Progress,
+            }),
+            E::GoalReviewed { goal_id, kind, .. } => {
+                if let Some(g) = self.goals.iter_mut().find(|g| g.goal_id == goal_id) {
+                    // A changed goal is worked on in its new words.
+                    g.status = match kind {
+                        GoalReviewKind::Changed => GoalReviewKind::Progress,
+                        other => other,
+                    };
+                }
+            }
             E::CheckpointMet {
                 checkpoint,
                 occurred_at,
@@ -226,6 +359,12 @@ impl Aggregate for FollowUpPlan {
 }
 
 impl FollowUpPlan {
+    fn attempt_mut(&mut self, contact_id: &str) -> Option<&mut Attempt> {
+        self.attempts
+            .iter_mut()
+            .find(|a| a.contact_id == contact_id)
+    }
+
     fn checkpoint_mut(&mut self, name: &str) -> Option<&mut Checkpoint> {
         self.checkpoints.iter_mut().find(|c| c.plan.name == name)
     }

@@ -7,9 +7,9 @@ use careloop_events::Priority;
 use chrono::Duration;
 use cqrs_es::test::TestFramework;
 
-type Given = TestFramework<FollowUpPlan>;
+pub(super) type Given = TestFramework<FollowUpPlan>;
 
-fn t(s: &str) -> DateTime<Utc> {
+pub(super) fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
@@ -24,7 +24,7 @@ fn protocol() -> Protocol {
     }
 }
 
-fn start() -> FollowUpCommand {
+pub(super) fn start() -> FollowUpCommand {
     FollowUpCommand::Start(Box::new(PlanStart {
         peer_id: "peer-1".into(),
         person_ref: "p1".into(),
@@ -38,7 +38,7 @@ fn start() -> FollowUpCommand {
 }
 
 /// The events of a started plan, produced by the aggregate itself.
-async fn started() -> Vec<FollowUpEvent> {
+pub(super) async fn started() -> Vec<FollowUpEvent> {
     Given::with(())
         .given_no_previous_events()
         .when_async(start())
@@ -47,19 +47,20 @@ async fn started() -> Vec<FollowUpEvent> {
         .unwrap()
 }
 
-fn contact(id: &str, at: &str, outcome: ContactOutcome) -> Contact {
+pub(super) fn contact(id: &str, at: &str, outcome: ContactOutcome) -> Contact {
     Contact {
         contact_id: id.into(),
         occurred_at: t(at),
         channel: Channel::Phone,
         outcome,
         support_types: vec![SupportType::Emotional],
-        duration_minutes: None,
+        documentation: Default::default(),
         notes: None,
+        goal_ids: Vec::new(),
     }
 }
 
-fn record(c: Contact) -> FollowUpCommand {
+pub(super) fn record(c: Contact) -> FollowUpCommand {
     FollowUpCommand::RecordContact {
         contact: c,
         by_peer: None,
@@ -81,7 +82,7 @@ fn names(events: &[FollowUpEvent]) -> Vec<String> {
         .collect()
 }
 
-async fn when(given: Vec<FollowUpEvent>, cmd: FollowUpCommand) -> Vec<FollowUpEvent> {
+pub(super) async fn when(given: Vec<FollowUpEvent>, cmd: FollowUpCommand) -> Vec<FollowUpEvent> {
     Given::with(())
         .given(given)
         .when_async(cmd)

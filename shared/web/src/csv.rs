@@ -1,0 +1,34 @@
+//! CSV for the exports a spreadsheet or a billing system imports (RFC 4180 quoting).
+
+/// One field: quoted when it holds a comma, a quote or a line break.
+pub fn field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// One line of fields, ended by a line break.
+pub fn line<S: AsRef<str>>(fields: &[S]) -> String {
+    let mut out = fields
+        .iter()
+        .map(|f| field(f.as_ref()))
+        .collect::<Vec<_>>()
+        .join(",");
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_holding_separators_are_quoted_and_quotes_doubled() {
+        assert_eq!(field("H0038"), "H0038");
+        assert_eq!(field("Ada, (coordinator)"), "\"Ada, (coordinator)\"");
+        assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(line(&["a", "b,c"]), "a,\"b,c\"\n");
+    }
+}
