@@ -41,9 +41,9 @@ impl From<FollowUpError> for Problem {
             FollowUpError::UnknownContact(_) => Problem::not_found(e.to_string()),
             FollowUpError::UnknownGoal(_) => Problem::invalid("goal_ids", e.to_string()),
             FollowUpError::Invalid(field, reason) => Problem::invalid(*field, reason.clone()),
-            FollowUpError::ContactLocked | FollowUpError::ContactNotSigned => {
-                Problem::conflict(e.to_string())
-            }
+            FollowUpError::ContactLocked
+            | FollowUpError::ContactNotSigned
+            | FollowUpError::Caring(_) => Problem::conflict(e.to_string()),
             FollowUpError::Incomplete(missing) => {
                 let first = missing.first().map(|m| m.field).unwrap_or("billing");
                 let reasons: Vec<String> = missing.iter().map(|m| m.reason.clone()).collect();
@@ -63,6 +63,8 @@ pub struct AppState {
     pub vault: careloop_vault::Vault,
     /// The organisation's service codes billable contacts are documented under.
     pub service_codes: Arc<Vec<careloop_config::ServiceCode>>,
+    /// The caring-contacts series a completed plan may go on with (none: off).
+    pub caring_contacts: Option<careloop_config::CaringContacts>,
 }
 
 /// The access rule of each route here (enforced by the access layer).
@@ -100,7 +102,8 @@ pub fn routes(state: AppState) -> Router {
         .with_state(state.clone())
         .merge(crate::documentation::routes(state.clone()))
         .merge(crate::goals::routes(state.clone()))
-        .merge(crate::billing::routes(state))
+        .merge(crate::billing::routes(state.clone()))
+        .merge(crate::caring::routes(state))
 }
 
 /// A peer acts on their own referrals only; coordinators on anyone's behalf.
@@ -364,10 +367,10 @@ async fn worklist(
         _ => q.peer_id,
     };
     let state = q.state.unwrap_or_else(|| "active".into());
-    if !["active", "paused", "closed", "all"].contains(&state.as_str()) {
+    if !["active", "paused", "closed", "caring", "all"].contains(&state.as_str()) {
         return Err(Problem::invalid(
             "state",
-            "state is active, paused, closed or all",
+            "state is active, paused, closed, caring (caring contacts running) or all",
         ));
     }
     let limit = paging::limit(q.limit, 100)?;

@@ -1,6 +1,7 @@
 //! How the follow-up service reacts to other services' events: a peer assignment
 //! starts (or moves) a plan, a closed referral cancels it, an admission may be a
-//! readmission ([`crate::readmissions`]). Every command is idempotent in the
+//! readmission ([`crate::readmissions`]), a revoked consent or an erasure stops the
+//! person's caring contacts. Every command is idempotent in the
 //! aggregate.
 
 use std::sync::Arc;
@@ -72,6 +73,17 @@ impl EventHandler for Handlers {
             Payload::AdmissionCancelled(a) => {
                 self.readmissions
                     .admission_cancelled(&a.person_ref, &a.admission_id, &meta)
+                    .await
+            }
+            // Caring contacts stop when consent goes, or the person's details do.
+            Payload::ConsentRevoked(c) => {
+                self.readmissions
+                    .stop_caring_contacts(&c.person_ref, "the person's consent was revoked", &meta)
+                    .await
+            }
+            Payload::PersonErased(e) => {
+                self.readmissions
+                    .stop_caring_contacts(&e.person_ref, "the person's details were erased", &meta)
                     .await
             }
             _ => Ok(()),

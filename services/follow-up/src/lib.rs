@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod billing;
+pub mod caring;
 pub mod deadlines;
 pub mod documentation;
 pub mod domain;
@@ -60,6 +61,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         name: "0006_peer_practice",
         sql: include_str!("../migrations/0006_peer_practice.sql"),
+    },
+    Migration {
+        name: "0007_caring_contacts",
+        sql: include_str!("../migrations/0007_caring_contacts.sql"),
     },
     careloop_measures::MIGRATIONS[0],
     // The vault's keys (schema `vault`, shared with intake; idempotent): contact
@@ -124,6 +129,7 @@ impl Service for FollowUpService {
             cqrs: self.cqrs.clone(),
             vault: self.vault.clone(),
             service_codes: Arc::new(self.backbone.settings.service_codes.clone()),
+            caring_contacts: self.backbone.settings.protocol.caring_contacts,
         })
         .merge(careloop_measures::api::routes(self.backbone.pool.clone()))
     }
@@ -134,6 +140,7 @@ impl Service for FollowUpService {
             documentation::RULES,
             goals::RULES,
             billing::RULES,
+            caring::RULES,
             careloop_measures::api::RULES,
         ]
         .concat()

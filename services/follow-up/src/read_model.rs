@@ -232,6 +232,56 @@ impl Projection for FollowUps {
                 .execute(&mut *tx)
                 .await?;
             }
+            FollowUpEvent::CaringContactsStarted { due, started_at } => {
+                let mut window_start = started_at;
+                for (i, due_at) in due.into_iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO checkpoints (referral_id, name, window_start, due_at)
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(id)
+                    .bind(caring_name(i as u32 + 1))
+                    .bind(window_start)
+                    .bind(due_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    window_start = due_at;
+                }
+                set_caring(tx, id, "running").await?;
+            }
+            FollowUpEvent::CaringContactMade { n, contact_id } => {
+                sqlx::query(
+                    "UPDATE checkpoints SET met_at = c.occurred_at, met_by = c.contact_id
+                     FROM contacts c
+                     WHERE checkpoints.referral_id = $1 AND checkpoints.name = $2
+                       AND c.contact_id = $3",
+                )
+                .bind(id)
+                .bind(caring_name(n))
+                .bind(contact_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE followups SET caring_state = 'done'
+                     WHERE referral_id = $1 AND NOT EXISTS (
+                         SELECT 1 FROM checkpoints WHERE referral_id = $1
+                           AND name LIKE 'caring\\_%' AND met_at IS NULL)",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            FollowUpEvent::CaringContactsStopped { .. } => {
+                // What was not made is no longer due.
+                sqlx::query(
+                    "DELETE FROM checkpoints WHERE referral_id = $1
+                       AND name LIKE 'caring\\_%' AND met_at IS NULL",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                set_caring(tx, id, "stopped").await?;
+            }
             FollowUpEvent::CheckpointMet {
                 checkpoint,
                 contact_id,
@@ -307,6 +357,10 @@ impl Projection for FollowUps {
              FROM (SELECT NULL::text AS name, NULL::timestamptz AS due_at) z
              LEFT JOIN LATERAL (SELECT c.name, c.due_at FROM checkpoints c
                                 WHERE c.referral_id = $1 AND c.met_at IS NULL
+                                  -- While caring contacts run, they are what is due.
+                                  AND ((SELECT caring_state FROM followups
+                                        WHERE referral_id = $1) IS DISTINCT FROM 'running'
+                                       OR c.name LIKE 'caring\\_%')
                                 ORDER BY c.due_at, c.name LIMIT 1) n ON true
              WHERE f.referral_id = $1",
         )
@@ -316,6 +370,21 @@ impl Projection for FollowUps {
         .await?;
         Ok(())
     }
+}
+
+/// The check-in name of the `n`th caring contact (from 1).
+pub fn caring_name(n: u32) -> String {
+    format!("caring_{n}")
+}
+
+/// running | stopped | done
+async fn set_caring(tx: &mut PgConnection, id: &str, state: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE followups SET caring_state = $2 WHERE referral_id = $1")
+        .bind(id)
+        .bind(state)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
 
 async fn set_state(
@@ -358,6 +427,8 @@ pub struct FollowUpRow {
     pub next_checkpoint: Option<String>,
     pub next_due_at: Option<DateTime<Utc>>,
     pub overdue: bool,
+    /// Caring contacts after the plan completed: running, stopped or done.
+    pub caring_state: Option<String>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -474,7 +545,7 @@ pub struct GoalReviewRow {
 const PLANS: &str =
     "SELECT referral_id, person_ref, peer_id, facility, priority, discharged_at, ends_at,
     state, outcome, close_reason, first_reached_at, attempts, next_checkpoint, next_due_at,
-    overdue, updated_at FROM follow_up.followups";
+    overdue, caring_state, updated_at FROM follow_up.followups";
 
 /// A plan with its check-ins and contacts, read from one snapshot so that the
 /// plan's next check-in always agrees with the check-ins it lists (each `CheckpointMet`
@@ -610,7 +681,7 @@ pub async fn worklist(pool: &PgPool, f: &WorklistFilter) -> sqlx::Result<Vec<Fol
          WHERE ($1::text IS NULL OR peer_id = $1)
            AND ($2::timestamptz IS NULL OR next_due_at < $2)
            AND ($3::bool IS NULL OR overdue = $3)
-           AND ($4 = 'all' OR state = $4)
+           AND ($4 = 'all' OR state = $4 OR ($4 = 'caring' AND caring_state = 'running'))
            AND ($6::text IS NULL
                 OR (COALESCE(next_due_at, 'infinity'), referral_id)
                    > (COALESCE($7::timestamptz, 'infinity'), $6))

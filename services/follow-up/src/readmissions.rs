@@ -3,6 +3,9 @@
 //! the readmission window, whichever of the plan and the admission came first; an
 //! admission the hospital cancels is unlinked again.
 //!
+//! The same state tells which plans a revoked consent or an erasure must stop the
+//! caring contacts of ([`ReadmissionLinker::stop_caring_contacts`]).
+//!
 //! Its state is the person's [`PersonCare`] aggregate, kept as follow-up's own
 //! events. Each handler notes its fact there, reads the state back and sends the
 //! plans what the rule says; linking and unlinking are idempotent in the plan, so a
@@ -86,6 +89,28 @@ impl ReadmissionLinker {
                 admission_id: admission_id.to_string(),
             };
             self.send(referral_id, unlink, meta).await?;
+        }
+        Ok(())
+    }
+
+    /// The person's consent ended (revoked, or their details erased): every plan of
+    /// theirs stops its caring contacts.
+    pub async fn stop_caring_contacts(
+        &self,
+        person_ref: &str,
+        reason: &str,
+        meta: &Metadata,
+    ) -> anyhow::Result<()> {
+        let care = store::load(&self.people_store, person_ref)
+            .await
+            .map_err(store::into_anyhow)?;
+        for referral_id in care.plan_ids() {
+            let stop = FollowUpCommand::StopCaringContacts {
+                reason: reason.to_string(),
+                by_peer: None,
+                now: Utc::now(),
+            };
+            self.send(referral_id, stop, meta).await?;
         }
         Ok(())
     }

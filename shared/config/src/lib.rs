@@ -155,6 +155,38 @@ pub struct FollowUpProtocol {
     pub failed_after_attempts: u32,
     /// ... spread over at least this long.
     pub failed_after: std::time::Duration,
+    /// The caring-contacts series a completed plan may go on with
+    /// (`CARELOOP_CARING_CONTACTS`, `EVERY:COUNT`, default `30d:12`: monthly for a
+    /// year; `off`: none).
+    pub caring_contacts: Option<CaringContacts>,
+}
+
+/// Brief, non-demanding contacts after a plan completes, every `every`, `count` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaringContacts {
+    pub every: std::time::Duration,
+    pub count: u32,
+}
+
+impl TryFrom<&str> for CaringContacts {
+    type Error = String;
+
+    fn try_from(value: &str) -> Result<Self, Self::Error> {
+        let (every, count) = value
+            .trim()
+            .split_once(':')
+            .ok_or_else(|| format!("must be off or EVERY:COUNT such as 30d:12, got {value:?}"))?;
+        let every = parse_duration(every.trim())
+            .filter(|d| d.as_secs() >= 60)
+            .ok_or_else(|| format!("the interval must be a period such as 30d, got {every:?}"))?;
+        let count = count
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=52).contains(n))
+            .ok_or_else(|| format!("the count must be 1 to 52, got {count:?}"))?;
+        Ok(CaringContacts { every, count })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -353,6 +385,13 @@ impl Settings {
             ),
         };
         let service_codes = billing::service_codes(&get)?;
+        let raw = get("CARELOOP_CARING_CONTACTS", "30d:12");
+        let caring_contacts = match raw.trim() {
+            "off" => None,
+            spec => Some(
+                CaringContacts::try_from(spec).map_err(|p| bad("CARELOOP_CARING_CONTACTS", p))?,
+            ),
+        };
         Ok(Settings {
             retention,
             caseload_norm,
@@ -366,6 +405,7 @@ impl Settings {
                 ends_after,
                 failed_after_attempts,
                 failed_after,
+                caring_contacts,
             },
             webhook_retry_base,
             webhook_allowed_hosts,
@@ -601,6 +641,21 @@ mod tests {
             "http://127.0.0.1:8080/.well-known/jwks.json"
         );
         assert!(s.identity.oidc.is_none());
+        let caring = s.protocol.caring_contacts.unwrap();
+        assert_eq!((caring.every.as_secs(), caring.count), (30 * 86_400, 12));
+    }
+
+    #[test]
+    fn caring_contacts_are_a_series_or_off() {
+        let s = with(&[("CARELOOP_CARING_CONTACTS", "7d:4")]).unwrap();
+        let caring = s.protocol.caring_contacts.unwrap();
+        assert_eq!((caring.every.as_secs(), caring.count), (7 * 86_400, 4));
+        let s = with(&[("CARELOOP_CARING_CONTACTS", "off")]).unwrap();
+        assert!(s.protocol.caring_contacts.is_none());
+        for bad in ["monthly", "30d:0", "30d:99", "0s:3", "30x:3"] {
+            let err = with(&[("CARELOOP_CARING_CONTACTS", bad)]).unwrap_err();
+            assert_eq!(err.variable, "CARELOOP_CARING_CONTACTS", "{bad}");
+        }
     }
 
     #[test]

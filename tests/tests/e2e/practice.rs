@@ -379,3 +379,104 @@ async fn contacts_are_documented_signed_locked_and_exported_and_goals_are_the_pe
     replay_rebuilds_live_rows(&app, &pool, Some("followups")).await;
     app.shutdown().await;
 }
+
+/// Guarantees: caring contacts start only after a completed plan, fall due on the
+/// peer's worklist one after another as contacts are logged, and stop for good when
+/// the person's consent is revoked (FHIR Consent, inactive).
+#[tokio::test]
+async fn caring_contacts_follow_a_completed_plan_until_consent_is_revoked() {
+    let app = spawn_app().await;
+    let a = accepted_referral(&app, "MRN-CARING").await;
+    let id = &a.id;
+    let peer = app.token("peer", None, Some(&a.peer_id));
+    let hospital = app.token("hospital", Some("st-marys"), None);
+    let caring = format!("/v1/referrals/{id}/caring-contacts");
+    let (s, p) = app.post(&caring, &peer, &json!({})).await;
+    assert_eq!(s, 409, "not before the plan completes: {p}");
+    let (s, p) = app
+        .post(
+            &format!("/v1/referrals/{id}/followup/close"),
+            &peer,
+            &json!({"outcome": "completed", "reason": "doing well"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{p}");
+    let (s, p) = app.post(&caring, &peer, &json!({})).await;
+    assert_eq!(s, 201, "{p}");
+    assert_eq!(
+        (p["count"].as_u64(), p["every_days"].as_u64()),
+        (Some(12), Some(30))
+    );
+
+    // The first falls due a month on, on the peer's worklist of caring contacts.
+    let due = |w: &Value| {
+        w["items"][0]["next_checkpoint"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let list = eventually("the caring contact on the worklist", WAIT, || async {
+        let (_, w) = app.get("/v1/followups?state=caring", &peer).await;
+        (due(&w).as_deref() == Some("caring_1")).then_some(w)
+    })
+    .await;
+    let next =
+        chrono::DateTime::parse_from_rfc3339(list["items"][0]["next_due_at"].as_str().unwrap())
+            .unwrap();
+    let month = next.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    assert!(
+        month > Duration::days(29) && month <= Duration::days(30),
+        "{month}"
+    );
+    // Logged like any contact; the next one falls due.
+    let (s, p) = app
+        .post(
+            &format!("/v1/referrals/{id}/contacts"),
+            &peer,
+            // Now, to the microsecond: after the series began.
+            &json!({"occurred_at": chrono::Utc::now().to_rfc3339(),
+                    "channel": "text", "outcome": "left_message",
+                    "notes": "Thinking of you; here if you want to talk."}),
+        )
+        .await;
+    assert_eq!(s, 201, "{p}");
+    eventually("the second caring contact due", WAIT, || async {
+        let (_, w) = app.get("/v1/followups?state=caring", &peer).await;
+        (due(&w).as_deref() == Some("caring_2")).then_some(())
+    })
+    .await;
+
+    // The hospital records that the person revoked consent: the series stops.
+    let (_, sr) = app
+        .get(&format!("/fhir/ServiceRequest/{id}"), &hospital)
+        .await;
+    let mut revoke =
+        crate::edges::fixture("Consent-SDOHCC-ConsentInformationDisclosureExample.json");
+    revoke["status"] = json!("inactive");
+    revoke["patient"]["reference"] = sr["subject"]["reference"].clone();
+    let (s, _, body) = crate::edges::post_fhir(&app, "/fhir/Consent", &hospital, &revoke).await;
+    assert_eq!(s, 200, "{body}");
+    eventually("the series stopped", WAIT, || async {
+        let (_, w) = app.get("/v1/followups?state=caring", &peer).await;
+        let (_, v) = app
+            .get(&format!("/v1/referrals/{id}/followup"), &peer)
+            .await;
+        (w["items"].as_array()?.is_empty() && v["caring_state"] == "stopped").then_some(())
+    })
+    .await;
+    let view = plan(&app, id).await;
+    let names: Vec<&str> = view["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .filter(|n| n.starts_with("caring_"))
+        .collect();
+    assert_eq!(
+        names,
+        ["caring_1"],
+        "what was made stays; nothing more is due"
+    );
+    let (s, p) = app.post(&caring, &peer, &json!({})).await;
+    assert_eq!(s, 409, "never again after consent went: {p}");
+    app.shutdown().await;
+}

@@ -151,6 +151,19 @@ pub enum FollowUpCommand {
         reviewed_by: String,
         now: DateTime<Utc>,
     },
+    /// The person agreed to caring contacts after their completed plan.
+    StartCaringContacts {
+        every: Duration,
+        count: u32,
+        by_peer: Option<String>,
+        now: DateTime<Utc>,
+    },
+    /// The series stops: at the person's request, or their consent was revoked.
+    StopCaringContacts {
+        reason: String,
+        by_peer: Option<String>,
+        now: DateTime<Utc>,
+    },
     /// The deadline check as of `now`: overdue check-ins, and the plan's end.
     CheckDeadlines { now: DateTime<Utc> },
     /// The person was admitted again (from AdmissionRecorded).

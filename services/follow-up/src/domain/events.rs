@@ -125,6 +125,20 @@ pub enum FollowUpEvent {
         reviewed_by: String,
         reviewed_at: DateTime<Utc>,
     },
+    /// Caring contacts after a completed plan: one due at each time.
+    CaringContactsStarted {
+        due: Vec<DateTime<Utc>>,
+        started_at: DateTime<Utc>,
+    },
+    /// The `n`th caring contact (from 1) was made by this contact.
+    CaringContactMade {
+        n: u32,
+        contact_id: String,
+    },
+    CaringContactsStopped {
+        reason: String,
+        stopped_at: DateTime<Utc>,
+    },
     CheckpointMet {
         checkpoint: String,
         contact_id: String,
@@ -178,6 +192,9 @@ impl DomainEvent for FollowUpEvent {
             FollowUpEvent::ContactAddendumAdded { .. } => "ContactAddendumAdded",
             FollowUpEvent::GoalSet { .. } => "GoalSet",
             FollowUpEvent::GoalReviewed { .. } => "GoalReviewed",
+            FollowUpEvent::CaringContactsStarted { .. } => "CaringContactsStarted",
+            FollowUpEvent::CaringContactMade { .. } => "CaringContactMade",
+            FollowUpEvent::CaringContactsStopped { .. } => "CaringContactsStopped",
             FollowUpEvent::CheckpointMet { .. } => "CheckpointMet",
             FollowUpEvent::FollowUpOverdue { .. } => "FollowUpOverdue",
             FollowUpEvent::ReadmissionLinked { .. } => "ReadmissionLinked",

@@ -47,6 +47,7 @@ impl FollowUpPlan {
         let peer_id = self.peer_id.clone();
         sink.write(FollowUpEvent::ContactRecorded { peer_id, contact }, self)
             .await;
+        self.caring_contact_made(&contact_id, at, sink).await;
         if reached {
             for name in self.checkpoints_met_by(at) {
                 let e = FollowUpEvent::CheckpointMet {

@@ -10,11 +10,13 @@
 //!
 //! The rules live by concept: [`assignment`] (start, move to another peer, reopen),
 //! [`contacts`] (attempts and check-ins met), [`documentation`] (billing, signing,
-//! addenda), [`goals`] (the person's recovery goals), [`deadlines`] (overdue check-ins and the
+//! addenda), [`goals`] (the person's recovery goals), [`caring`] (caring contacts
+//! after the plan completes), [`deadlines`] (overdue check-ins and the
 //! plan's end), [`readmissions`] (pausing and resuming) and [`closing`]; this module
 //! holds the state and routes each command to its rule.
 
 mod assignment;
+mod caring;
 mod closing;
 mod contacts;
 mod deadlines;
@@ -85,6 +87,9 @@ pub struct FollowUpPlan {
     pub checkpoints: Vec<Checkpoint>,
     attempts: Vec<Attempt>,
     goals: Vec<Goal>,
+    /// How the plan closed, while it is closed.
+    outcome: Option<PlanOutcome>,
+    caring: Option<caring::Series>,
     readmissions: Vec<String>,
     failed_after_attempts: u32,
     failed_after_secs: i64,
@@ -120,6 +125,8 @@ pub enum FollowUpError {
     ContactNotSigned,
     #[error("the contact's billing documentation is incomplete")]
     Incomplete(Vec<Missing>),
+    #[error("{0}")]
+    Caring(&'static str),
 }
 
 /// Writes a plan's closing (used by the rules that close it).
@@ -215,6 +222,17 @@ impl Aggregate for FollowUpPlan {
                 };
                 self.review_goal(goal_id, review, by_peer, sink).await?
             }
+            C::StartCaringContacts {
+                every,
+                count,
+                by_peer,
+                now,
+            } => self.start_caring(every, count, by_peer, now, sink).await?,
+            C::StopCaringContacts {
+                reason,
+                by_peer,
+                now,
+            } => self.stop_caring(reason, by_peer, now, sink).await?,
             C::CheckDeadlines { now } => self.check_deadlines(now, sink).await,
             C::LinkReadmission {
                 admission_id,
@@ -343,12 +361,40 @@ impl Aggregate for FollowUpPlan {
                     self.state = PlanState::Active;
                 }
             }
-            E::FollowUpClosed { reopenable, .. } => {
+            E::FollowUpClosed {
+                reopenable,
+                outcome,
+                ..
+            } => {
                 self.state = PlanState::Closed;
                 self.reopenable = reopenable;
+                self.outcome = Some(outcome);
+            }
+            E::CaringContactsStarted { due, started_at } => {
+                self.caring = Some(caring::Series {
+                    made: vec![false; due.len()],
+                    due,
+                    started_at,
+                    stopped: false,
+                })
+            }
+            E::CaringContactMade { n, .. } => {
+                if let Some(made) = self
+                    .caring
+                    .as_mut()
+                    .and_then(|c| c.made.get_mut(n as usize - 1))
+                {
+                    *made = true;
+                }
+            }
+            E::CaringContactsStopped { .. } => {
+                if let Some(c) = self.caring.as_mut() {
+                    c.stopped = true;
+                }
             }
             E::PlanReopened { peer_id, attempt } => {
                 self.state = PlanState::Active;
+                self.outcome = None;
                 self.peer_id = peer_id;
                 self.attempt = attempt;
                 self.reopenable = false;

@@ -245,3 +245,79 @@ async fn goals_are_the_persons_own_linked_from_contacts_and_reviewed() {
     }
     assert_eq!(refused(given, other).await, FollowUpError::NotYourReferral);
 }
+
+/// A started plan that completed.
+async fn completed() -> Vec<FollowUpEvent> {
+    let mut given = started().await;
+    given.push(FollowUpEvent::FollowUpClosed {
+        outcome: PlanOutcome::Completed,
+        reason: "every check-in met".into(),
+        reopenable: false,
+    });
+    given
+}
+
+fn start_caring(now: &str) -> FollowUpCommand {
+    FollowUpCommand::StartCaringContacts {
+        every: chrono::Duration::days(30),
+        count: 3,
+        by_peer: Some("peer-1".into()),
+        now: t(now),
+    }
+}
+
+#[tokio::test]
+async fn caring_contacts_follow_a_completed_plan_are_met_in_turn_and_stop_for_good() {
+    // Only after a completed plan.
+    let e = refused(started().await, start_caring("2026-12-01T00:00:00Z")).await;
+    assert!(matches!(e, FollowUpError::Caring(_)), "{e:?}");
+    let mut given = completed().await;
+    let begun = when(given.clone(), start_caring("2026-12-01T00:00:00Z")).await;
+    match &begun[..] {
+        [FollowUpEvent::CaringContactsStarted { due, .. }] => assert_eq!(
+            due,
+            &[
+                t("2026-12-31T00:00:00Z"),
+                t("2027-01-30T00:00:00Z"),
+                t("2027-03-01T00:00:00Z")
+            ]
+        ),
+        other => panic!("{other:?}"),
+    }
+    given.extend(begun);
+    assert!(
+        when(given.clone(), start_caring("2026-12-02T00:00:00Z"))
+            .await
+            .is_empty()
+    );
+    // A contact from before the series makes none; the next ones make them in turn.
+    let early = contact("c0", "2026-11-20T09:00:00Z", ContactOutcome::Reached);
+    let events = when(given.clone(), record(early)).await;
+    let made = |events: &[FollowUpEvent]| {
+        events
+            .iter()
+            .filter(|e| matches!(e, FollowUpEvent::CaringContactMade { .. }))
+            .count()
+    };
+    assert_eq!(made(&events), 0, "{events:?}");
+    given.extend(events);
+    let record_at = |id: &str, at: &str| record(contact(id, at, ContactOutcome::LeftMessage));
+    let events = when(given.clone(), record_at("c1", "2026-12-20T09:00:00Z")).await;
+    assert!(matches!(
+        &events[1],
+        FollowUpEvent::CaringContactMade { n: 1, .. }
+    ));
+    given.extend(events);
+    // The person asks to stop: nothing more is made, and it never starts again.
+    let stop = FollowUpCommand::StopCaringContacts {
+        reason: "the person asked to stop".into(),
+        by_peer: Some("peer-1".into()),
+        now: t("2026-12-21T00:00:00Z"),
+    };
+    given.extend(when(given.clone(), stop.clone()).await);
+    assert!(when(given.clone(), stop).await.is_empty(), "stopped once");
+    let events = when(given.clone(), record_at("c2", "2026-12-22T09:00:00Z")).await;
+    assert_eq!(made(&events), 0, "{events:?}");
+    let e = refused(given, start_caring("2027-01-01T00:00:00Z")).await;
+    assert!(matches!(e, FollowUpError::Caring(_)), "{e:?}");
+}
