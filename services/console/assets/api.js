@@ -134,6 +134,18 @@ export async function getAll(path, pages = 50) {
   return { items };
 }
 export const post = (path, body) => api('POST', path, body ?? {});
+export const put = (path, body) => api('PUT', path, body ?? {});
+
+/// Reads with `read` until `ok` holds of what it read, or `timeout` ms have passed
+/// (a read model applies a change a moment after the command): the last read.
+export async function poll(read, ok, { timeout = 8000 } = {}) {
+  const deadline = Date.now() + timeout;
+  for (let wait = 150; ; wait = Math.min(wait * 2, 1000)) {
+    const v = await read();
+    if (ok(v) || Date.now() > deadline) return v;
+    await new Promise((r) => setTimeout(r, wait));
+  }
+}
 
 /// Who was already read in this page (each read is audited once, not on every
 /// live refresh); forgotten at sign-out.

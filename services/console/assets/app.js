@@ -8,13 +8,14 @@ import * as peer from './views/peer.js';
 import * as coord from './views/coordinator.js';
 import * as admin from './views/admin.js';
 import * as liaison from './views/liaison.js';
+import { documentation } from './views/documentation.js';
 
 const HOME = { peer: '#/today', coordinator: '#/queue', admin: '#/continuity', hospital: '#/facility' };
 
 const NAV = {
   peer: [['#/today', 'Today']],
-  coordinator: [['#/queue', 'Inbound'], ['#/overdue', 'Overdue'], ['#/waitlist', 'Waitlist'], ['#/roster', 'Roster'], ['#/continuity', 'Continuity']],
-  admin: [['#/continuity', 'Continuity of care'], ['#/health', 'Backbone health'], ['#/webhooks', 'Webhooks'], ['#/queue', 'Referrals'], ['#/roster', 'Roster']],
+  coordinator: [['#/queue', 'Inbound'], ['#/overdue', 'Overdue'], ['#/waitlist', 'Waitlist'], ['#/roster', 'Roster'], ['#/documentation', 'Documentation'], ['#/continuity', 'Continuity']],
+  admin: [['#/continuity', 'Continuity of care'], ['#/health', 'Backbone health'], ['#/webhooks', 'Webhooks'], ['#/queue', 'Referrals'], ['#/roster', 'Roster'], ['#/documentation', 'Documentation']],
   hospital: [['#/facility', 'Our referrals']],
 };
 
@@ -28,6 +29,7 @@ const ROUTES = [
   [/^\/waitlist$/, ['coordinator', 'admin'], coord.waitlist],
   [/^\/roster$/, ['coordinator', 'admin'], coord.roster],
   [/^\/roster\/([^/]+)$/, ['coordinator', 'admin'], coord.peerForm],
+  [/^\/documentation$/, ['coordinator', 'admin'], documentation],
   [/^\/continuity$/, ['admin', 'coordinator'], admin.continuity],
   [/^\/health$/, ['admin'], admin.health],
   [/^\/webhooks$/, ['admin'], admin.webhooks],
@@ -88,6 +90,7 @@ const MODELS = {
   waitlist: ['roster', 'referrals'],
   roster: ['roster'],
   peerForm: [],
+  documentation: ['followups'],
   continuity: ['measures'],
   health: ['referrals', 'roster', 'followups', 'measures', 'facilities', 'tasks'],
   webhooks: ['referrals', 'tasks'],

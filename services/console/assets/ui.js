@@ -65,6 +65,14 @@ export const SUPPORT = {
   instrumental: 'Practical (instrumental)',
   affiliational: 'Connecting with others (affiliational)',
 };
+export const PLACE = { home: 'At their home', community: 'In the community', clinic: 'At a clinic' };
+export const GOAL_STATUS = { progress: 'Working on it', met: 'Met', set_aside: 'Set aside' };
+export const GOAL_REVIEW = { progress: 'Progress', met: 'Met', changed: 'Changed in their words', set_aside: 'Set aside' };
+/// What the common billing modifiers mean (a state's manual may define more).
+export const MODIFIER = {
+  HE: 'mental health program', HQ: 'group setting', GT: 'telehealth, audio and video', 95: 'telehealth, real-time audio and video',
+  U1: 'state-defined level 1', U2: 'state-defined level 2', U3: 'state-defined level 3', U4: 'state-defined level 4',
+};
 export const LANGUAGE = { en: 'English', es: 'Spanish', zh: 'Chinese', fr: 'French', vi: 'Vietnamese', ar: 'Arabic', so: 'Somali', ru: 'Russian' };
 export const languageWords = (l) => LANGUAGE[l] || l || 'not stated';
 export const modesWords = (m) => (m && m.length ? m.map((x) => CHANNEL[x] || x).join(', ') : 'no preference');
@@ -147,12 +155,13 @@ export function field(label, control, opts = {}) {
     h('p', { class: 'error', id: errId, 'aria-live': 'polite' }));
 }
 
-/// A group of radios or checkboxes in a fieldset.
+/// A group of radios or checkboxes in a fieldset (`options`: {value: label}, or
+/// [[value, label]] to keep an order of number-like values).
 export function choices(legend, name, options, { type = 'radio', checked = [], required = false } = {}) {
   const errId = nextId('err');
   return h('fieldset', { class: 'choices', 'data-field': name, 'aria-describedby': errId },
     h('legend', {}, legend),
-    Object.entries(options).map(([value, label]) => {
+    (Array.isArray(options) ? options : Object.entries(options)).map(([value, label]) => {
       const id = nextId();
       return h('div', { class: 'choice' },
         h('input', { type, id, name, value, checked: checked.includes(value), required: required && type === 'radio' }),
@@ -165,12 +174,16 @@ export function choices(legend, name, options, { type = 'radio', checked = [], r
 const FIELD_WORDS = {
   occurred_at: 'This time', duration_minutes: 'The minutes', reason: 'The reason', name: 'The name',
   max_caseload: 'The number', url: 'The URL', secret: 'The secret', languages: 'The languages',
+  ended_at: 'The end time', words: 'The words', text: 'The addendum', from: 'The first day', to: 'The last day',
 };
 
 export function showError(form, name, message) {
+  if (name) name = name.replace(/^body\./, '');
   // The API names the field first ("occurred_at is before the discharge"): say it in words.
   if (name && message && message.startsWith(`${name} `)) message = `${FIELD_WORDS[name] || 'This'}${message.slice(name.length)}`;
-  const box = name && form.querySelector(`[data-field="${CSS.escape(name)}"]`);
+  // `billing.service_code` or `goal_ids[1]`: the field itself, else the group holding it.
+  const at = (n) => form.querySelector(`[data-field="${CSS.escape(n)}"]`);
+  const box = name && (at(name) || at(name.split(/[.[]/)[0]));
   const target = box ? box.querySelector('.error') : form.querySelector('.form-error');
   if (target) target.textContent = message;
   if (box) {
@@ -189,6 +202,16 @@ export function clearErrors(form) {
   form.querySelectorAll('.error, .form-error').forEach((e) => (e.textContent = ''));
   form.querySelectorAll('.invalid').forEach((e) => e.classList.remove('invalid'));
   form.querySelectorAll('[aria-invalid]').forEach((e) => e.removeAttribute('aria-invalid'));
+}
+
+/// One checkbox, its label after it (an attestation, a yes or no).
+export function tick(label, name, { checked = false } = {}) {
+  const id = nextId();
+  return h('div', { class: 'field', 'data-field': name },
+    h('div', { class: 'choice' },
+      h('input', { type: 'checkbox', id, name, value: 'yes', checked, 'aria-describedby': `${id}-error` }),
+      h('label', { for: id }, label)),
+    h('p', { class: 'error', id: `${id}-error`, 'aria-live': 'polite' }));
 }
 
 export function formError() {

@@ -180,7 +180,7 @@ async function main() {
     await cp.locator('#status-form').getByLabel(/^Why/).fill('The family visit is over.');
     await cp.locator('#status-form').getByRole('button', { name: 'Change status' }).click();
     await until(cp, () => document.getElementById('referral-head')?.textContent.includes('Accepted, peer assigned'), null, { what: 'resumed' });
-    for (const [hash, title, name] of [['#/overdue', 'Overdue', 'coordinator-overdue'], ['#/waitlist', 'Waitlist', 'coordinator-waitlist'], ['#/roster', 'Roster', 'coordinator-roster']]) {
+    for (const [hash, title, name] of [['#/overdue', 'Overdue', 'coordinator-overdue'], ['#/waitlist', 'Waitlist', 'coordinator-waitlist'], ['#/roster', 'Roster', 'coordinator-roster'], ['#/documentation', 'Documentation', 'coordinator-documentation']]) {
       await cp.goto(`${base}/${hash}`);
       await h1(cp, title);
       await cp.waitForSelector(`#${hash.slice(2)} > *`);
@@ -300,6 +300,18 @@ async function main() {
     figures.n7_after = await n7();
     figures.n7_visible_ms = Date.now() - logged;
     await shot(ap, 'admin-continuity');
+
+    // --- the peer sets a goal in the person's own words; it shows on their page ---
+    const goal = 'I want to keep my apartment and see my sister on Sundays.';
+    await until(pp, () => !!document.getElementById('goal-form'), null, { what: 'the goal form' });
+    await pp.locator('#goal-form').getByLabel(/as they say it/).fill(goal);
+    await pp.locator('#goal-form').getByLabel('Practical (instrumental)').check();
+    await pp.locator('#goal-form').getByRole('button', { name: 'Add the goal' }).click();
+    await until(pp, (g) => document.getElementById('goals')?.textContent.includes(g) && document.getElementById('goals').textContent.includes('Working on it'), goal,
+      { what: 'the goal, in their words, on the person page' });
+    await axe(pp, 'person page with a goal');
+    await fits(pp, 'person page with a goal');
+    await shot(pp, 'peer-person-goal');
 
     // --- the peer's open Today shows a person newly assigned to them, live ---
     await pp.goto(`${base}/#/today`);
