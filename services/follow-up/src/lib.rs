@@ -67,6 +67,7 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0007_caring_contacts.sql"),
     },
     careloop_measures::MIGRATIONS[0],
+    careloop_measures::MIGRATIONS[1],
     // The vault's keys (schema `vault`, shared with intake; idempotent): contact
     // notes are sealed under the person's data key.
     Migration {

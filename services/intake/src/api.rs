@@ -28,6 +28,7 @@ pub struct AppState {
 pub const RULES: &[RouteRule] = &[
     RouteRule::token("POST", "/v1/referrals", &[Needs::write("ServiceRequest")]),
     RouteRule::token("POST", "/v1/admissions", &[Needs::write("Encounter")]),
+    RouteRule::token("POST", "/v1/encounters", &[Needs::write("Encounter")]),
     RouteRule::token(
         "POST",
         "/v1/persons/{person_ref}/consent/revoke",
@@ -39,6 +40,7 @@ pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/v1/referrals", post(submit))
         .route("/v1/admissions", post(admit))
+        .route("/v1/encounters", post(encounter))
         .route(
             "/v1/persons/{person_ref}/consent/revoke",
             post(revoke_consent),
@@ -162,6 +164,12 @@ impl From<AdmissionError> for Problem {
     }
 }
 
+impl From<crate::domain::EncounterError> for Problem {
+    fn from(e: crate::domain::EncounterError) -> Self {
+        match e {}
+    }
+}
+
 impl From<TaskError> for Problem {
     fn from(e: TaskError) -> Self {
         match e {}
@@ -262,6 +270,124 @@ fn referral_location(id: &str) -> [(axum::http::HeaderName, String); 1] {
     [(axum::http::header::LOCATION, format!("/v1/referrals/{id}"))]
 }
 
+/// What a hospital's report of an admission or an encounter must be: its own
+/// facility, registered, and identifiers of the person.
+async fn check_report(
+    s: &AppState,
+    principal: &Authenticated,
+    facility: &str,
+    identifiers: &[Identifier],
+) -> Result<(), Problem> {
+    principal.require(&[Role::Hospital])?;
+    if principal.facility.as_deref() != Some(facility) {
+        return Err(Problem::forbidden(
+            "a hospital may only report admissions and encounters of its own facility",
+        ));
+    }
+    s.reception.check_registered(facility, "facility").await?;
+    if let Some(why) = careloop_web::limits::count_problem(
+        identifiers.len(),
+        careloop_web::limits::MAX_IDENTIFIERS,
+        "identifiers",
+    ) {
+        return Err(Problem::invalid(
+            "person.identifiers",
+            format!("the list {why}"),
+        ));
+    }
+    if identifiers.is_empty()
+        || identifiers
+            .iter()
+            .any(|i| i.system.trim().is_empty() || i.value.trim().is_empty())
+    {
+        return Err(Problem::invalid(
+            "person.identifiers",
+            "at least one identifier with a system and a value is needed",
+        ));
+    }
+    Ok(())
+}
+
+/// The body of `POST /v1/encounters`: an inpatient stay or an outpatient visit of a
+/// person, for the measures of program impact (history is welcome).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EncounterRequest {
+    facility: String,
+    class: crate::domain::EncounterClass,
+    started_at: DateTime<Utc>,
+    /// The end of an inpatient stay (none while it goes on); not for a visit.
+    ended_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    unit: Option<String>,
+    person: AdmittedPerson,
+}
+
+/// `POST /v1/encounters`: a hospital reports a stay or a visit. Recorded for a
+/// person careloop knows (`201`), like an admission; nothing otherwise (`202`).
+async fn encounter(
+    State(s): State<AppState>,
+    principal: Authenticated,
+    CorrelationId(correlation): CorrelationId,
+    ApiJson(body): ApiJson<EncounterRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
+    check_report(&s, &principal, &body.facility, &body.person.identifiers).await?;
+    let now = Utc::now();
+    if body.started_at > now {
+        return Err(Problem::invalid(
+            "started_at",
+            "started_at is in the future",
+        ));
+    }
+    match (body.class, body.ended_at) {
+        (crate::domain::EncounterClass::Outpatient, Some(_)) => {
+            return Err(Problem::invalid(
+                "ended_at",
+                "a visit has no end; ended_at is for an inpatient stay",
+            ));
+        }
+        (_, Some(end)) if end <= body.started_at => {
+            return Err(Problem::invalid(
+                "ended_at",
+                "the stay ends before it began",
+            ));
+        }
+        (_, Some(end)) if end > now => {
+            return Err(Problem::invalid("ended_at", "ended_at is in the future"));
+        }
+        _ => {}
+    }
+    let unit = body.unit.unwrap_or_else(|| "unspecified".into());
+    let meta = Metadata::new(correlation).actor(principal.actor());
+    let recorded = s
+        .reception
+        .record_encounter(
+            &body.person.identifiers,
+            &body.facility,
+            crate::reception::ReportedEncounter {
+                class: body.class,
+                started_at: body.started_at,
+                ended_at: body.ended_at,
+                unit,
+            },
+            &meta,
+        )
+        .await?;
+    Ok(match recorded {
+        Some(id) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({"recorded": true, "encounter_id": id})),
+        ),
+        None => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({
+                "recorded": false,
+                "detail": "no referred person has these identifiers; nothing was stored"
+            })),
+        ),
+    })
+}
+
 /// The body of `POST /v1/admissions` (the JSON twin of an ADT A01).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -287,37 +413,7 @@ async fn admit(
     CorrelationId(correlation): CorrelationId,
     ApiJson(body): ApiJson<AdmissionRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
-    principal.require(&[Role::Hospital])?;
-    if principal.facility.as_deref() != Some(body.facility.as_str()) {
-        return Err(Problem::forbidden(
-            "a hospital may only report admissions to its own facility",
-        ));
-    }
-    s.reception
-        .check_registered(&body.facility, "facility")
-        .await?;
-    if let Some(why) = careloop_web::limits::count_problem(
-        body.person.identifiers.len(),
-        careloop_web::limits::MAX_IDENTIFIERS,
-        "identifiers",
-    ) {
-        return Err(Problem::invalid(
-            "person.identifiers",
-            format!("the list {why}"),
-        ));
-    }
-    if body.person.identifiers.is_empty()
-        || body
-            .person
-            .identifiers
-            .iter()
-            .any(|i| i.system.trim().is_empty() || i.value.trim().is_empty())
-    {
-        return Err(Problem::invalid(
-            "person.identifiers",
-            "at least one identifier with a system and a value is needed",
-        ));
-    }
+    check_report(&s, &principal, &body.facility, &body.person.identifiers).await?;
     if body.admitted_at > Utc::now() {
         return Err(Problem::invalid(
             "admitted_at",

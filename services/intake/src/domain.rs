@@ -1,10 +1,12 @@
 //! Intake's aggregates: the Person (the PHI vault), the ReferralSubmission (what a
-//! hospital sent, with its consent), the Admission (a referred person admitted again)
+//! hospital sent, with its consent), the Admission (a referred person admitted again),
+//! the Encounter (their stays and visits, for the measures of impact)
 //! and the ReferralTask (the hospital's view of the referral: its status as the
 //! referral service reports it and the peer who holds it). [`NewReferral`] is the one
 //! way a referral comes in, whatever the channel.
 
 mod admission;
+mod encounter;
 mod new_referral;
 mod person;
 mod submission;
@@ -13,6 +15,7 @@ mod task;
 pub use admission::{
     Admission, AdmissionCommand, AdmissionDetails, AdmissionError, AdmissionEvent,
 };
+pub use encounter::{Encounter, EncounterClass, EncounterDetails, EncounterError, EncounterEvent};
 pub use new_referral::{
     Field, InvalidReferral, NewReferral, ReferralDraft, check_person, language_code, referral_id,
     region_of,

@@ -5,7 +5,9 @@
 use careloop_backbone::{IntegrationMapper, StoredEvent};
 use careloop_events::{Payload, timestamp, v1};
 
-use crate::domain::{AdmissionEvent, PersonEvent, SubmissionEvent, SubmittedReferral};
+use crate::domain::{
+    AdmissionEvent, EncounterEvent, PersonEvent, SubmissionEvent, SubmittedReferral,
+};
 
 pub struct Mapper;
 
@@ -16,6 +18,7 @@ impl IntegrationMapper for Mapper {
             "ReferralWithdrawn",
             "AdmissionRecorded",
             "AdmissionCancelled",
+            "EncounterRecorded",
             "ConsentRevoked",
             "PersonErased",
         ]
@@ -42,6 +45,17 @@ impl IntegrationMapper for Mapper {
                     })
                 }
             },
+            "Encounter" => {
+                let EncounterEvent::EncounterRecorded(e) = event.decode::<EncounterEvent>()?;
+                Payload::EncounterRecorded(v1::EncounterRecorded {
+                    encounter_id: id,
+                    person_ref: e.person_ref,
+                    facility: e.facility,
+                    encounter_class: e.class.as_str().to_string(),
+                    started_at: Some(timestamp(e.started_at)),
+                    ended_at: e.ended_at.map(timestamp),
+                })
+            }
             "Person" => match event.decode::<PersonEvent>()? {
                 PersonEvent::ConsentRevoked { revoked_at, reason } => {
                     Payload::ConsentRevoked(v1::ConsentRevoked {

@@ -86,6 +86,7 @@ pub struct IntakeService {
     persons: Arc<Cqrs<Person>>,
     submissions: Arc<Cqrs<ReferralSubmission>>,
     admissions: Arc<Cqrs<Admission>>,
+    encounters: Arc<Cqrs<domain::Encounter>>,
     tasks: Arc<Cqrs<ReferralTask>>,
     identity: careloop_identity::Identity,
     vault: careloop_vault::Vault,
@@ -105,6 +106,7 @@ impl IntakeService {
             persons: store::sealed_cqrs(backbone.pool.clone(), SCHEMA, (), seal.clone()),
             submissions: store::sealed_cqrs(backbone.pool.clone(), SCHEMA, (), seal.clone()),
             admissions: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
+            encounters: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
             tasks: store::cqrs(backbone.pool.clone(), SCHEMA, ()),
             identity: careloop_identity::Identity::new(backbone),
             vault,
@@ -166,6 +168,7 @@ impl IntakeService {
             persons: self.persons.clone(),
             submissions: self.submissions.clone(),
             admissions: self.admissions.clone(),
+            encounters: self.encounters.clone(),
             person_store: Arc::new(store::sealed_event_store(
                 self.backbone.pool.clone(),
                 SCHEMA,

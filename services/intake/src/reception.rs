@@ -33,6 +33,16 @@ fn vault_problem(e: careloop_vault::VaultError) -> Problem {
     }
 }
 
+/// An encounter as a hospital reports it (REST or HL7).
+pub struct ReportedEncounter {
+    pub class: crate::domain::EncounterClass,
+    pub started_at: DateTime<Utc>,
+    /// The end of an inpatient stay, once known.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The unit of a stay (its admission's).
+    pub unit: String,
+}
+
 /// What became of a submission.
 pub struct Accepted {
     pub referral_id: String,
@@ -47,6 +57,7 @@ pub struct Reception {
     pub persons: Arc<Cqrs<Person>>,
     pub submissions: Arc<Cqrs<ReferralSubmission>>,
     pub admissions: Arc<Cqrs<Admission>>,
+    pub encounters: Arc<Cqrs<crate::domain::Encounter>>,
     pub person_store: Arc<store::EventStore<Person>>,
     /// Referrals and admissions are taken for registered facilities only.
     pub facilities: careloop_identity::facilities::Registry,
@@ -369,6 +380,43 @@ impl Reception {
         };
         let id = facts.admission_id();
         store::execute(&self.admissions, &id, AdmissionCommand::Record(facts), meta)
+            .await
+            .map_err(store::to_problem)?;
+        Ok(Some(id))
+    }
+
+    /// Records a referred person's encounter (an inpatient stay is also their
+    /// admission, so a readmission links as from any channel); the encounter's id, or
+    /// `None` when careloop does not know the person (nothing stored).
+    pub async fn record_encounter(
+        &self,
+        identifiers: &[Identifier],
+        facility: &str,
+        encounter: ReportedEncounter,
+        meta: &Metadata,
+    ) -> Result<Option<String>, Problem> {
+        let Some(person_ref) = self.find(identifiers).await? else {
+            return Ok(None);
+        };
+        let ReportedEncounter {
+            class,
+            started_at,
+            ended_at,
+            unit,
+        } = encounter;
+        if class == crate::domain::EncounterClass::Inpatient {
+            self.admit(identifiers, facility, started_at, &unit, meta)
+                .await?;
+        }
+        let details = crate::domain::EncounterDetails {
+            person_ref,
+            facility: facility.to_string(),
+            class,
+            started_at,
+            ended_at,
+        };
+        let id = details.encounter_id();
+        store::execute(&self.encounters, &id, details, meta)
             .await
             .map_err(store::to_problem)?;
         Ok(Some(id))

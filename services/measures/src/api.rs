@@ -1,5 +1,5 @@
-//! `GET /v1/reports/continuity?as_of=&facility=&from=&to=`: the measures as JSON, or
-//! CSV with `Accept: text/csv`.
+//! `GET /v1/reports/continuity?as_of=&facility=&from=&to=` and
+//! `GET /v1/reports/impact?…`: the measures as JSON, or CSV with `Accept: text/csv`.
 
 use std::collections::HashMap;
 
@@ -16,15 +16,19 @@ use crate::read_model;
 use crate::report::{self, Scope};
 
 /// The access rule of each route here (enforced by the access layer).
-pub const RULES: &[RouteRule] = &[RouteRule::token(
-    "GET",
-    "/v1/reports/continuity",
-    &[Needs::read("MeasureReport")],
-)];
+pub const RULES: &[RouteRule] = &[
+    RouteRule::token(
+        "GET",
+        "/v1/reports/continuity",
+        &[Needs::read("MeasureReport")],
+    ),
+    RouteRule::token("GET", "/v1/reports/impact", &[Needs::read("MeasureReport")]),
+];
 
 pub fn routes(pool: PgPool) -> Router {
     Router::new()
         .route("/v1/reports/continuity", get(continuity))
+        .route("/v1/reports/impact", get(impact))
         .with_state(pool)
 }
 
@@ -38,12 +42,9 @@ fn time(q: &HashMap<String, String>, field: &str) -> Result<Option<DateTime<Utc>
         .transpose()
 }
 
-async fn continuity(
-    State(pool): State<PgPool>,
-    principal: Authenticated,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Response, Problem> {
+/// The scope a report asks for: `as_of`, `facility` (a hospital sees its own only),
+/// `from` and `to`.
+fn scope(principal: &Authenticated, q: &HashMap<String, String>) -> Result<Scope, Problem> {
     principal.require(&[Role::Admin, Role::Coordinator, Role::Hospital])?;
     if let Some(unknown) = q
         .keys()
@@ -51,8 +52,6 @@ async fn continuity(
     {
         return Err(Problem::invalid(unknown.clone(), "unknown parameter"));
     }
-    let as_of = time(&q, "as_of")?.unwrap_or_else(Utc::now);
-    // A hospital sees its own facility only.
     if let Some(f) = q.get("facility")
         && !principal.may_see_facility(f)
     {
@@ -64,26 +63,63 @@ async fn continuity(
         Role::Hospital => principal.facility.clone(),
         _ => q.get("facility").cloned(),
     };
-    let scope = Scope {
-        as_of,
+    Ok(Scope {
+        as_of: time(q, "as_of")?.unwrap_or_else(Utc::now),
         facility,
-        from: time(&q, "from")?,
-        to: time(&q, "to")?,
-    };
+        from: time(q, "from")?,
+        to: time(q, "to")?,
+    })
+}
+
+fn wants_csv(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"))
+}
+
+fn csv(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
+}
+
+async fn continuity(
+    State(pool): State<PgPool>,
+    principal: Authenticated,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, Problem> {
+    let scope = scope(&principal, &q)?;
     let rows = read_model::discharges(&pool, &scope)
         .await
         .map_err(Problem::from)?;
-    let report = report::compute(&rows, as_of);
-    let wants_csv = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/csv"));
-    if wants_csv {
-        return Ok((
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            report::to_csv(&report),
-        )
-            .into_response());
+    let report = report::compute(&rows, scope.as_of);
+    if wants_csv(&headers) {
+        return Ok(csv(report::to_csv(&report)));
     }
     Ok(Json(report).into_response())
+}
+
+/// `GET /v1/reports/impact?as_of=&facility=&from=&to=`: program impact (JSON, or CSV
+/// with `Accept: text/csv`); `from`/`to` bound the index discharges.
+async fn impact(
+    State(pool): State<PgPool>,
+    principal: Authenticated,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, Problem> {
+    let scope = scope(&principal, &q)?;
+    let report = impact_of(&pool, &scope).await.map_err(Problem::from)?;
+    if wants_csv(&headers) {
+        return Ok(csv(crate::impact::to_csv(&report)));
+    }
+    Ok(Json(report).into_response())
+}
+
+/// The impact over a scope, from the read model.
+pub async fn impact_of(pool: &PgPool, scope: &Scope) -> sqlx::Result<crate::impact::Impact> {
+    let index = read_model::index_discharges(pool, scope).await?;
+    let people: Vec<String> = index.iter().map(|d| d.person_ref.clone()).collect();
+    let stays = read_model::stays(pool, &people, scope.as_of).await?;
+    let visits = read_model::visits(pool, &people, scope.as_of).await?;
+    Ok(crate::impact::compute(&index, &stays, &visits, scope.as_of))
 }

@@ -36,11 +36,12 @@ struct Snapshot {
     first_contact_seconds: Vec<i64>,
     referrals_by_status: Vec<(String, i64)>,
     referrals_received: Vec<(String, String, i64)>,
+    impact: Option<crate::impact::Impact>,
 }
 
 static SNAPSHOT: LazyLock<Mutex<Snapshot>> = LazyLock::new(Default::default);
 
-const FAMILIES: [(&str, &str); 7] = [
+const FAMILIES: [(&str, &str); 11] = [
     (
         "careloop_referrals_received_total",
         "Referrals received from hospitals, by facility and channel",
@@ -51,11 +52,27 @@ const FAMILIES: [(&str, &str); 7] = [
     ),
     (
         "careloop_continuity_discharges",
-        "Discharges at least 7 or 30 days ago (D7, D30)",
+        "Discharges at least 7, 30, 60 or 90 days ago (D7, D30; engagement D60, D90)",
     ),
     (
         "careloop_continuity_followed_up",
-        "Of those, reached within 7 or 30 days (N7, N30)",
+        "Of those, reached within 7, 30, 60 or 90 days (N7, N30; engagement N60, N90)",
+    ),
+    (
+        "careloop_continuity_fuh_discharges",
+        "Discharges whose 7 or 30 calendar days after the discharge day have passed (HEDIS FUH-aligned)",
+    ),
+    (
+        "careloop_continuity_fuh_followed_up",
+        "Of those, reached on one of those calendar days (HEDIS FUH-aligned)",
+    ),
+    (
+        "careloop_impact_people",
+        "People whose 180 days after the index discharge have passed, by engagement",
+    ),
+    (
+        "careloop_impact_rate_per_person_year",
+        "Inpatient admissions, inpatient days and outpatient visits per person-year, 180 days before and after the index discharge, by engagement",
     ),
     (
         "careloop_readmission_discharges",
@@ -150,11 +167,22 @@ impl Collector for MeasuresCollector {
             by_status.push(gauge(vec![label("status", status)], *n as f64));
         }
         let (mut discharges, mut followed, mut dr, mut nr) = (vec![], vec![], vec![], vec![]);
+        let (mut fuh_d, mut fuh_n) = (vec![], vec![]);
         for (facility, m) in &s.facilities {
-            for (window, f) in [("7d", &m.followup_7d), ("30d", &m.followup_30d)] {
+            for (window, f) in [
+                ("7d", &m.followup_7d),
+                ("30d", &m.followup_30d),
+                ("60d", &m.engagement_60d),
+                ("90d", &m.engagement_90d),
+            ] {
                 let labels = || vec![label("facility", facility), label("window", window)];
                 discharges.push(gauge(labels(), f.discharges as f64));
                 followed.push(gauge(labels(), f.followed_up as f64));
+            }
+            for (window, f) in [("7d", &m.fuh_7d), ("30d", &m.fuh_30d)] {
+                let labels = || vec![label("facility", facility), label("window", window)];
+                fuh_d.push(gauge(labels(), f.discharges as f64));
+                fuh_n.push(gauge(labels(), f.followed_up as f64));
             }
             let r = &m.readmission_30d;
             dr.push(gauge(
@@ -169,6 +197,28 @@ impl Collector for MeasuresCollector {
                     vec![label("engaged", engaged), label("facility", facility)],
                     n as f64,
                 ));
+            }
+        }
+        let (mut people, mut rates) = (vec![], vec![]);
+        if let Some(i) = &s.impact {
+            for (name, g) in [("engaged", &i.engaged), ("not_engaged", &i.not_engaged)] {
+                people.push(gauge(vec![label("group", name)], g.people as f64));
+                for (measure, pair) in [
+                    ("inpatient_admissions", &g.inpatient_admissions),
+                    ("inpatient_days", &g.inpatient_days),
+                    ("outpatient_visits", &g.outpatient_visits),
+                ] {
+                    for (period, r) in [("before", &pair.before), ("after", &pair.after)] {
+                        if let Some(v) = r.per_person_year {
+                            let labels = vec![
+                                label("group", name),
+                                label("measure", measure),
+                                label("period", period),
+                            ];
+                            rates.push(gauge(labels, v));
+                        }
+                    }
+                }
             }
         }
         let mut h = Histogram::default();
@@ -219,6 +269,30 @@ impl Collector for MeasuresCollector {
                 followed,
             ),
             family(
+                "careloop_continuity_fuh_discharges",
+                help("careloop_continuity_fuh_discharges"),
+                g,
+                fuh_d,
+            ),
+            family(
+                "careloop_continuity_fuh_followed_up",
+                help("careloop_continuity_fuh_followed_up"),
+                g,
+                fuh_n,
+            ),
+            family(
+                "careloop_impact_people",
+                help("careloop_impact_people"),
+                g,
+                people,
+            ),
+            family(
+                "careloop_impact_rate_per_person_year",
+                help("careloop_impact_rate_per_person_year"),
+                g,
+                rates,
+            ),
+            family(
                 "careloop_readmission_discharges",
                 help("careloop_readmission_discharges"),
                 g,
@@ -243,16 +317,14 @@ impl Collector for MeasuresCollector {
 /// Recomputes the snapshot from the read model as of now.
 pub async fn refresh(pool: &PgPool) -> anyhow::Result<()> {
     let as_of = Utc::now();
-    let rows = read_model::discharges(
-        pool,
-        &Scope {
-            as_of,
-            facility: None,
-            from: None,
-            to: None,
-        },
-    )
-    .await?;
+    let everyone = Scope {
+        as_of,
+        facility: None,
+        from: None,
+        to: None,
+    };
+    let rows = read_model::discharges(pool, &everyone).await?;
+    let impact = crate::api::impact_of(pool, &everyone).await?;
     let mut all = Tally::default();
     let mut by_facility: BTreeMap<String, Tally> = BTreeMap::new();
     for row in &rows {
@@ -272,6 +344,7 @@ pub async fn refresh(pool: &PgPool) -> anyhow::Result<()> {
             .collect(),
         referrals_by_status,
         referrals_received,
+        impact: Some(impact),
     };
     if let Ok(mut s) = SNAPSHOT.lock() {
         *s = snapshot;

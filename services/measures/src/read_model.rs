@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::{PgConnection, PgPool};
 
-use crate::records::{AdmissionRecordEvent, DischargeRecordEvent};
+use crate::impact::{IndexDischarge, Stay};
+use crate::records::{AdmissionRecordEvent, DischargeRecordEvent, EncounterRecordEvent};
 use crate::report::{DischargeRow, Scope};
 
 /// The part of a follow-up plan's stored `ContactRecorded` event the measures read:
@@ -50,6 +51,7 @@ impl Projection for Measures {
             "follow_up.measure_discharges",
             "follow_up.measure_contacts",
             "follow_up.measure_admissions",
+            "follow_up.measure_encounters",
         ]
     }
 
@@ -118,6 +120,23 @@ impl Projection for Measures {
                 .execute(&mut *tx)
                 .await?;
             }
+            "EncounterRecord" => {
+                let EncounterRecordEvent::EncounterNoted(n) = e.decode()?;
+                sqlx::query(
+                    "INSERT INTO measure_encounters
+                         (encounter_id, person_ref, facility, class, started_at, ended_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (encounter_id) DO UPDATE SET ended_at = $6",
+                )
+                .bind(id)
+                .bind(&n.person_ref)
+                .bind(&n.facility)
+                .bind(&n.class)
+                .bind(n.started_at)
+                .bind(n.ended_at)
+                .execute(&mut *tx)
+                .await?;
+            }
             "FollowUpPlan" => {
                 if let Some(contact) = recorded_contact(e)? {
                     sqlx::query(
@@ -150,7 +169,12 @@ pub async fn discharges(pool: &PgPool, scope: &Scope) -> sqlx::Result<Vec<Discha
               WHERE a.person_ref = d.person_ref
                 AND a.admitted_at > d.discharged_at
                 AND a.admitted_at <= d.discharged_at + make_interval(days => $5)
-                AND a.admitted_at <= $1) AS first_readmission
+                AND a.admitted_at <= $1) AS first_readmission,
+            (SELECT min(c.occurred_at) FROM follow_up.measure_contacts c
+              WHERE c.referral_id = d.referral_id AND c.reached
+                AND c.occurred_at >= date_trunc('day', d.discharged_at AT TIME ZONE 'UTC')
+                                     AT TIME ZONE 'UTC' + interval '1 day'
+                AND c.occurred_at <= $1) AS first_reached_after_day
          FROM follow_up.measure_discharges d
          WHERE d.discharged_at IS NOT NULL AND d.facility IS NOT NULL
            AND NOT d.excluded
@@ -185,6 +209,74 @@ pub async fn referrals_received(pool: &PgPool) -> sqlx::Result<Vec<(String, Stri
          WHERE facility IS NOT NULL AND channel IS NOT NULL
          GROUP BY facility, channel ORDER BY facility, channel",
     )
+    .fetch_all(pool)
+    .await
+}
+
+/// Each person's index discharge in `scope`: their earliest (entered in error left
+/// out), and whether they were engaged (reached within 30 days of it).
+pub async fn index_discharges(pool: &PgPool, scope: &Scope) -> sqlx::Result<Vec<IndexDischarge>> {
+    sqlx::query_as(
+        "SELECT DISTINCT ON (d.person_ref) d.person_ref, d.facility, d.discharged_at,
+            EXISTS (SELECT 1 FROM follow_up.measure_contacts c
+                    WHERE c.referral_id = d.referral_id AND c.reached
+                      AND c.occurred_at > d.discharged_at
+                      AND c.occurred_at <= d.discharged_at + make_interval(days => $5)
+                      AND c.occurred_at <= $1) AS engaged
+         FROM follow_up.measure_discharges d
+         WHERE d.discharged_at IS NOT NULL AND d.facility IS NOT NULL
+           AND d.person_ref IS NOT NULL AND NOT d.excluded
+           AND d.discharged_at <= $1
+           AND ($2::text IS NULL OR d.facility = $2)
+           AND ($3::timestamptz IS NULL OR d.discharged_at >= $3)
+           AND ($4::timestamptz IS NULL OR d.discharged_at < $4)
+         ORDER BY d.person_ref, d.discharged_at, d.referral_id",
+    )
+    .bind(scope.as_of)
+    .bind(&scope.facility)
+    .bind(scope.from)
+    .bind(scope.to)
+    .bind(crate::impact::ENGAGED_WITHIN_DAYS as i32)
+    .fetch_all(pool)
+    .await
+}
+
+/// The inpatient stays of `people` that began by `as_of`: each admission not
+/// cancelled, ending when the hospital said, or else at the person's next discharge
+/// careloop knows (none: still unknown).
+pub async fn stays(
+    pool: &PgPool,
+    people: &[String],
+    as_of: DateTime<Utc>,
+) -> sqlx::Result<Vec<Stay>> {
+    sqlx::query_as(
+        "SELECT a.person_ref, a.admitted_at AS started_at,
+            COALESCE(e.ended_at, (SELECT min(d.discharged_at) FROM follow_up.measure_discharges d
+                                  WHERE d.person_ref = a.person_ref AND NOT d.excluded
+                                    AND d.discharged_at > a.admitted_at
+                                    AND d.discharged_at <= $2)) AS ended_at
+         FROM follow_up.measure_admissions a
+         LEFT JOIN follow_up.measure_encounters e ON e.encounter_id = a.admission_id
+         WHERE a.person_ref = ANY($1) AND a.admitted_at <= $2",
+    )
+    .bind(people)
+    .bind(as_of)
+    .fetch_all(pool)
+    .await
+}
+
+/// The outpatient visits of `people` by `as_of`: (person, time).
+pub async fn visits(
+    pool: &PgPool,
+    people: &[String],
+    as_of: DateTime<Utc>,
+) -> sqlx::Result<Vec<(String, DateTime<Utc>)>> {
+    sqlx::query_as(
+        "SELECT person_ref, started_at FROM follow_up.measure_encounters
+         WHERE class = 'outpatient' AND person_ref = ANY($1) AND started_at <= $2",
+    )
+    .bind(people)
+    .bind(as_of)
     .fetch_all(pool)
     .await
 }

@@ -11,12 +11,13 @@ use sqlx::PgConnection;
 
 use crate::records::{
     AdmissionRecord, AdmissionRecordCommand, Discharge, DischargeRecord, DischargeRecordCommand,
-    ReportedAdmission,
+    EncounterRecord, ReportedAdmission, ReportedEncounter,
 };
 
 pub struct FactRecorder {
     pub discharges: Arc<Cqrs<DischargeRecord>>,
     pub admissions: Arc<Cqrs<AdmissionRecord>>,
+    pub encounters: Arc<Cqrs<EncounterRecord>>,
     /// The service whose event store keeps the facts (for the metadata).
     pub service: &'static str,
 }
@@ -83,6 +84,18 @@ impl EventHandler for FactRecorder {
             Payload::AdmissionCancelled(a) => {
                 admission(&a.admission_id, AdmissionRecordCommand::Withdraw).await
             }
+            Payload::EncounterRecorded(e) => {
+                let reported = ReportedEncounter {
+                    person_ref: e.person_ref.clone(),
+                    facility: e.facility.clone(),
+                    class: e.encounter_class.clone(),
+                    started_at: from_timestamp(e.started_at.as_ref()),
+                    ended_at: e.ended_at.as_ref().map(|t| from_timestamp(Some(t))),
+                };
+                store::execute(&self.encounters, &e.encounter_id, reported, &meta)
+                    .await
+                    .map_err(store::into_anyhow)
+            }
             _ => Ok(()),
         }
     }
@@ -92,7 +105,8 @@ impl EventHandler for FactRecorder {
 pub fn recorder(pool: sqlx::PgPool, schema: &str, service: &'static str) -> FactRecorder {
     FactRecorder {
         discharges: store::cqrs(pool.clone(), schema, ()),
-        admissions: store::cqrs(pool, schema, ()),
+        admissions: store::cqrs(pool.clone(), schema, ()),
+        encounters: store::cqrs(pool, schema, ()),
         service,
     }
 }

@@ -197,6 +197,64 @@ impl Aggregate for AdmissionRecord {
     }
 }
 
+/// A referred person's encounter (`EncounterRecord`, one per encounter): an inpatient
+/// stay, noted again when its end becomes known, or an outpatient visit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct EncounterRecord {
+    pub noted: Option<ReportedEncounter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedEncounter {
+    pub person_ref: String,
+    pub facility: String,
+    /// inpatient | outpatient
+    pub class: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EncounterRecordEvent {
+    EncounterNoted(ReportedEncounter),
+}
+
+impl DomainEvent for EncounterRecordEvent {
+    fn event_type(&self) -> String {
+        "EncounterNoted".to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
+
+impl Aggregate for EncounterRecord {
+    const TYPE: &'static str = "EncounterRecord";
+    type Command = ReportedEncounter;
+    type Event = EncounterRecordEvent;
+    type Error = RecordError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        if self.noted.as_ref() != Some(&command) {
+            sink.write(EncounterRecordEvent::EncounterNoted(command), self)
+                .await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        let EncounterRecordEvent::EncounterNoted(e) = event;
+        self.noted = Some(e);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

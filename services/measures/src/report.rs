@@ -17,6 +17,9 @@ pub struct DischargeRow {
     pub first_reached: Option<DateTime<Utc>>,
     /// The earliest readmission (within the readmission window), at or before `as_of`.
     pub first_readmission: Option<DateTime<Utc>>,
+    /// The earliest reached contact on a calendar day (UTC) after the discharge's,
+    /// at or before `as_of`: what the HEDIS-aligned follow-up counts.
+    pub first_reached_after_day: Option<DateTime<Utc>>,
 }
 
 /// Which discharges a report covers.
@@ -59,6 +62,14 @@ pub struct FirstContact {
 pub struct Measures {
     pub followup_7d: FollowUp,
     pub followup_30d: FollowUp,
+    /// Engagement: a reached contact within 60 and 90 days of discharge (exact time,
+    /// like `followup_30d`, which is 30-day engagement).
+    pub engagement_60d: FollowUp,
+    pub engagement_90d: FollowUp,
+    /// The HEDIS FUH-aligned variant: a reached contact on one of the 7 (30) calendar
+    /// days after the discharge's day, the discharge day itself not counting.
+    pub fuh_7d: FollowUp,
+    pub fuh_30d: FollowUp,
     pub readmission_30d: Readmission,
     pub first_contact_seconds: FirstContact,
 }
@@ -73,18 +84,46 @@ pub struct Tally {
 /// The follow-up windows after discharge: 7 and 30 days.
 pub const FOLLOW_UP_7D: Duration = Duration::days(7);
 pub const FOLLOW_UP_30D: Duration = Duration::days(30);
+pub const ENGAGEMENT_60D: Duration = Duration::days(60);
+pub const ENGAGEMENT_90D: Duration = Duration::days(90);
+
+/// Midnight (UTC) starting the calendar day of `t`.
+pub fn day_start(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.date_naive()
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc()
+}
+
+/// Counts one discharge into a follow-up measure: due once `as_of` reached
+/// `complete_at` (the window has passed), met when `reached_by(window end)`.
+fn count(f: &mut FollowUp, due: bool, met: bool) {
+    if due {
+        f.discharges += 1;
+        f.followed_up += met as u64;
+    }
+}
 
 impl Tally {
     pub fn add(&mut self, row: &DischargeRow, as_of: DateTime<Utc>) {
         let d = row.discharged_at;
         let reached_within = |window: Duration| row.first_reached.is_some_and(|r| r <= d + window);
-        if d <= as_of - FOLLOW_UP_7D {
-            self.m.followup_7d.discharges += 1;
-            self.m.followup_7d.followed_up += reached_within(FOLLOW_UP_7D) as u64;
+        for (f, window) in [
+            (&mut self.m.followup_7d, FOLLOW_UP_7D),
+            (&mut self.m.followup_30d, FOLLOW_UP_30D),
+            (&mut self.m.engagement_60d, ENGAGEMENT_60D),
+            (&mut self.m.engagement_90d, ENGAGEMENT_90D),
+        ] {
+            count(f, d <= as_of - window, reached_within(window));
         }
-        if d <= as_of - FOLLOW_UP_30D {
-            self.m.followup_30d.discharges += 1;
-            self.m.followup_30d.followed_up += reached_within(FOLLOW_UP_30D) as u64;
+        // By calendar day: days 1..=N after the discharge's day; due once day N ended.
+        let day0 = day_start(d);
+        for (f, days) in [(&mut self.m.fuh_7d, 7), (&mut self.m.fuh_30d, 30)] {
+            let after_last_day = day0 + Duration::days(days + 1);
+            let met = row
+                .first_reached_after_day
+                .is_some_and(|r| r < after_last_day);
+            count(f, after_last_day <= as_of, met);
         }
         let window = readmission_window();
         if d <= as_of - window {
@@ -114,7 +153,15 @@ impl Tally {
         let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
         let f = &mut self.m;
         f.followup_7d.ratio = ratio(f.followup_7d.followed_up, f.followup_7d.discharges);
-        f.followup_30d.ratio = ratio(f.followup_30d.followed_up, f.followup_30d.discharges);
+        for m in [
+            &mut f.followup_30d,
+            &mut f.engagement_60d,
+            &mut f.engagement_90d,
+            &mut f.fuh_7d,
+            &mut f.fuh_30d,
+        ] {
+            m.ratio = ratio(m.followed_up, m.discharges);
+        }
         f.readmission_30d.ratio = ratio(f.readmission_30d.readmitted, f.readmission_30d.discharges);
         self.first_contacts.sort_unstable();
         let n = self.first_contacts.len();
@@ -200,7 +247,11 @@ pub fn to_csv(report: &Report) -> String {
         "scope,facility,week_start,followup_7d_discharges,followup_7d_followed_up,followup_7d_ratio,\
          followup_30d_discharges,followup_30d_followed_up,followup_30d_ratio,\
          readmission_30d_discharges,readmitted,readmitted_engaged,readmitted_not_engaged,readmission_30d_ratio,\
-         first_contact_count,first_contact_p50_seconds,first_contact_p90_seconds\n",
+         first_contact_count,first_contact_p50_seconds,first_contact_p90_seconds,\
+         engagement_60d_discharges,engagement_60d_reached,engagement_60d_ratio,\
+         engagement_90d_discharges,engagement_90d_reached,engagement_90d_ratio,\
+         fuh_7d_discharges,fuh_7d_followed_up,fuh_7d_ratio,\
+         fuh_30d_discharges,fuh_30d_followed_up,fuh_30d_ratio\n",
     );
     let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
     let opti = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
@@ -211,8 +262,18 @@ pub fn to_csv(report: &Report) -> String {
             &m.readmission_30d,
             &m.first_contact_seconds,
         );
+        let more: Vec<String> = [&m.engagement_60d, &m.engagement_90d, &m.fuh_7d, &m.fuh_30d]
+            .iter()
+            .flat_map(|f| {
+                [
+                    f.discharges.to_string(),
+                    f.followed_up.to_string(),
+                    opt(f.ratio),
+                ]
+            })
+            .collect();
         out.push_str(&format!(
-            "{scope},{},{week},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{scope},{},{week},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             careloop_web::csv::field(facility),
             f7.discharges,
             f7.followed_up,
@@ -228,6 +289,7 @@ pub fn to_csv(report: &Report) -> String {
             fc.count,
             opti(fc.p50),
             opti(fc.p90),
+            more.join(","),
         ));
     };
     line("total", "", "", &report.total);
@@ -256,7 +318,42 @@ mod tests {
             discharged_at: t(d),
             first_reached: reached.map(t),
             first_readmission: readmitted.map(t),
+            // As the query finds it: the first reach on a later calendar day.
+            first_reached_after_day: reached.map(t).filter(|r| day_start(*r) > day_start(t(d))),
         }
+    }
+
+    #[test]
+    fn engagement_counts_60_and_90_days_and_fuh_counts_calendar_days_after_the_discharge_day() {
+        let rows = [
+            // Reached on the discharge day only: 7-day follow-up (exact) but not FUH.
+            row("2026-09-01T08:00:00Z", Some("2026-09-01T20:00:00Z"), None),
+            // Discharged late in the day, reached at 23:59 on day 7 after it: FUH 7
+            // (calendar), though more than 7 × 24 hours later: not the exact 7-day.
+            row("2026-09-01T23:00:00Z", Some("2026-09-08T23:59:00Z"), None),
+            // Reached on day 8: neither 7-day measure; FUH 30 and engagement.
+            row("2026-09-01T10:00:00Z", Some("2026-09-09T00:00:00Z"), None),
+            // Reached after 61 days: 90-day engagement only.
+            row("2026-09-01T10:00:00Z", Some("2026-11-01T11:00:00Z"), None),
+        ];
+        let m = compute(&rows, t(AS_OF)).total;
+        let pair = |f: &FollowUp| (f.discharges, f.followed_up);
+        assert_eq!(pair(&m.followup_7d), (4, 1));
+        assert_eq!(pair(&m.fuh_7d), (4, 1));
+        assert_eq!(pair(&m.fuh_30d), (4, 2));
+        assert_eq!(pair(&m.followup_30d), (4, 3));
+        assert_eq!(pair(&m.engagement_60d), (4, 3));
+        assert_eq!(pair(&m.engagement_90d), (4, 4));
+        // FUH 7 is due once the 7th calendar day after the discharge's has ended.
+        let late = [row("2026-12-23T23:00:00Z", None, None)];
+        assert_eq!(
+            pair(&compute(&late, t("2026-12-30T23:59:59Z")).total.fuh_7d),
+            (0, 0)
+        );
+        assert_eq!(
+            pair(&compute(&late, t("2026-12-31T00:00:00Z")).total.fuh_7d),
+            (1, 0)
+        );
     }
 
     #[test]
@@ -323,6 +420,7 @@ mod tests {
                     discharged_at: d,
                     first_reached: Some(d + Duration::seconds(*s)),
                     first_readmission: None,
+                    first_reached_after_day: None,
                 }
             })
             .collect();

@@ -30,6 +30,7 @@ impl Payload {
             Payload::PersonErased(_) => "PersonErased",
             Payload::AdmissionCancelled(_) => "AdmissionCancelled",
             Payload::ReferralWithdrawn(_) => "ReferralWithdrawn",
+            Payload::EncounterRecorded(_) => "EncounterRecorded",
             Payload::ReferralReceived(_) => "ReferralReceived",
             Payload::ReferralAccepted(_) => "ReferralAccepted",
             Payload::ReferralRejected(_) => "ReferralRejected",

@@ -371,3 +371,281 @@ async fn the_measures_equal_hand_computed_numbers_and_carry_no_phi() {
     }
     app.shutdown().await;
 }
+
+/// Program impact and engagement, a known answer built through the public API:
+/// encounters posted as history (`POST /v1/encounters`), an admission
+/// (`POST /v1/admissions`), an outpatient visit over MLLP (A04, PV1-2 `O`), contacts
+/// on and after the discharge day. Edges: an admission exactly 180 days before, a
+/// visit exactly 180 days after, the index stay left out, a stay spanning the index
+/// date split there, a stay with no known end, a contact on the discharge day.
+#[tokio::test]
+async fn engagement_fuh_and_program_impact_equal_hand_computed_numbers() {
+    let app = spawn_app().await;
+    let c = Cohort {
+        app: &app,
+        coordinator: app.token("coordinator", None, None),
+    };
+    let (s, _) = app
+        .post(
+            "/v1/peers",
+            &c.coordinator,
+            &json!({"name": "Ana", "languages": ["en"], "gender": "female", "max_caseload": 20}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    eventually("the roster", WAIT, || async {
+        let (_, l) = app.get("/v1/peers", &c.coordinator).await;
+        (l["items"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+    let day = Duration::days(1);
+    // The index discharge, 200 days ago at 10:00 UTC: its 180 days after have passed.
+    let d = (Utc::now() - day * 200)
+        .date_naive()
+        .and_hms_opt(10, 0, 0)
+        .unwrap()
+        .and_utc();
+    let a = c.refer("MRN-IA", "st-marys", d, "en").await;
+    let b = c.refer("MRN-IB", "st-marys", d, "en").await;
+    let cc = c.refer("MRN-IC", "st-marys", d, "en").await;
+    for id in [&a, &b, &cc] {
+        c.wait_for_plan(id).await;
+    }
+    let ok = |(s, r): (u16, Value)| assert_eq!(s, 201, "{r}");
+    // A: reached on day 2 (engaged; FUH 7).
+    ok(c.contact(&a, d + day * 2, "reached").await);
+    // B: first reached on day 45 (not engaged; 60-day engagement).
+    ok(c.contact(&b, d + day * 45, "reached").await);
+    // C: reached an hour after discharge, the same day (engaged, 7-day follow-up, but
+    // not FUH), then on day 8 (FUH 30, not FUH 7).
+    ok(c.contact(&cc, d + Duration::hours(1), "reached").await);
+    ok(c.contact(&cc, d + day * 8, "reached").await);
+
+    let hospital = app.token("hospital", Some("st-marys"), None);
+    let encounter = |mrn: &str, class: &str, start: DateTime<Utc>, end: Option<DateTime<Utc>>| {
+        let mut body = json!({"facility": "st-marys", "class": class, "started_at": at(start),
+            "person": {"identifiers": [{"system": "urn:oid:2.16.840.1.113883.3.999.1", "value": mrn}]}});
+        if let Some(end) = end {
+            body["ended_at"] = json!(at(end));
+        }
+        body
+    };
+    let post = |body: Value| {
+        let (app, hospital) = (&app, &hospital);
+        async move {
+            let (s, r) = app.post("/v1/encounters", hospital, &body).await;
+            assert_eq!(s, 201, "{body}: {r}");
+        }
+    };
+    // A: a stay admitted exactly 180 days before (4 days), the index stay itself (left
+    // out), and visits on day 10 and exactly on day 180 (both after).
+    post(encounter(
+        "MRN-IA",
+        "inpatient",
+        d - day * 180,
+        Some(d - day * 176),
+    ))
+    .await;
+    post(encounter("MRN-IA", "inpatient", d - day * 10, Some(d))).await;
+    post(encounter("MRN-IA", "outpatient", d + day * 10, None)).await;
+    post(encounter("MRN-IA", "outpatient", d + day * 180, None)).await;
+    // ... and a visit on day 30, sent as an A04 for an outpatient.
+    let visit = crate::edges::adt(
+        "A04",
+        "IMPACT-A04",
+        "MRN-IA",
+        &crate::edges::hl7_time(d + day * 30),
+        "",
+        false,
+    )
+    .replace("PV1|1|I|", "PV1|1|O|");
+    let ack = crate::edges::send_mllp(crate::edges::mllp_addr(&app).await, &visit).await;
+    assert_eq!(crate::edges::msa(&ack)[1], "AA", "{ack}");
+    // B: a stay spanning the index date (2 days before, 3 after), a readmission on
+    // day 20 with no known end, and a 10-day stay from day 100.
+    post(encounter(
+        "MRN-IB",
+        "inpatient",
+        d - day * 2,
+        Some(d + day * 3),
+    ))
+    .await;
+    c.admit("MRN-IB", "st-marys", d + day * 20).await;
+    post(encounter(
+        "MRN-IB",
+        "inpatient",
+        d + day * 100,
+        Some(d + day * 110),
+    ))
+    .await;
+    // Refused by field, nothing written: a visit with an end, an end before the start.
+    for (body, field) in [
+        (
+            encounter("MRN-IA", "outpatient", d, Some(d + day)),
+            "ended_at",
+        ),
+        (
+            encounter("MRN-IA", "inpatient", d, Some(d - day)),
+            "ended_at",
+        ),
+        (encounter("MRN-IA", "surgery", d, None), "class"),
+    ] {
+        let (s, p) = app.post("/v1/encounters", &hospital, &body).await;
+        assert_eq!((s, p["field"].as_str()), (422, Some(field)), "{p}");
+    }
+    // A person careloop was never asked to help: nothing stored.
+    let (s, _) = app
+        .post(
+            "/v1/encounters",
+            &hospital,
+            &encounter("MRN-NOBODY", "outpatient", d, None),
+        )
+        .await;
+    assert_eq!(s, 202);
+
+    let pair = |m: &Value, k: &str| json!([m[k]["discharges"], m[k]["followed_up"]]);
+    let report = eventually("the engagement measures", WAIT, || async {
+        let (_, r) = app.get("/v1/reports/continuity", &c.coordinator).await;
+        let t = &r["total"];
+        let got = json!([
+            pair(t, "followup_7d"),
+            pair(t, "followup_30d"),
+            pair(t, "engagement_60d"),
+            pair(t, "engagement_90d"),
+            pair(t, "fuh_7d"),
+            pair(t, "fuh_30d")
+        ]);
+        (got == json!([[3, 2], [3, 2], [3, 3], [3, 3], [3, 1], [3, 2]])).then_some(r)
+    })
+    .await;
+    assert_eq!(report["total"]["fuh_7d"]["ratio"], json!(1.0 / 3.0));
+
+    let py = |n: f64| n * 180.0 / 365.25;
+    let rate = |g: &Value, m: &str, p: &str| {
+        let r = &g[m][p];
+        (
+            r["count"].as_f64().unwrap_or(-1.0),
+            r["per_person_year"].as_f64(),
+        )
+    };
+    let impact = eventually("the impact report", WAIT, || async {
+        let (_, i) = app.get("/v1/reports/impact", &c.coordinator).await;
+        let e = &i["engaged"];
+        let n = &i["not_engaged"];
+        let settled = e["people"] == 2
+            && n["people"] == 1
+            && rate(e, "outpatient_visits", "after").0 == 3.0
+            && rate(n, "inpatient_admissions", "after").0 == 2.0
+            && rate(n, "inpatient_days", "after").0 == 13.0;
+        settled.then_some(i)
+    })
+    .await;
+    let (e, n) = (&impact["engaged"], &impact["not_engaged"]);
+    // (count, per person-year) against the hand-computed rate, to rounding.
+    let assert_rate = |got: (f64, Option<f64>), count: f64, per: f64| {
+        assert_eq!(got.0, count, "{got:?}");
+        assert!((got.1.unwrap() - per).abs() < 1e-9, "{got:?} vs {per}");
+    };
+    assert_eq!(impact["pending"], 0);
+    assert_eq!(impact["stays_without_end"], 1);
+    assert_rate(
+        rate(e, "inpatient_admissions", "before"),
+        1.0,
+        1.0 / py(2.0),
+    );
+    assert_rate(rate(e, "inpatient_admissions", "after"), 0.0, 0.0);
+    assert_rate(rate(e, "inpatient_days", "before"), 4.0, 4.0 / py(2.0));
+    assert_rate(rate(e, "outpatient_visits", "before"), 0.0, 0.0);
+    assert_rate(rate(e, "outpatient_visits", "after"), 3.0, 3.0 / py(2.0));
+    assert_rate(
+        rate(n, "inpatient_admissions", "before"),
+        1.0,
+        1.0 / py(1.0),
+    );
+    assert_rate(rate(n, "inpatient_days", "before"), 2.0, 2.0 / py(1.0));
+    assert_rate(rate(n, "inpatient_days", "after"), 13.0, 13.0 / py(1.0));
+    // Exact Poisson interval of 3 visits (0.6187, 8.7673) over 2 people's half-years.
+    let ci = e["outpatient_visits"]["after"]["ci95"].as_array().unwrap();
+    let lo = ci[0].as_f64().unwrap() * py(2.0);
+    let hi = ci[1].as_f64().unwrap() * py(2.0);
+    assert!(
+        (lo - 0.6187).abs() < 1e-3 && (hi - 8.7673).abs() < 1e-3,
+        "{ci:?}"
+    );
+    assert!(
+        n["inpatient_days"]["after"]["ci95"].is_null(),
+        "no interval from one person"
+    );
+    // As of 20 days earlier nobody's 180 days had passed.
+    let (_, early) = app
+        .get(
+            &format!(
+                "/v1/reports/impact?as_of={}",
+                at(d + day * 179).replace('+', "%2B")
+            ),
+            &c.coordinator,
+        )
+        .await;
+    assert_eq!(
+        (early["pending"].as_u64(), early["all"]["people"].as_u64()),
+        (Some(3), Some(0))
+    );
+    // CSV and metrics carry the same, and no PHI.
+    let csv = app
+        .http
+        .get(format!("{}/v1/reports/impact", app.base))
+        .bearer_auth(&c.coordinator)
+        .header("Accept", "text/csv")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("not_engaged,1,0.493,inpatient_days,after,13,")),
+        "{csv}"
+    );
+    let pool = sqlx_pool(&app).await;
+    careloop_measures::metrics::refresh(&pool).await.unwrap();
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = "careloop_impact_rate_per_person_year{group=\"not_engaged\",measure=\"inpatient_days\",period=\"after\"}";
+    let v = metric(&text, series).unwrap_or_else(|| panic!("{series}\n{text}"));
+    assert!((v - 13.0 / py(1.0)).abs() < 1e-9);
+    assert_eq!(
+        metric(
+            &text,
+            "careloop_continuity_fuh_followed_up{facility=\"st-marys\",window=\"7d\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "careloop_continuity_followed_up{facility=\"st-marys\",window=\"60d\"}"
+        ),
+        Some(3.0)
+    );
+    assert!(!text.contains("MRN-I") && !csv.contains("MRN-I"));
+    // Guarantee 5: the measures rebuild from follow-up's own events, the same.
+    let (_, before) = app.get("/v1/reports/impact", &c.coordinator).await;
+    careloop_app::cli::replay(&app.env.settings, "measures")
+        .await
+        .unwrap();
+    let (_, after) = app.get("/v1/reports/impact", &c.coordinator).await;
+    let strip = |mut v: Value| {
+        v["as_of"] = Value::Null;
+        v
+    };
+    assert_eq!(strip(after), strip(before));
+    app.shutdown().await;
+}

@@ -2,6 +2,8 @@
 //!
 //! - A01 (admit), and A04 (register) for an inpatient: an admission of a person
 //!   careloop knows (AdmissionRecorded, for readmissions);
+//! - A04 for an outpatient (PV1-2 `O`): a visit of a person careloop knows
+//!   (EncounterRecorded, for the measures of program impact);
 //! - A03 (discharge): a referral, when the person has a consent to peer-support
 //!   referral on record or the message carries careloop's ZPS flag (which records the
 //!   consent it asserts);
@@ -219,6 +221,11 @@ impl Inbound {
         let unit = adt.unit.clone().unwrap_or_else(|| UNSPECIFIED_UNIT.into());
         match adt.header.trigger.as_str() {
             "A01" | "A04" => {
+                if adt.header.trigger == "A04" && adt.patient_class.as_deref() == Some("O") {
+                    return self
+                        .visit(adt, when(adt.admitted_at, "PV1-44")?, meta)
+                        .await;
+                }
                 if adt.header.trigger == "A04" && adt.patient_class.as_deref() != Some("I") {
                     return Ok("registration noted; not an inpatient admission".into());
                 }
@@ -282,6 +289,37 @@ impl Inbound {
                 format!("trigger {other} is not handled"),
             )),
         }
+    }
+
+    /// An outpatient visit (A04, PV1-2 `O`) at `at` (PV1-44).
+    async fn visit(
+        &self,
+        adt: &Adt,
+        at: chrono::DateTime<Utc>,
+        meta: &Metadata,
+    ) -> Result<String, Problem> {
+        if at > Utc::now() {
+            return Err(Problem::invalid("PV1-44", "the visit is in the future"));
+        }
+        let recorded = self
+            .reception
+            .record_encounter(
+                &adt.person.identifiers,
+                &adt.facility,
+                crate::reception::ReportedEncounter {
+                    class: crate::domain::EncounterClass::Outpatient,
+                    started_at: at,
+                    ended_at: None,
+                    unit: UNSPECIFIED_UNIT.into(),
+                },
+                meta,
+            )
+            .await?;
+        Ok(match recorded {
+            Some(_) => "outpatient visit recorded",
+            None => "not a referred person; nothing stored",
+        }
+        .into())
     }
 
     async fn discharge(
