@@ -80,6 +80,8 @@ export const modesWords = (m) => (m && m.length ? m.map((x) => CHANNEL[x] || x).
 export function checkpointWords(name) {
   if (!name) return 'No check-in left';
   if (name === 'first_contact') return 'First contact';
+  const caring = /^caring_(\d+)$/.exec(name);
+  if (caring) return `Caring contact ${caring[1]}`;
   const m = /^day_(\d+)$/.exec(name);
   return m ? `Day ${m[1]} check-in` : name.replace(/_/g, ' ');
 }

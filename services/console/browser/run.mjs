@@ -218,6 +218,8 @@ async function main() {
     const n7 = async () => Number(await ap.textContent('[data-measure="n7"] .num'));
     const d7 = async () => Number(await ap.textContent('[data-measure="n7"] .den'));
     await until(ap, () => Number(document.querySelector('[data-measure="n7"] .den')?.textContent) >= 1, null);
+    await until(ap, () => document.getElementById('impact-h')?.textContent === 'Program impact' && !!document.querySelector('#impact-table table'), null,
+      { what: 'the Program impact section' });
     const before = await n7();
     figures.n7_before = before;
     figures.d7 = await d7();
@@ -227,6 +229,10 @@ async function main() {
     const csv = fs.readFileSync(await download.path(), 'utf8');
     check(csv.startsWith('scope,facility,week_start,followup_7d_discharges'), `the CSV starts ${csv.slice(0, 60)}`);
     figures.csv_lines = csv.trim().split('\n').length;
+    const [impactDownload] = await Promise.all([ap.waitForEvent('download', { timeout: WAIT }), ap.click('#impact-csv')]);
+    const impactCsv = fs.readFileSync(await impactDownload.path(), 'utf8');
+    check(impactCsv.startsWith('group,people,person_years,measure,period,count,per_person_year,ci95_lower,ci95_upper'), `the impact CSV starts ${impactCsv.slice(0, 60)}`);
+    check(/^careloop-impact-\d{4}-\d{2}-\d{2}\.csv$/.test(impactDownload.suggestedFilename()), `the impact CSV is named ${impactDownload.suggestedFilename()}`);
     for (const [hash, title, name] of [['#/health', 'Backbone health', 'admin-health'], ['#/webhooks', 'Webhooks', 'admin-webhooks']]) {
       const page = await adm.context.newPage();
       await page.goto(`${base}/${hash}`);

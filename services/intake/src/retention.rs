@@ -56,6 +56,9 @@ pub async fn past(
              SELECT payload->'AdmissionRecorded'->>'person_ref', recorded_at FROM intake.events
              WHERE aggregate_type = 'Admission' AND event_type = 'AdmissionRecorded'
              UNION ALL
+             SELECT payload->'EncounterRecorded'->>'person_ref', recorded_at FROM intake.events
+             WHERE aggregate_type = 'Encounter' AND event_type = 'EncounterRecorded'
+             UNION ALL
              SELECT payload->'TaskStatusChanged'->'change'->>'person_ref', recorded_at
              FROM intake.events
              WHERE aggregate_type = 'ReferralTask' AND event_type = 'TaskStatusChanged'

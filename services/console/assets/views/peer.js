@@ -24,14 +24,22 @@ export async function today(main) {
   main.append(box);
   const draw = async () => {
     const { items } = await getAll('/v1/followups?state=active&limit=500');
-    const who = items.length ? await people(items.map((i) => i.referral_id)) : new Map();
+    // After a completed plan, the caring contacts people agreed to.
+    const caring = (await getAll('/v1/followups?state=caring&limit=500')).items;
+    const all = [...items, ...caring].map((i) => i.referral_id);
+    const who = all.length ? await people(all) : new Map();
     const late = items.filter((i) => clock(i.next_due_at).overdue).length;
     clear(box,
       h('p', { class: 'summary' }, `${items.length} ${items.length === 1 ? 'person' : 'people'} in your caseload`,
         late ? [' · ', badge(`${late} overdue`, 'late')] : null),
       items.length
         ? h('ul', { class: 'cards', 'aria-label': 'Caseload' }, items.map((i) => personCard(i, who.get(i.referral_id))))
-        : h('p', {}, 'Nobody is assigned to you right now.'));
+        : h('p', {}, 'Nobody is assigned to you right now.'),
+      caring.length
+        ? [h('h2', { id: 'caring-h' }, 'Caring contacts'),
+          h('p', { class: 'hint' }, 'A brief, friendly message to people whose plan is complete. Nothing is asked of them.'),
+          h('ul', { class: 'cards', id: 'caring', 'aria-labelledby': 'caring-h' }, caring.map((i) => personCard(i, who.get(i.referral_id))))]
+        : null);
   };
   await draw();
   return draw;
@@ -131,6 +139,7 @@ export async function person(main, [id]) {
         h('strong', {}, checkpointWords(c.name)), ' ',
         c.met_at ? badge(`met ${when(c.met_at)}`, 'ok') : dueBadge(c.due_at),
         h('div', { class: 'hint' }, `Window ${day(c.window_start)} to ${when(c.due_at)}`)))),
+      ...caringSection(ctx),
       ...goalsSection(ctx),
       h('h3', {}, 'Contacts'),
       plan.contacts.length
@@ -170,6 +179,49 @@ function guarded(form) {
 
 const words = (g) => (g && g.words ? h('q', {}, g.words) : h('em', {}, 'words erased with their data'));
 const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+
+// ---- caring contacts ----
+
+/// After a completed plan: caring contacts the person agreed to, until they ask to stop.
+function caringSection({ id, plan, saved }) {
+  if (plan.state !== 'closed' || plan.outcome !== 'completed') return [];
+  const head = h('h3', { id: 'caring-plan-h' }, 'Caring contacts');
+  const box = h('div', { id: 'caring-contacts' });
+  const state = plan.caring_state;
+  if (!state) {
+    const form = h('form', { novalidate: true, id: 'caring-start' }, formError(),
+      h('p', { class: 'hint' }, 'Brief, non-demanding messages after the plan, for example once a month for a year. Start them only if they agree.'),
+      h('button', { type: 'submit', class: 'primary' }, 'Start caring contacts (they agreed)'));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      await send(form, async () => {
+        await post(`/v1/referrals/${encodeURIComponent(id)}/caring-contacts`, {});
+        await saved((p) => p.caring_state === 'running', 'Caring contacts started.', 'caring-contacts');
+      });
+    });
+    box.append(form);
+  } else if (state === 'running') {
+    const reason = h('input', { type: 'text', maxlength: 500, value: 'They asked to stop.' });
+    const form = guarded(h('form', { novalidate: true, id: 'caring-stop' }, formError(),
+      field('Why they stop', reason, { name: 'reason' }),
+      h('button', { type: 'submit' }, 'Stop caring contacts')));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      clearErrors(form);
+      if (!reason.value.trim()) return showError(form, 'reason', 'Say why, in a few words.');
+      await send(form, async () => {
+        await post(`/v1/referrals/${encodeURIComponent(id)}/caring-contacts/stop`, { reason: reason.value.trim() });
+        await saved((p) => p.caring_state === 'stopped', 'Caring contacts stopped.', 'caring-contacts');
+      });
+    });
+    box.append(h('p', {}, badge('Running', 'ok'), plan.next_due_at ? ` · next ${when(plan.next_due_at)}` : '',
+      ' · each contact you log counts as the next one.'), h('details', { id: 'caring-stop-open' }, h('summary', {}, 'They asked to stop'), form));
+  } else {
+    box.append(h('p', {}, state === 'done' ? 'Every caring contact was made.' : 'Stopped: no more caring contacts are due.'));
+  }
+  box.tabIndex = -1;
+  return [head, box];
+}
 
 // ---- goals ----
 
