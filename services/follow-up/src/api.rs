@@ -38,7 +38,9 @@ impl From<FollowUpError> for Problem {
             FollowUpError::NotAllowed(state, _) => {
                 Problem::conflict(e.to_string()).with_extension("plan_state", state)
             }
-            FollowUpError::UnknownContact(_) => Problem::not_found(e.to_string()),
+            FollowUpError::UnknownContact(_) | FollowUpError::GoalNotFound(_) => {
+                Problem::not_found(e.to_string())
+            }
             FollowUpError::UnknownGoal(_) => Problem::invalid("goal_ids", e.to_string()),
             FollowUpError::Invalid(field, reason) => Problem::invalid(*field, reason.clone()),
             FollowUpError::ContactLocked

@@ -12,7 +12,7 @@
 //! any other PHI: a person appears by their `person_ref`.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -259,24 +259,15 @@ async fn period(
         ));
     }
     let start = from.and_time(chrono::NaiveTime::MIN).and_utc();
-    let end = (to + chrono::Days::new(1))
+    let end = to
+        .checked_add_days(chrono::Days::new(1))
+        .ok_or_else(|| Problem::invalid("to", "to is too far in the future"))?
         .and_time(chrono::NaiveTime::MIN)
         .and_utc();
     let rows = read_model::billed_contacts(&s.pool, start, end, q.facility.as_deref())
         .await
         .map_err(Problem::from)?;
     Ok(sort(rows))
-}
-
-fn wants_csv(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/csv"))
-}
-
-fn csv_response(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
 }
 
 async fn contacts(
@@ -286,8 +277,8 @@ async fn contacts(
     ApiQuery(q): ApiQuery<Period>,
 ) -> Result<Response, Problem> {
     let (lines, exceptions) = period(&s, &principal, q).await?;
-    if wants_csv(&headers) {
-        return Ok(csv_response(lines_csv(&lines)));
+    if csv::wanted(&headers) {
+        return Ok(csv::response(lines_csv(&lines)));
     }
     let units: u32 = lines.iter().map(|l| l.units).sum();
     Ok(Json(serde_json::json!({
@@ -303,8 +294,8 @@ async fn exceptions(
     ApiQuery(q): ApiQuery<Period>,
 ) -> Result<Response, Problem> {
     let (_, exceptions) = period(&s, &principal, q).await?;
-    if wants_csv(&headers) {
-        return Ok(csv_response(exceptions_csv(&exceptions)));
+    if csv::wanted(&headers) {
+        return Ok(csv::response(exceptions_csv(&exceptions)));
     }
     Ok(Json(serde_json::json!({ "exceptions": exceptions })).into_response())
 }

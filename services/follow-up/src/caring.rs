@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::api::{AppState, acting_peer, execute};
 use crate::domain::FollowUpCommand;
+use crate::notes::seal_for_plan;
 
 pub const RULES: &[RouteRule] = &[
     RouteRule::token(
@@ -90,8 +91,10 @@ async fn stop(
     if body.reason.trim().is_empty() {
         return Err(Problem::invalid("reason", "a reason is needed"));
     }
+    // The person's words may be in it: sealed like a note.
+    let reason = seal_for_plan(&s.pool, &s.vault, &id, body.reason.trim()).await?;
     let command = FollowUpCommand::StopCaringContacts {
-        reason: body.reason,
+        reason,
         by_peer,
         now: Utc::now(),
     };

@@ -131,6 +131,17 @@ impl BillingRequest {
                 format!("at most {MAX_MODIFIERS} modifiers"),
             ));
         }
+        if let Some((_, m)) = self
+            .modifiers
+            .iter()
+            .enumerate()
+            .find(|(i, m)| self.modifiers[..*i].contains(m))
+        {
+            return Err(Problem::invalid(
+                "billing.modifiers",
+                format!("{m:?} is given twice"),
+            ));
+        }
         if let Some(m) = self.modifiers.iter().find(|m| !code.modifiers.contains(m)) {
             return Err(Problem::invalid(
                 "billing.modifiers",

@@ -101,6 +101,7 @@ async fn review(
     State(s): State<AppState>,
     principal: Authenticated,
     CorrelationId(correlation): CorrelationId,
+    headers: axum::http::HeaderMap,
     Path((referral_id, goal_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<ReviewBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
@@ -116,8 +117,10 @@ async fn review(
         Some(note) => Some(seal_for_plan(&s.pool, &s.vault, &referral_id, &note).await?),
         None => None,
     };
+    let review_id = key_or_new(&headers, &principal, &format!("review:{goal_id}"));
     let command = FollowUpCommand::ReviewGoal {
         goal_id: goal_id.clone(),
+        review_id,
         kind: body.kind,
         words,
         note,

@@ -199,6 +199,7 @@ impl Projection for FollowUps {
                 note,
                 reviewed_by,
                 reviewed_at,
+                ..
             } => {
                 sqlx::query(
                     "INSERT INTO goal_reviews (referral_id, goal_id, seq, kind, words, note,

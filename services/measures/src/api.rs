@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -71,17 +71,6 @@ fn scope(principal: &Authenticated, q: &HashMap<String, String>) -> Result<Scope
     })
 }
 
-fn wants_csv(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/csv"))
-}
-
-fn csv(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
-}
-
 async fn continuity(
     State(pool): State<PgPool>,
     principal: Authenticated,
@@ -93,8 +82,8 @@ async fn continuity(
         .await
         .map_err(Problem::from)?;
     let report = report::compute(&rows, scope.as_of);
-    if wants_csv(&headers) {
-        return Ok(csv(report::to_csv(&report)));
+    if careloop_web::csv::wanted(&headers) {
+        return Ok(careloop_web::csv::response(report::to_csv(&report)));
     }
     Ok(Json(report).into_response())
 }
@@ -109,8 +98,8 @@ async fn impact(
 ) -> Result<Response, Problem> {
     let scope = scope(&principal, &q)?;
     let report = impact_of(&pool, &scope).await.map_err(Problem::from)?;
-    if wants_csv(&headers) {
-        return Ok(csv(crate::impact::to_csv(&report)));
+    if careloop_web::csv::wanted(&headers) {
+        return Ok(careloop_web::csv::response(crate::impact::to_csv(&report)));
     }
     Ok(Json(report).into_response())
 }

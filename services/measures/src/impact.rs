@@ -11,7 +11,8 @@
 //!   the others are `pending`.
 //! - **Inpatient admissions**: stays admitted within a window. **Inpatient days**: the
 //!   part of each stay inside a window, in days (a stay spanning the index is split
-//!   there). The **index stay** (the one ending at the index discharge) is neither.
+//!   there). The **index stay** (admitted before the index discharge and ending
+//!   within 24 hours of it, the nearest) is neither.
 //!   A stay ends when the hospital said, or else at the person's next discharge; a
 //!   stay with no known end counts as an admission but adds no days
 //!   (`stays_without_end`).
@@ -19,6 +20,8 @@
 //! - **Rate per person-year**: the count over `people × 180 / 365.25`. Its 95%
 //!   interval: exact (Garwood, Poisson) for admissions and visits; for days, the
 //!   mean per person ± 1.96 standard errors (normal), scaled the same way.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -69,6 +72,26 @@ fn days_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     ((to - from).num_seconds().max(0)) as f64 / 86_400.0
 }
 
+/// How far a stay's end may be from the index discharge and still be the index stay
+/// (the hospital's times for one discharge may differ, e.g. PV1-45 against MSH-7).
+pub const INDEX_STAY_TOLERANCE_HOURS: i64 = 24;
+
+/// The stay the index discharge ended: admitted before it, ending within the
+/// tolerance of it, the nearest such end.
+fn index_stay(index: DateTime<Utc>, stays: &[&Stay]) -> Option<usize> {
+    let tolerance = Duration::hours(INDEX_STAY_TOLERANCE_HOURS);
+    stays
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.started_at < index)
+        .filter_map(|(n, s)| {
+            let off = (s.ended_at? - index).abs();
+            (off <= tolerance).then_some((off, n))
+        })
+        .min()
+        .map(|(_, n)| n)
+}
+
 /// A person's counts around `index` from their stays and visit times.
 pub fn person_counts(
     index: DateTime<Utc>,
@@ -77,9 +100,10 @@ pub fn person_counts(
 ) -> PersonCounts {
     let w = Duration::days(WINDOW_DAYS);
     let mut c = PersonCounts::default();
-    for stay in stays {
-        if stay.ended_at == Some(index) {
-            continue; // the index stay
+    let index_stay = index_stay(index, stays);
+    for (n, stay) in stays.iter().enumerate() {
+        if Some(n) == index_stay {
+            continue;
         }
         if let Some(i) = window_of(index, stay.started_at) {
             c.admissions[i] += 1;
@@ -241,6 +265,14 @@ pub fn compute(
     let mut stays_without_end = 0;
     let mut engaged = Vec::new();
     let mut not_engaged = Vec::new();
+    let mut stays_of: HashMap<&str, Vec<&Stay>> = HashMap::new();
+    for s in stays {
+        stays_of.entry(s.person_ref.as_str()).or_default().push(s);
+    }
+    let mut visits_of: HashMap<&str, Vec<DateTime<Utc>>> = HashMap::new();
+    for (p, t) in visits {
+        visits_of.entry(p.as_str()).or_default().push(*t);
+    }
     for d in index {
         if d.discharged_at + Duration::days(WINDOW_DAYS) > as_of {
             pending += 1;
@@ -364,7 +396,8 @@ mod tests {
         let stays = [
             // Admitted exactly 180 days before: before. The index stay: neither.
             stay("2025-07-05T12:00:00Z", Some("2025-07-07T12:00:00Z")),
-            stay("2025-12-20T12:00:00Z", Some(INDEX)),
+            // The index stay, its end a few minutes off the referral's discharge time.
+            stay("2025-12-20T12:00:00Z", Some("2026-01-01T12:05:00Z")),
             // Admitted exactly 180 days after: after (its day ends past the window:
             // only the part inside counts, here none).
             stay("2026-06-30T12:00:00Z", Some("2026-07-02T12:00:00Z")),

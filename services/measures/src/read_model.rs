@@ -126,7 +126,8 @@ impl Projection for Measures {
                     "INSERT INTO measure_encounters
                          (encounter_id, person_ref, facility, class, started_at, ended_at)
                      VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (encounter_id) DO UPDATE SET ended_at = $6",
+                     ON CONFLICT (encounter_id)
+                     DO UPDATE SET ended_at = COALESCE($6, measure_encounters.ended_at)",
                 )
                 .bind(id)
                 .bind(&n.person_ref)

@@ -1,4 +1,21 @@
-//! CSV for the exports a spreadsheet or a billing system imports (RFC 4180 quoting).
+//! CSV for the exports a spreadsheet or a billing system imports (RFC 4180 quoting),
+//! answered to a client that asks for it with `Accept: text/csv`.
+
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+
+/// The client asked for CSV (`Accept: text/csv`).
+pub fn wanted(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"))
+}
+
+/// A CSV answer.
+pub fn response(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
+}
 
 /// One field: quoted when it holds a comma, a quote or a line break.
 pub fn field(s: &str) -> String {

@@ -142,6 +142,8 @@ pub enum FollowUpCommand {
     /// The person and their peer review a goal.
     ReviewGoal {
         goal_id: String,
+        /// From the request's `Idempotency-Key` when it has one.
+        review_id: String,
         kind: GoalReviewKind,
         /// The goal's new words (sealed), for a goal the person changed.
         words: Option<String>,

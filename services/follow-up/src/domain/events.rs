@@ -117,6 +117,8 @@ pub enum FollowUpEvent {
     },
     GoalReviewed {
         goal_id: String,
+        #[serde(default)]
+        review_id: String,
         kind: GoalReviewKind,
         /// The new words of a changed goal (sealed).
         words: Option<String>,

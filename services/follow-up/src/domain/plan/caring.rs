@@ -2,7 +2,8 @@
 //! brief, non-demanding contacts (by default monthly for a year). Each falls due on
 //! the peer's worklist and is met by the next contact logged, like any contact; the
 //! series stops at the person's request or when their consent is revoked (or they
-//! are erased), and never starts again.
+//! are erased), and never starts again. A stop is recorded even before a series
+//! started, so a plan whose person withdrew never starts one.
 
 use chrono::{DateTime, Duration, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -74,8 +75,11 @@ impl FollowUpPlan {
         sink: &EventSink<Self>,
     ) -> Result<(), FollowUpError> {
         self.check_peer(by_peer.as_ref())?;
-        if self.caring.as_ref().is_none_or(|s| s.stopped) {
-            return Ok(());
+        match &self.caring {
+            Some(s) if s.stopped => return Ok(()),
+            // Every caring contact was made: nothing left to stop.
+            Some(s) if s.next_open().is_none() => return Ok(()),
+            _ => {}
         }
         let e = FollowUpEvent::CaringContactsStopped {
             reason,

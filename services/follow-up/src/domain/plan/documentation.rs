@@ -32,7 +32,11 @@ pub fn missing(reached: bool, channel: Channel, doc: &Documentation) -> Vec<Miss
             "only a contact that reached the person is billable".into(),
         );
     }
+    // A billed contact documents its start and its end, not only a duration.
     match doc.duration_minutes {
+        _ if doc.ended_at.is_none() => {
+            lacks("ended_at", "the time the contact ended is not given".into())
+        }
         None => lacks("ended_at", "the time the contact ended is not given".into()),
         Some(_) if billing.units == 0 => lacks(
             "ended_at",
@@ -130,6 +134,17 @@ impl FollowUpPlan {
         let attempt = self.attempt(&contact_id)?;
         if attempt.signed {
             return Err(FollowUpError::ContactLocked);
+        }
+        // Only the peer who made the contact attests it (the plan may have moved on).
+        let attester = documentation
+            .billing
+            .as_ref()
+            .and_then(|b| b.attested_by.as_ref());
+        if attester.is_some_and(|p| *p != attempt.peer_id) {
+            return Err(FollowUpError::Invalid(
+                "billing.attested",
+                "only the peer who provided the service attests to it".into(),
+            ));
         }
         let documentation = completed(attempt.occurred_at, attempt.channel, documentation, now)?;
         if documentation == attempt.documentation {

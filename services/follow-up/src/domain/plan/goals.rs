@@ -11,6 +11,7 @@ use crate::domain::{FollowUpEvent, GoalReviewKind, SupportType};
 
 /// A review as the command gives it.
 pub(super) struct Review {
+    pub review_id: String,
     pub kind: GoalReviewKind,
     pub words: Option<String>,
     pub note: Option<String>,
@@ -50,7 +51,12 @@ impl FollowUpPlan {
         sink: &EventSink<Self>,
     ) -> Result<(), FollowUpError> {
         self.check_peer(by_peer.as_ref())?;
-        self.check_goals(std::slice::from_ref(&goal_id))?;
+        let Some(goal) = self.goals.iter().find(|g| g.goal_id == goal_id) else {
+            return Err(FollowUpError::GoalNotFound(goal_id));
+        };
+        if goal.reviews.contains(&review.review_id) {
+            return Ok(());
+        }
         match (review.kind, &review.words) {
             (GoalReviewKind::Changed, None) => {
                 return Err(FollowUpError::Invalid(
@@ -68,6 +74,7 @@ impl FollowUpPlan {
         }
         let e = FollowUpEvent::GoalReviewed {
             goal_id,
+            review_id: review.review_id,
             kind: review.kind,
             words: review.words,
             note: review.note,

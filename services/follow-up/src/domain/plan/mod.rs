@@ -63,6 +63,8 @@ struct Attempt {
     contact_id: String,
     occurred_at: DateTime<Utc>,
     reached: bool,
+    /// The peer who made the contact: the only one who may attest it.
+    peer_id: String,
     channel: Channel,
     documentation: Documentation,
     /// Signed by a supervisor: the documentation is locked.
@@ -76,6 +78,8 @@ struct Attempt {
 struct Goal {
     goal_id: String,
     status: GoalReviewKind,
+    /// The reviews recorded, so a retried one is recorded once.
+    reviews: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -117,6 +121,9 @@ pub enum FollowUpError {
     UnknownContact(String),
     #[error("the plan has no goal {0}")]
     UnknownGoal(String),
+    /// The goal a review names (in its path) is not the plan's.
+    #[error("the plan has no goal {0}")]
+    GoalNotFound(String),
     #[error("{1}")]
     Invalid(&'static str, String),
     #[error("this contact is signed and locked: add an addendum instead")]
@@ -206,6 +213,7 @@ impl Aggregate for FollowUpPlan {
             }
             C::ReviewGoal {
                 goal_id,
+                review_id,
                 kind,
                 words,
                 note,
@@ -214,6 +222,7 @@ impl Aggregate for FollowUpPlan {
                 now,
             } => {
                 let review = goals::Review {
+                    review_id,
                     kind,
                     words,
                     note,
@@ -283,10 +292,11 @@ impl Aggregate for FollowUpPlan {
                 self.reopenable = false;
             }
             E::PlanReassigned { to_peer, .. } => self.peer_id = to_peer,
-            E::ContactRecorded { contact, .. } => self.attempts.push(Attempt {
+            E::ContactRecorded { contact, peer_id } => self.attempts.push(Attempt {
                 contact_id: contact.contact_id,
                 occurred_at: contact.occurred_at,
                 reached: contact.outcome == ContactOutcome::Reached,
+                peer_id,
                 channel: contact.channel,
                 documentation: contact.documentation,
                 signed: false,
@@ -317,9 +327,16 @@ impl Aggregate for FollowUpPlan {
             E::GoalSet { goal_id, .. } => self.goals.push(Goal {
                 goal_id,
                 status: GoalReviewKind::Progress,
+                reviews: Vec::new(),
             }),
-            E::GoalReviewed { goal_id, kind, .. } => {
+            E::GoalReviewed {
+                goal_id,
+                kind,
+                review_id,
+                ..
+            } => {
                 if let Some(g) = self.goals.iter_mut().find(|g| g.goal_id == goal_id) {
+                    g.reviews.push(review_id);
                     // A changed goal is worked on in its new words.
                     g.status = match kind {
                         GoalReviewKind::Changed => GoalReviewKind::Progress,
@@ -387,10 +404,15 @@ impl Aggregate for FollowUpPlan {
                     *made = true;
                 }
             }
-            E::CaringContactsStopped { .. } => {
-                if let Some(c) = self.caring.as_mut() {
-                    c.stopped = true;
-                }
+            E::CaringContactsStopped { stopped_at, .. } => {
+                // Stopped before any started: none ever will.
+                let series = self.caring.get_or_insert_with(|| caring::Series {
+                    due: Vec::new(),
+                    made: Vec::new(),
+                    started_at: stopped_at,
+                    stopped: false,
+                });
+                series.stopped = true;
             }
             E::PlanReopened { peer_id, attempt } => {
                 self.state = PlanState::Active;

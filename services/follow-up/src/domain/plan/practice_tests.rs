@@ -212,6 +212,7 @@ async fn goals_are_the_persons_own_linked_from_contacts_and_reviewed() {
     given.extend(when(given.clone(), record(c)).await);
     let review = |kind, words: Option<&str>| FollowUpCommand::ReviewGoal {
         goal_id: "g1".into(),
+        review_id: format!("r-{kind:?}-{}", words.unwrap_or("")),
         kind,
         words: words.map(str::to_string),
         note: None,
@@ -238,6 +239,22 @@ async fn goals_are_the_persons_own_linked_from_contacts_and_reviewed() {
             ..
         }]
     ));
+    // A retried review (the same id) is recorded once; a goal not on the plan is
+    // not found.
+    given.extend(met);
+    assert!(
+        when(given.clone(), review(GoalReviewKind::Met, None))
+            .await
+            .is_empty()
+    );
+    let mut elsewhere = review(GoalReviewKind::Met, None);
+    if let FollowUpCommand::ReviewGoal { goal_id, .. } = &mut elsewhere {
+        *goal_id = "g9".into();
+    }
+    assert_eq!(
+        refused(given.clone(), elsewhere).await,
+        FollowUpError::GoalNotFound("g9".into())
+    );
     // Another peer cannot touch the person's goals.
     let mut other = review(GoalReviewKind::Progress, None);
     if let FollowUpCommand::ReviewGoal { by_peer, .. } = &mut other {
@@ -320,4 +337,68 @@ async fn caring_contacts_follow_a_completed_plan_are_met_in_turn_and_stop_for_go
     assert_eq!(made(&events), 0, "{events:?}");
     let e = refused(given, start_caring("2027-01-01T00:00:00Z")).await;
     assert!(matches!(e, FollowUpError::Caring(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_stop_before_any_series_keeps_one_from_starting() {
+    // Consent revoked after the plan completed, before caring contacts began.
+    let mut given = completed().await;
+    let stop = FollowUpCommand::StopCaringContacts {
+        reason: "the person's consent was revoked".into(),
+        by_peer: None,
+        now: t("2026-12-01T00:00:00Z"),
+    };
+    let stopped = when(given.clone(), stop).await;
+    assert!(matches!(
+        &stopped[..],
+        [FollowUpEvent::CaringContactsStopped { .. }]
+    ));
+    given.extend(stopped);
+    let e = refused(given, start_caring("2026-12-02T00:00:00Z")).await;
+    assert!(matches!(e, FollowUpError::Caring(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn only_the_peer_who_made_a_contact_attests_it() {
+    let mut given = started().await;
+    given.extend(
+        when(
+            given.clone(),
+            record(billed("c1", "2026-11-03T09:30:00Z", false)),
+        )
+        .await,
+    );
+    // The plan moves to another peer, who tries to attest the first peer's contact.
+    given.push(FollowUpEvent::PlanReassigned {
+        from_peer: "peer-1".into(),
+        to_peer: "peer-2".into(),
+    });
+    let mut doc = billed("c1", "2026-11-03T09:30:00Z", true).documentation;
+    if let Some(b) = doc.billing.as_mut() {
+        b.attested_by = Some("peer-2".into());
+    }
+    let by_new_peer = FollowUpCommand::DocumentContact {
+        contact_id: "c1".into(),
+        documentation: doc,
+        by_peer: Some("peer-2".into()),
+        now: t("2026-11-04T08:00:00Z"),
+    };
+    let e = refused(given, by_new_peer).await;
+    assert!(
+        matches!(e, FollowUpError::Invalid("billing.attested", _)),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_billed_contact_needs_its_end_time_not_only_a_duration() {
+    let mut given = started().await;
+    let mut c = billed("c1", "2026-11-03T09:30:00Z", true);
+    c.documentation.ended_at = None;
+    c.documentation.duration_minutes = Some(30);
+    given.extend(when(given.clone(), record(c)).await);
+    match refused(given, sign("c1")).await {
+        FollowUpError::Incomplete(m) => assert_eq!(m[0].field, "ended_at"),
+        other => panic!("{other:?}"),
+    }
 }
