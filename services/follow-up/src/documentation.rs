@@ -222,7 +222,12 @@ async fn sign(
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Coordinator])?;
     let now = Utc::now();
-    let signed_by = principal.actor();
+    // The supervisor as the billing system shows them: their name (else who signed).
+    let signed_by = principal
+        .name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| principal.actor());
     let command = FollowUpCommand::SignContact {
         contact_id: contact_id.clone(),
         signed_by: signed_by.clone(),

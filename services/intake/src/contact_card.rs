@@ -1,9 +1,13 @@
 //! The contact card: what the assigned peer needs to reach the person (name, phone,
 //! language, how they like to be contacted, the hospital's notes). It comes out of
-//! the PHI vault only for the peer who holds the referral, or a coordinator, and
+//! the PHI vault only for the peer who holds the referral (or held it when it
+//! completed: they make the caring contacts the person may agree to), or a
+//! coordinator, and
 //! each read goes to the audit log first (who, which person, never the details).
 
 use std::sync::Arc;
+
+use crate::tasks::read_model::PeerAccess;
 
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -45,21 +49,30 @@ async fn card(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     principal.require(&[Role::Peer, Role::Coordinator])?;
-    if principal.role == Role::Peer {
-        let holder = crate::tasks::read_model::holder(&s.pool, &id)
-            .await
-            .map_err(Problem::from)?;
-        if holder != principal.peer_id {
-            return Err(Problem::forbidden(
-                "only the peer who holds this referral reads its contact card",
-            ));
+    let access = match principal.role {
+        Role::Peer => {
+            let peer = principal.peer_id.as_deref().unwrap_or_default();
+            crate::tasks::read_model::peer_access(&s.pool, &id, peer)
+                .await
+                .map_err(Problem::from)?
         }
+        _ => PeerAccess::Full,
+    };
+    if access == PeerAccess::None {
+        return Err(Problem::forbidden(
+            "only the peer who holds this referral reads its contact card",
+        ));
     }
     let Some((submitted, _)) = s.reception.submission(&id).await? else {
         return Err(Problem::not_found(format!("no referral {id}")));
     };
     let person = s.reception.person(&submitted.person_ref).await?;
     Reception::require_not_erased(&person)?;
+    if access == PeerAccess::LastHolder && person.consent.is_none() {
+        return Err(Problem::forbidden(
+            "the person's consent was revoked: their details are no longer shared",
+        ));
+    }
     let details = person
         .details
         .unwrap_or_else(|| crate::domain::PersonDetails {
@@ -126,20 +139,24 @@ async fn people(
                 let Some((submitted, _)) = s.reception.submission(&id).await? else {
                     return Ok::<_, Problem>(None);
                 };
-                let allowed = match who.role {
-                    Role::Coordinator | Role::Admin => true,
-                    Role::Hospital => who.may_see_facility(&submitted.facility),
-                    Role::Peer => {
-                        let holder = crate::tasks::read_model::holder(&s.pool, &id)
+                let access = match who.role {
+                    Role::Coordinator | Role::Admin => PeerAccess::Full,
+                    Role::Hospital if who.may_see_facility(&submitted.facility) => PeerAccess::Full,
+                    Role::Hospital => PeerAccess::None,
+                    Role::Peer => match who.peer_id.as_deref() {
+                        Some(peer) => crate::tasks::read_model::peer_access(&s.pool, &id, peer)
                             .await
-                            .map_err(Problem::from)?;
-                        holder.is_some() && holder == who.peer_id
-                    }
+                            .map_err(Problem::from)?,
+                        None => PeerAccess::None,
+                    },
                 };
-                if !allowed {
+                if access == PeerAccess::None {
                     return Ok(None);
                 }
                 let person = s.reception.person(&submitted.person_ref).await?;
+                if access == PeerAccess::LastHolder && person.consent.is_none() {
+                    return Ok(None);
+                }
                 Ok(Some((id, submitted, person)))
             }
         })

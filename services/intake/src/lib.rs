@@ -76,6 +76,10 @@ const MIGRATIONS: &[Migration] = &[
         name: "0008_subscriptions",
         sql: include_str!("../migrations/0008_subscriptions.sql"),
     },
+    Migration {
+        name: "0009_last_holder",
+        sql: include_str!("../migrations/0009_last_holder.sql"),
+    },
 ];
 
 #[derive(Clone)]

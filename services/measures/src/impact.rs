@@ -216,7 +216,8 @@ fn rate_of_counts(x: u64, person_years: f64) -> Rate {
 /// Days: the mean per person ± 1.96 standard errors, per person-year.
 fn rate_of_days(values: &[f64], person_years: f64) -> Rate {
     let n = values.len() as f64;
-    let total: f64 = values.iter().sum();
+    // (A float sum of nothing is -0.0, which reads as "-0".)
+    let total: f64 = values.iter().fold(0.0, |a, b| a + b);
     let scale = DAYS_PER_YEAR / WINDOW_DAYS as f64;
     let ci = (values.len() >= 2).then(|| {
         let mean = total / n;

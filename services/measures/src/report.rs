@@ -248,8 +248,8 @@ pub fn to_csv(report: &Report) -> String {
          followup_30d_discharges,followup_30d_followed_up,followup_30d_ratio,\
          readmission_30d_discharges,readmitted,readmitted_engaged,readmitted_not_engaged,readmission_30d_ratio,\
          first_contact_count,first_contact_p50_seconds,first_contact_p90_seconds,\
-         engagement_60d_discharges,engagement_60d_reached,engagement_60d_ratio,\
-         engagement_90d_discharges,engagement_90d_reached,engagement_90d_ratio,\
+         engagement_60d_discharges,engagement_60d_followed_up,engagement_60d_ratio,\
+         engagement_90d_discharges,engagement_90d_followed_up,engagement_90d_ratio,\
          fuh_7d_discharges,fuh_7d_followed_up,fuh_7d_ratio,\
          fuh_30d_discharges,fuh_30d_followed_up,fuh_30d_ratio\n",
     );

@@ -155,7 +155,10 @@ async fn contacts_are_documented_signed_locked_and_exported_and_goals_are_the_pe
     assert_eq!(fields(&visit_row["missing"]), Vec::<&str>::new());
     let call_row = contact_in(&view, &c2);
     assert_eq!(call_row["billing"]["units"], 0);
-    assert_eq!(fields(&call_row["missing"]), ["ended_at", "attested"]);
+    assert_eq!(
+        fields(&call_row["missing"]),
+        ["ended_at", "billing.attested"]
+    );
     let goal = &view["goals"][0];
     assert_eq!(goal["words"], "Keep my housing");
     assert_eq!(goal["status"], "progress");
@@ -185,7 +188,10 @@ async fn contacts_are_documented_signed_locked_and_exported_and_goals_are_the_pe
             .unwrap_or_default()
     };
     assert_eq!(reasons(&ex, &c1), ["signature"]);
-    assert_eq!(reasons(&ex, &c2), ["ended_at", "attested", "signature"]);
+    assert_eq!(
+        reasons(&ex, &c2),
+        ["ended_at", "billing.attested", "signature"]
+    );
 
     // Signing: the supervisor only, and only what is complete.
     let sign = |c: &str| format!("/v1/referrals/{id}/contacts/{c}/signature");
@@ -427,6 +433,16 @@ async fn caring_contacts_follow_a_completed_plan_until_consent_is_revoked() {
         month > Duration::days(29) && month <= Duration::days(30),
         "{month}"
     );
+    // The plan's peer still reads who to reach, though the referral completed.
+    let card = format!("/v1/referrals/{id}/contact-card");
+    eventually("the contact card after completion", WAIT, || async {
+        let (s, c) = app.get(&card, &peer).await;
+        (s == 200 && c["phone"] == "+1-402-555-0134").then_some(())
+    })
+    .await;
+    let stranger = app.token("peer", None, Some("another-peer"));
+    let (s, _) = app.get(&card, &stranger).await;
+    assert_eq!(s, 403, "no other peer");
     // Logged like any contact; the next one falls due.
     let (s, p) = app
         .post(
@@ -463,6 +479,9 @@ async fn caring_contacts_follow_a_completed_plan_until_consent_is_revoked() {
         (w["items"].as_array()?.is_empty() && v["caring_state"] == "stopped").then_some(())
     })
     .await;
+    // Nor is their card shared any more.
+    let (s, _) = app.get(&card, &peer).await;
+    assert_eq!(s, 403, "consent revoked");
     let view = plan(&app, id).await;
     let names: Vec<&str> = view["checkpoints"]
         .as_array()

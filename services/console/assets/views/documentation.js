@@ -16,7 +16,8 @@ export async function documentation(main, _p, query) {
       'signed, complete contacts go into the billing file.'));
   const now = new Date();
   const facilities = await facilityNames();
-  const from = h('input', { type: 'date', value: query.get('from') || ymd(new Date(now.getFullYear(), now.getMonth(), 1)) });
+  // From the first of last month: early in a month, last month's contacts still wait.
+  const from = h('input', { type: 'date', value: query.get('from') || ymd(new Date(now.getFullYear(), now.getMonth() - 1, 1)) });
   const to = h('input', { type: 'date', value: query.get('to') || ymd(now) });
   const facility = h('select', {}, h('option', { value: '' }, 'All facilities'),
     [...facilities].map(([fid, name]) => h('option', { value: fid, selected: query.get('facility') === fid }, name)));

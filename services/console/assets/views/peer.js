@@ -137,7 +137,9 @@ export async function person(main, [id]) {
       h('h3', {}, 'Check-ins'),
       h('ol', { class: 'checkins', id: 'checkins' }, plan.checkpoints.map((c) => h('li', {},
         h('strong', {}, checkpointWords(c.name)), ' ',
-        c.met_at ? badge(`met ${when(c.met_at)}`, 'ok') : dueBadge(c.due_at),
+        c.met_at ? badge(`met ${when(c.met_at)}`, 'ok')
+          // A closed plan's unmet check-ins are no longer due (caring contacts are).
+          : plan.state === 'closed' && !c.name.startsWith('caring_') ? badge('not met') : dueBadge(c.due_at),
         h('div', { class: 'hint' }, `Window ${day(c.window_start)} to ${when(c.due_at)}`)))),
       ...caringSection(ctx),
       ...goalsSection(ctx),

@@ -49,9 +49,11 @@ impl Projection for Tasks {
                 facility, peer_id, ..
             } => {
                 sqlx::query(
-                    "INSERT INTO referral_tasks (referral_id, facility, status, last_updated, peer_id)
-                     VALUES ($1, $2, 'requested', $3, $4)
-                     ON CONFLICT (referral_id) DO UPDATE SET peer_id = $4",
+                    "INSERT INTO referral_tasks (referral_id, facility, status, last_updated,
+                         peer_id, last_peer_id)
+                     VALUES ($1, $2, 'requested', $3, $4, $4)
+                     ON CONFLICT (referral_id) DO UPDATE SET peer_id = $4,
+                         last_peer_id = COALESCE($4, referral_tasks.last_peer_id)",
                 )
                 .bind(&e.aggregate_id)
                 .bind(&facility)
@@ -152,11 +154,35 @@ pub async fn count(pool: &PgPool, q: &TaskSearch<'_>) -> sqlx::Result<i64> {
 }
 
 /// The peer who holds the referral (`None` when nobody does, or it is unknown).
-pub async fn holder(pool: &PgPool, referral_id: &str) -> sqlx::Result<Option<String>> {
-    let holder: Option<Option<String>> =
-        sqlx::query_scalar("SELECT peer_id FROM intake.referral_tasks WHERE referral_id = $1")
-            .bind(referral_id)
-            .fetch_optional(pool)
-            .await?;
-    Ok(holder.flatten())
+/// How a peer may read the person of a referral.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerAccess {
+    /// The peer holds the referral (and staff who may read it at all).
+    Full,
+    /// The referral completed and this peer held it last: they make the caring
+    /// contacts the person may have agreed to (while the person's consent stands).
+    LastHolder,
+    None,
+}
+
+/// How `peer_id` may read the person of a referral.
+pub async fn peer_access(
+    pool: &PgPool,
+    referral_id: &str,
+    peer_id: &str,
+) -> sqlx::Result<PeerAccess> {
+    let row: Option<(bool, bool)> = sqlx::query_as(
+        "SELECT COALESCE(peer_id = $2, false),
+                COALESCE(peer_id IS NULL AND status = 'completed' AND last_peer_id = $2, false)
+         FROM intake.referral_tasks WHERE referral_id = $1",
+    )
+    .bind(referral_id)
+    .bind(peer_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(match row {
+        Some((true, _)) => PeerAccess::Full,
+        Some((_, true)) => PeerAccess::LastHolder,
+        _ => PeerAccess::None,
+    })
 }

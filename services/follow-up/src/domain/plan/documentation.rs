@@ -63,7 +63,10 @@ pub fn missing(reached: bool, channel: Channel, doc: &Documentation) -> Vec<Miss
         );
     }
     if billing.attested_at.is_none() {
-        lacks("attested", "the peer has not attested the service".into());
+        lacks(
+            "billing.attested",
+            "the peer has not attested the service".into(),
+        );
     }
     out
 }

@@ -110,7 +110,7 @@ async fn signing_needs_complete_documentation_and_locks_the_contact() {
     match refused(given.clone(), sign("c1")).await {
         FollowUpError::Incomplete(m) => {
             let fields: Vec<_> = m.iter().map(|m| m.field).collect();
-            assert_eq!(fields, ["ended_at", "attested"]);
+            assert_eq!(fields, ["ended_at", "billing.attested"]);
             assert!(
                 m[0].reason.contains("7 minutes make no unit of H0038"),
                 "{m:?}"
