@@ -57,6 +57,18 @@ def validate(resource, expect=None):
     return model
 
 
+def until(read, ok, what, seconds=15):
+    """Reads until `ok(value)`, polling with a deadline; fails naming `what`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = read()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {value.as_json()}")
+        time.sleep(0.05)
+
+
 def main():
     base, hospital, coordinator, fixtures = sys.argv[1:5]
     fhir = f"{base}/fhir"
@@ -115,12 +127,11 @@ def main():
     assert c.status == ig_consent["status"], c.as_json()
 
     # The Task, its versions and the searches.
-    t = None
-    for _ in range(200):
-        t = validate(get(f"Task/{referral}", hospital), "Task")
-        if t.businessStatus.text != "requested":
-            break
-        time.sleep(0.05)
+    t = until(
+        lambda: validate(get(f"Task/{referral}", hospital), "Task"),
+        lambda t: t.businessStatus.text != "requested",
+        "the Task past requested",
+    )
     ig_task = load("Task-SDOHCC-TaskReferralManagementOrderFulfillmentAcceptedExample.json")
     assert t.meta.profile == ig_task["meta"]["profile"], t.as_json()
     assert (t.intent, t.code.coding[0].code) == (ig_task["intent"], "fulfill"), t.as_json()
@@ -129,12 +140,11 @@ def main():
     history = validate(get(f"Task/{referral}/_history", hospital), "Bundle")
     assert history.type == "history" and int(history.entry[-1].resource.meta.versionId) == 1
     # Searches read a read model a moment behind the events a read renders.
-    for _ in range(200):
-        searchset = validate(get(f"Task?patient=Patient/{person}&_total=accurate", hospital), "Bundle")
-        if searchset.total >= 1:
-            break
-        time.sleep(0.05)
-    assert searchset.total >= 1, searchset.as_json()
+    until(
+        lambda: validate(get(f"Task?patient=Patient/{person}&_total=accurate", hospital), "Bundle"),
+        lambda b: b.total is not None and b.total >= 1,
+        "the Task in the search",
+    )
     validate(get(f"ServiceRequest?patient=Patient/{person}", hospital), "Bundle")
     # A subscription to the Task topic (Backport IG), read back, and its $status.
     backport = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::api::{AppState, acting_peer, execute, key_or_new};
 use crate::domain::{FollowUpCommand, GoalReviewKind, SupportType};
-use crate::notes::seal_for_plan;
+use crate::notes::{PlanSeal, seal_for_plan};
 
 /// The longest goal, in characters: a goal is a sentence in the person's words.
 const MAX_WORDS: usize = 500;
@@ -106,17 +106,22 @@ async fn review(
     ApiJson(body): ApiJson<ReviewBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
     let by_peer = acting_peer(&principal)?;
-    let words = match body.words {
-        Some(words) => {
-            words_of("words", &words)?;
-            Some(seal_for_plan(&s.pool, &s.vault, &referral_id, words.trim()).await?)
+    if let Some(words) = &body.words {
+        words_of("words", words)?;
+    }
+    let note = body.note.filter(|n| !n.trim().is_empty());
+    // The person is looked up once for both values.
+    let (mut words, mut sealed_note) = (None, None);
+    if body.words.is_some() || note.is_some() {
+        let seal = PlanSeal::of(&s.pool, &s.vault, &referral_id).await?;
+        if let Some(w) = &body.words {
+            words = Some(seal.seal(w.trim()).await?);
         }
-        None => None,
-    };
-    let note = match body.note.filter(|n| !n.trim().is_empty()) {
-        Some(note) => Some(seal_for_plan(&s.pool, &s.vault, &referral_id, &note).await?),
-        None => None,
-    };
+        if let Some(n) = &note {
+            sealed_note = Some(seal.seal(n).await?);
+        }
+    }
+    let note = sealed_note;
     let review_id = key_or_new(&headers, &principal, &format!("review:{goal_id}"));
     let command = FollowUpCommand::ReviewGoal {
         goal_id: goal_id.clone(),

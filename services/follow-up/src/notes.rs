@@ -28,13 +28,35 @@ pub async fn seal_for_plan(
     referral_id: &str,
     text: &str,
 ) -> Result<String, Problem> {
-    let Some(person_ref) = person_of_plan(pool, referral_id)
+    PlanSeal::of(pool, vault, referral_id)
+        .await?
+        .seal(text)
         .await
-        .map_err(Problem::from)?
-    else {
-        return Err(crate::domain::FollowUpError::NoPlan.into());
-    };
-    vault.seal(&person_ref, text).await.map_err(vault_problem)
+}
+
+/// Seals for the person a plan is for, found once for several values.
+pub struct PlanSeal<'a> {
+    vault: &'a Vault,
+    person_ref: String,
+}
+
+impl<'a> PlanSeal<'a> {
+    pub async fn of(pool: &PgPool, vault: &'a Vault, referral_id: &str) -> Result<Self, Problem> {
+        let Some(person_ref) = person_of_plan(pool, referral_id)
+            .await
+            .map_err(Problem::from)?
+        else {
+            return Err(crate::domain::FollowUpError::NoPlan.into());
+        };
+        Ok(PlanSeal { vault, person_ref })
+    }
+
+    pub async fn seal(&self, text: &str) -> Result<String, Problem> {
+        self.vault
+            .seal(&self.person_ref, text)
+            .await
+            .map_err(vault_problem)
+    }
 }
 
 /// Opens what [`seal_for_plan`] sealed: `None` once the person was erased.

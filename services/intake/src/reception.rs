@@ -372,6 +372,20 @@ impl Reception {
         let Some(person_ref) = self.find(identifiers).await? else {
             return Ok(None);
         };
+        self.record_admission(person_ref, facility, admitted_at, unit, meta)
+            .await
+            .map(Some)
+    }
+
+    /// Records an admission of a person careloop knows; its id.
+    async fn record_admission(
+        &self,
+        person_ref: String,
+        facility: &str,
+        admitted_at: DateTime<Utc>,
+        unit: &str,
+        meta: &Metadata,
+    ) -> Result<String, Problem> {
         let facts = AdmissionDetails {
             person_ref,
             facility: facility.to_string(),
@@ -382,7 +396,7 @@ impl Reception {
         store::execute(&self.admissions, &id, AdmissionCommand::Record(facts), meta)
             .await
             .map_err(store::to_problem)?;
-        Ok(Some(id))
+        Ok(id)
     }
 
     /// Records a referred person's encounter (an inpatient stay is also their
@@ -405,7 +419,7 @@ impl Reception {
             unit,
         } = encounter;
         if class == crate::domain::EncounterClass::Inpatient {
-            self.admit(identifiers, facility, started_at, &unit, meta)
+            self.record_admission(person_ref.clone(), facility, started_at, &unit, meta)
                 .await?;
         }
         let details = crate::domain::EncounterDetails {

@@ -131,6 +131,34 @@ impl TestApp {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// `path` as CSV (`Accept: text/csv`), which must answer 200 with a CSV type.
+    pub async fn get_csv(&self, path: &str, token: &str) -> String {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("accept", "text/csv")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{path}");
+        let kind = res.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(kind.starts_with("text/csv"), "{path}: {kind}");
+        res.text().await.unwrap()
+    }
+
+    /// The Prometheus text on `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
         let res = self
             .http

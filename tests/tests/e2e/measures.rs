@@ -233,17 +233,7 @@ async fn the_measures_equal_hand_computed_numbers_and_carry_no_phi() {
     assert_eq!(report["total"]["readmission_30d"]["ratio"], json!(0.5));
     assert!(!report["cohorts"].as_array().unwrap().is_empty());
 
-    let csv = app
-        .http
-        .get(format!("{}{url}", app.base))
-        .bearer_auth(&c.coordinator)
-        .header("Accept", "text/csv")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = app.get_csv(&url, &c.coordinator).await;
     let total_line = csv.lines().nth(1).unwrap();
     assert!(
         total_line
@@ -255,15 +245,7 @@ async fn the_measures_equal_hand_computed_numbers_and_carry_no_phi() {
     // and its reach are then inside the 7-day window too).
     let pool = sqlx_pool(&app).await;
     careloop_measures::metrics::refresh(&pool).await.unwrap();
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let expect = [
         (
             "careloop_continuity_discharges{facility=\"st-marys\",window=\"7d\"}",
@@ -591,17 +573,7 @@ async fn engagement_fuh_and_program_impact_equal_hand_computed_numbers() {
         (Some(3), Some(0))
     );
     // CSV and metrics carry the same, and no PHI.
-    let csv = app
-        .http
-        .get(format!("{}/v1/reports/impact", app.base))
-        .bearer_auth(&c.coordinator)
-        .header("Accept", "text/csv")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = app.get_csv("/v1/reports/impact", &c.coordinator).await;
     assert!(
         csv.lines()
             .any(|l| l.starts_with("not_engaged,1,0.493,inpatient_days,after,13,")),
@@ -609,15 +581,7 @@ async fn engagement_fuh_and_program_impact_equal_hand_computed_numbers() {
     );
     let pool = sqlx_pool(&app).await;
     careloop_measures::metrics::refresh(&pool).await.unwrap();
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let series = "careloop_impact_rate_per_person_year{group=\"not_engaged\",measure=\"inpatient_days\",period=\"after\"}";
     let v = metric(&text, series).unwrap_or_else(|| panic!("{series}\n{text}"));
     assert!((v - 13.0 / py(1.0)).abs() < 1e-9);

@@ -11,22 +11,7 @@ use careloop_test_support::eventually;
 
 /// The billing export as its CSV rows (header first).
 async fn csv(app: &TestApp, path: &str, token: &str) -> Vec<Vec<String>> {
-    let res = app
-        .http
-        .get(format!("{}{path}", app.base))
-        .bearer_auth(token)
-        .header("accept", "text/csv")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200, "{path}");
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/csv")
-    );
-    let body = res.text().await.unwrap();
+    let body = app.get_csv(path, token).await;
     body.lines()
         .map(|l| l.split(',').map(str::to_string).collect())
         .collect()

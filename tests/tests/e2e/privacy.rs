@@ -104,17 +104,6 @@ async fn stream_contents(app: &TestApp) -> String {
     all
 }
 
-async fn metrics(app: &TestApp) -> String {
-    app.http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// Checks every place at rest; returns the database dump.
 async fn nothing_readable(app: &TestApp, logs: &LogCapture, when: &str) -> String {
     let dump = pg_dump(app).await;
@@ -141,7 +130,7 @@ async fn nothing_readable(app: &TestApp, logs: &LogCapture, when: &str) -> Strin
         "{when}: the logs"
     );
     assert_eq!(
-        found(&metrics(app).await),
+        found(&app.metrics_text().await),
         Vec::<&str>::new(),
         "{when}: /metrics"
     );

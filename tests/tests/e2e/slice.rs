@@ -313,15 +313,7 @@ async fn tokens_roles_and_facilities_are_enforced() {
             .unwrap();
         assert_eq!(res.status().as_u16(), 200, "{open}");
     }
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(metrics.contains("careloop_outbox_pending"), "{metrics}");
     app.shutdown().await;
 }

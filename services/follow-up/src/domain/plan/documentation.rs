@@ -33,22 +33,18 @@ pub fn missing(reached: bool, channel: Channel, doc: &Documentation) -> Vec<Miss
         );
     }
     // A billed contact documents its start and its end, not only a duration.
-    match doc.duration_minutes {
-        _ if doc.ended_at.is_none() => {
-            lacks("ended_at", "the time the contact ended is not given".into())
-        }
-        None => lacks("ended_at", "the time the contact ended is not given".into()),
-        Some(_) if billing.units == 0 => lacks(
+    match (doc.ended_at, doc.duration_minutes) {
+        (Some(_), Some(minutes)) if billing.units == 0 => lacks(
             "ended_at",
             format!(
-                "{} minutes make no unit of {} ({} minutes, {})",
-                doc.duration_minutes.unwrap_or_default(),
+                "{minutes} minutes make no unit of {} ({} minutes, {})",
                 billing.service_code,
                 billing.unit_minutes,
                 rule_name(billing),
             ),
         ),
-        Some(_) => {}
+        (Some(_), Some(_)) => {}
+        _ => lacks("ended_at", "the time the contact ended is not given".into()),
     }
     if channel == Channel::InPerson && doc.place.is_none() {
         lacks(
