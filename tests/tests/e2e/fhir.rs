@@ -225,7 +225,19 @@ async fn task_versions_and_searches_follow_the_ig() {
         "{o}"
     );
 
-    // Paging with an accurate total; the next link gives the rest.
+    // Paging with an accurate total; the next link gives the rest. Pages follow the
+    // last change, so a Task still moving would rightly show up again on page 2: wait
+    // until all three have settled first.
+    eventually("all three Tasks accepted", WAIT, || async {
+        let all = search("_count=10".into(), coordinator.clone()).await;
+        let entries = all["entry"].as_array().cloned().unwrap_or_default();
+        (entries.len() == 3
+            && entries
+                .iter()
+                .all(|e| e["resource"]["status"] == "accepted"))
+        .then_some(())
+    })
+    .await;
     let page1 = search("_count=2&_total=accurate".into(), coordinator.clone()).await;
     assert_eq!(
         (page1["total"].as_i64(), ids(&page1).len()),
