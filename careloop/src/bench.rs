@@ -120,6 +120,8 @@ struct Measured {
     idle_p50: Duration,
     idle_max: Duration,
     replay: Vec<(String, usize, f64)>,
+    /// Per consumer, over the load and its drain: messages and busy seconds.
+    consumers: Vec<(String, u64, f64)>,
     rss_mb: f64,
 }
 
@@ -288,6 +290,7 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
     .await?;
 
     // Intake under load; the pipeline runs behind it.
+    let before = consumer_busy(&[]);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(o.seconds);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -338,6 +341,7 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let drained_after = started.elapsed();
+    let consumers = consumer_busy(&before);
 
     // End to end, one at a time, at idle.
     let mut idle = Vec::new();
@@ -389,6 +393,7 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
         idle_p50: percentile(&idle, 0.5),
         idle_max: idle.last().copied().unwrap_or_default(),
         replay,
+        consumers,
         rss_mb,
     })
 }
@@ -406,6 +411,43 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+/// Messages and busy seconds per consumer so far (from
+/// `careloop_consumer_message_seconds`), less what `before` had counted.
+fn consumer_busy(before: &[(String, u64, f64)]) -> Vec<(String, u64, f64)> {
+    let mut out: Vec<(String, u64, f64)> = Vec::new();
+    for family in prometheus::gather() {
+        if family.name() != "careloop_consumer_message_seconds" {
+            continue;
+        }
+        for m in family.get_metric() {
+            let Some(consumer) = m
+                .get_label()
+                .iter()
+                .find(|l| l.name() == "consumer")
+                .map(|l| l.value().to_string())
+            else {
+                continue;
+            };
+            let h = m.get_histogram();
+            match out.iter_mut().find(|(c, _, _)| *c == consumer) {
+                Some(row) => {
+                    row.1 += h.get_sample_count();
+                    row.2 += h.get_sample_sum();
+                }
+                None => out.push((consumer, h.get_sample_count(), h.get_sample_sum())),
+            }
+        }
+    }
+    for row in &mut out {
+        if let Some((_, n, secs)) = before.iter().find(|(c, _, _)| *c == row.0) {
+            row.1 -= n;
+            row.2 -= secs;
+        }
+    }
+    out.sort_by(|a, b| b.2.total_cmp(&a.2));
+    out
 }
 
 /// Resident memory of this process (careloop and the benchmark's own clients), in kB.
@@ -452,6 +494,14 @@ fn print_table(floor: f64, m: &Measured, o: &BenchOptions) {
         ms(m.idle_p50),
         ms(m.idle_max)
     );
+    for (consumer, n, busy) in &m.consumers {
+        println!(
+            "| consumer `{consumer}`: busy during load and drain | {busy:.1} s ({:.0}% of {:.1} s) for {n} messages, {:.1} ms each |",
+            pct(*busy, m.drained_after.as_secs_f64()),
+            m.drained_after.as_secs_f64(),
+            1000.0 * busy / (*n).max(1) as f64
+        );
+    }
     for (name, n, rate) in &m.replay {
         println!("| `careloop replay {name}` ({n} events) | {rate:.0} events/s |");
     }

@@ -25,7 +25,8 @@ use domain::{Assignment, Peer, PeerCommand, PeerProfile};
 pub const SERVICE: &str = "peer-assignment";
 pub const SCHEMA: &str = "peer_assignment";
 
-const MIGRATIONS: &[Migration] = &[
+/// The read models' tables, after the backbone's (tests set a database up with them).
+pub const MIGRATIONS: &[Migration] = &[
     Migration {
         name: "0001_peer_assignment_read_model",
         sql: include_str!("../migrations/0001_read_model.sql"),

@@ -69,14 +69,13 @@ impl Matcher {
         };
         let attempt = r.attempt.max(1);
         let ask = AssignmentCommand::Request { request, attempt };
-        self.run(&r.referral_id, ask, meta).await?;
+        let a = self.run(&r.referral_id, ask, meta).await?;
         // A reopened (rerouted) assignment gives the previous peer's slot back first.
-        self.free_released_slot(&r.referral_id, meta).await?;
-        let a = self.load(&r.referral_id).await?;
+        self.free_slot_released_by(&a, &r.referral_id, meta).await?;
         if a.attempt > attempt {
             return Ok(()); // a later routing already took over
         }
-        self.settle(&r.referral_id, meta).await
+        self.settle_from(&r.referral_id, a, meta).await
     }
 
     /// The referral closed: the assignment is released and the peer's slot freed.
@@ -93,15 +92,16 @@ impl Matcher {
         let release = AssignmentCommand::Release {
             reason: reason.to_string(),
         };
-        self.run(referral_id, release, meta).await?;
-        self.free_released_slot(referral_id, meta).await
+        let a = self.run(referral_id, release, meta).await?;
+        self.free_slot_released_by(&a, referral_id, meta).await
     }
 
     /// A waitlisted referral gets another chance (capacity freed up).
     pub async fn rematch(&self, referral_id: &str, meta: &Metadata) -> anyhow::Result<()> {
-        self.run(referral_id, AssignmentCommand::Rematch, meta)
+        let a = self
+            .run(referral_id, AssignmentCommand::Rematch, meta)
             .await?;
-        self.settle(referral_id, meta).await
+        self.settle_from(referral_id, a, meta).await
     }
 
     /// The assigned peer declined (`exclude`) or went on leave: match again.
@@ -174,9 +174,20 @@ impl Matcher {
     /// Proposes, reserves and confirms until the referral is assigned or waitlisted.
     /// Bounded: each round assigns, waitlists, or declines one more peer.
     pub async fn settle(&self, referral_id: &str, meta: &Metadata) -> anyhow::Result<()> {
+        let a = self.load(referral_id).await?;
+        self.settle_from(referral_id, a, meta).await
+    }
+
+    /// [`Matcher::settle`] from the assignment `a` as it stands now. Each step's
+    /// command returns the assignment it left, so the saga never loads it again.
+    async fn settle_from(
+        &self,
+        referral_id: &str,
+        mut a: Assignment,
+        meta: &Metadata,
+    ) -> anyhow::Result<()> {
         let mut roster: Option<Vec<RosterPeer>> = None;
         for _ in 0..10_000 {
-            let a = self.load(referral_id).await?;
             let Some(request) = a.request.clone() else {
                 return Ok(());
             };
@@ -203,7 +214,10 @@ impl Matcher {
                         Some(best) => {
                             let p = best.peer_id.clone();
                             let propose = AssignmentCommand::Propose { peer_id: p.clone() };
-                            self.run(referral_id, propose, meta).await?;
+                            a = self.run(referral_id, propose, meta).await?;
+                            if a.proposed.as_deref() != Some(p.as_str()) {
+                                continue; // another step moved the assignment on
+                            }
                             p
                         }
                         None => {
@@ -224,12 +238,11 @@ impl Matcher {
                     let confirm = AssignmentCommand::Confirm {
                         peer_id: peer_id.clone(),
                     };
-                    self.run(referral_id, confirm, meta).await?;
+                    a = self.run(referral_id, confirm, meta).await?;
                     // If the referral closed (or another step won) meanwhile, the
                     // confirmation did nothing: give the slot back rather than leak it.
-                    let after = self.load(referral_id).await?;
-                    if after.assigned.as_deref() != Some(peer_id.as_str())
-                        && after.proposed.as_deref() != Some(peer_id.as_str())
+                    if a.assigned.as_deref() != Some(peer_id.as_str())
+                        && a.proposed.as_deref() != Some(peer_id.as_str())
                     {
                         let release = PeerCommand::ReleaseSlot {
                             referral_id: referral_id.to_string(),
@@ -246,12 +259,13 @@ impl Matcher {
                     | PeerError::Unavailable(_)),
                 )) => {
                     let reason = e.to_string();
-                    self.run(
-                        referral_id,
-                        AssignmentCommand::Decline { peer_id, reason },
-                        meta,
-                    )
-                    .await?;
+                    a = self
+                        .run(
+                            referral_id,
+                            AssignmentCommand::Decline { peer_id, reason },
+                            meta,
+                        )
+                        .await?;
                 }
                 Err(e) => anyhow::bail!("reserving a slot: {e}"),
             }
@@ -291,26 +305,41 @@ impl Matcher {
             .map_err(err)
     }
 
+    /// Runs `cmd` on the referral's assignment; returns the assignment it left.
     async fn run(
         &self,
         referral_id: &str,
         cmd: AssignmentCommand,
         meta: &Metadata,
-    ) -> anyhow::Result<()> {
-        store::execute(&self.assignments, referral_id, cmd, meta)
+    ) -> anyhow::Result<Assignment> {
+        store::execute_and_get(&self.assignment_store, &(), referral_id, cmd, meta)
             .await
             .map_err(err)
     }
 
     async fn free_released_slot(&self, referral_id: &str, meta: &Metadata) -> anyhow::Result<()> {
         let a = self.load(referral_id).await?;
+        self.free_slot_released_by(&a, referral_id, meta).await
+    }
+
+    /// Frees the slot assignment `a` released, if any.
+    async fn free_slot_released_by(
+        &self,
+        a: &Assignment,
+        referral_id: &str,
+        meta: &Metadata,
+    ) -> anyhow::Result<()> {
         // Never free a slot the current attempt holds with the same peer again.
         let current = [a.proposed.as_ref(), a.assigned.as_ref()];
-        if let Some(peer) = a.released_peer.filter(|p| !current.contains(&Some(p))) {
+        if let Some(peer) = a
+            .released_peer
+            .as_ref()
+            .filter(|p| !current.contains(&Some(*p)))
+        {
             let cmd = PeerCommand::ReleaseSlot {
                 referral_id: referral_id.to_string(),
             };
-            store::tolerate_refusal(store::execute(&self.peers, &peer, cmd, meta).await)?;
+            store::tolerate_refusal(store::execute(&self.peers, peer, cmd, meta).await)?;
         }
         Ok(())
     }

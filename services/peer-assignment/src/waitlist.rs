@@ -68,17 +68,30 @@ impl WaitlistWorker {
                 break;
             }
             let a = self.matcher.load(id).await?;
-            let Some(request) = a.request.clone().filter(|_| a.waitlisted) else {
+            let Some(request) = a.request.clone() else {
                 continue;
             };
-            let ranking = self
-                .matcher
-                .rank(id, &request, &roster, &a.refused_by)
-                .await?;
-            if ranking.candidates.is_empty() {
-                continue;
+            if a.assigned.is_some() || a.released {
+                continue; // placed since the read model was written
             }
-            self.matcher.rematch(id, &meta).await?;
+            if a.waitlisted {
+                let ranking = self
+                    .matcher
+                    .rank(id, &request, &roster, &a.refused_by)
+                    .await?;
+                if ranking.candidates.is_empty() {
+                    continue;
+                }
+                self.matcher.rematch(id, &meta).await?;
+            } else {
+                // A match begun and not finished: an earlier pass re-opened it and
+                // failed part-way (a reservation that lost its race too often, the
+                // database gone), or a hand-back is settling it now. It is finished
+                // here, in its turn: skipping it would hand its slot to a referral
+                // that has waited less (settling twice at once is harmless: each
+                // step is idempotent).
+                self.matcher.settle(id, &meta).await?;
+            }
             if let Some(peer) = self.matcher.load(id).await?.assigned {
                 moved += 1;
                 if let Some(p) = roster.iter_mut().find(|p| p.peer_id == peer) {

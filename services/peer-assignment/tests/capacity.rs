@@ -80,3 +80,125 @@ async fn futures_join<T: Send + 'static>(
     }
     out
 }
+
+/// Waitlist order: a re-match the waitlist worker began and could not finish (its
+/// reservation lost the race too often, the database went away) is finished in its
+/// turn by the next pass, never skipped in favour of a referral that waited less.
+#[tokio::test]
+async fn an_unfinished_rematch_keeps_its_place_in_the_waitlist() {
+    use std::sync::Arc;
+
+    use careloop_backbone::ProjectionRunner;
+    use careloop_peer_assignment::domain::{Assignment, AssignmentCommand, AssignmentRequest};
+    use careloop_peer_assignment::{matching::Matcher, read_model, waitlist::WaitlistWorker};
+
+    let env = TestEnv::new();
+    let pool = db::connect(&env.settings.database_url, &env.settings.database)
+        .await
+        .unwrap();
+    let schema = careloop_peer_assignment::SCHEMA;
+    db::migrate(&pool, schema, careloop_peer_assignment::MIGRATIONS)
+        .await
+        .unwrap();
+    let matcher = Arc::new(Matcher {
+        pool: pool.clone(),
+        peers: store::cqrs::<Peer>(pool.clone(), schema, ()),
+        assignments: store::cqrs::<Assignment>(pool.clone(), schema, ()),
+        assignment_store: Arc::new(store::event_store(pool.clone(), schema)),
+        weights: careloop_config::MatchWeights {
+            lived_experience: 1.0,
+            region: 1.0,
+            continuity: 1.0,
+            load: 1.0,
+        },
+    });
+    let roster = ProjectionRunner::new(pool.clone(), schema, Arc::new(read_model::Roster));
+    let meta = Metadata::new("test");
+    let profile = PeerProfile {
+        name: "Jordan Lee".into(),
+        languages: vec!["en".into()],
+        gender: None,
+        lived_experience: vec![],
+        regions: vec![],
+        modes: vec![],
+        max_caseload: 1,
+        certification: None,
+    };
+    store::execute(
+        &matcher.peers,
+        "peer-1",
+        PeerCommand::Register(profile),
+        &meta,
+    )
+    .await
+    .unwrap();
+    roster.catch_up().await.unwrap();
+
+    // One slot: "held" takes it; "first" and then "second" wait, in that order.
+    for id in ["held", "first", "second"] {
+        let request = AssignmentRequest {
+            person_ref: format!("person-{id}"),
+            facility: "st-marys".into(),
+            priority: careloop_events::Priority::Routine,
+            discharged_at: chrono::Utc::now(),
+            first_contact_due_at: chrono::Utc::now() + chrono::Duration::days(2),
+            matching: careloop_events::MatchingInputs {
+                language: "en".into(),
+                ..Default::default()
+            },
+        };
+        let ask = AssignmentCommand::Request {
+            request,
+            attempt: 1,
+        };
+        store::execute(&matcher.assignments, id, ask, &meta)
+            .await
+            .unwrap();
+        matcher.settle(id, &meta).await.unwrap();
+        roster.catch_up().await.unwrap();
+    }
+    let status = |id: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let a: Assignment = store::load(&matcher_store(&pool), id).await.unwrap();
+            (a.assigned, a.waitlisted)
+        }
+    };
+    assert_eq!(status("held").await, (Some("peer-1".into()), false));
+    assert_eq!(status("first").await, (None, true));
+    assert_eq!(status("second").await, (None, true));
+
+    // A pass re-opened "first" and failed before it settled; then the slot frees.
+    store::execute(
+        &matcher.assignments,
+        "first",
+        AssignmentCommand::Rematch,
+        &meta,
+    )
+    .await
+    .unwrap();
+    matcher
+        .release("held", "referral cancelled", &meta)
+        .await
+        .unwrap();
+    roster.catch_up().await.unwrap();
+
+    let worker = WaitlistWorker {
+        pool: pool.clone(),
+        matcher: matcher.clone(),
+    };
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    assert_eq!(
+        status("first").await,
+        (Some("peer-1".into()), false),
+        "the unfinished re-match is finished in its turn"
+    );
+    assert_eq!(status("second").await, (None, true), "the later one waits");
+    pool.close().await;
+}
+
+fn matcher_store(
+    pool: &sqlx::PgPool,
+) -> store::EventStore<careloop_peer_assignment::domain::Assignment> {
+    store::event_store(pool.clone(), careloop_peer_assignment::SCHEMA)
+}

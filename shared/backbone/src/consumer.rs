@@ -124,6 +124,19 @@ pub enum Disposition {
     DeadLettered,
 }
 
+impl Disposition {
+    /// The outcome as a metric label (never the error text).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Disposition::Applied => "applied",
+            Disposition::Duplicate => "duplicate",
+            Disposition::NotYet => "not_yet",
+            Disposition::Failed(_) => "failed",
+            Disposition::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Consumer {
     pool: PgPool,
@@ -247,6 +260,7 @@ impl Consumer {
     }
 
     async fn deliver(&self, msg: jetstream::Message) {
+        let started = std::time::Instant::now();
         let (delivered, in_stream_for) = match msg.info() {
             Ok(i) => {
                 let age = time::OffsetDateTime::now_utc() - i.published;
@@ -270,6 +284,9 @@ impl Consumer {
             // The message will be redelivered after ack_wait; processing is idempotent.
             tracing::warn!(error = %e, "ack failed");
         }
+        metrics::CONSUMER_SECONDS
+            .with_label_values(&[self.durable_name().as_str(), outcome.label()])
+            .observe(started.elapsed().as_secs_f64());
     }
 
     /// Handles one delivery of `bytes` (the `delivered`-th, `in_stream_for` after it

@@ -3,8 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    GaugeVec, IntCounterVec, IntGaugeVec, Opts, register_gauge_vec, register_int_counter_vec,
-    register_int_gauge_vec,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, register_gauge_vec,
+    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec,
 };
 
 /// Events committed but not yet acknowledged by JetStream, per service.
@@ -78,6 +78,25 @@ pub static DEPENDENCY_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
             "Messages retried because the database or NATS was unavailable"
         ),
         &["service"]
+    )
+    .expect("metric registers once")
+});
+
+/// How long a consumer spends on one message, from delivery to ack (the handler's
+/// work, its transaction and the ack), per durable consumer and outcome. Its sum over
+/// a window is the consumer's busy time: a consumer busy all the time is the
+/// pipeline's bottleneck. Labels are the consumer's name and `applied`, `duplicate`,
+/// `not_yet`, `failed` or `dead_lettered`; never ids.
+pub static CONSUMER_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        HistogramOpts::new(
+            "careloop_consumer_message_seconds",
+            "Time a consumer spends on one message, delivery to ack"
+        )
+        .buckets(vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
+        ]),
+        &["consumer", "outcome"]
     )
     .expect("metric registers once")
 });

@@ -142,10 +142,17 @@ impl ProjectionRunner {
             .await?;
         let cursor = outbox::lock_cursor(&mut *tx, self.schema, &cursor_name).await?;
         let limit = if shadow { REBUILD_BATCH } else { BATCH };
+        // A read model of some event types only reads up to the horizon, so that its
+        // cursor can move past the other types' events (see `outbox::horizon`).
+        let until = match self.types {
+            Some(_) => outbox::horizon(&mut *tx, self.schema).await?,
+            None => None,
+        };
         let events = outbox::read_after(
             &mut *tx,
             self.schema,
             &cursor,
+            until.as_ref(),
             self.types.as_deref(),
             limit,
             outbox::Previous::Skip,
@@ -161,9 +168,16 @@ impl ProjectionRunner {
                 ))
             })?;
         }
-        if let Some(last) = events.last() {
-            outbox::advance_cursor(&mut *tx, self.schema, &cursor, last).await?;
-        }
+        let complete = (events.len() as i64) < limit;
+        outbox::advance_past(
+            &mut *tx,
+            self.schema,
+            &cursor,
+            &events,
+            until.as_ref(),
+            complete,
+        )
+        .await?;
         Ok(events)
     }
 
@@ -193,13 +207,14 @@ impl ProjectionRunner {
         .await
     }
 
-    /// Applies everything committed so far.
+    /// Applies everything committed so far: batches until one is not full (a full
+    /// one may have left more behind; one that is not took everything readable).
     pub async fn catch_up(&self) -> anyhow::Result<usize> {
         let mut total = 0;
         loop {
             let n = self.step().await?;
             total += n;
-            if n == 0 {
+            if (n as i64) < BATCH {
                 return Ok(total);
             }
         }
@@ -324,13 +339,22 @@ impl ProjectionRunner {
         Ok(applied)
     }
 
+    /// Runs until `shutdown`: looks (one query) whenever events may have committed,
+    /// and opens a pass only when some of its own are readable.
     pub async fn run(self, mut shutdown: Shutdown) {
         let mut wakeup = Wakeup::new(self.pool.clone(), self.schema, Duration::from_millis(500));
         let mut retries = RETRY.start();
         while !shutdown.is_triggered() {
+            let backlog = self.look().await;
+            if !backlog.worth_a_pass() {
+                tokio::select! {
+                    _ = wakeup.wait(backlog.pending > 0) => {}
+                    _ = shutdown.wait() => {}
+                }
+                continue;
+            }
             if let Err(e) = self.catch_up().await {
                 tracing::error!(projection = self.name(), error = %format!("{e:#}"), "projection failed; will retry");
-                self.pending().await;
                 tokio::select! {
                     _ = retries.wait() => {}
                     _ = shutdown.wait() => {}
@@ -338,21 +362,21 @@ impl ProjectionRunner {
                 continue;
             }
             retries.reset();
-            let pending = self.pending().await;
-            tokio::select! {
-                _ = wakeup.wait(pending > 0) => {}
-                _ = shutdown.wait() => {}
-            }
         }
     }
 
-    /// Events not applied yet (also those not readable yet); updates
-    /// `careloop_projection_lag_seconds`.
-    async fn pending(&self) -> i64 {
-        let Ok(mut conn) = self.pool.acquire().await else {
-            return 0;
+    /// What this read model has not applied yet (also what is not readable yet);
+    /// updates `careloop_projection_lag_seconds`. When the database does not answer,
+    /// says "readable", so that the pass runs, fails and backs off.
+    async fn look(&self) -> outbox::Backlog {
+        let unknown = outbox::Backlog {
+            readable: 1,
+            ..Default::default()
         };
-        match outbox::pending(
+        let Ok(mut conn) = self.pool.acquire().await else {
+            return unknown;
+        };
+        match outbox::backlog(
             &mut conn,
             self.schema,
             &self.cursor_name(),
@@ -360,16 +384,17 @@ impl ProjectionRunner {
         )
         .await
         {
-            Ok((n, oldest)) => {
-                let lag = oldest
+            Ok(b) => {
+                let lag = b
+                    .oldest
                     .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
                     .unwrap_or(0.0);
                 metrics::PROJECTION_LAG
                     .with_label_values(&[self.name()])
                     .set(lag);
-                n
+                b
             }
-            Err(_) => 0,
+            Err(_) => unknown,
         }
     }
 }

@@ -60,6 +60,8 @@ pub struct Batch {
     tx: Transaction<'static, Postgres>,
     cursor: Cursor,
     pub events: Vec<StoredEvent>,
+    /// The horizon the batch was read up to.
+    until: Option<outbox::Place>,
     /// Events of this batch parked as dead letters (counted once committed).
     parked: u64,
 }
@@ -103,10 +105,14 @@ impl Relay {
     pub async fn next_batch(&self) -> anyhow::Result<Batch> {
         let mut tx = self.pool.begin().await?;
         let cursor = outbox::lock_cursor(&mut tx, self.schema, CURSOR).await?;
+        // Up to the horizon, so the cursor moves past events never published (see
+        // `outbox::horizon`).
+        let until = outbox::horizon(&mut tx, self.schema).await?;
         let events = outbox::read_after(
             &mut tx,
             self.schema,
             &cursor,
+            until.as_ref(),
             Some(&self.types),
             BATCH,
             outbox::Previous::Find,
@@ -116,6 +122,7 @@ impl Relay {
             tx,
             cursor,
             events,
+            until,
             parked: 0,
         })
     }
@@ -187,9 +194,16 @@ impl Relay {
     /// Moves the cursor past the batch and releases the lock.
     pub async fn commit(&self, mut batch: Batch) -> anyhow::Result<usize> {
         let n = batch.events.len();
-        if let Some(last) = batch.events.last() {
-            outbox::advance_cursor(&mut batch.tx, self.schema, &batch.cursor, last).await?;
-        }
+        let complete = (n as i64) < BATCH;
+        outbox::advance_past(
+            &mut batch.tx,
+            self.schema,
+            &batch.cursor,
+            &batch.events,
+            batch.until.as_ref(),
+            complete,
+        )
+        .await?;
         batch.tx.commit().await?;
         if batch.parked > 0 {
             metrics::count_dead_letters(&self.pool, self.service, self.schema).await;
@@ -202,11 +216,15 @@ impl Relay {
         let mut total = 0;
         loop {
             let mut batch = self.next_batch().await?;
-            if batch.events.is_empty() {
+            let n = batch.events.len();
+            if n > 0 {
+                self.publish(&mut batch).await?;
+            }
+            // Also when empty: the cursor may move past events never published.
+            total += self.commit(batch).await?;
+            if (n as i64) < BATCH {
                 return Ok(total);
             }
-            self.publish(&mut batch).await?;
-            total += self.commit(batch).await?;
         }
     }
 
@@ -222,18 +240,20 @@ impl Relay {
                 }
                 next_check = tokio::time::Instant::now() + STREAM_CHECK;
             }
-            match self.publish_pending().await {
-                Ok(_) => {
-                    retries.reset();
-                    let pending = self.pending().await;
-                    tokio::select! {
-                        _ = wakeup.wait(pending > 0) => {}
-                        _ = shutdown.wait() => {}
-                    }
+            // One query to look; a pass (a transaction) only when there is
+            // something to publish.
+            let backlog = self.look().await;
+            if !backlog.worth_a_pass() {
+                tokio::select! {
+                    _ = wakeup.wait(backlog.pending > 0) => {}
+                    _ = shutdown.wait() => {}
                 }
+                continue;
+            }
+            match self.publish_pending().await {
+                Ok(_) => retries.reset(),
                 Err(e) => {
                     tracing::warn!(service = self.service, error = %format!("{e:#}"), "relay pass failed; will retry");
-                    self.pending().await;
                     // The stream may be gone: look before the next pass.
                     next_check = tokio::time::Instant::now();
                     tokio::select! {
@@ -318,19 +338,24 @@ impl Relay {
     }
 
     /// Committed events not yet published (also those not readable yet); updates
-    /// `careloop_outbox_pending`.
-    async fn pending(&self) -> i64 {
-        let Ok(mut conn) = self.pool.acquire().await else {
-            return 0;
+    /// `careloop_outbox_pending`. When the database does not answer, says "readable",
+    /// so that the pass runs, fails and backs off.
+    async fn look(&self) -> outbox::Backlog {
+        let unknown = outbox::Backlog {
+            readable: 1,
+            ..Default::default()
         };
-        match outbox::pending(&mut conn, self.schema, CURSOR, Some(&self.types)).await {
-            Ok((n, _)) => {
+        let Ok(mut conn) = self.pool.acquire().await else {
+            return unknown;
+        };
+        match outbox::backlog(&mut conn, self.schema, CURSOR, Some(&self.types)).await {
+            Ok(b) => {
                 metrics::OUTBOX_PENDING
                     .with_label_values(&[self.service])
-                    .set(n);
-                n
+                    .set(b.pending);
+                b
             }
-            Err(_) => 0,
+            Err(_) => unknown,
         }
     }
 

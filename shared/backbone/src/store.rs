@@ -226,6 +226,44 @@ where
     }
 }
 
+/// Executes `command` like [`execute`] and returns the aggregate as the command left
+/// it (its events applied), so that a saga deciding its next step needs no second
+/// load. No cqrs-es queries are attached to careloop's command processors (see the
+/// module note), so there is nothing else to dispatch.
+pub async fn execute_and_get<A>(
+    store: &EventStore<A>,
+    services: &A::Services,
+    aggregate_id: &str,
+    command: A::Command,
+    metadata: &Metadata,
+) -> Result<A, AggregateError<A::Error>>
+where
+    A: Aggregate + Send + Sync + Clone,
+    A::Command: Clone,
+{
+    use cqrs_es::{AggregateContext, EventStore as _};
+    let mut retries = CONFLICT.start();
+    loop {
+        let mut ctx = store.load_aggregate(aggregate_id).await?;
+        let sink = cqrs_es::event_sink::EventSink::<A>::default();
+        ctx.aggregate()
+            .handle(command.clone(), services, &sink)
+            .await
+            .map_err(AggregateError::UserError)?;
+        let after = ctx.aggregate().clone();
+        match store
+            .commit(sink.collect().await, ctx, metadata.to_map())
+            .await
+        {
+            Ok(_) => return Ok(after),
+            Err(AggregateError::AggregateConflict) if retries.attempts() < 8 => {
+                retries.wait().await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Loads the current state of aggregate `id` (a fresh default when it has no events).
 pub async fn load<A>(cqrs_store: &EventStore<A>, id: &str) -> Result<A, AggregateError<A::Error>>
 where

@@ -217,6 +217,72 @@ async fn a_late_committing_transaction_is_not_skipped() {
     assert_eq!(f.stream_len().await, 2);
 }
 
+/// Guarantee 2, with the horizon: the relay's cursor moves past events it never
+/// publishes (so looking for work stays cheap), yet an event of its type whose
+/// transaction began before them and commits after them is still published.
+#[tokio::test]
+async fn the_cursor_moves_past_unpublished_events_without_skipping_a_late_commit() {
+    let f = fixture().await;
+    let insert = "INSERT INTO demo.events (aggregate_type, aggregate_id, sequence, event_type,
+        event_version, payload, metadata) VALUES ('Demo', $1, $2, $3, '1', '{}', '{}')";
+    let relay = f.relay();
+    for round in 1..=2 {
+        // A Ping still uncommitted, then 150 events of a type never published, and a
+        // Ping committed at once.
+        let slow_id = format!("slow{round}");
+        let mut slow = f.bb.pool.begin().await.unwrap();
+        sqlx::query(insert)
+            .bind(&slow_id)
+            .bind(1i64)
+            .bind("Ping")
+            .execute(&mut *slow)
+            .await
+            .unwrap();
+        for seq in 1..=150i64 {
+            sqlx::query(insert)
+                .bind(format!("secret{round}"))
+                .bind(seq)
+                .bind("Secret")
+                .execute(&f.bb.pool)
+                .await
+                .unwrap();
+        }
+        append(&f.bb.pool, &format!("fast{round}"), 1, 1).await;
+        assert_eq!(
+            relay.publish_pending().await.unwrap(),
+            0,
+            "nothing is read past a transaction still running"
+        );
+        slow.commit().await.unwrap();
+        assert_eq!(publish(&relay, 2).await, 2, "round {round}");
+        assert_eq!(f.stream_len().await, 2 * round as u64);
+    }
+    // Every event is behind the cursor now, the unpublished ones included (other
+    // tests' transactions may hold the horizon back for a moment: wait for it).
+    eventually("the cursor past every event", WAIT, || async {
+        relay.publish_pending().await.unwrap();
+        let mut conn = f.bb.pool.acquire().await.unwrap();
+        let beyond: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM demo.events e, demo.cursors c
+             WHERE c.name = 'relay' AND (e.txid, e.position) > (c.txid, c.position)",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        let backlog = careloop_backbone::outbox::backlog(
+            &mut conn,
+            SCHEMA,
+            "relay",
+            Some(&["Ping".to_string()]),
+        )
+        .await
+        .unwrap();
+        (beyond == 0 && backlog.pending == 0 && !backlog.worth_a_pass()).then_some(())
+    })
+    .await;
+    assert_eq!(f.stream_len().await, 4, "each Ping once");
+}
+
 /// Guarantee 3: a redelivered message changes nothing; the processed record is
 /// written in the same transaction as the effect.
 #[tokio::test]

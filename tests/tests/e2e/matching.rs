@@ -161,10 +161,29 @@ async fn two_hundred_referrals_never_exceed_fifty_slots() {
     newly.sort();
     let mut expected_sorted = expected.clone();
     expected_sorted.sort();
-    assert_eq!(
-        newly, expected_sorted,
-        "the first ten of the waitlist, no others"
-    );
+    if newly != expected_sorted {
+        // Each referral that differs, with its assignment's history, so that a
+        // failure says how the order was broken.
+        let mut story = String::new();
+        for id in newly.iter().chain(&expected_sorted) {
+            if newly.contains(id) && expected_sorted.contains(id) {
+                continue;
+            }
+            let events: Vec<(String, String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+                "SELECT event_type, payload::text, recorded_at FROM peer_assignment.events
+                 WHERE aggregate_type = 'Assignment' AND aggregate_id = $1 ORDER BY sequence",
+            )
+            .bind(id)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            story.push_str(&format!("\n{id} (newly assigned: {}):", newly.contains(id)));
+            for (t, p, at) in events {
+                story.push_str(&format!("\n  {at} {t} {p}"));
+            }
+        }
+        panic!("the first ten of the waitlist, no others: expected {expected:?}{story}");
+    }
     // A waitlisted referral may be re-tried while the roster read model catches up;
     // once settled, exactly 50 hold a slot and 140 wait.
     eventually("the waitlist settled", WAIT, || async {
