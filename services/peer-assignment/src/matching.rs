@@ -70,8 +70,12 @@ impl Matcher {
         let attempt = r.attempt.max(1);
         let ask = AssignmentCommand::Request { request, attempt };
         let a = self.run(&r.referral_id, ask, meta).await?;
-        // A reopened (rerouted) assignment gives the previous peer's slot back first.
-        self.free_slot_released_by(&a, &r.referral_id, meta).await?;
+        // A reopened (rerouted) assignment gives the previous peer's slot back first,
+        // decided on a fresh load: another step (the waitlist) may hold that peer for
+        // the referral again by now.
+        if a.released_peer.is_some() {
+            self.free_released_slot(&r.referral_id, meta).await?;
+        }
         if a.attempt > attempt {
             return Ok(()); // a later routing already took over
         }
@@ -92,8 +96,8 @@ impl Matcher {
         let release = AssignmentCommand::Release {
             reason: reason.to_string(),
         };
-        let a = self.run(referral_id, release, meta).await?;
-        self.free_slot_released_by(&a, referral_id, meta).await
+        self.run(referral_id, release, meta).await?;
+        self.free_released_slot(referral_id, meta).await
     }
 
     /// A waitlisted referral gets another chance (capacity freed up).
@@ -238,7 +242,23 @@ impl Matcher {
                     let confirm = AssignmentCommand::Confirm {
                         peer_id: peer_id.clone(),
                     };
-                    a = self.run(referral_id, confirm, meta).await?;
+                    let confirmed = store::execute_and_get(
+                        &self.assignment_store,
+                        &(),
+                        referral_id,
+                        confirm,
+                        meta,
+                    )
+                    .await;
+                    a = match confirmed {
+                        Ok(after) => after,
+                        // Refused: another settle of this referral (a hand-back's and
+                        // the waitlist's at once) moved it on to another peer. The
+                        // slot just reserved is given back below, and the saga goes on
+                        // from where the other left it.
+                        Err(AggregateError::UserError(_)) => self.load(referral_id).await?,
+                        Err(e) => return Err(err(e)),
+                    };
                     // If the referral closed (or another step won) meanwhile, the
                     // confirmation did nothing: give the slot back rather than leak it.
                     if a.assigned.as_deref() != Some(peer_id.as_str())

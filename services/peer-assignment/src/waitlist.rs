@@ -88,8 +88,9 @@ impl WaitlistWorker {
                 // failed part-way (a reservation that lost its race too often, the
                 // database gone), or a hand-back is settling it now. It is finished
                 // here, in its turn: skipping it would hand its slot to a referral
-                // that has waited less (settling twice at once is harmless: each
-                // step is idempotent).
+                // that has waited less. Two settles of one referral at once converge:
+                // each step is idempotent, and a confirmation refused because the
+                // other moved on gives back the slot it reserved (`Matcher::settle`).
                 self.matcher.settle(id, &meta).await?;
             }
             if let Some(peer) = self.matcher.load(id).await?.assigned {

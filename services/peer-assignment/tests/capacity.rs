@@ -4,7 +4,7 @@
 use careloop_backbone::db;
 use careloop_backbone::store::{self, Metadata};
 use careloop_peer_assignment::domain::{Peer, PeerCommand, PeerError, PeerProfile};
-use careloop_test_support::TestEnv;
+use careloop_test_support::{TestEnv, eventually};
 use cqrs_es::AggregateError;
 
 #[tokio::test]
@@ -132,7 +132,24 @@ async fn an_unfinished_rematch_keeps_its_place_in_the_waitlist() {
     )
     .await
     .unwrap();
-    roster.catch_up().await.unwrap();
+    // The roster read model applies an event once every older transaction on the
+    // server has ended (other tests' too): wait for what each step needs.
+    let caught_up = |what: &'static str, sql: &'static str| {
+        let (roster, pool) = (roster.clone(), pool.clone());
+        async move {
+            eventually(what, std::time::Duration::from_secs(20), || async {
+                roster.catch_up().await.unwrap();
+                let ok: bool = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+                ok.then_some(())
+            })
+            .await
+        }
+    };
+    caught_up(
+        "the peer on the roster",
+        "SELECT count(*) = 1 FROM peer_assignment.peers",
+    )
+    .await;
 
     // One slot: "held" takes it; "first" and then "second" wait, in that order.
     for id in ["held", "first", "second"] {
@@ -154,9 +171,16 @@ async fn an_unfinished_rematch_keeps_its_place_in_the_waitlist() {
         store::execute(&matcher.assignments, id, ask, &meta)
             .await
             .unwrap();
+        // The Peer aggregate, not the read model, decides whether the slot is free.
         matcher.settle(id, &meta).await.unwrap();
-        roster.catch_up().await.unwrap();
     }
+    caught_up(
+        "one placed and two waiting on the roster",
+        "SELECT count(*) FILTER (WHERE status = 'assigned') = 1
+                AND count(*) FILTER (WHERE status = 'waitlisted') = 2
+         FROM peer_assignment.assignments",
+    )
+    .await;
     let status = |id: &'static str| {
         let pool = pool.clone();
         async move {
@@ -181,7 +205,11 @@ async fn an_unfinished_rematch_keeps_its_place_in_the_waitlist() {
         .release("held", "referral cancelled", &meta)
         .await
         .unwrap();
-    roster.catch_up().await.unwrap();
+    caught_up(
+        "the freed slot on the roster",
+        "SELECT count(*) = 1 FROM peer_assignment.peers WHERE active_count = 0",
+    )
+    .await;
 
     let worker = WaitlistWorker {
         pool: pool.clone(),
