@@ -33,7 +33,13 @@ async function until(page, fn, arg, { timeout = WAIT, what = 'a condition' } = {
       if (!/context was destroyed|navigation/i.test(String(e))) throw e;
     }
     if (ok) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}: ${fn.toString().slice(0, 160)}`);
+    if (Date.now() > deadline) {
+      // What the page says (notices, refusals next to fields), so a failure tells
+      // a refused request from a page that never redrew.
+      const said = await page.evaluate(() => [...document.querySelectorAll('.notice, .error, [role="alert"]')]
+        .map((e) => e.textContent.trim()).filter(Boolean).join(' | ')).catch(() => '');
+      throw new Error(`timed out after ${timeout} ms waiting for ${what}: ${fn.toString().slice(0, 160)}; the page says: ${said || 'nothing'}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -9,7 +9,9 @@
 //!
 //! One pass at a time across instances (an advisory lock), so the order holds. A
 //! referral no peer fits stays put without new events; only those with a candidate
-//! are re-matched.
+//! are re-matched. A referral that had a candidate and still did not get a slot ends
+//! the pass, so no referral behind it takes a slot freed meanwhile. A re-match an
+//! earlier pass began and did not finish is finished in its turn, never skipped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,13 +76,16 @@ impl WaitlistWorker {
             if a.assigned.is_some() || a.released {
                 continue; // placed since the read model was written
             }
+            // Whether a peer with room on this pass's roster fits the referral.
+            let fits = !self
+                .matcher
+                .rank(id, &request, &roster, &a.refused_by)
+                .await?
+                .candidates
+                .is_empty();
             if a.waitlisted {
-                let ranking = self
-                    .matcher
-                    .rank(id, &request, &roster, &a.refused_by)
-                    .await?;
-                if ranking.candidates.is_empty() {
-                    continue;
+                if !fits {
+                    continue; // no peer with room fits it: it keeps its place
                 }
                 self.matcher.rematch(id, &meta).await?;
             } else {
@@ -93,11 +98,20 @@ impl WaitlistWorker {
                 // other moved on gives back the slot it reserved (`Matcher::settle`).
                 self.matcher.settle(id, &meta).await?;
             }
-            if let Some(peer) = self.matcher.load(id).await?.assigned {
-                moved += 1;
-                if let Some(p) = roster.iter_mut().find(|p| p.peer_id == peer) {
-                    p.active_count += 1;
+            match self.matcher.load(id).await?.assigned {
+                Some(peer) => {
+                    moved += 1;
+                    if let Some(p) = roster.iter_mut().find(|p| p.peer_id == peer) {
+                        p.active_count += 1;
+                    }
                 }
+                // The roster showed room for it that it did not get (taken meanwhile,
+                // or the read model behind): the pass stops here. Going on down the
+                // queue with that roster would give a slot freed meanwhile to a
+                // referral that has waited less; the next pass (woken by this one's
+                // events) starts again from the top with a fresh roster.
+                None if fits => break,
+                None => {}
             }
         }
         lock.commit().await?;

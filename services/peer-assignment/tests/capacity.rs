@@ -1,9 +1,16 @@
 //! Guarantee 7: concurrent commands on one aggregate never lose an update, and a
-//! peer's capacity is never exceeded (real Postgres event store).
+//! peer's capacity is never exceeded (real Postgres event store); and the waitlist
+//! keeps its order when a re-match is left unfinished or the roster read model lags.
 
+use std::sync::Arc;
+
+use careloop_backbone::ProjectionRunner;
 use careloop_backbone::db;
 use careloop_backbone::store::{self, Metadata};
-use careloop_peer_assignment::domain::{Peer, PeerCommand, PeerError, PeerProfile};
+use careloop_peer_assignment::domain::{
+    Assignment, AssignmentCommand, AssignmentRequest, Peer, PeerCommand, PeerError, PeerProfile,
+};
+use careloop_peer_assignment::{matching::Matcher, read_model, waitlist::WaitlistWorker};
 use careloop_test_support::{TestEnv, eventually};
 use cqrs_es::AggregateError;
 
@@ -86,147 +93,181 @@ async fn futures_join<T: Send + 'static>(
 /// turn by the next pass, never skipped in favour of a referral that waited less.
 #[tokio::test]
 async fn an_unfinished_rematch_keeps_its_place_in_the_waitlist() {
-    use std::sync::Arc;
-
-    use careloop_backbone::ProjectionRunner;
-    use careloop_peer_assignment::domain::{Assignment, AssignmentCommand, AssignmentRequest};
-    use careloop_peer_assignment::{matching::Matcher, read_model, waitlist::WaitlistWorker};
-
-    let env = TestEnv::new();
-    let pool = db::connect(&env.settings.database_url, &env.settings.database)
-        .await
-        .unwrap();
-    let schema = careloop_peer_assignment::SCHEMA;
-    db::migrate(&pool, schema, careloop_peer_assignment::MIGRATIONS)
-        .await
-        .unwrap();
-    let matcher = Arc::new(Matcher {
-        pool: pool.clone(),
-        peers: store::cqrs::<Peer>(pool.clone(), schema, ()),
-        assignments: store::cqrs::<Assignment>(pool.clone(), schema, ()),
-        assignment_store: Arc::new(store::event_store(pool.clone(), schema)),
-        weights: careloop_config::MatchWeights {
-            lived_experience: 1.0,
-            region: 1.0,
-            continuity: 1.0,
-            load: 1.0,
-        },
-    });
-    let roster = ProjectionRunner::new(pool.clone(), schema, Arc::new(read_model::Roster));
-    let meta = Metadata::new("test");
-    let profile = PeerProfile {
-        name: "Jordan Lee".into(),
-        languages: vec!["en".into()],
-        gender: None,
-        lived_experience: vec![],
-        regions: vec![],
-        modes: vec![],
-        max_caseload: 1,
-        certification: None,
-    };
-    store::execute(
-        &matcher.peers,
-        "peer-1",
-        PeerCommand::Register(profile),
-        &meta,
-    )
-    .await
-    .unwrap();
-    // The roster read model applies an event once every older transaction on the
-    // server has ended (other tests' too): wait for what each step needs.
-    let caught_up = |what: &'static str, sql: &'static str| {
-        let (roster, pool) = (roster.clone(), pool.clone());
-        async move {
-            eventually(what, std::time::Duration::from_secs(20), || async {
-                roster.catch_up().await.unwrap();
-                let ok: bool = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
-                ok.then_some(())
-            })
-            .await
-        }
-    };
-    caught_up(
-        "the peer on the roster",
-        "SELECT count(*) = 1 FROM peer_assignment.peers",
-    )
-    .await;
-
-    // One slot: "held" takes it; "first" and then "second" wait, in that order.
-    for id in ["held", "first", "second"] {
-        let request = AssignmentRequest {
-            person_ref: format!("person-{id}"),
-            facility: "st-marys".into(),
-            priority: careloop_events::Priority::Routine,
-            discharged_at: chrono::Utc::now(),
-            first_contact_due_at: chrono::Utc::now() + chrono::Duration::days(2),
-            matching: careloop_events::MatchingInputs {
-                language: "en".into(),
-                ..Default::default()
-            },
-        };
-        let ask = AssignmentCommand::Request {
-            request,
-            attempt: 1,
-        };
-        store::execute(&matcher.assignments, id, ask, &meta)
-            .await
-            .unwrap();
-        // The Peer aggregate, not the read model, decides whether the slot is free.
-        matcher.settle(id, &meta).await.unwrap();
-    }
-    caught_up(
-        "one placed and two waiting on the roster",
-        "SELECT count(*) FILTER (WHERE status = 'assigned') = 1
-                AND count(*) FILTER (WHERE status = 'waitlisted') = 2
-         FROM peer_assignment.assignments",
-    )
-    .await;
-    let status = |id: &'static str| {
-        let pool = pool.clone();
-        async move {
-            let a: Assignment = store::load(&matcher_store(&pool), id).await.unwrap();
-            (a.assigned, a.waitlisted)
-        }
-    };
-    assert_eq!(status("held").await, (Some("peer-1".into()), false));
-    assert_eq!(status("first").await, (None, true));
-    assert_eq!(status("second").await, (None, true));
-
+    let q = Queue::one_slot_two_waiting().await;
     // A pass re-opened "first" and failed before it settled; then the slot frees.
-    store::execute(
-        &matcher.assignments,
-        "first",
-        AssignmentCommand::Rematch,
-        &meta,
-    )
-    .await
-    .unwrap();
-    matcher
-        .release("held", "referral cancelled", &meta)
+    let rematch = AssignmentCommand::Rematch;
+    store::execute(&q.matcher.assignments, "first", rematch, &q.meta)
         .await
         .unwrap();
-    caught_up(
+    q.matcher
+        .release("held", "referral cancelled", &q.meta)
+        .await
+        .unwrap();
+    q.caught_up(
         "the freed slot on the roster",
         "SELECT count(*) = 1 FROM peer_assignment.peers WHERE active_count = 0",
     )
     .await;
 
-    let worker = WaitlistWorker {
-        pool: pool.clone(),
-        matcher: matcher.clone(),
-    };
-    assert_eq!(worker.run_once().await.unwrap(), 1);
+    assert_eq!(q.worker().run_once().await.unwrap(), 1);
     assert_eq!(
-        status("first").await,
+        q.status("first").await,
         (Some("peer-1".into()), false),
         "the unfinished re-match is finished in its turn"
     );
-    assert_eq!(status("second").await, (None, true), "the later one waits");
-    pool.close().await;
+    assert_eq!(
+        q.status("second").await,
+        (None, true),
+        "the later one waits"
+    );
+    q.pool.close().await;
 }
 
-fn matcher_store(
-    pool: &sqlx::PgPool,
-) -> store::EventStore<careloop_peer_assignment::domain::Assignment> {
-    store::event_store(pool.clone(), careloop_peer_assignment::SCHEMA)
+/// Waitlist order: when the roster shows room a referral then does not get (taken
+/// meanwhile, or the read model behind), the pass stops there instead of going on
+/// down the queue, where a slot freed meanwhile would go to one that waited less.
+#[tokio::test]
+async fn a_pass_stops_at_the_first_referral_it_could_not_place() {
+    let q = Queue::one_slot_two_waiting().await;
+    // The read model shows the held slot free; the Peer aggregate knows better.
+    sqlx::query("UPDATE peer_assignment.peers SET active_count = 0")
+        .execute(&q.pool)
+        .await
+        .unwrap();
+
+    assert_eq!(q.worker().run_once().await.unwrap(), 0);
+    assert_eq!(q.status("first").await, (None, true), "tried, and waits");
+    let rematched = |id: &'static str| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM peer_assignment.events
+             WHERE aggregate_id = $1 AND event_type = 'AssignmentRematching'",
+        )
+        .bind(id)
+        .fetch_one(&q.pool)
+    };
+    assert_eq!(rematched("first").await.unwrap(), 1);
+    assert_eq!(
+        rematched("second").await.unwrap(),
+        0,
+        "the pass stopped at the first referral it could not place"
+    );
+    q.pool.close().await;
+}
+
+/// One peer with one slot: "held" has it; "first" and then "second" wait.
+struct Queue {
+    _env: TestEnv,
+    pool: sqlx::PgPool,
+    matcher: Arc<Matcher>,
+    roster: ProjectionRunner,
+    meta: Metadata,
+}
+
+impl Queue {
+    async fn one_slot_two_waiting() -> Queue {
+        let env = TestEnv::new();
+        let pool = db::connect(&env.settings.database_url, &env.settings.database)
+            .await
+            .unwrap();
+        let schema = careloop_peer_assignment::SCHEMA;
+        db::migrate(&pool, schema, careloop_peer_assignment::MIGRATIONS)
+            .await
+            .unwrap();
+        let q = Queue {
+            _env: env,
+            matcher: Arc::new(Matcher {
+                pool: pool.clone(),
+                peers: store::cqrs::<Peer>(pool.clone(), schema, ()),
+                assignments: store::cqrs::<Assignment>(pool.clone(), schema, ()),
+                assignment_store: Arc::new(store::event_store(pool.clone(), schema)),
+                weights: careloop_config::MatchWeights {
+                    lived_experience: 1.0,
+                    region: 1.0,
+                    continuity: 1.0,
+                    load: 1.0,
+                },
+            }),
+            roster: ProjectionRunner::new(pool.clone(), schema, Arc::new(read_model::Roster)),
+            meta: Metadata::new("test"),
+            pool,
+        };
+        let profile = PeerProfile {
+            name: "Jordan Lee".into(),
+            languages: vec!["en".into()],
+            gender: None,
+            lived_experience: vec![],
+            regions: vec![],
+            modes: vec![],
+            max_caseload: 1,
+            certification: None,
+        };
+        let register = PeerCommand::Register(profile);
+        store::execute(&q.matcher.peers, "peer-1", register, &q.meta)
+            .await
+            .unwrap();
+        q.caught_up(
+            "the peer on the roster",
+            "SELECT count(*) = 1 FROM peer_assignment.peers",
+        )
+        .await;
+        for id in ["held", "first", "second"] {
+            let request = AssignmentRequest {
+                person_ref: format!("person-{id}"),
+                facility: "st-marys".into(),
+                priority: careloop_events::Priority::Routine,
+                discharged_at: chrono::Utc::now(),
+                first_contact_due_at: chrono::Utc::now() + chrono::Duration::days(2),
+                matching: careloop_events::MatchingInputs {
+                    language: "en".into(),
+                    ..Default::default()
+                },
+            };
+            let ask = AssignmentCommand::Request {
+                request,
+                attempt: 1,
+            };
+            store::execute(&q.matcher.assignments, id, ask, &q.meta)
+                .await
+                .unwrap();
+            // The Peer aggregate, not the read model, decides whether the slot is free.
+            q.matcher.settle(id, &q.meta).await.unwrap();
+        }
+        q.caught_up(
+            "one placed and two waiting on the roster",
+            "SELECT count(*) FILTER (WHERE status = 'assigned') = 1
+                    AND count(*) FILTER (WHERE status = 'waitlisted') = 2
+             FROM peer_assignment.assignments",
+        )
+        .await;
+        assert_eq!(q.status("held").await, (Some("peer-1".into()), false));
+        assert_eq!(q.status("first").await, (None, true));
+        assert_eq!(q.status("second").await, (None, true));
+        q
+    }
+
+    /// Waits until `sql` holds of the roster read model, which applies an event once
+    /// every older transaction on the server has ended (other tests' too).
+    async fn caught_up(&self, what: &str, sql: &'static str) {
+        eventually(what, std::time::Duration::from_secs(20), || async {
+            self.roster.catch_up().await.unwrap();
+            let ok: bool = sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap();
+            ok.then_some(())
+        })
+        .await
+    }
+
+    /// The assignment's peer and whether it waits, from its event store.
+    async fn status(&self, id: &str) -> (Option<String>, bool) {
+        let a: Assignment = store::load(self.matcher.assignment_store.as_ref(), id)
+            .await
+            .unwrap();
+        (a.assigned, a.waitlisted)
+    }
+
+    fn worker(&self) -> WaitlistWorker {
+        WaitlistWorker {
+            pool: self.pool.clone(),
+            matcher: self.matcher.clone(),
+        }
+    }
 }
