@@ -123,15 +123,22 @@ export async function person(main, [id]) {
   // Redrawn live, except while someone is typing in one of its forms; after a save,
   // with the plan that shows it (`fresh`).
   const draw = async (fresh) => {
-    if (!fresh && planBox.querySelector('form[data-dirty]')) return;
+    // A form someone is typing in is never redrawn away; after a save, the form
+    // being sent is redrawn (emptied), others still are not.
+    const typing = () => planBox.querySelector(fresh ? 'form[data-dirty]:not([data-sending])' : 'form[data-dirty]');
+    if (typing()) return;
     const plan = fresh || (await read());
+    const serviceCodes = await codes();
+    // Asked again after the reads: typing that began while the plan was read must not
+    // be wiped by the redraw it would lose to.
+    if (typing()) return;
     const open = [...planBox.querySelectorAll('details[open]')].map((d) => d.id);
     clear(planBox, h('h2', { id: 'plan-h' }, 'Follow-up plan'));
     if (!plan) {
       planBox.append(h('p', {}, 'No plan yet: it starts once a peer is assigned.'));
       return;
     }
-    const ctx = { id, plan, codes: await codes(), saved };
+    const ctx = { id, plan, codes: serviceCodes, saved };
     planBox.append(
       h('p', {}, `Plan ${plan.state}${plan.outcome ? ` (${plan.outcome})` : ''}, ends ${day(plan.ends_at)}.`),
       h('h3', {}, 'Check-ins'),
@@ -306,12 +313,14 @@ function reviewForm({ id, saved }, g) {
 async function send(form, run) {
   const button = form.querySelector('button[type=submit]');
   button.disabled = true;
+  form.dataset.sending = '1';
   try {
     await run();
     delete form.dataset.dirty;
   } catch (err) {
     showError(form, err.field, err.message);
   } finally {
+    delete form.dataset.sending;
     button.disabled = false;
   }
 }
