@@ -337,18 +337,9 @@ impl Matcher {
             .map_err(err)
     }
 
+    /// Frees the slot the assignment released, if any, decided on a fresh load.
     async fn free_released_slot(&self, referral_id: &str, meta: &Metadata) -> anyhow::Result<()> {
         let a = self.load(referral_id).await?;
-        self.free_slot_released_by(&a, referral_id, meta).await
-    }
-
-    /// Frees the slot assignment `a` released, if any.
-    async fn free_slot_released_by(
-        &self,
-        a: &Assignment,
-        referral_id: &str,
-        meta: &Metadata,
-    ) -> anyhow::Result<()> {
         // Never free a slot the current attempt holds with the same peer again.
         let current = [a.proposed.as_ref(), a.assigned.as_ref()];
         if let Some(peer) = a

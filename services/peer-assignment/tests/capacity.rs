@@ -25,16 +25,7 @@ async fn racing_reservations_never_exceed_a_peers_caseload() {
         .unwrap();
     let peers = store::cqrs::<Peer>(pool.clone(), careloop_peer_assignment::SCHEMA, ());
     let meta = Metadata::new("test");
-    let profile = PeerProfile {
-        name: "Jordan Lee".into(),
-        languages: vec!["en".into()],
-        gender: None,
-        lived_experience: vec![],
-        regions: vec![],
-        modes: vec![],
-        max_caseload: 3,
-        certification: None,
-    };
+    let profile = jordan(3);
     store::execute(&peers, "peer-1", PeerCommand::Register(profile), &meta)
         .await
         .unwrap();
@@ -191,16 +182,7 @@ impl Queue {
             meta: Metadata::new("test"),
             pool,
         };
-        let profile = PeerProfile {
-            name: "Jordan Lee".into(),
-            languages: vec!["en".into()],
-            gender: None,
-            lived_experience: vec![],
-            regions: vec![],
-            modes: vec![],
-            max_caseload: 1,
-            certification: None,
-        };
+        let profile = jordan(1);
         let register = PeerCommand::Register(profile);
         store::execute(&q.matcher.peers, "peer-1", register, &q.meta)
             .await
@@ -269,5 +251,19 @@ impl Queue {
             pool: self.pool.clone(),
             matcher: self.matcher.clone(),
         }
+    }
+}
+
+/// A peer who speaks English and takes `max_caseload` people.
+fn jordan(max_caseload: u32) -> PeerProfile {
+    PeerProfile {
+        name: "Jordan Lee".into(),
+        languages: vec!["en".into()],
+        gender: None,
+        lived_experience: vec![],
+        regions: vec![],
+        modes: vec![],
+        max_caseload,
+        certification: None,
     }
 }

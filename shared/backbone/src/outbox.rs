@@ -281,6 +281,19 @@ pub async fn pending(
     Ok((b.pending, b.oldest))
 }
 
+/// [`backlog`] on a connection of its own, for a reader deciding whether to open a
+/// pass: `None` when the database does not answer (the caller then runs its pass,
+/// which fails and backs off).
+pub async fn look(
+    pool: &sqlx::PgPool,
+    schema: &str,
+    name: &str,
+    event_types: Option<&[String]>,
+) -> Option<Backlog> {
+    let mut conn = pool.acquire().await.ok()?;
+    backlog(&mut conn, schema, name, event_types).await.ok()
+}
+
 /// Readable events of other types beyond a cursor that make a pass worth running
 /// just to move the cursor past them.
 pub const SKIP_AFTER: i64 = 100;

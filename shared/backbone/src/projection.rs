@@ -345,8 +345,7 @@ impl ProjectionRunner {
         let mut wakeup = Wakeup::new(self.pool.clone(), self.schema, Duration::from_millis(500));
         let mut retries = RETRY.start();
         while !shutdown.is_triggered() {
-            let backlog = self.look().await;
-            if !backlog.worth_a_pass() {
+            if let Some(backlog) = self.look().await.filter(|b| !b.worth_a_pass()) {
                 tokio::select! {
                     _ = wakeup.wait(backlog.pending > 0) => {}
                     _ = shutdown.wait() => {}
@@ -366,35 +365,23 @@ impl ProjectionRunner {
     }
 
     /// What this read model has not applied yet (also what is not readable yet);
-    /// updates `careloop_projection_lag_seconds`. When the database does not answer,
-    /// says "readable", so that the pass runs, fails and backs off.
-    async fn look(&self) -> outbox::Backlog {
-        let unknown = outbox::Backlog {
-            readable: 1,
-            ..Default::default()
-        };
-        let Ok(mut conn) = self.pool.acquire().await else {
-            return unknown;
-        };
-        match outbox::backlog(
-            &mut conn,
+    /// updates `careloop_projection_lag_seconds`. `None` when the database does not
+    /// answer.
+    async fn look(&self) -> Option<outbox::Backlog> {
+        let b = outbox::look(
+            &self.pool,
             self.schema,
             &self.cursor_name(),
             self.types.as_deref(),
         )
-        .await
-        {
-            Ok(b) => {
-                let lag = b
-                    .oldest
-                    .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
-                    .unwrap_or(0.0);
-                metrics::PROJECTION_LAG
-                    .with_label_values(&[self.name()])
-                    .set(lag);
-                b
-            }
-            Err(_) => unknown,
-        }
+        .await?;
+        let lag = b
+            .oldest
+            .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        metrics::PROJECTION_LAG
+            .with_label_values(&[self.name()])
+            .set(lag);
+        Some(b)
     }
 }

@@ -242,8 +242,7 @@ impl Relay {
             }
             // One query to look; a pass (a transaction) only when there is
             // something to publish.
-            let backlog = self.look().await;
-            if !backlog.worth_a_pass() {
+            if let Some(backlog) = self.look().await.filter(|b| !b.worth_a_pass()) {
                 tokio::select! {
                     _ = wakeup.wait(backlog.pending > 0) => {}
                     _ = shutdown.wait() => {}
@@ -338,25 +337,13 @@ impl Relay {
     }
 
     /// Committed events not yet published (also those not readable yet); updates
-    /// `careloop_outbox_pending`. When the database does not answer, says "readable",
-    /// so that the pass runs, fails and backs off.
-    async fn look(&self) -> outbox::Backlog {
-        let unknown = outbox::Backlog {
-            readable: 1,
-            ..Default::default()
-        };
-        let Ok(mut conn) = self.pool.acquire().await else {
-            return unknown;
-        };
-        match outbox::backlog(&mut conn, self.schema, CURSOR, Some(&self.types)).await {
-            Ok(b) => {
-                metrics::OUTBOX_PENDING
-                    .with_label_values(&[self.service])
-                    .set(b.pending);
-                b
-            }
-            Err(_) => unknown,
-        }
+    /// `careloop_outbox_pending`. `None` when the database does not answer.
+    async fn look(&self) -> Option<outbox::Backlog> {
+        let b = outbox::look(&self.pool, self.schema, CURSOR, Some(&self.types)).await?;
+        metrics::OUTBOX_PENDING
+            .with_label_values(&[self.service])
+            .set(b.pending);
+        Some(b)
     }
 
     fn envelope(&self, event: &StoredEvent) -> anyhow::Result<Envelope> {
