@@ -1,8 +1,9 @@
 //! The versions of a Task, from the events: version 1 is the referral as submitted
 //! (`requested`), and each status the referral service reported since is the next
 //! (the ReferralTask's TaskStatusChanged events, one per change). Read, vread,
-//! `_history` and search all render from here, so a read, the latest vread and a
-//! search entry are the same resource with the same `meta.versionId`.
+//! `_history` and search all render from here, so a read and the latest vread are
+//! the same resource with the same `meta.versionId`, and a search entry is the version
+//! its `tasks` row matched (the same once the read model has caught up).
 
 use std::collections::HashMap;
 
@@ -57,6 +58,23 @@ impl TaskHistory {
     /// The Task as it is now.
     pub fn latest(&self) -> TaskRow {
         self.at(self.versions()).expect("the latest version exists")
+    }
+
+    /// The version a `tasks` read-model row stands for. A search filters, orders and
+    /// pages on the row, so its entry shows that version: while the row catches up with
+    /// the events it is a moment behind a read, never a later version the search's own
+    /// `_lastUpdated` bounds or cursor would not have matched. The latest when no
+    /// version has the row's status and instant (a row made by a holder change alone).
+    pub fn version_of(&self, row: &TaskRow) -> usize {
+        (1..=self.versions())
+            .rev()
+            .find(|&v| {
+                self.at(v).is_some_and(|a| {
+                    a.status == row.status
+                        && a.last_updated.timestamp_micros() == row.last_updated.timestamp_micros()
+                })
+            })
+            .unwrap_or(self.versions())
     }
 
     /// The Task resource at `version`.

@@ -239,10 +239,10 @@ pub async fn search_tasks(
     };
     let ids: Vec<String> = rows.iter().map(|r| r.referral_id.clone()).collect();
     let histories = history::load(&s.pool, &ids).await.map_err(Problem::from)?;
-    let resources = ids
+    let resources = rows
         .iter()
-        .filter_map(|id| histories.get(id))
-        .filter_map(|h| h.render(h.versions()))
+        .filter_map(|r| histories.get(&r.referral_id).map(|h| (h, r)))
+        .filter_map(|(h, r)| h.render(h.version_of(r)))
         .collect();
     Ok(fhir(StatusCode::OK, search.bundle(resources, next, total)))
 }
