@@ -137,6 +137,13 @@ impl Disposition {
     }
 }
 
+/// How many messages of different aggregates one consumer handles at a time (within
+/// the process's shared slots).
+pub const PARTITIONS: usize = 4;
+
+/// Messages waiting for each worker (JetStream holds the rest).
+const LANE_DEPTH: usize = 16;
+
 #[derive(Clone)]
 pub struct Consumer {
     pool: PgPool,
@@ -148,6 +155,8 @@ pub struct Consumer {
     source: &'static str,
     handler: Arc<dyn EventHandler>,
     max_deliver: i64,
+    /// Permits for handling a message, shared by the process's consumers.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Consumer {
@@ -167,7 +176,15 @@ impl Consumer {
             source,
             handler,
             max_deliver: 10,
+            slots: Arc::new(tokio::sync::Semaphore::new(PARTITIONS)),
         }
+    }
+
+    /// Handles messages only with a permit from `slots` (shared with the process's
+    /// other consumers, so together they never take more connections than that).
+    pub fn sharing(mut self, slots: Arc<tokio::sync::Semaphore>) -> Self {
+        self.slots = slots;
+        self
     }
 
     /// Handler failures after which a message is dead-lettered (default 10).
@@ -213,8 +230,58 @@ impl Consumer {
         Ok(consumer)
     }
 
-    /// Consumes until `shutdown`; the message in hand is finished first.
+    /// Consumes until `shutdown`; the messages in hand are finished first.
+    ///
+    /// Messages of different aggregates are handled up to [`PARTITIONS`] at a time
+    /// (and only with a permit from the process's shared slots); those of one aggregate
+    /// always by the same worker, in the order JetStream delivers them. Order and
+    /// exactly-once effect do not depend on this (the per-aggregate lock and
+    /// `previous_sequence` keep them whatever the concurrency, as with several
+    /// instances); partitioning keeps one aggregate's events from overtaking each other
+    /// and being sent back.
     pub async fn run(self, mut shutdown: Shutdown) {
+        let mut lanes = Vec::with_capacity(PARTITIONS);
+        let mut workers = Vec::with_capacity(PARTITIONS);
+        for _ in 0..PARTITIONS {
+            let (lane, mut queue) = tokio::sync::mpsc::channel::<jetstream::Message>(LANE_DEPTH);
+            let (me, shutdown) = (self.clone(), shutdown.clone());
+            workers.push(tokio::spawn(async move {
+                while let Some(msg) = queue.recv().await {
+                    let permit = me.slots.clone().acquire_owned().await;
+                    if shutdown.is_triggered() || permit.is_err() {
+                        // Not started: back to JetStream at once, for another instance.
+                        let _ = msg.ack_with(AckKind::Nak(None)).await;
+                        continue;
+                    }
+                    me.deliver(msg).await;
+                }
+            }));
+            lanes.push(lane);
+        }
+        self.pull(&lanes, &mut shutdown).await;
+        drop(lanes);
+        for w in workers {
+            let _ = w.await;
+        }
+    }
+
+    /// The worker that handles `msg`: chosen by its source aggregate.
+    fn lane(msg: &jetstream::Message) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        if let Ok(env) = Envelope::decode(msg.payload.as_ref()) {
+            env.aggregate_type.hash(&mut h);
+            env.aggregate_id.hash(&mut h);
+        }
+        (h.finish() % PARTITIONS as u64) as usize
+    }
+
+    /// Pulls messages and hands each to its lane, subscribing again after errors.
+    async fn pull(
+        &self,
+        lanes: &[tokio::sync::mpsc::Sender<jetstream::Message>],
+        shutdown: &mut Shutdown,
+    ) {
         let mut retries = UNAVAILABLE.start();
         while !shutdown.is_triggered() {
             let messages = match self.ensure().await {
@@ -240,7 +307,9 @@ impl Consumer {
                 match next {
                     Some(Ok(msg)) => {
                         retries.reset();
-                        self.deliver(msg).await
+                        if lanes[Self::lane(&msg)].send(msg).await.is_err() {
+                            return;
+                        }
                     }
                     // Missed heartbeats, a deleted consumer, a stream NATS lost, a
                     // server gone: subscribe again (creating what is missing) after a

@@ -36,6 +36,9 @@ pub struct Backbone {
     pub stream: EventStream,
     pub namespace: Namespace,
     pub settings: Settings,
+    /// How many messages this process's consumers handle at once, all consumers
+    /// together: half the pool, so requests always find connections.
+    pub consumer_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Backbone {
@@ -54,6 +57,9 @@ impl Backbone {
             stream,
             namespace: settings.namespace.clone(),
             settings: settings.clone(),
+            consumer_slots: Arc::new(tokio::sync::Semaphore::new(
+                (settings.database.pool_max as usize / 2).max(1),
+            )),
         })
     }
 
@@ -101,6 +107,7 @@ impl Backbone {
             source,
             handler,
         )
+        .sharing(self.consumer_slots.clone())
     }
 
     /// A read model fed from `schema`'s events.

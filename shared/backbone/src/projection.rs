@@ -347,7 +347,7 @@ impl ProjectionRunner {
         while !shutdown.is_triggered() {
             if let Some(backlog) = self.look().await.filter(|b| !b.worth_a_pass()) {
                 tokio::select! {
-                    _ = wakeup.wait(backlog.pending > 0) => {}
+                    _ = wakeup.wait(backlog.waiting()) => {}
                     _ = shutdown.wait() => {}
                 }
                 continue;

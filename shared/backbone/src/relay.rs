@@ -72,6 +72,9 @@ const BATCH: i64 = 256;
 const RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 /// How often a working relay checks that its stream is the one it published to.
 pub const STREAM_CHECK: Duration = Duration::from_secs(10);
+/// How often `careloop_outbox_pending` is counted (a count reads every unpublished
+/// event, so not at every look).
+const COUNT_EVERY: Duration = Duration::from_secs(1);
 
 impl Relay {
     pub fn new(
@@ -233,6 +236,7 @@ impl Relay {
         let mut wakeup = Wakeup::new(self.pool.clone(), self.schema, Duration::from_millis(500));
         let mut retries = RETRY.start();
         let mut next_check = tokio::time::Instant::now();
+        let mut next_count = tokio::time::Instant::now();
         while !shutdown.is_triggered() {
             if tokio::time::Instant::now() >= next_check {
                 if let Err(e) = self.check_stream().await {
@@ -240,11 +244,15 @@ impl Relay {
                 }
                 next_check = tokio::time::Instant::now() + STREAM_CHECK;
             }
+            if tokio::time::Instant::now() >= next_count {
+                self.count_pending().await;
+                next_count = tokio::time::Instant::now() + COUNT_EVERY;
+            }
             // One query to look; a pass (a transaction) only when there is
             // something to publish.
             if let Some(backlog) = self.look().await.filter(|b| !b.worth_a_pass()) {
                 tokio::select! {
-                    _ = wakeup.wait(backlog.pending > 0) => {}
+                    _ = wakeup.wait(backlog.waiting()) => {}
                     _ = shutdown.wait() => {}
                 }
                 continue;
@@ -336,14 +344,25 @@ impl Relay {
         Ok(n)
     }
 
-    /// Committed events not yet published (also those not readable yet); updates
-    /// `careloop_outbox_pending`. `None` when the database does not answer.
+    /// Whether there is something to publish. `None` when the database does not
+    /// answer.
     async fn look(&self) -> Option<outbox::Backlog> {
-        let b = outbox::look(&self.pool, self.schema, CURSOR, Some(&self.types)).await?;
-        metrics::OUTBOX_PENDING
-            .with_label_values(&[self.service])
-            .set(b.pending);
-        Some(b)
+        outbox::look(&self.pool, self.schema, CURSOR, Some(&self.types)).await
+    }
+
+    /// Counts the committed events not yet published (also those not readable yet)
+    /// into `careloop_outbox_pending`; left as it was when the database does not
+    /// answer.
+    async fn count_pending(&self) {
+        let Ok(mut conn) = self.pool.acquire().await else {
+            return;
+        };
+        if let Ok((n, _)) = outbox::pending(&mut conn, self.schema, CURSOR, Some(&self.types)).await
+        {
+            metrics::OUTBOX_PENDING
+                .with_label_values(&[self.service])
+                .set(n);
+        }
     }
 
     fn envelope(&self, event: &StoredEvent) -> anyhow::Result<Envelope> {

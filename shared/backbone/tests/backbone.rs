@@ -277,10 +277,77 @@ async fn the_cursor_moves_past_unpublished_events_without_skipping_a_late_commit
         )
         .await
         .unwrap();
-        (beyond == 0 && backlog.pending == 0 && !backlog.worth_a_pass()).then_some(())
+        (beyond == 0 && !backlog.waiting() && !backlog.worth_a_pass()).then_some(())
     })
     .await;
     assert_eq!(f.stream_len().await, 4, "each Ping once");
+}
+
+/// Guarantee 2's liveness: a reader opens a pass exactly when one has work. The look
+/// (`outbox::backlog`, which stops early rather than count) says events of the
+/// reader's types wait while an older transaction hides them, that they are readable
+/// once it ends, and that other types' events are worth a pass only from the
+/// hundredth on. A look that never said "readable" would leave events unpublished.
+#[tokio::test]
+async fn a_look_says_whether_a_pass_has_work() {
+    let f = fixture().await;
+    let look = || async {
+        let mut conn = f.bb.pool.acquire().await.unwrap();
+        careloop_backbone::outbox::backlog(&mut conn, SCHEMA, "relay", Some(&["Ping".into()]))
+            .await
+            .unwrap()
+    };
+    let b = look().await;
+    assert!(!b.waiting() && !b.worth_a_pass(), "{b:?}");
+
+    // A Ping committed after a transaction that is still running: waiting, not
+    // readable (a pass would read nothing).
+    let mut older = f.bb.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *older)
+        .await
+        .unwrap();
+    append(&f.bb.pool, "late", 1, 1).await;
+    let b = look().await;
+    assert!(b.waiting() && !b.readable && !b.worth_a_pass(), "{b:?}");
+    older.commit().await.unwrap();
+    eventually("the Ping readable", WAIT, || async {
+        look().await.worth_a_pass().then_some(())
+    })
+    .await;
+    assert_eq!(publish(&f.relay(), 1).await, 1);
+    assert!(!look().await.waiting());
+
+    // Events of other types: not worth a pass until there are SKIP_AFTER of them.
+    let other = |n: i64| {
+        let pool = f.bb.pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO demo.events (aggregate_type, aggregate_id, sequence, event_type,
+                    event_version, payload, metadata)
+                 SELECT 'Demo', 'other' || g, 1, 'Other', '1', '{}', '{}'
+                 FROM generate_series($1::bigint, $2::bigint) g",
+            )
+            .bind(n)
+            .bind(n + 98)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    other(1).await;
+    eventually("99 others readable", WAIT, || async {
+        (look().await.skippable == 99).then_some(())
+    })
+    .await;
+    assert!(!look().await.worth_a_pass());
+    other(100).await;
+    eventually("198 others readable", WAIT, || async {
+        let b = look().await;
+        (b.skippable == careloop_backbone::outbox::SKIP_AFTER && b.worth_a_pass()).then_some(())
+    })
+    .await;
+    assert!(!look().await.waiting(), "none of them is the reader's");
 }
 
 /// Guarantee 3: a redelivered message changes nothing; the processed record is
