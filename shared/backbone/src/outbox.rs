@@ -403,11 +403,22 @@ pub async fn backlog(
 /// One LISTEN connection per database serves every relay, projection and worker of
 /// the process (the trigger names the schema in its payload), so the number of
 /// connections does not grow with the number of readers.
+///
+/// Under load a schema commits hundreds of times a second, and a reader woken for
+/// each commit would look (and open a pass) for each. So a wait returns no sooner
+/// than [`PACE`] after the previous one, and one return answers every notification
+/// queued by then: the look that follows sees all of those commits at once, and the
+/// pass takes them in one batch. At idle the first commit wakes a reader at once.
 pub struct Wakeup {
     rx: tokio::sync::broadcast::Receiver<String>,
     schema: String,
     poll: std::time::Duration,
+    last: tokio::time::Instant,
 }
+
+/// The shortest time between two returns of [`Wakeup::wait`]: a reader looks at most
+/// 50 times a second however fast its schema commits.
+pub const PACE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The channel every events trigger notifies, with the schema as payload.
 pub const CHANNEL: &str = "careloop_events";
@@ -476,6 +487,9 @@ impl Wakeup {
             rx: subscribe(&pool),
             schema: schema.to_string(),
             poll,
+            last: tokio::time::Instant::now()
+                .checked_sub(PACE)
+                .unwrap_or_else(tokio::time::Instant::now),
         }
     }
 
@@ -483,10 +497,22 @@ impl Wakeup {
     /// transaction somewhere on the server is still open. Its commit sends no
     /// notification, so look again shortly instead of waiting for one.
     pub async fn wait(&mut self, soon: bool) {
+        let earliest = self.last + PACE;
         if soon {
             tokio::time::sleep(std::time::Duration::from_millis(15)).await;
-            return;
+        } else {
+            self.notified().await;
         }
+        tokio::time::sleep_until(earliest).await;
+        // Whatever was notified until now, the caller's next look sees.
+        while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
+            self.rx.try_recv()
+        {}
+        self.last = tokio::time::Instant::now();
+    }
+
+    /// A notification for this schema, or `poll` passed.
+    async fn notified(&mut self) {
         let schema = self.schema.clone();
         let rx = &mut self.rx;
         let woken = async move {
