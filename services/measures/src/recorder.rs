@@ -58,10 +58,9 @@ impl EventHandler for FactRecorder {
                 };
                 note(
                     &r.referral_id,
-                    DischargeRecordCommand::NoteDischarge(discharge),
+                    DischargeRecordCommand::NoteReceived(discharge),
                 )
-                .await?;
-                status(&r.referral_id, "received").await
+                .await
             }
             Payload::ReferralAccepted(a) => status(&a.referral_id, "accepted").await,
             Payload::ReferralRejected(r) => status(&r.referral_id, "rejected").await,

@@ -30,7 +30,9 @@ pub struct Discharge {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DischargeRecordCommand {
-    NoteDischarge(Discharge),
+    /// The referral service took the referral in: the discharge and the status
+    /// `received`, in one command (one load and one commit for both).
+    NoteReceived(Discharge),
     NoteChannel(Channel),
     NoteStatus(String),
     /// assigned | waitlisted | unassigned | released
@@ -65,6 +67,17 @@ impl DomainEvent for DischargeRecordEvent {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RecordError {}
 
+impl DischargeRecord {
+    async fn note_status(&mut self, status: String, sink: &EventSink<Self>) {
+        // Entered in error is final for the measures: nothing undoes it.
+        let locked = self.status.as_deref() == Some("entered-in-error");
+        if self.status.as_deref() != Some(status.as_str()) && !locked {
+            sink.write(DischargeRecordEvent::StatusNoted { status }, self)
+                .await;
+        }
+    }
+}
+
 impl Aggregate for DischargeRecord {
     const TYPE: &'static str = "DischargeRecord";
     type Command = DischargeRecordCommand;
@@ -79,11 +92,12 @@ impl Aggregate for DischargeRecord {
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
         match command {
-            DischargeRecordCommand::NoteDischarge(d) => {
+            DischargeRecordCommand::NoteReceived(d) => {
                 if self.discharge.is_none() {
                     sink.write(DischargeRecordEvent::DischargeNoted(d), self)
                         .await;
                 }
+                self.note_status("received".into(), sink).await;
             }
             DischargeRecordCommand::NoteChannel(channel) => {
                 if self.channel.is_none() {
@@ -91,14 +105,7 @@ impl Aggregate for DischargeRecord {
                         .await;
                 }
             }
-            DischargeRecordCommand::NoteStatus(status) => {
-                // Entered in error is final for the measures: nothing undoes it.
-                let locked = self.status.as_deref() == Some("entered-in-error");
-                if self.status.as_deref() != Some(status.as_str()) && !locked {
-                    sink.write(DischargeRecordEvent::StatusNoted { status }, self)
-                        .await;
-                }
-            }
+            DischargeRecordCommand::NoteStatus(status) => self.note_status(status, sink).await,
             DischargeRecordCommand::NoteAssignment(state) => {
                 if self.assignment.as_deref() != Some(state.as_str()) {
                     sink.write(DischargeRecordEvent::AssignmentNoted { state }, self)
@@ -267,6 +274,31 @@ mod tests {
                 status: "entered-in-error".into(),
             }])
             .when_async(DischargeRecordCommand::NoteStatus("completed".into()))
+            .await
+            .then_expect_events(vec![]);
+    }
+
+    #[tokio::test]
+    async fn a_received_referral_notes_its_discharge_and_status_once() {
+        let discharge = Discharge {
+            person_ref: "p1".into(),
+            facility: "st-marys".into(),
+            discharged_at: chrono::DateTime::UNIX_EPOCH,
+        };
+        let received = vec![
+            DischargeRecordEvent::DischargeNoted(discharge.clone()),
+            DischargeRecordEvent::StatusNoted {
+                status: "received".into(),
+            },
+        ];
+        TestFramework::<DischargeRecord>::with(())
+            .given_no_previous_events()
+            .when_async(DischargeRecordCommand::NoteReceived(discharge.clone()))
+            .await
+            .then_expect_events(received.clone());
+        TestFramework::<DischargeRecord>::with(())
+            .given(received)
+            .when_async(DischargeRecordCommand::NoteReceived(discharge))
             .await
             .then_expect_events(vec![]);
     }

@@ -244,15 +244,23 @@ impl Consumer {
         let mut workers = Vec::with_capacity(PARTITIONS);
         for _ in 0..PARTITIONS {
             let (lane, mut queue) = tokio::sync::mpsc::channel::<jetstream::Message>(LANE_DEPTH);
-            let (me, shutdown) = (self.clone(), shutdown.clone());
+            let (me, mut shutdown) = (self.clone(), shutdown.clone());
             workers.push(tokio::spawn(async move {
                 while let Some(msg) = queue.recv().await {
-                    let permit = me.slots.clone().acquire_owned().await;
-                    if shutdown.is_triggered() || permit.is_err() {
+                    // Never wait behind the process's other handlers once stopping.
+                    let permit = if shutdown.is_triggered() {
+                        None
+                    } else {
+                        tokio::select! {
+                            p = me.slots.clone().acquire_owned() => p.ok(),
+                            _ = shutdown.wait() => None,
+                        }
+                    };
+                    let Some(_permit) = permit else {
                         // Not started: back to JetStream at once, for another instance.
                         let _ = msg.ack_with(AckKind::Nak(None)).await;
                         continue;
-                    }
+                    };
                     me.deliver(msg).await;
                 }
             }));
@@ -307,7 +315,13 @@ impl Consumer {
                 match next {
                     Some(Ok(msg)) => {
                         retries.reset();
-                        if lanes[Self::lane(&msg)].send(msg).await.is_err() {
+                        // A full lane holds the pull back (JetStream keeps the rest;
+                        // a lane's few messages are handled well within ack_wait).
+                        let sent = tokio::select! {
+                            sent = lanes[Self::lane(&msg)].send(msg) => sent.is_ok(),
+                            _ = shutdown.wait() => false,
+                        };
+                        if !sent {
                             return;
                         }
                     }

@@ -37,7 +37,9 @@ pub struct Backbone {
     pub namespace: Namespace,
     pub settings: Settings,
     /// How many messages this process's consumers handle at once, all consumers
-    /// together: half the pool, so requests always find connections.
+    /// together: a quarter of the pool. A handling holds its transaction's connection
+    /// and its commands take a second, so consumers hold at most half the pool and
+    /// requests always find connections.
     pub consumer_slots: Arc<tokio::sync::Semaphore>,
 }
 
@@ -58,7 +60,7 @@ impl Backbone {
             namespace: settings.namespace.clone(),
             settings: settings.clone(),
             consumer_slots: Arc::new(tokio::sync::Semaphore::new(
-                (settings.database.pool_max as usize / 2).max(1),
+                (settings.database.pool_max as usize / 4).max(1),
             )),
         })
     }

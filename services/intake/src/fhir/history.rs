@@ -63,18 +63,20 @@ impl TaskHistory {
     /// The version a `tasks` read-model row stands for. A search filters, orders and
     /// pages on the row, so its entry shows that version: while the row catches up with
     /// the events it is a moment behind a read, never a later version the search's own
-    /// `_lastUpdated` bounds or cursor would not have matched. The latest when no
-    /// version has the row's status and instant (a row made by a holder change alone).
+    /// `_lastUpdated` bounds or cursor would not have matched. When no version has the
+    /// row's status and instant (a row made by a holder change alone), the newest
+    /// version no later than the row (version 1 if none is).
     pub fn version_of(&self, row: &TaskRow) -> usize {
-        (1..=self.versions())
-            .rev()
-            .find(|&v| {
-                self.at(v).is_some_and(|a| {
-                    a.status == row.status
-                        && a.last_updated.timestamp_micros() == row.last_updated.timestamp_micros()
-                })
-            })
-            .unwrap_or(self.versions())
+        let at = row.last_updated.timestamp_micros();
+        let versions = || {
+            (1..=self.versions())
+                .rev()
+                .filter_map(|v| Some((v, self.at(v)?)))
+        };
+        versions()
+            .find(|(_, a)| a.status == row.status && a.last_updated.timestamp_micros() == at)
+            .or_else(|| versions().find(|(_, a)| a.last_updated.timestamp_micros() <= at))
+            .map_or(1, |(v, _)| v)
     }
 
     /// The Task resource at `version`.
@@ -139,4 +141,56 @@ pub async fn load(pool: &PgPool, ids: &[String]) -> sqlx::Result<HashMap<String,
 /// One referral's history.
 pub async fn one(pool: &PgPool, id: &str) -> sqlx::Result<Option<TaskHistory>> {
     Ok(load(pool, &[id.to_string()]).await?.remove(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use careloop_events::ReferralStatus;
+    use chrono::TimeZone;
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 1, 9, minute, 0).unwrap()
+    }
+
+    /// Submitted at 9:00, received at 9:01, accepted at 9:02.
+    fn history() -> TaskHistory {
+        let change = |status, minute| StatusChange {
+            facility: "st-marys".into(),
+            person_ref: Some("p1".into()),
+            status,
+            reason: None,
+            occurred_at: at(minute),
+        };
+        TaskHistory {
+            referral_id: "r1".into(),
+            person_ref: Some("p1".into()),
+            facility: "st-marys".into(),
+            submitted_at: at(0),
+            changes: vec![
+                change(ReferralStatus::Received, 1),
+                change(ReferralStatus::Accepted, 2),
+            ],
+        }
+    }
+
+    /// Guarantee: a search entry is the version its read-model row matched, so it
+    /// lies within the search's own `_lastUpdated` bounds, never a later one.
+    #[test]
+    fn a_search_entry_is_the_version_its_row_matched() {
+        let h = history();
+        let received = h.at(2).unwrap();
+        assert_eq!(h.version_of(&received), 2, "a row behind the events");
+        assert_eq!(h.version_of(&h.latest()), 3);
+        // A row made by a holder change alone: status requested, at the change's time.
+        let mut holder_only = h.at(1).unwrap();
+        holder_only.last_updated = at(1) + chrono::Duration::seconds(30);
+        assert_eq!(
+            h.version_of(&holder_only),
+            2,
+            "the newest no later than the row"
+        );
+        holder_only.last_updated = at(0) - chrono::Duration::seconds(1);
+        assert_eq!(h.version_of(&holder_only), 1);
+    }
 }
