@@ -307,14 +307,6 @@ pub async fn look(
 /// just to move the cursor past them.
 pub const SKIP_AFTER: i64 = 100;
 
-impl Backlog {
-    /// Whether a pass has work: events of the reader's types to take, or enough of
-    /// other types to move past.
-    pub fn worth_a_pass(&self) -> bool {
-        self.readable || self.skippable >= SKIP_AFTER
-    }
-}
-
 /// What lies beyond a reader's cursor, as far as a reader needs to know to decide
 /// whether to open a pass.
 #[derive(Debug, Clone, Copy, Default)]
@@ -332,6 +324,12 @@ pub struct Backlog {
 }
 
 impl Backlog {
+    /// Whether a pass has work: events of the reader's types to take, or enough of
+    /// other types to move past.
+    pub fn worth_a_pass(&self) -> bool {
+        self.readable || self.skippable >= SKIP_AFTER
+    }
+
     /// Whether events of the reader's types wait beyond its cursor, readable or not.
     pub fn waiting(&self) -> bool {
         self.oldest.is_some()
@@ -356,8 +354,8 @@ fn beyond(schema: &str) -> String {
 ///
 /// Each part stops early (at the first event of the reader's types, or at
 /// [`SKIP_AFTER`] of the others), so a look costs the same with a backlog of ten or of
-/// ten thousand. Counting them all here made looking the busiest statement of
-/// the whole server under load: readers look every 15 ms while events of theirs are
+/// ten thousand. Counting them all here made looking the busiest statement of the
+/// whole server under load: readers look every [`PACE`] while events of theirs are
 /// still in flight, and each look read every event beyond its cursor. The snapshot's
 /// horizon is a sub-select, taken once rather than for every row.
 pub async fn backlog(
@@ -374,15 +372,15 @@ pub async fn backlog(
     // further than SKIP_AFTER (an index range scan that stops early).
     let (oldest, readable, skippable) = sqlx::query_as(&format!(
         "SELECT first.recorded_at,
-                COALESCE(first.txid < {horizon}, false),
-                CASE WHEN first.txid < {horizon} OR $2::text[] IS NULL THEN 0 ELSE
+                COALESCE(first.readable, false),
+                CASE WHEN first.readable OR $2::text[] IS NULL THEN 0 ELSE
                   (SELECT count(*) FROM (SELECT 1 FROM {schema}.events e
                     WHERE {beyond} AND e.txid < {horizon} AND NOT e.event_type = ANY($2)
                     ORDER BY e.txid, e.position LIMIT {SKIP_AFTER}) others)
                 END
          FROM (SELECT 1) one
          LEFT JOIN LATERAL (
-             SELECT e.recorded_at, e.txid FROM {schema}.events e
+             SELECT e.recorded_at, e.txid < {horizon} AS readable FROM {schema}.events e
              WHERE {beyond} AND ($2::text[] IS NULL OR e.event_type = ANY($2))
              ORDER BY e.txid, e.position LIMIT 1) first ON true"
     ))
@@ -495,12 +493,10 @@ impl Wakeup {
 
     /// `soon`: events are committed but not readable yet, because an older
     /// transaction somewhere on the server is still open. Its commit sends no
-    /// notification, so look again shortly instead of waiting for one.
+    /// notification, so look again after [`PACE`] instead of waiting for one.
     pub async fn wait(&mut self, soon: bool) {
         let earliest = self.last + PACE;
-        if soon {
-            tokio::time::sleep(std::time::Duration::from_millis(15)).await;
-        } else {
+        if !soon {
             self.notified().await;
         }
         tokio::time::sleep_until(earliest).await;

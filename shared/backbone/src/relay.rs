@@ -250,7 +250,8 @@ impl Relay {
             }
             // One query to look; a pass (a transaction) only when there is
             // something to publish.
-            if let Some(backlog) = self.look().await.filter(|b| !b.worth_a_pass()) {
+            let look = outbox::look(&self.pool, self.schema, CURSOR, Some(&self.types)).await;
+            if let Some(backlog) = look.filter(|b| !b.worth_a_pass()) {
                 tokio::select! {
                     _ = wakeup.wait(backlog.waiting()) => {}
                     _ = shutdown.wait() => {}
@@ -342,12 +343,6 @@ impl Relay {
         let (n, _) = outbox::pending(&mut tx, self.schema, CURSOR, Some(&self.types)).await?;
         tx.commit().await?;
         Ok(n)
-    }
-
-    /// Whether there is something to publish. `None` when the database does not
-    /// answer.
-    async fn look(&self) -> Option<outbox::Backlog> {
-        outbox::look(&self.pool, self.schema, CURSOR, Some(&self.types)).await
     }
 
     /// Counts the committed events not yet published (also those not readable yet)
