@@ -2,7 +2,7 @@
 //! log and readmissions, rebuilt from follow-up events (`careloop replay followups`),
 //! and every query on it.
 
-use careloop_backbone::{Projection, StoredEvent};
+use careloop_backbone::{Projection, StoredEvent, rows};
 use careloop_events::ContactOutcome;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -34,343 +34,413 @@ impl Projection for FollowUps {
     }
 
     async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
-        if e.aggregate_type != "FollowUpPlan" {
-            return Ok(());
-        }
-        let id = &e.aggregate_id;
-        let at = e.recorded_at;
-        match e.decode::<FollowUpEvent>()? {
-            FollowUpEvent::PlanStarted {
-                peer_id,
-                person_ref,
-                facility,
-                priority,
-                discharged_at,
-                ends_at,
-                checkpoints,
-                ..
-            } => {
-                sqlx::query(
-                    "INSERT INTO followups (referral_id, peer_id, person_ref, facility,
-                        priority, discharged_at, ends_at, state, started_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $8)",
-                )
-                .bind(id)
-                .bind(peer_id)
-                .bind(person_ref)
-                .bind(facility)
-                .bind(priority.as_str())
-                .bind(discharged_at)
-                .bind(ends_at)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-                for c in checkpoints {
-                    sqlx::query(
-                        "INSERT INTO checkpoints (referral_id, name, window_start, due_at)
-                         VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(id)
-                    .bind(&c.name)
-                    .bind(c.window_start)
-                    .bind(c.due_at)
-                    .execute(&mut *tx)
-                    .await?;
+        self.apply_batch(std::slice::from_ref(e), tx).await
+    }
+
+    /// Plans started one after another in a batch (most of its events, while referrals
+    /// come in) are written together, three statements for the run however long
+    /// (`PlanStarts`); any other event first writes the run before it, then applies
+    /// itself, so each plan still sees its events in order.
+    async fn apply_batch(
+        &self,
+        events: &[StoredEvent],
+        tx: &mut PgConnection,
+    ) -> anyhow::Result<()> {
+        let mut starts = PlanStarts::default();
+        for e in events.iter().filter(|e| e.aggregate_type == "FollowUpPlan") {
+            match e.decode::<FollowUpEvent>()? {
+                FollowUpEvent::PlanStarted {
+                    peer_id,
+                    person_ref,
+                    facility,
+                    priority,
+                    discharged_at,
+                    ends_at,
+                    checkpoints,
+                    ..
+                } => {
+                    starts.plans.push(StartedPlan {
+                        referral_id: e.aggregate_id.clone(),
+                        peer_id,
+                        person_ref,
+                        facility,
+                        priority: priority.as_str().to_string(),
+                        discharged_at,
+                        ends_at,
+                        state: "active",
+                        started_at: e.recorded_at,
+                        updated_at: e.recorded_at,
+                    });
+                    starts
+                        .checkpoints
+                        .extend(checkpoints.into_iter().map(|c| NewCheckpoint {
+                            referral_id: e.aggregate_id.clone(),
+                            name: c.name,
+                            window_start: c.window_start,
+                            due_at: c.due_at,
+                        }));
+                }
+                event => {
+                    starts.write(tx).await?;
+                    apply_event(tx, e, event).await?;
                 }
             }
-            FollowUpEvent::PlanReopened { peer_id, .. } => {
-                sqlx::query(
-                    "UPDATE followups SET peer_id = $2, state = 'active', outcome = NULL,
+        }
+        starts.write(tx).await
+    }
+}
+
+/// A run of started plans not written yet.
+#[derive(Default)]
+struct PlanStarts {
+    plans: Vec<StartedPlan>,
+    checkpoints: Vec<NewCheckpoint>,
+}
+
+/// A `followups` row as a plan starts (the other columns take their defaults).
+#[derive(Serialize)]
+struct StartedPlan {
+    referral_id: String,
+    peer_id: String,
+    person_ref: String,
+    facility: String,
+    priority: String,
+    discharged_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    state: &'static str,
+    started_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// A `checkpoints` row as a plan starts.
+#[derive(Serialize)]
+struct NewCheckpoint {
+    referral_id: String,
+    name: String,
+    window_start: DateTime<Utc>,
+    due_at: DateTime<Utc>,
+}
+
+impl PlanStarts {
+    /// Writes the run (plans, their check-ins, where each stands) and empties it.
+    async fn write(&mut self, tx: &mut PgConnection) -> anyhow::Result<()> {
+        if self.plans.is_empty() {
+            return Ok(());
+        }
+        rows::insert(tx, "followups", &self.plans).await?;
+        rows::insert(tx, "checkpoints", &self.checkpoints).await?;
+        let ids: Vec<&str> = self.plans.iter().map(|p| p.referral_id.as_str()).collect();
+        refresh_standing(tx, &ids, None).await?;
+        *self = PlanStarts::default();
+        Ok(())
+    }
+}
+
+/// Applies one event other than `PlanStarted` to its plan.
+async fn apply_event(
+    tx: &mut PgConnection,
+    e: &StoredEvent,
+    event: FollowUpEvent,
+) -> anyhow::Result<()> {
+    let id = &e.aggregate_id;
+    let at = e.recorded_at;
+    match event {
+        FollowUpEvent::PlanStarted { .. } => unreachable!("written in runs by apply_batch"),
+        FollowUpEvent::PlanReopened { peer_id, .. } => {
+            sqlx::query(
+                "UPDATE followups SET peer_id = $2, state = 'active', outcome = NULL,
                         close_reason = NULL WHERE referral_id = $1",
-                )
+            )
+            .bind(id)
+            .bind(peer_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        FollowUpEvent::PlanUnassigned { .. } => {
+            sqlx::query("UPDATE followups SET peer_id = '' WHERE referral_id = $1")
                 .bind(id)
-                .bind(peer_id)
                 .execute(&mut *tx)
                 .await?;
-            }
-            FollowUpEvent::PlanUnassigned { .. } => {
-                sqlx::query("UPDATE followups SET peer_id = '' WHERE referral_id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            FollowUpEvent::PlanReassigned { to_peer, .. } => {
-                sqlx::query("UPDATE followups SET peer_id = $2 WHERE referral_id = $1")
-                    .bind(id)
-                    .bind(to_peer)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            FollowUpEvent::ContactRecorded { peer_id, contact } => {
-                sqlx::query(
-                    "INSERT INTO contacts (contact_id, referral_id, peer_id, occurred_at,
+        }
+        FollowUpEvent::PlanReassigned { to_peer, .. } => {
+            sqlx::query("UPDATE followups SET peer_id = $2 WHERE referral_id = $1")
+                .bind(id)
+                .bind(to_peer)
+                .execute(&mut *tx)
+                .await?;
+        }
+        FollowUpEvent::ContactRecorded { peer_id, contact } => {
+            sqlx::query(
+                "INSERT INTO contacts (contact_id, referral_id, peer_id, occurred_at,
                         channel, outcome, support_types, recorded_at, notes, goal_ids)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(&contact.contact_id)
-                .bind(id)
-                .bind(peer_id)
-                .bind(contact.occurred_at)
-                .bind(wire(&contact.channel))
-                .bind(contact.outcome.as_str())
-                .bind(contact.support_types.iter().map(wire).collect::<Vec<_>>())
-                .bind(at)
-                .bind(&contact.notes)
-                .bind(&contact.goal_ids)
-                .execute(&mut *tx)
-                .await?;
-                document(tx, &contact.contact_id, &contact.documentation).await?;
-                // The first reach is the earliest reached contact, whatever the order
-                // of entry (back-entry is normal).
-                let reached =
-                    (contact.outcome == ContactOutcome::Reached).then_some(contact.occurred_at);
-                sqlx::query(
-                    "UPDATE followups SET attempts = attempts + 1,
+            )
+            .bind(&contact.contact_id)
+            .bind(id)
+            .bind(peer_id)
+            .bind(contact.occurred_at)
+            .bind(wire(&contact.channel))
+            .bind(contact.outcome.as_str())
+            .bind(contact.support_types.iter().map(wire).collect::<Vec<_>>())
+            .bind(at)
+            .bind(&contact.notes)
+            .bind(&contact.goal_ids)
+            .execute(&mut *tx)
+            .await?;
+            document(tx, &contact.contact_id, &contact.documentation).await?;
+            // The first reach is the earliest reached contact, whatever the order
+            // of entry (back-entry is normal).
+            let reached =
+                (contact.outcome == ContactOutcome::Reached).then_some(contact.occurred_at);
+            sqlx::query(
+                "UPDATE followups SET attempts = attempts + 1,
                         first_reached_at = CASE
                             WHEN $2::timestamptz IS NULL THEN first_reached_at
                             ELSE LEAST(COALESCE(first_reached_at, $2), $2) END
                      WHERE referral_id = $1",
-                )
-                .bind(id)
-                .bind(reached)
-                .execute(&mut *tx)
-                .await?;
-            }
-            FollowUpEvent::ContactDocumented {
-                contact_id,
-                documentation,
-            } => document(tx, &contact_id, &documentation).await?,
-            FollowUpEvent::ContactSigned {
-                contact_id,
-                signed_by,
-                signed_at,
-            } => {
-                sqlx::query(
-                    "UPDATE contacts SET signed_by = $2, signed_at = $3 WHERE contact_id = $1",
-                )
+            )
+            .bind(id)
+            .bind(reached)
+            .execute(&mut *tx)
+            .await?;
+        }
+        FollowUpEvent::ContactDocumented {
+            contact_id,
+            documentation,
+        } => document(tx, &contact_id, &documentation).await?,
+        FollowUpEvent::ContactSigned {
+            contact_id,
+            signed_by,
+            signed_at,
+        } => {
+            sqlx::query("UPDATE contacts SET signed_by = $2, signed_at = $3 WHERE contact_id = $1")
                 .bind(contact_id)
                 .bind(signed_by)
                 .bind(signed_at)
                 .execute(&mut *tx)
                 .await?;
-            }
-            FollowUpEvent::ContactAddendumAdded {
-                contact_id,
-                addendum_id,
-                text,
-                added_by,
-                added_at,
-            } => {
-                sqlx::query(
-                    "INSERT INTO contact_addenda (addendum_id, contact_id, referral_id, text,
+        }
+        FollowUpEvent::ContactAddendumAdded {
+            contact_id,
+            addendum_id,
+            text,
+            added_by,
+            added_at,
+        } => {
+            sqlx::query(
+                "INSERT INTO contact_addenda (addendum_id, contact_id, referral_id, text,
                         added_by, added_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(addendum_id)
-                .bind(contact_id)
-                .bind(id)
-                .bind(text)
-                .bind(added_by)
-                .bind(added_at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            FollowUpEvent::GoalSet {
-                goal_id,
-                words,
-                support_types,
-                set_at,
-            } => {
-                sqlx::query(
-                    "INSERT INTO goals (referral_id, goal_id, words, support_types, status,
+            )
+            .bind(addendum_id)
+            .bind(contact_id)
+            .bind(id)
+            .bind(text)
+            .bind(added_by)
+            .bind(added_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        FollowUpEvent::GoalSet {
+            goal_id,
+            words,
+            support_types,
+            set_at,
+        } => {
+            sqlx::query(
+                "INSERT INTO goals (referral_id, goal_id, words, support_types, status,
                         set_at) VALUES ($1, $2, $3, $4, 'progress', $5)",
-                )
-                .bind(id)
-                .bind(goal_id)
-                .bind(words)
-                .bind(support_types.iter().map(wire).collect::<Vec<_>>())
-                .bind(set_at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            FollowUpEvent::GoalReviewed {
-                goal_id,
-                kind,
-                words,
-                note,
-                reviewed_by,
-                reviewed_at,
-                ..
-            } => {
-                sqlx::query(
-                    "INSERT INTO goal_reviews (referral_id, goal_id, seq, kind, words, note,
+            )
+            .bind(id)
+            .bind(goal_id)
+            .bind(words)
+            .bind(support_types.iter().map(wire).collect::<Vec<_>>())
+            .bind(set_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        FollowUpEvent::GoalReviewed {
+            goal_id,
+            kind,
+            words,
+            note,
+            reviewed_by,
+            reviewed_at,
+            ..
+        } => {
+            sqlx::query(
+                "INSERT INTO goal_reviews (referral_id, goal_id, seq, kind, words, note,
                         reviewed_by, reviewed_at)
                      SELECT $1, $2, COALESCE(max(seq), 0) + 1, $3, $4, $5, $6, $7
                      FROM goal_reviews WHERE referral_id = $1 AND goal_id = $2",
-                )
-                .bind(id)
-                .bind(&goal_id)
-                .bind(wire(&kind))
-                .bind(&words)
-                .bind(note)
-                .bind(reviewed_by)
-                .bind(reviewed_at)
-                .execute(&mut *tx)
-                .await?;
-                // A changed goal is worked on in its new words.
-                let status = match kind {
-                    GoalReviewKind::Changed => GoalReviewKind::Progress,
-                    other => other,
-                };
-                sqlx::query(
-                    "UPDATE goals SET status = $3, words = COALESCE($4, words),
+            )
+            .bind(id)
+            .bind(&goal_id)
+            .bind(wire(&kind))
+            .bind(&words)
+            .bind(note)
+            .bind(reviewed_by)
+            .bind(reviewed_at)
+            .execute(&mut *tx)
+            .await?;
+            // A changed goal is worked on in its new words.
+            let status = match kind {
+                GoalReviewKind::Changed => GoalReviewKind::Progress,
+                other => other,
+            };
+            sqlx::query(
+                "UPDATE goals SET status = $3, words = COALESCE($4, words),
                         reviewed_at = $5 WHERE referral_id = $1 AND goal_id = $2",
+            )
+            .bind(id)
+            .bind(goal_id)
+            .bind(wire(&status))
+            .bind(words)
+            .bind(reviewed_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        FollowUpEvent::CaringContactsStarted { due, started_at } => {
+            let mut window_start = started_at;
+            for (i, due_at) in due.into_iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO checkpoints (referral_id, name, window_start, due_at)
+                         VALUES ($1, $2, $3, $4)",
                 )
                 .bind(id)
-                .bind(goal_id)
-                .bind(wire(&status))
-                .bind(words)
-                .bind(reviewed_at)
+                .bind(caring_name(i as u32 + 1))
+                .bind(window_start)
+                .bind(due_at)
                 .execute(&mut *tx)
                 .await?;
+                window_start = due_at;
             }
-            FollowUpEvent::CaringContactsStarted { due, started_at } => {
-                let mut window_start = started_at;
-                for (i, due_at) in due.into_iter().enumerate() {
-                    sqlx::query(
-                        "INSERT INTO checkpoints (referral_id, name, window_start, due_at)
-                         VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(id)
-                    .bind(caring_name(i as u32 + 1))
-                    .bind(window_start)
-                    .bind(due_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    window_start = due_at;
-                }
-                set_caring(tx, id, "running").await?;
-            }
-            FollowUpEvent::CaringContactMade { n, contact_id } => {
-                sqlx::query(
-                    "UPDATE checkpoints SET met_at = c.occurred_at, met_by = c.contact_id
+            set_caring(tx, id, "running").await?;
+        }
+        FollowUpEvent::CaringContactMade { n, contact_id } => {
+            sqlx::query(
+                "UPDATE checkpoints SET met_at = c.occurred_at, met_by = c.contact_id
                      FROM contacts c
                      WHERE checkpoints.referral_id = $1 AND checkpoints.name = $2
                        AND c.contact_id = $3",
-                )
-                .bind(id)
-                .bind(caring_name(n))
-                .bind(contact_id)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "UPDATE followups SET caring_state = 'done'
+            )
+            .bind(id)
+            .bind(caring_name(n))
+            .bind(contact_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE followups SET caring_state = 'done'
                      WHERE referral_id = $1 AND NOT EXISTS (
                          SELECT 1 FROM checkpoints WHERE referral_id = $1
                            AND name LIKE 'caring\\_%' AND met_at IS NULL)",
-                )
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            FollowUpEvent::CaringContactsStopped { .. } => {
-                // What was not made is no longer due.
-                sqlx::query(
-                    "DELETE FROM checkpoints WHERE referral_id = $1
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        FollowUpEvent::CaringContactsStopped { .. } => {
+            // What was not made is no longer due.
+            sqlx::query(
+                "DELETE FROM checkpoints WHERE referral_id = $1
                        AND name LIKE 'caring\\_%' AND met_at IS NULL",
-                )
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                set_caring(tx, id, "stopped").await?;
-            }
-            FollowUpEvent::CheckpointMet {
-                checkpoint,
-                contact_id,
-                occurred_at,
-            } => {
-                sqlx::query(
-                    "UPDATE checkpoints SET met_at = $3, met_by = $4
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            set_caring(tx, id, "stopped").await?;
+        }
+        FollowUpEvent::CheckpointMet {
+            checkpoint,
+            contact_id,
+            occurred_at,
+        } => {
+            sqlx::query(
+                "UPDATE checkpoints SET met_at = $3, met_by = $4
                      WHERE referral_id = $1 AND name = $2",
-                )
-                .bind(id)
-                .bind(checkpoint)
-                .bind(occurred_at)
-                .bind(contact_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            FollowUpEvent::FollowUpOverdue { checkpoint, .. } => {
-                sqlx::query(
-                    "UPDATE checkpoints SET overdue = true WHERE referral_id = $1 AND name = $2",
-                )
-                .bind(id)
-                .bind(checkpoint)
-                .execute(&mut *tx)
-                .await?;
-            }
-            FollowUpEvent::ReadmissionLinked {
-                admission_id,
-                admitted_at,
-                paused,
-            } => {
-                sqlx::query(
-                    "INSERT INTO readmissions (referral_id, admission_id, admitted_at, linked_at)
+            )
+            .bind(id)
+            .bind(checkpoint)
+            .bind(occurred_at)
+            .bind(contact_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        FollowUpEvent::FollowUpOverdue { checkpoint, .. } => {
+            sqlx::query(
+                "UPDATE checkpoints SET overdue = true WHERE referral_id = $1 AND name = $2",
+            )
+            .bind(id)
+            .bind(checkpoint)
+            .execute(&mut *tx)
+            .await?;
+        }
+        FollowUpEvent::ReadmissionLinked {
+            admission_id,
+            admitted_at,
+            paused,
+        } => {
+            sqlx::query(
+                "INSERT INTO readmissions (referral_id, admission_id, admitted_at, linked_at)
                      VALUES ($1, $2, $3, $4)",
-                )
-                .bind(id)
-                .bind(admission_id)
-                .bind(admitted_at)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-                if paused {
-                    set_state(tx, id, "paused", None, None).await?;
-                }
-            }
-            FollowUpEvent::PlanResumed { .. } => set_state(tx, id, "active", None, None).await?,
-            FollowUpEvent::ReadmissionUnlinked {
-                admission_id,
-                resumed,
-            } => {
-                sqlx::query(
-                    "DELETE FROM readmissions WHERE referral_id = $1 AND admission_id = $2",
-                )
-                .bind(id)
-                .bind(admission_id)
-                .execute(&mut *tx)
-                .await?;
-                if resumed {
-                    set_state(tx, id, "active", None, None).await?;
-                }
-            }
-            FollowUpEvent::FollowUpClosed {
-                outcome, reason, ..
-            } => {
-                set_state(tx, id, "closed", Some(outcome.as_str()), Some(&reason)).await?;
+            )
+            .bind(id)
+            .bind(admission_id)
+            .bind(admitted_at)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            if paused {
+                set_state(tx, id, "paused", None, None).await?;
             }
         }
-        // Where the plan stands now: its next unmet check-in, and whether one is late.
-        sqlx::query(
-            "UPDATE followups f SET updated_at = $2,
-                next_checkpoint = n.name, next_due_at = n.due_at,
-                overdue = EXISTS (SELECT 1 FROM checkpoints c
-                                  WHERE c.referral_id = f.referral_id AND c.met_at IS NULL AND c.overdue)
-             FROM (SELECT NULL::text AS name, NULL::timestamptz AS due_at) z
-             LEFT JOIN LATERAL (SELECT c.name, c.due_at FROM checkpoints c
-                                WHERE c.referral_id = $1 AND c.met_at IS NULL
-                                  -- While caring contacts run, they are what is due.
-                                  AND ((SELECT caring_state FROM followups
-                                        WHERE referral_id = $1) IS DISTINCT FROM 'running'
-                                       OR c.name LIKE 'caring\\_%')
-                                ORDER BY c.due_at, c.name LIMIT 1) n ON true
-             WHERE f.referral_id = $1",
-        )
-        .bind(id)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
+        FollowUpEvent::PlanResumed { .. } => set_state(tx, id, "active", None, None).await?,
+        FollowUpEvent::ReadmissionUnlinked {
+            admission_id,
+            resumed,
+        } => {
+            sqlx::query("DELETE FROM readmissions WHERE referral_id = $1 AND admission_id = $2")
+                .bind(id)
+                .bind(admission_id)
+                .execute(&mut *tx)
+                .await?;
+            if resumed {
+                set_state(tx, id, "active", None, None).await?;
+            }
+        }
+        FollowUpEvent::FollowUpClosed {
+            outcome, reason, ..
+        } => {
+            set_state(tx, id, "closed", Some(outcome.as_str()), Some(&reason)).await?;
+        }
     }
+    refresh_standing(tx, &[id.as_str()], Some(at)).await?;
+    Ok(())
+}
+
+/// Where each of the plans `ids` stands now: its next unmet check-in (while caring
+/// contacts run, they are what is due) and whether an unmet one is late; `at` moves
+/// `updated_at` when given.
+async fn refresh_standing(
+    tx: &mut PgConnection,
+    ids: &[&str],
+    at: Option<DateTime<Utc>>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE followups f SET updated_at = COALESCE($2, f.updated_at),
+            (next_checkpoint, next_due_at) = (
+                SELECT c.name, c.due_at FROM checkpoints c
+                WHERE c.referral_id = f.referral_id AND c.met_at IS NULL
+                  AND (f.caring_state IS DISTINCT FROM 'running' OR c.name LIKE 'caring\\_%')
+                ORDER BY c.due_at, c.name LIMIT 1),
+            overdue = EXISTS (SELECT 1 FROM checkpoints c
+                              WHERE c.referral_id = f.referral_id AND c.met_at IS NULL AND c.overdue)
+         WHERE f.referral_id = ANY($1)",
+    )
+    .bind(ids)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// The check-in name of the `n`th caring contact (from 1).

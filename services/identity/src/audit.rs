@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use careloop_access::{Needs, Principal, Role};
-use careloop_backbone::{Projection, StoredEvent};
+use careloop_backbone::{Projection, StoredEvent, rows};
 use careloop_web::{ApiQuery, Authenticated, Problem, RouteRule};
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -223,29 +223,33 @@ impl Projection for AuditLog {
     }
 
     async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
-        let AuditEvent::AccessRecorded(a) = e.decode()?;
-        sqlx::query(
-            "INSERT INTO audit_log (entry_id, at, sub, role, facility, client_id, action,
-                 resource, person_ref, referral_id, address, outcome, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(&e.aggregate_id)
-        .bind(a.at)
-        .bind(&a.sub)
-        .bind(&a.role)
-        .bind(&a.facility)
-        .bind(&a.client_id)
-        .bind(&a.action)
-        .bind(&a.resource)
-        .bind(&a.person_ref)
-        .bind(&a.referral_id)
-        .bind(&a.address)
-        .bind(&a.outcome)
-        .bind(&a.detail)
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
+        self.apply_batch(std::slice::from_ref(e), tx).await
     }
+
+    /// An append-only log: a batch is one insert (`careloop_backbone::rows`).
+    async fn apply_batch(
+        &self,
+        events: &[StoredEvent],
+        tx: &mut PgConnection,
+    ) -> anyhow::Result<()> {
+        let mut lines = Vec::with_capacity(events.len());
+        for e in events {
+            let AuditEvent::AccessRecorded(entry) = e.decode()?;
+            lines.push(LogLine {
+                entry_id: &e.aggregate_id,
+                entry,
+            });
+        }
+        rows::insert(tx, "audit_log", &lines).await
+    }
+}
+
+/// A row of `audit_log`: the entry under its id.
+#[derive(Serialize)]
+struct LogLine<'a> {
+    entry_id: &'a str,
+    #[serde(flatten)]
+    entry: Entry,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

@@ -3,10 +3,12 @@
 //! and the follow-up plans' ContactRecorded events; `careloop replay measures`), and
 //! every query on it.
 
-use careloop_backbone::{Projection, StoredEvent};
+use std::collections::HashMap;
+
+use careloop_backbone::{Projection, StoredEvent, rows};
 use careloop_events::{ContactOutcome, READMISSION_WINDOW_DAYS, ReferralStatus};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
 use crate::impact::{IndexDischarge, Stay};
@@ -56,106 +58,149 @@ impl Projection for Measures {
     }
 
     async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
-        let id = &e.aggregate_id;
-        match e.aggregate_type.as_str() {
-            "DischargeRecord" => {
-                // Facts may arrive in any order across consumers: upsert each column.
-                let (column, value): (&str, Option<String>) = match e.decode()? {
-                    DischargeRecordEvent::DischargeNoted(d) => {
-                        sqlx::query(
-                            "INSERT INTO measure_discharges
-                                 (referral_id, person_ref, facility, discharged_at)
-                             VALUES ($1, $2, $3, $4)
-                             ON CONFLICT (referral_id) DO UPDATE
-                             SET person_ref = $2, facility = $3, discharged_at = $4",
-                        )
-                        .bind(id)
-                        .bind(&d.person_ref)
-                        .bind(&d.facility)
-                        .bind(d.discharged_at)
-                        .execute(&mut *tx)
-                        .await?;
-                        return Ok(());
-                    }
-                    DischargeRecordEvent::ChannelNoted { channel } => {
-                        ("channel", Some(channel.as_str().to_string()))
-                    }
-                    DischargeRecordEvent::StatusNoted { status } => ("status", Some(status)),
-                    DischargeRecordEvent::AssignmentNoted { state } => ("assignment", Some(state)),
-                };
-                sqlx::query(&format!(
-                    "INSERT INTO measure_discharges (referral_id, {column}) VALUES ($1, $2)
-                     ON CONFLICT (referral_id) DO UPDATE SET {column} = $2"
-                ))
-                .bind(id)
-                .bind(&value)
-                .execute(&mut *tx)
-                .await?;
-                // Entered in error: excluded from every measure.
-                sqlx::query(
-                    "UPDATE measure_discharges SET excluded = (status = $2)
-                     WHERE referral_id = $1 AND status IS NOT NULL",
-                )
-                .bind(id)
-                .bind(ReferralStatus::EnteredInError.as_str())
-                .execute(&mut *tx)
-                .await?;
+        self.apply_batch(std::slice::from_ref(e), tx).await
+    }
+
+    /// The discharges a batch names are read, its events folded into them
+    /// (`fold_discharge`) and written back, and its contacts added, in one statement
+    /// each (`careloop_backbone::rows`); admissions and encounters, a few a day, are
+    /// written one by one. The tables are independent, so each keeps its events' order.
+    async fn apply_batch(
+        &self,
+        events: &[StoredEvent],
+        tx: &mut PgConnection,
+    ) -> anyhow::Result<()> {
+        let discharges: Vec<&StoredEvent> = events
+            .iter()
+            .filter(|e| e.aggregate_type == "DischargeRecord")
+            .collect();
+        if !discharges.is_empty() {
+            let ids = rows::aggregate_ids(discharges.iter().copied());
+            let mut facts: HashMap<String, Option<DischargeFacts>> =
+                rows::load(tx, "measure_discharges", "referral_id", &ids).await?;
+            for e in discharges {
+                let row = facts.entry(e.aggregate_id.clone()).or_default();
+                let row = row.get_or_insert_with(|| DischargeFacts::of(&e.aggregate_id));
+                fold_discharge(row, e.decode()?);
             }
-            "AdmissionRecord" => {
-                let AdmissionRecordEvent::AdmissionNoted(a) = e.decode()? else {
-                    sqlx::query("DELETE FROM measure_admissions WHERE admission_id = $1")
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    return Ok(());
-                };
-                sqlx::query(
-                    "INSERT INTO measure_admissions (admission_id, person_ref, facility, admitted_at)
+            let facts: Vec<DischargeFacts> = facts.into_values().flatten().collect();
+            rows::upsert(tx, "measure_discharges", "referral_id", &facts).await?;
+        }
+        let mut contacts = Vec::new();
+        for e in events {
+            if let Some(c) = recorded_contact(e)? {
+                contacts.push(ContactFact {
+                    contact_id: c.contact_id,
+                    referral_id: e.aggregate_id.clone(),
+                    occurred_at: c.occurred_at,
+                    reached: c.outcome == ContactOutcome::Reached,
+                });
+            }
+        }
+        rows::insert_new(tx, "measure_contacts", &contacts).await?;
+        for e in events {
+            apply_record(e, tx).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Every column of `measure_discharges`: the facts known about one discharge. They
+/// arrive in any order across consumers, so each is filled in as it comes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct DischargeFacts {
+    referral_id: String,
+    person_ref: Option<String>,
+    facility: Option<String>,
+    discharged_at: Option<DateTime<Utc>>,
+    status: Option<String>,
+    assignment: Option<String>,
+    channel: Option<String>,
+    /// Entered in error: excluded from every measure.
+    excluded: bool,
+}
+
+impl DischargeFacts {
+    fn of(referral_id: &str) -> Self {
+        DischargeFacts {
+            referral_id: referral_id.to_string(),
+            ..Default::default()
+        }
+    }
+}
+
+fn fold_discharge(row: &mut DischargeFacts, event: DischargeRecordEvent) {
+    match event {
+        DischargeRecordEvent::DischargeNoted(d) => {
+            row.person_ref = Some(d.person_ref);
+            row.facility = Some(d.facility);
+            row.discharged_at = Some(d.discharged_at);
+            return;
+        }
+        DischargeRecordEvent::ChannelNoted { channel } => {
+            row.channel = Some(channel.as_str().to_string())
+        }
+        DischargeRecordEvent::StatusNoted { status } => row.status = Some(status),
+        DischargeRecordEvent::AssignmentNoted { state } => row.assignment = Some(state),
+    }
+    if let Some(status) = &row.status {
+        row.excluded = status == ReferralStatus::EnteredInError.as_str();
+    }
+}
+
+/// A row of `measure_contacts`.
+#[derive(Debug, Serialize)]
+struct ContactFact {
+    contact_id: String,
+    referral_id: String,
+    occurred_at: DateTime<Utc>,
+    reached: bool,
+}
+
+/// Writes an admission or an encounter (other events: nothing).
+async fn apply_record(e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
+    let id = &e.aggregate_id;
+    match e.aggregate_type.as_str() {
+        "AdmissionRecord" => {
+            let AdmissionRecordEvent::AdmissionNoted(a) = e.decode()? else {
+                sqlx::query("DELETE FROM measure_admissions WHERE admission_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                return Ok(());
+            };
+            sqlx::query(
+                "INSERT INTO measure_admissions (admission_id, person_ref, facility, admitted_at)
                      VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                )
-                .bind(id)
-                .bind(&a.person_ref)
-                .bind(&a.facility)
-                .bind(a.admitted_at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            "EncounterRecord" => {
-                let EncounterRecordEvent::EncounterNoted(n) = e.decode()?;
-                sqlx::query(
-                    "INSERT INTO measure_encounters
+            )
+            .bind(id)
+            .bind(&a.person_ref)
+            .bind(&a.facility)
+            .bind(a.admitted_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        "EncounterRecord" => {
+            let EncounterRecordEvent::EncounterNoted(n) = e.decode()?;
+            sqlx::query(
+                "INSERT INTO measure_encounters
                          (encounter_id, person_ref, facility, class, started_at, ended_at)
                      VALUES ($1, $2, $3, $4, $5, $6)
                      ON CONFLICT (encounter_id)
                      DO UPDATE SET ended_at = COALESCE($6, measure_encounters.ended_at)",
-                )
-                .bind(id)
-                .bind(&n.person_ref)
-                .bind(&n.facility)
-                .bind(&n.class)
-                .bind(n.started_at)
-                .bind(n.ended_at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            "FollowUpPlan" => {
-                if let Some(contact) = recorded_contact(e)? {
-                    sqlx::query(
-                        "INSERT INTO measure_contacts (contact_id, referral_id, occurred_at, reached)
-                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(&contact.contact_id)
-                    .bind(id)
-                    .bind(contact.occurred_at)
-                    .bind(contact.outcome == ContactOutcome::Reached)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-            _ => {}
+            )
+            .bind(id)
+            .bind(&n.person_ref)
+            .bind(&n.facility)
+            .bind(&n.class)
+            .bind(n.started_at)
+            .bind(n.ended_at)
+            .execute(&mut *tx)
+            .await?;
         }
-        Ok(())
+        _ => {}
     }
+    Ok(())
 }
 
 /// Each discharge in `scope` with its first reached contact and its first
@@ -280,4 +325,65 @@ pub async fn visits(
     .bind(as_of)
     .fetch_all(pool)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use careloop_events::Channel;
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::records::Discharge;
+
+    fn facts_after(events: Vec<DischargeRecordEvent>) -> DischargeFacts {
+        let mut row = DischargeFacts::of("ref-1");
+        for e in events {
+            fold_discharge(&mut row, e);
+        }
+        row
+    }
+
+    fn status(s: ReferralStatus) -> DischargeRecordEvent {
+        DischargeRecordEvent::StatusNoted {
+            status: s.as_str().to_string(),
+        }
+    }
+
+    #[test]
+    fn facts_fill_in_whatever_order_they_arrive() {
+        let discharged_at = Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap();
+        let row = facts_after(vec![
+            status(ReferralStatus::Accepted),
+            DischargeRecordEvent::ChannelNoted {
+                channel: Channel::Hl7,
+            },
+            DischargeRecordEvent::DischargeNoted(Discharge {
+                person_ref: "person-1".into(),
+                facility: "north".into(),
+                discharged_at,
+            }),
+        ]);
+        assert_eq!(row.status.as_deref(), Some("accepted"));
+        assert_eq!(row.channel.as_deref(), Some(Channel::Hl7.as_str()));
+        assert_eq!(row.discharged_at, Some(discharged_at));
+        assert!(!row.excluded);
+    }
+
+    #[test]
+    fn a_referral_entered_in_error_is_excluded_until_its_status_changes() {
+        let excluded = facts_after(vec![status(ReferralStatus::EnteredInError)]);
+        assert!(excluded.excluded);
+        let assigned_after = facts_after(vec![
+            status(ReferralStatus::EnteredInError),
+            DischargeRecordEvent::AssignmentNoted {
+                state: "released".into(),
+            },
+        ]);
+        assert!(assigned_after.excluded, "another fact keeps the exclusion");
+        let rerouted = facts_after(vec![
+            status(ReferralStatus::EnteredInError),
+            status(ReferralStatus::Received),
+        ]);
+        assert!(!rerouted.excluded);
+    }
 }

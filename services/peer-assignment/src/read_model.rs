@@ -3,12 +3,12 @@
 //! rebuilt from peer-assignment's events (`careloop replay roster`), and every query
 //! on it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use careloop_backbone::{Projection, StoredEvent};
+use careloop_backbone::{Projection, StoredEvent, rows};
 use careloop_events::Priority;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
 use crate::domain::{AssignmentEvent, Availability, PeerEvent};
@@ -31,123 +31,188 @@ impl Projection for Roster {
     }
 
     async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
-        match e.aggregate_type.as_str() {
-            "Peer" => apply_peer(e, e.decode()?, tx).await,
-            "Assignment" => apply_assignment(e, e.decode()?, tx).await,
-            _ => Ok(()),
+        self.apply_batch(std::slice::from_ref(e), tx).await
+    }
+
+    /// Five statements per batch however long: the peers and the assignments it names
+    /// read, the events folded into them (`fold_peer`, `fold_assignment`), and the rows
+    /// and the history written back (`careloop_backbone::rows`).
+    async fn apply_batch(
+        &self,
+        events: &[StoredEvent],
+        tx: &mut PgConnection,
+    ) -> anyhow::Result<()> {
+        let of = |kind: &str| -> Vec<&StoredEvent> {
+            events.iter().filter(|e| e.aggregate_type == kind).collect()
+        };
+        let (peer_events, assignment_events) = (of("Peer"), of("Assignment"));
+        if !peer_events.is_empty() {
+            let ids = rows::aggregate_ids(peer_events.iter().copied());
+            let mut peers: HashMap<String, Option<StoredPeer>> =
+                rows::load(tx, "peers", "peer_id", &ids).await?;
+            for e in peer_events {
+                let row = peers.entry(e.aggregate_id.clone()).or_default();
+                fold_peer(row, e, e.decode()?);
+            }
+            let peers: Vec<StoredPeer> = peers.into_values().flatten().collect();
+            rows::upsert(tx, "peers", "peer_id", &peers).await?;
         }
+        if !assignment_events.is_empty() {
+            let ids = rows::aggregate_ids(assignment_events.iter().copied());
+            let mut assignments: HashMap<String, Option<StoredAssignment>> =
+                rows::load(tx, "assignments", "referral_id", &ids).await?;
+            let mut history = Vec::new();
+            for e in assignment_events {
+                let row = assignments.entry(e.aggregate_id.clone()).or_default();
+                history.extend(
+                    fold_assignment(row, e, e.decode()?)
+                        .map_err(|err| err.context(format!("applying {}", e.event_id)))?,
+                );
+            }
+            let assignments: Vec<StoredAssignment> = assignments.into_values().flatten().collect();
+            rows::upsert(tx, "assignments", "referral_id", &assignments).await?;
+            rows::insert_new(tx, "assignment_history", &history).await?;
+        }
+        Ok(())
     }
 }
 
-async fn apply_peer(
-    e: &StoredEvent,
-    event: PeerEvent,
-    tx: &mut PgConnection,
-) -> anyhow::Result<()> {
-    let (id, at) = (&e.aggregate_id, e.recorded_at);
+/// Every column of `peers`, as the projection holds a row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StoredPeer {
+    peer_id: String,
+    name: String,
+    languages: Vec<String>,
+    gender: Option<String>,
+    lived_experience: Vec<String>,
+    regions: Vec<String>,
+    modes: Vec<String>,
+    max_caseload: i32,
+    availability: String,
+    available_from: Option<DateTime<Utc>>,
+    active_count: i32,
+    registered_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    cert_issuer: Option<String>,
+    cert_number: Option<String>,
+    cert_expires_on: Option<NaiveDate>,
+}
+
+/// What one event does to a peer's row (`None` before the registration). A
+/// registration makes the row; a profile update rewrites the profile and keeps the
+/// availability, the caseload and the registration time. An event for a peer with no
+/// row changes nothing.
+fn fold_peer(row: &mut Option<StoredPeer>, e: &StoredEvent, event: PeerEvent) {
+    let at = e.recorded_at;
     match event {
-        // A registration inserts the peer; a profile update rewrites the profile and
-        // keeps availability and the registration time.
         PeerEvent::PeerRegistered(p) | PeerEvent::PeerProfileUpdated(p) => {
-            sqlx::query(
-                "INSERT INTO peers (peer_id, name, languages, gender,
-                    lived_experience, regions, modes, max_caseload, availability,
-                    registered_at, updated_at, cert_issuer, cert_number, cert_expires_on)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $9, $10, $11, $12)
-                 ON CONFLICT (peer_id) DO UPDATE SET name = EXCLUDED.name,
-                    languages = EXCLUDED.languages, gender = EXCLUDED.gender,
-                    lived_experience = EXCLUDED.lived_experience, regions = EXCLUDED.regions,
-                    modes = EXCLUDED.modes, max_caseload = EXCLUDED.max_caseload,
-                    updated_at = EXCLUDED.updated_at, cert_issuer = EXCLUDED.cert_issuer,
-                    cert_number = EXCLUDED.cert_number,
-                    cert_expires_on = EXCLUDED.cert_expires_on",
-            )
-            .bind(id)
-            .bind(&p.name)
-            .bind(&p.languages)
-            .bind(&p.gender)
-            .bind(&p.lived_experience)
-            .bind(&p.regions)
-            .bind(&p.modes)
-            .bind(p.max_caseload as i32)
-            .bind(at)
-            .bind(p.certification.as_ref().map(|c| c.issuer.clone()))
-            .bind(p.certification.as_ref().map(|c| c.number.clone()))
-            .bind(p.certification.as_ref().map(|c| c.expires_on))
-            .execute(&mut *tx)
-            .await?;
+            let kept = row.take();
+            let cert = p.certification;
+            *row = Some(StoredPeer {
+                peer_id: e.aggregate_id.clone(),
+                name: p.name,
+                languages: p.languages,
+                gender: p.gender,
+                lived_experience: p.lived_experience,
+                regions: p.regions,
+                modes: p.modes,
+                max_caseload: p.max_caseload as i32,
+                availability: kept.as_ref().map_or_else(
+                    || Availability::Active.as_str().to_string(),
+                    |k| k.availability.clone(),
+                ),
+                available_from: kept.as_ref().and_then(|k| k.available_from),
+                active_count: kept.as_ref().map_or(0, |k| k.active_count),
+                registered_at: kept.as_ref().map_or(at, |k| k.registered_at),
+                updated_at: at,
+                cert_issuer: cert.as_ref().map(|c| c.issuer.clone()),
+                cert_number: cert.as_ref().map(|c| c.number.clone()),
+                cert_expires_on: cert.as_ref().map(|c| c.expires_on),
+            });
         }
         PeerEvent::AvailabilityChanged(a) => {
-            let until = match &a {
-                Availability::OnLeave { until } => Some(*until),
-                _ => None,
-            };
-            sqlx::query(
-                "UPDATE peers SET availability = $2, available_from = $3,
-                    updated_at = $4 WHERE peer_id = $1",
-            )
-            .bind(id)
-            .bind(a.as_str())
-            .bind(until)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+            if let Some(p) = row.as_mut() {
+                p.available_from = match &a {
+                    Availability::OnLeave { until } => Some(*until),
+                    _ => None,
+                };
+                p.availability = a.as_str().to_string();
+                p.updated_at = at;
+            }
         }
         PeerEvent::SlotReserved { .. } | PeerEvent::SlotReleased { .. } => {
-            let delta = if e.event_type == "SlotReserved" {
-                1
-            } else {
-                -1
-            };
-            sqlx::query(
-                "UPDATE peers SET active_count = active_count + $2,
-                    updated_at = $3 WHERE peer_id = $1",
-            )
-            .bind(id)
-            .bind(delta)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+            if let Some(p) = row.as_mut() {
+                p.active_count += if e.event_type == "SlotReserved" {
+                    1
+                } else {
+                    -1
+                };
+                p.updated_at = at;
+            }
         }
     }
-    Ok(())
 }
 
-async fn apply_assignment(
+/// Every column of `assignments`, as the projection holds a row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StoredAssignment {
+    referral_id: String,
+    person_ref: String,
+    status: String,
+    peer_id: Option<String>,
+    priority: String,
+    requested_at: DateTime<Utc>,
+    waitlisted_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+}
+
+/// A line of `assignment_history`: who supported whom, from when.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct HistoryRow {
+    referral_id: String,
+    person_ref: String,
+    peer_id: String,
+    assigned_at: DateTime<Utc>,
+}
+
+/// What one event does to a referral's place in assignment (`None` before it was
+/// requested), and the history line an assignment adds. An event for a referral with
+/// no row changes nothing.
+fn fold_assignment(
+    row: &mut Option<StoredAssignment>,
     e: &StoredEvent,
     event: AssignmentEvent,
-    tx: &mut PgConnection,
-) -> anyhow::Result<()> {
-    let (id, at) = (&e.aggregate_id, e.recorded_at);
-    let set = |status: &'static str, peer: Option<String>| (status, peer);
+) -> anyhow::Result<Option<HistoryRow>> {
+    let at = e.recorded_at;
+    if let AssignmentEvent::AssignmentRequested(r) = &event {
+        anyhow::ensure!(
+            row.is_none(),
+            "assignment {} was already requested",
+            e.aggregate_id
+        );
+        *row = Some(StoredAssignment {
+            referral_id: e.aggregate_id.clone(),
+            person_ref: r.person_ref.clone(),
+            status: "matching".to_string(),
+            peer_id: None,
+            priority: r.priority.as_str().to_string(),
+            requested_at: at,
+            waitlisted_at: None,
+            updated_at: at,
+        });
+        return Ok(None);
+    }
+    let Some(a) = row.as_mut() else {
+        return Ok(None);
+    };
+    let mut history = None;
     let (status, peer) = match event {
-        AssignmentEvent::AssignmentRequested(r) => {
-            sqlx::query(
-                "INSERT INTO assignments (referral_id, person_ref, status,
-                    priority, requested_at, updated_at)
-                 VALUES ($1, $2, 'matching', $3, $4, $4)",
-            )
-            .bind(id)
-            .bind(&r.person_ref)
-            .bind(r.priority.as_str())
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            return Ok(());
-        }
+        AssignmentEvent::AssignmentRequested(_) => unreachable!("handled above"),
+        // The first wait counts: a referral keeps its place in the queue when a later
+        // attempt waits again.
         AssignmentEvent::AssignmentWaitlisted { .. } => {
-            // The first wait counts: a referral keeps its place in the queue when a
-            // later attempt waits again.
-            sqlx::query(
-                "UPDATE assignments SET status = 'waitlisted', peer_id = NULL,
-                    waitlisted_at = COALESCE(waitlisted_at, $2), updated_at = $2
-                 WHERE referral_id = $1",
-            )
-            .bind(id)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            return Ok(());
+            a.waitlisted_at = a.waitlisted_at.or(Some(at));
+            ("waitlisted", None)
         }
         AssignmentEvent::PeerAssigned {
             peer_id, request, ..
@@ -157,42 +222,28 @@ async fn apply_assignment(
             request,
             ..
         } => {
-            sqlx::query(
-                "INSERT INTO assignment_history (referral_id, person_ref, peer_id, assigned_at)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            )
-            .bind(id)
-            .bind(&request.person_ref)
-            .bind(&peer_id)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            set("assigned", Some(peer_id))
+            history = Some(HistoryRow {
+                referral_id: e.aggregate_id.clone(),
+                person_ref: request.person_ref.clone(),
+                peer_id: peer_id.clone(),
+                assigned_at: at,
+            });
+            ("assigned", Some(peer_id))
         }
-        AssignmentEvent::PeerProposed { peer_id } => set("proposed", Some(peer_id)),
+        AssignmentEvent::PeerProposed { peer_id } => ("proposed", Some(peer_id)),
         AssignmentEvent::ProposalDeclined { .. }
         | AssignmentEvent::AssignmentRematching
-        | AssignmentEvent::AssignmentHandedBack { .. } => set("matching", None),
+        | AssignmentEvent::AssignmentHandedBack { .. } => ("matching", None),
         AssignmentEvent::AssignmentReopened { .. } => {
-            sqlx::query("UPDATE assignments SET waitlisted_at = NULL WHERE referral_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            set("matching", None)
+            a.waitlisted_at = None;
+            ("matching", None)
         }
-        AssignmentEvent::AssignmentReleased { .. } => set("released", None),
+        AssignmentEvent::AssignmentReleased { .. } => ("released", None),
     };
-    sqlx::query(
-        "UPDATE assignments SET status = $2, peer_id = $3, updated_at = $4
-         WHERE referral_id = $1",
-    )
-    .bind(id)
-    .bind(status)
-    .bind(peer)
-    .bind(at)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    a.status = status.to_string();
+    a.peer_id = peer;
+    a.updated_at = at;
+    Ok(history)
 }
 
 /// Whether a peer takes referrals now: active, or back from leave. (The Peer
@@ -373,4 +424,142 @@ pub async fn any_peer_registered(pool: &PgPool) -> sqlx::Result<bool> {
     .fetch_optional(pool)
     .await?;
     Ok(any.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use cqrs_es::DomainEvent;
+    use serde::Serialize;
+
+    use super::*;
+    use crate::domain::{AssignmentRequest, PeerProfile};
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 2, 9, minute, 0).unwrap()
+    }
+
+    fn stored<E: DomainEvent + Serialize>(
+        kind: &str,
+        id: &str,
+        minute: u32,
+        event: &E,
+    ) -> StoredEvent {
+        StoredEvent {
+            event_id: uuid::Uuid::new_v4(),
+            aggregate_type: kind.into(),
+            aggregate_id: id.into(),
+            sequence: minute as i64,
+            event_type: event.event_type(),
+            event_version: "1".into(),
+            payload: serde_json::to_value(event).unwrap(),
+            metadata: serde_json::json!({}),
+            recorded_at: at(minute),
+            txid: "1".into(),
+            position: minute as i64,
+            previous_sequence: 0,
+        }
+    }
+
+    fn profile(max_caseload: u32) -> PeerProfile {
+        PeerProfile {
+            name: "Jordan".into(),
+            languages: vec!["en".into()],
+            gender: None,
+            lived_experience: vec![],
+            regions: vec!["M5V".into()],
+            modes: vec!["phone".into()],
+            max_caseload,
+            certification: None,
+        }
+    }
+
+    fn request() -> AssignmentRequest {
+        AssignmentRequest {
+            person_ref: "person-1".into(),
+            facility: "north".into(),
+            priority: Priority::Routine,
+            discharged_at: at(0),
+            first_contact_due_at: at(50),
+            matching: Default::default(),
+        }
+    }
+
+    fn peer_after(events: &[(u32, PeerEvent)]) -> StoredPeer {
+        let mut row = None;
+        for (minute, e) in events {
+            fold_peer(&mut row, &stored("Peer", "peer-7", *minute, e), e.clone());
+        }
+        row.unwrap()
+    }
+
+    #[test]
+    fn a_profile_update_keeps_the_caseload_availability_and_registration() {
+        let reserved = || PeerEvent::SlotReserved {
+            referral_id: "ref-1".into(),
+        };
+        let peer = peer_after(&[
+            (1, PeerEvent::PeerRegistered(profile(5))),
+            (2, reserved()),
+            (3, reserved()),
+            (
+                4,
+                PeerEvent::SlotReleased {
+                    referral_id: "ref-1".into(),
+                },
+            ),
+            (
+                5,
+                PeerEvent::AvailabilityChanged(Availability::OnLeave { until: at(59) }),
+            ),
+            (6, PeerEvent::PeerProfileUpdated(profile(8))),
+        ]);
+        assert_eq!((peer.active_count, peer.max_caseload), (1, 8));
+        assert_eq!(
+            (peer.availability.as_str(), peer.available_from),
+            ("on_leave", Some(at(59)))
+        );
+        assert_eq!((peer.registered_at, peer.updated_at), (at(1), at(6)));
+    }
+
+    #[test]
+    fn a_referral_keeps_its_first_wait_and_each_assignment_is_history() {
+        let mut row = None;
+        let mut history = Vec::new();
+        let events = [
+            AssignmentEvent::AssignmentRequested(request()),
+            AssignmentEvent::AssignmentWaitlisted {
+                reason: "no room".into(),
+            },
+            AssignmentEvent::AssignmentRematching,
+            AssignmentEvent::AssignmentWaitlisted {
+                reason: "still no room".into(),
+            },
+            AssignmentEvent::PeerAssigned {
+                peer_id: "peer-7".into(),
+                request: request(),
+                attempt: 1,
+            },
+        ];
+        for (i, e) in events.iter().enumerate() {
+            let stored = stored("Assignment", "ref-1", i as u32 + 1, e);
+            history.extend(fold_assignment(&mut row, &stored, e.clone()).unwrap());
+        }
+        let row = row.unwrap();
+        assert_eq!(
+            (row.status.as_str(), row.peer_id.as_deref()),
+            ("assigned", Some("peer-7"))
+        );
+        assert_eq!(row.waitlisted_at, Some(at(2)), "the first wait counts");
+        assert_eq!(history.len(), 1);
+        assert_eq!(
+            (history[0].person_ref.as_str(), history[0].assigned_at),
+            ("person-1", at(5))
+        );
+        let again = AssignmentEvent::AssignmentRequested(request());
+        let mut row = Some(row);
+        assert!(
+            fold_assignment(&mut row, &stored("Assignment", "ref-1", 6, &again), again).is_err()
+        );
+    }
 }

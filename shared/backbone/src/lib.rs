@@ -8,7 +8,8 @@
 //! - [`relay`]: publishes the outbox to JetStream, exactly once in effect.
 //! - [`consumer`]: durable pull consumers that apply events idempotently, in
 //!   per-aggregate order, and dead-letter what keeps failing.
-//! - [`projection`]: read models fed from the outbox with a stored position, and replay.
+//! - [`projection`]: read models fed from the outbox with a stored position, and replay;
+//!   [`rows`]: whole read-model rows in and out a batch at a time.
 //! - [`nats`]: the namespaced stream; [`metrics`]: backbone health gauges.
 
 pub mod consumer;
@@ -20,6 +21,7 @@ pub mod operations;
 pub mod outbox;
 pub mod projection;
 pub mod relay;
+pub mod rows;
 pub mod shutdown;
 pub mod store;
 

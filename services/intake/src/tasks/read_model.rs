@@ -2,8 +2,11 @@
 //! reported and the peer who holds it (`referral_tasks`), rebuilt from the
 //! ReferralTask events (`careloop replay tasks`), and every query on it.
 
-use careloop_backbone::{Projection, StoredEvent};
+use std::collections::HashMap;
+
+use careloop_backbone::{Projection, StoredEvent, rows};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
 use crate::domain::TaskEvent;
@@ -25,45 +28,91 @@ impl Projection for Tasks {
     }
 
     async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
-        match e.decode::<TaskEvent>()? {
-            TaskEvent::TaskStatusChanged { change: c, .. } => {
-                sqlx::query(
-                    "INSERT INTO referral_tasks (referral_id, person_ref, facility, status,
-                         reason, authored_on, last_updated)
-                     VALUES ($1, $2, $3, $4, $5, $6, $6)
-                     ON CONFLICT (referral_id) DO UPDATE SET status = $4, reason = $5,
-                         last_updated = $6,
-                         person_ref = COALESCE(referral_tasks.person_ref, $2),
-                         authored_on = COALESCE(referral_tasks.authored_on, $6)",
-                )
-                .bind(&e.aggregate_id)
-                .bind(&c.person_ref)
-                .bind(&c.facility)
-                .bind(c.status.as_str())
-                .bind(&c.reason)
-                .bind(c.occurred_at)
-                .execute(&mut *tx)
-                .await?;
-            }
+        self.apply_batch(std::slice::from_ref(e), tx).await
+    }
+
+    /// Three statements per batch however long: the rows it names read, the events
+    /// folded into them (`fold`), the rows written back (`careloop_backbone::rows`).
+    async fn apply_batch(
+        &self,
+        events: &[StoredEvent],
+        tx: &mut PgConnection,
+    ) -> anyhow::Result<()> {
+        let ids = rows::aggregate_ids(events);
+        let mut changed: HashMap<String, Option<StoredTask>> =
+            rows::load(tx, "referral_tasks", "referral_id", &ids).await?;
+        for e in events {
+            let row = changed.entry(e.aggregate_id.clone()).or_default();
+            fold(row, e, e.decode()?);
+        }
+        let changed: Vec<StoredTask> = changed.into_values().flatten().collect();
+        rows::upsert(tx, "referral_tasks", "referral_id", &changed).await
+    }
+}
+
+/// Every column of `referral_tasks`, as the projection holds a row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StoredTask {
+    referral_id: String,
+    person_ref: Option<String>,
+    facility: String,
+    status: String,
+    reason: Option<String>,
+    authored_on: Option<DateTime<Utc>>,
+    last_updated: DateTime<Utc>,
+    peer_id: Option<String>,
+    last_peer_id: Option<String>,
+}
+
+/// What one event does to its referral's Task row (`None` before the first). The
+/// status events come from one consumer and the holder events from another, so either
+/// may come first: a holder change before any status makes a `requested` Task, and
+/// the first status keeps the facility and fills in what the holder change could not
+/// know. Only a status moves `last_updated` of an existing row.
+fn fold(row: &mut Option<StoredTask>, e: &StoredEvent, event: TaskEvent) {
+    match (row.as_mut(), event) {
+        (None, TaskEvent::TaskStatusChanged { change: c, .. }) => {
+            *row = Some(StoredTask {
+                referral_id: e.aggregate_id.clone(),
+                person_ref: c.person_ref,
+                facility: c.facility,
+                status: c.status.as_str().to_string(),
+                reason: c.reason,
+                authored_on: Some(c.occurred_at),
+                last_updated: c.occurred_at,
+                peer_id: None,
+                last_peer_id: None,
+            })
+        }
+        (Some(t), TaskEvent::TaskStatusChanged { change: c, .. }) => {
+            t.status = c.status.as_str().to_string();
+            t.reason = c.reason;
+            t.last_updated = c.occurred_at;
+            t.person_ref = t.person_ref.take().or(c.person_ref);
+            t.authored_on = t.authored_on.or(Some(c.occurred_at));
+        }
+        (
+            None,
             TaskEvent::TaskHolderChanged {
                 facility, peer_id, ..
-            } => {
-                sqlx::query(
-                    "INSERT INTO referral_tasks (referral_id, facility, status, last_updated,
-                         peer_id, last_peer_id)
-                     VALUES ($1, $2, 'requested', $3, $4, $4)
-                     ON CONFLICT (referral_id) DO UPDATE SET peer_id = $4,
-                         last_peer_id = COALESCE($4, referral_tasks.last_peer_id)",
-                )
-                .bind(&e.aggregate_id)
-                .bind(&facility)
-                .bind(e.recorded_at)
-                .bind(&peer_id)
-                .execute(&mut *tx)
-                .await?;
-            }
+            },
+        ) => {
+            *row = Some(StoredTask {
+                referral_id: e.aggregate_id.clone(),
+                person_ref: None,
+                facility,
+                status: "requested".to_string(),
+                reason: None,
+                authored_on: None,
+                last_updated: e.recorded_at,
+                last_peer_id: peer_id.clone(),
+                peer_id,
+            })
         }
-        Ok(())
+        (Some(t), TaskEvent::TaskHolderChanged { peer_id, .. }) => {
+            t.last_peer_id = peer_id.clone().or(t.last_peer_id.take());
+            t.peer_id = peer_id;
+        }
     }
 }
 
@@ -185,4 +234,105 @@ pub async fn peer_access(
         Some((_, true)) => PeerAccess::LastHolder,
         _ => PeerAccess::None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use careloop_events::ReferralStatus;
+    use chrono::TimeZone;
+    use cqrs_es::DomainEvent;
+
+    use super::*;
+    use crate::domain::StatusChange;
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 2, 9, minute, 0).unwrap()
+    }
+
+    fn stored(minute: u32, event: &TaskEvent) -> StoredEvent {
+        StoredEvent {
+            event_id: uuid::Uuid::new_v4(),
+            aggregate_type: "ReferralTask".into(),
+            aggregate_id: "ref-1".into(),
+            sequence: minute as i64,
+            event_type: event.event_type(),
+            event_version: "1".into(),
+            payload: serde_json::to_value(event).unwrap(),
+            metadata: serde_json::json!({}),
+            recorded_at: at(minute),
+            txid: "1".into(),
+            position: minute as i64,
+            previous_sequence: 0,
+        }
+    }
+
+    fn status(status: ReferralStatus, minute: u32) -> TaskEvent {
+        TaskEvent::TaskStatusChanged {
+            change: StatusChange {
+                facility: "north".into(),
+                person_ref: Some("person-1".into()),
+                status,
+                reason: None,
+                occurred_at: at(minute),
+            },
+            cause: "test".into(),
+        }
+    }
+
+    fn holder(peer_id: Option<&str>) -> TaskEvent {
+        TaskEvent::TaskHolderChanged {
+            facility: "north".into(),
+            peer_id: peer_id.map(str::to_string),
+            cause: "test".into(),
+        }
+    }
+
+    /// Folds `(minute recorded, event)` in order from no row.
+    fn given(events: &[(u32, TaskEvent)]) -> StoredTask {
+        let mut row = None;
+        for (minute, event) in events {
+            fold(&mut row, &stored(*minute, event), event.clone());
+        }
+        row.unwrap()
+    }
+
+    #[test]
+    fn a_holder_known_before_any_status_makes_a_requested_task_the_status_then_fills() {
+        let before = given(&[(1, holder(Some("peer-7")))]);
+        assert_eq!(
+            (before.status.as_str(), before.last_updated),
+            ("requested", at(1))
+        );
+        assert_eq!((before.person_ref, before.authored_on), (None, None));
+        let after = given(&[
+            (1, holder(Some("peer-7"))),
+            (2, status(ReferralStatus::Accepted, 2)),
+        ]);
+        assert_eq!(after.status, "accepted");
+        assert_eq!(after.person_ref.as_deref(), Some("person-1"));
+        assert_eq!(
+            (after.authored_on, after.last_updated),
+            (Some(at(2)), at(2))
+        );
+        assert_eq!(after.peer_id.as_deref(), Some("peer-7"));
+    }
+
+    #[test]
+    fn a_release_keeps_the_last_holder_and_the_version_time() {
+        let task = given(&[
+            (1, status(ReferralStatus::Received, 1)),
+            (2, holder(Some("peer-7"))),
+            (3, holder(None)),
+        ]);
+        assert_eq!(
+            (task.peer_id, task.last_peer_id.as_deref()),
+            (None, Some("peer-7"))
+        );
+        assert_eq!(
+            task.last_updated,
+            at(1),
+            "a holder change is not a new status"
+        );
+        assert_eq!(task.authored_on, Some(at(1)));
+    }
 }
