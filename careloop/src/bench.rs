@@ -6,13 +6,23 @@
 //! 2. intake: `POST /v1/referrals` from concurrent HTTP clients, each a new person;
 //! 3. the pipeline: how fast those referrals become accepted with a peer (all four
 //!    services, read from the referral read model);
-//! 4. end to end at idle: one referral at a time, POST → accepted;
-//! 5. replay of every read model, in events/s;
+//! 4. end to end at idle: one referral at a time, POST → accepted; and the same behind
+//!    a backlog of background work: while the deadline check, run with a clock a month
+//!    ahead, marks every open referral of the run overdue (one ReferralOverdue each,
+//!    through the aggregate and the read model, as a real backlog of due marks is);
+//! 5. replay of every read model, in events/s: over what the run recorded, or with
+//!    `--history N` over a history grown to about N events per service (below);
 //! 6. the process's resident memory.
 //!
 //! It starts its own careloop (exactly what `careloop dev` starts) on a fresh database
 //! and NATS namespace, both dropped at the end, with a roster that has room for every
 //! referral, so matching never waitlists.
+//!
+//! A run of seconds records a few thousand events per service, too few to show what a
+//! rebuild of a long history costs. `--history N` stops careloop after the idle
+//! measure and grows each service's event store to about N events by copying what the
+//! run recorded under new aggregate ids (`~1`, `~2`, ... appended), so the grown
+//! history has the run's mix of events; then every read model is replayed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +46,9 @@ pub struct BenchOptions {
     pub peers: usize,
     /// Referrals sent one at a time for the idle latency (`--idle`, default 30).
     pub idle: usize,
+    /// Events per service to replay over (`--history`, default 0: what the run
+    /// recorded).
+    pub history: u64,
 }
 
 impl BenchOptions {
@@ -45,6 +58,7 @@ impl BenchOptions {
             clients: 16,
             peers: 80,
             idle: 30,
+            history: 0,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -58,8 +72,9 @@ impl BenchOptions {
                 "--clients" => o.clients = value.clamp(1, 256) as usize,
                 "--peers" => o.peers = value.clamp(1, 1000) as usize,
                 "--idle" => o.idle = value as usize,
+                "--history" => o.history = value,
                 other => bail!(
-                    "unknown option {other:?}; usage: careloop bench [--seconds N] [--clients N] [--peers N] [--idle N]"
+                    "unknown option {other:?}; usage: careloop bench [--seconds N] [--clients N] [--peers N] [--idle N] [--history N]"
                 ),
             }
         }
@@ -119,6 +134,11 @@ struct Measured {
     drained_after: Duration,
     idle_p50: Duration,
     idle_max: Duration,
+    /// Overdue marks made behind the backlog, how long they took, and end to end
+    /// meanwhile (p50, p99, max, count).
+    marks: usize,
+    marks_took: Duration,
+    behind: Vec<Duration>,
     replay: Vec<(String, usize, f64)>,
     /// Per consumer, over the load and its drain: messages and busy seconds.
     consumers: Vec<(String, u64, f64)>,
@@ -240,6 +260,7 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
     app.intake().identity().seed_demo(&[]).await?;
     let projections = app.projections();
     let pool = app.backbone().pool.clone();
+    let check = careloop_referral::ReferralService::new(app.backbone()).overdue_check();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -346,31 +367,39 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
     // End to end, one at a time, at idle.
     let mut idle = Vec::new();
     for i in 0..o.idle {
-        let t = Instant::now();
-        let res = http
-            .post(format!("{base}/v1/referrals"))
-            .bearer_auth(&hospital)
-            .json(&referral(i, "idle"))
-            .send()
-            .await?;
-        let body: serde_json::Value = res.json().await?;
-        let id = body["referral_id"].as_str().unwrap_or_default().to_string();
-        let limit = Instant::now() + Duration::from_secs(30);
-        loop {
-            let status: Option<String> =
-                sqlx::query_scalar("SELECT status FROM referral.referrals WHERE referral_id = $1")
-                    .bind(&id)
-                    .fetch_optional(&pool)
-                    .await?;
-            if status.as_deref() == Some("accepted") || Instant::now() > limit {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        idle.push(t.elapsed());
+        idle.push(end_to_end(&http, &base, &hospital, &pool, i, "idle").await?);
     }
     idle.sort();
 
+    // End to end again, while the deadline check works through a backlog of marks.
+    let marking = tokio::spawn(async move {
+        let t = Instant::now();
+        let month_ahead = chrono::Utc::now() + chrono::Duration::days(30);
+        let mut marks = 0;
+        loop {
+            let n = check.run_once(month_ahead).await?;
+            marks += n;
+            if n == 0 {
+                return anyhow::Ok((marks, t.elapsed()));
+            }
+        }
+    });
+    let mut behind = Vec::new();
+    while !marking.is_finished() || behind.len() < 5 {
+        behind.push(end_to_end(&http, &base, &hospital, &pool, behind.len(), "behind").await?);
+    }
+    let (marks, marks_took) = marking.await??;
+    behind.sort();
+
+    let mut running = Some((stop, server));
+    if o.history > 0 {
+        // Nothing may act on the copies: careloop stops first.
+        if let Some((stop, server)) = running.take() {
+            let _ = stop.send(());
+            server.await??;
+        }
+        grow_history(&pool, &projections, o.history).await?;
+    }
     let mut replay = Vec::new();
     for p in &projections {
         let t = Instant::now();
@@ -380,8 +409,10 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
     }
     let rss_mb = rss_kb() as f64 / 1024.0;
 
-    let _ = stop.send(());
-    server.await??;
+    if let Some((stop, server)) = running.take() {
+        let _ = stop.send(());
+        server.await??;
+    }
     Ok(Measured {
         intake_rate: submitted as f64 / load_time.as_secs_f64(),
         intake_p50: percentile(&latencies, 0.5),
@@ -392,10 +423,89 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
         drained_after,
         idle_p50: percentile(&idle, 0.5),
         idle_max: idle.last().copied().unwrap_or_default(),
+        marks,
+        marks_took,
+        behind,
         replay,
         consumers,
         rss_mb,
     })
+}
+
+/// Grows the event store of each service that has a read model to about `events`
+/// events: whole copies of what it holds, each under new aggregate ids.
+async fn grow_history(
+    pool: &sqlx::PgPool,
+    projections: &[careloop_backbone::ProjectionRunner],
+    events: u64,
+) -> anyhow::Result<()> {
+    let mut schemas: Vec<&str> = projections
+        .iter()
+        .filter_map(|p| p.tables().first()?.split_once('.').map(|(s, _)| s))
+        .collect();
+    schemas.sort_unstable();
+    schemas.dedup();
+    for schema in schemas {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SET LOCAL statement_timeout = 0")
+            .execute(&mut *tx)
+            .await?;
+        let held: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {schema}.events"))
+            .fetch_one(&mut *tx)
+            .await?;
+        let copies = (events as i64 / held.max(1) - 1).max(0);
+        let t = Instant::now();
+        sqlx::query(&format!(
+            "INSERT INTO {schema}.events (aggregate_type, aggregate_id, sequence, event_type,
+                 event_version, payload, metadata)
+             SELECT aggregate_type, aggregate_id || '~' || k, sequence, event_type,
+                 event_version, payload, metadata
+             FROM {schema}.events, generate_series(1, $1) k ORDER BY k, position"
+        ))
+        .bind(copies)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        println!(
+            "  {schema}: {held} events copied {copies} times ({} in all) in {:.1} s",
+            held * (copies + 1),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// One referral, POST → accepted with a peer (at most 30 s).
+async fn end_to_end(
+    http: &reqwest::Client,
+    base: &str,
+    hospital: &str,
+    pool: &sqlx::PgPool,
+    i: usize,
+    run: &str,
+) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let res = http
+        .post(format!("{base}/v1/referrals"))
+        .bearer_auth(hospital)
+        .json(&referral(i, run))
+        .send()
+        .await?;
+    let body: serde_json::Value = res.json().await?;
+    let id = body["referral_id"].as_str().unwrap_or_default().to_string();
+    let limit = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM referral.referrals WHERE referral_id = $1")
+                .bind(&id)
+                .fetch_optional(pool)
+                .await?;
+        if status.as_deref() == Some("accepted") || Instant::now() > limit {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(t.elapsed())
 }
 
 async fn wait_for<F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<()>
@@ -494,6 +604,15 @@ fn print_table(floor: f64, m: &Measured, o: &BenchOptions) {
         ms(m.idle_p50),
         ms(m.idle_max)
     );
+    println!(
+        "| end to end behind {} overdue marks made in {:.1} s, {} referrals meanwhile | p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms |",
+        m.marks,
+        m.marks_took.as_secs_f64(),
+        m.behind.len(),
+        ms(percentile(&m.behind, 0.5)),
+        ms(percentile(&m.behind, 0.99)),
+        ms(m.behind.last().copied().unwrap_or_default())
+    );
     for (consumer, n, busy) in &m.consumers {
         println!(
             "| consumer `{consumer}`: busy during load and drain | {busy:.1} s ({:.0}% of {:.1} s) for {n} messages, {:.1} ms each |",
@@ -530,7 +649,9 @@ mod tests {
     #[test]
     fn options_parse_and_refuse_what_they_do_not_know() {
         let o = BenchOptions::parse(&["--seconds".into(), "5".into()]).unwrap();
-        assert_eq!(o.seconds, 5);
+        assert_eq!((o.seconds, o.history), (5, 0));
+        let o = BenchOptions::parse(&["--history".into(), "1000000".into()]).unwrap();
+        assert_eq!(o.history, 1_000_000);
         assert!(BenchOptions::parse(&["--fast".into(), "1".into()]).is_err());
         assert!(BenchOptions::parse(&["--seconds".into()]).is_err());
     }
