@@ -2,6 +2,7 @@
 //! log and readmissions, rebuilt from follow-up events (`careloop replay followups`),
 //! and every query on it.
 
+use anyhow::Context;
 use careloop_backbone::{Projection, StoredEvent, rows};
 use careloop_events::ContactOutcome;
 use chrono::{DateTime, Utc};
@@ -82,7 +83,9 @@ impl Projection for FollowUps {
                 }
                 event => {
                     starts.write(tx).await?;
-                    apply_event(tx, e, event).await?;
+                    apply_event(tx, e, event)
+                        .await
+                        .with_context(|| format!("applying {} {}", e.event_type, e.event_id))?;
                 }
             }
         }
@@ -105,10 +108,14 @@ struct StartedPlan {
     person_ref: String,
     facility: String,
     priority: String,
+    #[serde(serialize_with = "rows::micros")]
     discharged_at: DateTime<Utc>,
+    #[serde(serialize_with = "rows::micros")]
     ends_at: DateTime<Utc>,
     state: &'static str,
+    #[serde(serialize_with = "rows::micros")]
     started_at: DateTime<Utc>,
+    #[serde(serialize_with = "rows::micros")]
     updated_at: DateTime<Utc>,
 }
 
@@ -117,7 +124,9 @@ struct StartedPlan {
 struct NewCheckpoint {
     referral_id: String,
     name: String,
+    #[serde(serialize_with = "rows::micros")]
     window_start: DateTime<Utc>,
+    #[serde(serialize_with = "rows::micros")]
     due_at: DateTime<Utc>,
 }
 

@@ -21,7 +21,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use careloop_access::{Needs, Principal, Role};
 use careloop_backbone::{Projection, StoredEvent, rows};
 use careloop_web::{ApiQuery, Authenticated, Problem, RouteRule};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
@@ -234,7 +234,9 @@ impl Projection for AuditLog {
     ) -> anyhow::Result<()> {
         let mut lines = Vec::with_capacity(events.len());
         for e in events {
-            let AuditEvent::AccessRecorded(entry) = e.decode()?;
+            let AuditEvent::AccessRecorded(mut entry) = e.decode()?;
+            // Cut to the microsecond, as sqlx binds a time (see `rows`).
+            entry.at = entry.at.trunc_subsecs(6);
             lines.push(LogLine {
                 entry_id: &e.aggregate_id,
                 entry,

@@ -7,6 +7,7 @@
 //! The Facility aggregate keeps the registrations as events; the `facilities` read
 //! model (rebuilt by `careloop replay facilities`) answers the lookups.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -14,8 +15,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use careloop_access::{Needs, Role};
 use careloop_backbone::store::{self, Cqrs};
-use careloop_backbone::{Metadata, Projection, ProjectionRunner, StoredEvent};
+use careloop_backbone::{Metadata, Projection, ProjectionRunner, StoredEvent, rows};
 use careloop_web::{ApiJson, Authenticated, CorrelationId, Problem, RouteRule};
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateError, DomainEvent};
 use serde::{Deserialize, Serialize};
@@ -145,21 +147,47 @@ impl Projection for Facilities {
     }
 
     async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
-        let (FacilityEvent::FacilityRegistered(p) | FacilityEvent::FacilityUpdated(p)) =
-            e.decode::<FacilityEvent>()?;
-        sqlx::query(
-            "INSERT INTO facilities (facility_id, name, hl7_senders, registered_at, updated_at)
-             VALUES ($1, $2, $3, $4, $4)
-             ON CONFLICT (facility_id) DO UPDATE SET name = $2, hl7_senders = $3, updated_at = $4",
-        )
-        .bind(&e.aggregate_id)
-        .bind(&p.name)
-        .bind(serde_json::to_value(&p.hl7_senders)?)
-        .bind(e.recorded_at)
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
+        self.apply_batch(std::slice::from_ref(e), tx).await
     }
+
+    /// The facilities a batch names read, its events folded into them, the rows
+    /// written back (`careloop_backbone::rows`): a registration or an update sets the
+    /// profile; the registration time stays the first one.
+    async fn apply_batch(
+        &self,
+        events: &[StoredEvent],
+        tx: &mut PgConnection,
+    ) -> anyhow::Result<()> {
+        let ids = rows::aggregate_ids(events);
+        let mut registry: HashMap<String, Option<StoredFacility>> =
+            rows::load(tx, "facilities", "facility_id", &ids).await?;
+        for e in events {
+            let (FacilityEvent::FacilityRegistered(p) | FacilityEvent::FacilityUpdated(p)) =
+                e.decode::<FacilityEvent>()?;
+            let row = registry.entry(e.aggregate_id.clone()).or_default();
+            *row = Some(StoredFacility {
+                facility_id: e.aggregate_id.clone(),
+                name: p.name,
+                hl7_senders: p.hl7_senders,
+                registered_at: row.as_ref().map_or(e.recorded_at, |r| r.registered_at),
+                updated_at: e.recorded_at,
+            });
+        }
+        let registry: Vec<StoredFacility> = registry.into_values().flatten().collect();
+        rows::upsert(tx, "facilities", "facility_id", &registry).await
+    }
+}
+
+/// Every column of `facilities`, as the projection holds a row.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredFacility {
+    facility_id: String,
+    name: String,
+    hl7_senders: Vec<Hl7Sender>,
+    #[serde(serialize_with = "rows::micros")]
+    registered_at: DateTime<Utc>,
+    #[serde(serialize_with = "rows::micros")]
+    updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

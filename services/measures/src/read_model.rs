@@ -112,6 +112,7 @@ struct DischargeFacts {
     referral_id: String,
     person_ref: Option<String>,
     facility: Option<String>,
+    #[serde(serialize_with = "rows::micros_opt")]
     discharged_at: Option<DateTime<Utc>>,
     status: Option<String>,
     assignment: Option<String>,
@@ -153,6 +154,7 @@ fn fold_discharge(row: &mut DischargeFacts, event: DischargeRecordEvent) {
 struct ContactFact {
     contact_id: String,
     referral_id: String,
+    #[serde(serialize_with = "rows::micros")]
     occurred_at: DateTime<Utc>,
     reached: bool,
 }

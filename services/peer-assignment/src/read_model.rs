@@ -89,9 +89,12 @@ struct StoredPeer {
     modes: Vec<String>,
     max_caseload: i32,
     availability: String,
+    #[serde(serialize_with = "rows::micros_opt")]
     available_from: Option<DateTime<Utc>>,
     active_count: i32,
+    #[serde(serialize_with = "rows::micros")]
     registered_at: DateTime<Utc>,
+    #[serde(serialize_with = "rows::micros")]
     updated_at: DateTime<Utc>,
     cert_issuer: Option<String>,
     cert_number: Option<String>,
@@ -161,8 +164,11 @@ struct StoredAssignment {
     status: String,
     peer_id: Option<String>,
     priority: String,
+    #[serde(serialize_with = "rows::micros")]
     requested_at: DateTime<Utc>,
+    #[serde(serialize_with = "rows::micros_opt")]
     waitlisted_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rows::micros")]
     updated_at: DateTime<Utc>,
 }
 
@@ -172,6 +178,7 @@ struct HistoryRow {
     referral_id: String,
     person_ref: String,
     peer_id: String,
+    #[serde(serialize_with = "rows::micros")]
     assigned_at: DateTime<Utc>,
 }
 
@@ -202,18 +209,12 @@ fn fold_assignment(
         });
         return Ok(None);
     }
-    let Some(a) = row.as_mut() else {
-        return Ok(None);
-    };
+    // The history line comes from the event alone (also for a referral with no row,
+    // as the insert always did); the row changes only when there is one.
     let mut history = None;
-    let (status, peer) = match event {
+    let (status, peer) = match &event {
         AssignmentEvent::AssignmentRequested(_) => unreachable!("handled above"),
-        // The first wait counts: a referral keeps its place in the queue when a later
-        // attempt waits again.
-        AssignmentEvent::AssignmentWaitlisted { .. } => {
-            a.waitlisted_at = a.waitlisted_at.or(Some(at));
-            ("waitlisted", None)
-        }
+        AssignmentEvent::AssignmentWaitlisted { .. } => ("waitlisted", None),
         AssignmentEvent::PeerAssigned {
             peer_id, request, ..
         }
@@ -228,18 +229,27 @@ fn fold_assignment(
                 peer_id: peer_id.clone(),
                 assigned_at: at,
             });
-            ("assigned", Some(peer_id))
+            ("assigned", Some(peer_id.clone()))
         }
-        AssignmentEvent::PeerProposed { peer_id } => ("proposed", Some(peer_id)),
+        AssignmentEvent::PeerProposed { peer_id } => ("proposed", Some(peer_id.clone())),
         AssignmentEvent::ProposalDeclined { .. }
         | AssignmentEvent::AssignmentRematching
-        | AssignmentEvent::AssignmentHandedBack { .. } => ("matching", None),
-        AssignmentEvent::AssignmentReopened { .. } => {
-            a.waitlisted_at = None;
-            ("matching", None)
-        }
+        | AssignmentEvent::AssignmentHandedBack { .. }
+        | AssignmentEvent::AssignmentReopened { .. } => ("matching", None),
         AssignmentEvent::AssignmentReleased { .. } => ("released", None),
     };
+    let Some(a) = row.as_mut() else {
+        return Ok(history);
+    };
+    match event {
+        // The first wait counts: a referral keeps its place in the queue when a later
+        // attempt waits again.
+        AssignmentEvent::AssignmentWaitlisted { .. } => {
+            a.waitlisted_at = a.waitlisted_at.or(Some(at))
+        }
+        AssignmentEvent::AssignmentReopened { .. } => a.waitlisted_at = None,
+        _ => {}
+    }
     a.status = status.to_string();
     a.peer_id = peer;
     a.updated_at = at;
@@ -561,5 +571,19 @@ mod tests {
         assert!(
             fold_assignment(&mut row, &stored("Assignment", "ref-1", 6, &again), again).is_err()
         );
+    }
+
+    #[test]
+    fn an_assignment_without_a_request_row_still_adds_its_history_line() {
+        let mut row = None;
+        let assigned = AssignmentEvent::PeerAssigned {
+            peer_id: "peer-7".into(),
+            request: request(),
+            attempt: 1,
+        };
+        let stored = stored("Assignment", "ref-1", 1, &assigned);
+        let history = fold_assignment(&mut row, &stored, assigned).unwrap();
+        assert_eq!(history.map(|h| h.peer_id).as_deref(), Some("peer-7"));
+        assert!(row.is_none(), "no row is made without the request");
     }
 }

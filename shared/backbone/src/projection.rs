@@ -174,10 +174,12 @@ impl ProjectionRunner {
             outbox::Previous::Skip,
         )
         .await?;
-        self.projection
-            .apply_batch(&events, &mut *tx)
-            .await
-            .map_err(|e| e.context(format!("projection {}", self.name())))?;
+        if !events.is_empty() {
+            self.projection
+                .apply_batch(&events, &mut *tx)
+                .await
+                .map_err(|e| e.context(format!("projection {}", self.name())))?;
+        }
         let complete = (events.len() as i64) < limit;
         outbox::advance_past(
             &mut *tx,
@@ -294,13 +296,24 @@ impl ProjectionRunner {
         // 2. Every event into the copy, batch by batch; the live model keeps serving
         // and catching up meanwhile.
         let mut applied = 0;
-        loop {
+        for batch in 1u64.. {
             let mut tx = self.pool.begin().await?;
             let n = self.apply_batch(&mut tx, true).await?.len();
             tx.commit().await?;
             applied += n;
             if n == 0 {
                 break;
+            }
+            // The copy starts empty and without statistics; as it grows, the planner
+            // must learn its size and keys, or a batch's lookups by key turn into
+            // scans of the whole copy. After batches 1, 2, 4, 8, ...: a few ANALYZEs
+            // in all, however long the history.
+            if batch.is_power_of_two() {
+                for t in &tables {
+                    sqlx::query(&format!("ANALYZE {shadow}.{t}"))
+                        .execute(&self.pool)
+                        .await?;
+                }
             }
         }
         // 3. The swap, holding the live cursor (the live runner waits): the copy

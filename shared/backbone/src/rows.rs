@@ -11,13 +11,19 @@
 //! casts each field to its column's type. So one helper serves every table, and a
 //! column the row type does not name keeps its default on insert and its value on
 //! update. Tables are named unqualified, as projections name them (the search path
-//! says whether the live tables or a rebuild's copy are written).
+//! says whether the live tables or a rebuild's copy are written). A row type marks its
+//! time columns `#[serde(serialize_with = "rows::micros")]` (or `micros_opt`): a time
+//! is then written as sqlx binds one, cut to the microsecond, where Postgres would
+//! round the text's nanoseconds (and a replay would move a time written before by a
+//! microsecond).
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
 use sqlx::PgConnection;
+use sqlx::types::Json;
 
 use crate::outbox::StoredEvent;
 
@@ -34,22 +40,22 @@ pub fn aggregate_ids<'a>(events: impl IntoIterator<Item = &'a StoredEvent>) -> V
 
 /// For each of `keys`, its row of `table` by the text column `key` (`None`: no row
 /// yet), for a batch to fold its events into.
-pub async fn load<T: DeserializeOwned>(
+pub async fn load<T: DeserializeOwned + Send + Unpin + 'static>(
     conn: &mut PgConnection,
     table: &'static str,
     key: &'static str,
     keys: &[&str],
 ) -> anyhow::Result<HashMap<String, Option<T>>> {
-    let found: Vec<(String, serde_json::Value)> = sqlx::query_as(&format!(
+    // Each row decoded straight from the wire, no JSON tree in between.
+    let found: Vec<(String, Json<T>)> = sqlx::query_as(&format!(
         "SELECT {key}, to_jsonb(t) FROM {table} t WHERE {key} = ANY($1)"
     ))
     .bind(keys)
     .fetch_all(&mut *conn)
-    .await?;
+    .await
+    .map_err(|e| anyhow::anyhow!("reading rows of {table}: {e}"))?;
     let mut rows: HashMap<String, Option<T>> = keys.iter().map(|k| (k.to_string(), None)).collect();
-    for (k, row) in found {
-        let row = T::deserialize(&row)
-            .map_err(|e| anyhow::anyhow!("a row of {table} does not read: {e}"))?;
+    for (k, Json(row)) in found {
         rows.insert(k, Some(row));
     }
     Ok(rows)
@@ -63,7 +69,7 @@ pub async fn upsert<T: Serialize>(
     key: &'static str,
     rows: &[T],
 ) -> anyhow::Result<()> {
-    let Some((rows, columns)) = as_json(rows)? else {
+    let Some(columns) = columns(rows)? else {
         return Ok(());
     };
     let assignments: Vec<String> = columns
@@ -82,9 +88,11 @@ pub async fn upsert<T: Serialize>(
          SELECT {columns} FROM jsonb_populate_recordset(NULL::{table}, $1)
          ON CONFLICT ({key}) {on_conflict}"
     ))
-    .bind(rows)
+    // Serialised straight into the statement's buffer, no JSON tree in between.
+    .bind(Json(rows))
     .execute(&mut *conn)
-    .await?;
+    .await
+    .map_err(|e| anyhow::anyhow!("writing rows of {table}: {e}"))?;
     Ok(())
 }
 
@@ -112,7 +120,7 @@ async fn insert_with<T: Serialize>(
     rows: &[T],
     on_conflict: &'static str,
 ) -> anyhow::Result<()> {
-    let Some((rows, columns)) = as_json(rows)? else {
+    let Some(columns) = columns(rows)? else {
         return Ok(());
     };
     let columns = columns.join(", ");
@@ -120,20 +128,63 @@ async fn insert_with<T: Serialize>(
         "INSERT INTO {table} ({columns})
          SELECT {columns} FROM jsonb_populate_recordset(NULL::{table}, $1) {on_conflict}"
     ))
-    .bind(rows)
+    .bind(Json(rows))
     .execute(&mut *conn)
-    .await?;
+    .await
+    .map_err(|e| anyhow::anyhow!("writing rows of {table}: {e}"))?;
     Ok(())
 }
 
-/// The rows as one JSON array and the column names they carry (those of the first;
-/// a row type serialises every row with the same names). `None` when there are none.
-fn as_json<T: Serialize>(rows: &[T]) -> anyhow::Result<Option<(serde_json::Value, Vec<String>)>> {
-    let rows = serde_json::to_value(rows)?;
-    let columns = match rows.get(0) {
-        None => return Ok(None),
-        Some(serde_json::Value::Object(first)) => first.keys().cloned().collect(),
-        Some(_) => anyhow::bail!("a row must serialise as a JSON object"),
+/// The column names the rows carry: those of the first (a row type serialises every
+/// row with the same names). `None` when there are no rows.
+fn columns<T: Serialize>(rows: &[T]) -> anyhow::Result<Option<Vec<String>>> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
     };
-    Ok(Some((rows, columns)))
+    match serde_json::to_value(first)? {
+        serde_json::Value::Object(first) => Ok(Some(first.keys().cloned().collect())),
+        _ => anyhow::bail!("a row must serialise as a JSON object"),
+    }
+}
+
+/// A time column, cut to the microsecond as sqlx binds a time (see the module note).
+pub fn micros<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    t.trunc_subsecs(6).serialize(s)
+}
+
+/// A time column that may be empty, cut to the microsecond.
+pub fn micros_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    t.map(|t| t.trunc_subsecs(6)).serialize(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Row {
+        #[serde(serialize_with = "micros")]
+        at: DateTime<Utc>,
+        #[serde(serialize_with = "micros_opt")]
+        until: Option<DateTime<Utc>>,
+    }
+
+    #[test]
+    fn times_are_cut_to_the_microsecond_not_rounded() {
+        let t = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()
+            + chrono::Duration::nanoseconds(1_999_700);
+        let row = serde_json::to_value(Row {
+            at: t,
+            until: Some(t),
+        })
+        .unwrap();
+        assert_eq!(row["at"], "2026-12-01T09:00:00.001999Z");
+        assert_eq!(row["until"], "2026-12-01T09:00:00.001999Z");
+        assert_eq!(
+            columns(&[Row { at: t, until: None }]).unwrap().unwrap(),
+            ["at", "until"]
+        );
+    }
 }

@@ -58,7 +58,9 @@ struct StoredTask {
     facility: String,
     status: String,
     reason: Option<String>,
+    #[serde(serialize_with = "rows::micros_opt")]
     authored_on: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rows::micros")]
     last_updated: DateTime<Utc>,
     peer_id: Option<String>,
     last_peer_id: Option<String>,

@@ -74,12 +74,17 @@ struct QueueRow {
     peer_id: Option<String>,
     waitlisted: bool,
     attempt: i32,
+    #[serde(serialize_with = "rows::micros")]
     discharged_at: DateTime<Utc>,
+    #[serde(serialize_with = "rows::micros")]
     acceptance_due_at: DateTime<Utc>,
+    #[serde(serialize_with = "rows::micros")]
     first_contact_due_at: DateTime<Utc>,
     acceptance_overdue: bool,
     first_contact_overdue: bool,
+    #[serde(serialize_with = "rows::micros")]
     received_at: DateTime<Utc>,
+    #[serde(serialize_with = "rows::micros")]
     updated_at: DateTime<Utc>,
 }
 
@@ -88,6 +93,7 @@ struct QueueRow {
 struct TimelineRow {
     referral_id: String,
     sequence: i64,
+    #[serde(serialize_with = "rows::micros")]
     at: DateTime<Utc>,
     event: String,
     /// The referral's status after the event.
