@@ -19,9 +19,9 @@
 //! referral, so matching never waitlists.
 //!
 //! A run of seconds records a few thousand events per service, too few to show what a
-//! rebuild of a long history costs. `--history N` stops careloop after the idle
-//! measure and grows each service's event store to about N events by copying what the
-//! run recorded under new aggregate ids (`~1`, `~2`, ... appended), so the grown
+//! rebuild of a long history costs. careloop stops after the end-to-end measures (a
+//! replay needs only the database); `--history N` then grows each service's event
+//! store to about N events by copying what the run recorded under new aggregate ids (`~1`, `~2`, ... appended), so the grown
 //! history has the run's mix of events; then every read model is replayed. (Ids inside
 //! payloads are copied as they are: fine for what a run records, which has no contacts;
 //! a contact's id is a key of its own in the followups read model.)
@@ -403,13 +403,11 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
     let marks = (overdue_marks(&pool).await? - marks_before) as usize;
     behind.sort();
 
-    let mut running = Some((stop, server));
+    // careloop stops before the replays: nothing may act on a grown history's copies
+    // (a replay needs only the database).
+    let _ = stop.send(());
+    server.await??;
     if o.history > 0 {
-        // Nothing may act on the copies: careloop stops first.
-        if let Some((stop, server)) = running.take() {
-            let _ = stop.send(());
-            server.await??;
-        }
         grow_history(&pool, &projections, o.history).await?;
     }
     let mut replay = Vec::new();
@@ -421,10 +419,6 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
     }
     let rss_mb = rss_kb() as f64 / 1024.0;
 
-    if let Some((stop, server)) = running.take() {
-        let _ = stop.send(());
-        server.await??;
-    }
     Ok(Measured {
         intake_rate: submitted as f64 / load_time.as_secs_f64(),
         intake_p50: percentile(&latencies, 0.5),

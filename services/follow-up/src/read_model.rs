@@ -34,19 +34,11 @@ impl Projection for FollowUps {
         ]
     }
 
-    async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
-        self.apply_batch(std::slice::from_ref(e), tx).await
-    }
-
     /// Plans started one after another in a batch (most of its events, while referrals
     /// come in) are written together, three statements for the run however long
     /// (`PlanStarts`); any other event first writes the run before it, then applies
     /// itself, so each plan still sees its events in order.
-    async fn apply_batch(
-        &self,
-        events: &[StoredEvent],
-        tx: &mut PgConnection,
-    ) -> anyhow::Result<()> {
+    async fn apply(&self, events: &[StoredEvent], tx: &mut PgConnection) -> anyhow::Result<()> {
         let mut starts = PlanStarts::default();
         for e in events.iter().filter(|e| e.aggregate_type == "FollowUpPlan") {
             match e.decode::<FollowUpEvent>()? {
@@ -154,7 +146,7 @@ async fn apply_event(
     let id = &e.aggregate_id;
     let at = e.recorded_at;
     match event {
-        FollowUpEvent::PlanStarted { .. } => unreachable!("written in runs by apply_batch"),
+        FollowUpEvent::PlanStarted { .. } => unreachable!("written in runs by `apply`"),
         FollowUpEvent::PlanReopened { peer_id, .. } => {
             sqlx::query(
                 "UPDATE followups SET peer_id = $2, state = 'active', outcome = NULL,

@@ -143,20 +143,13 @@ fn the_measures_read_the_contacts_follow_up_stores() {
             goal_ids: Vec::new(),
         },
     };
-    let stored = careloop_backbone::StoredEvent {
-        event_id: uuid::Uuid::new_v4(),
-        aggregate_type: "FollowUpPlan".into(),
-        aggregate_id: "r1".into(),
-        sequence: 2,
-        event_type: "ContactRecorded".into(),
-        event_version: "1".into(),
-        payload: serde_json::to_value(&event).unwrap(),
-        metadata: serde_json::json!({}),
-        recorded_at: t("2026-11-21T16:01:00Z"),
-        txid: "1".into(),
-        position: 1,
-        previous_sequence: 1,
-    };
+    let stored = careloop_backbone::StoredEvent::of(
+        "FollowUpPlan",
+        "r1",
+        2,
+        t("2026-11-21T16:01:00Z"),
+        &event,
+    );
     let contact = careloop_measures::read_model::recorded_contact(&stored)
         .unwrap()
         .unwrap();

@@ -222,16 +222,8 @@ impl Projection for AuditLog {
         Some(&["AccessRecorded"])
     }
 
-    async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
-        self.apply_batch(std::slice::from_ref(e), tx).await
-    }
-
     /// An append-only log: a batch is one insert (`careloop_backbone::rows`).
-    async fn apply_batch(
-        &self,
-        events: &[StoredEvent],
-        tx: &mut PgConnection,
-    ) -> anyhow::Result<()> {
+    async fn apply(&self, events: &[StoredEvent], tx: &mut PgConnection) -> anyhow::Result<()> {
         let mut lines = Vec::with_capacity(events.len());
         for e in events {
             let AuditEvent::AccessRecorded(mut entry) = e.decode()?;

@@ -7,7 +7,6 @@
 //! The Facility aggregate keeps the registrations as events; the `facilities` read
 //! model (rebuilt by `careloop replay facilities`) answers the lookups.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -146,35 +145,24 @@ impl Projection for Facilities {
         Some(&["FacilityRegistered", "FacilityUpdated"])
     }
 
-    async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
-        self.apply_batch(std::slice::from_ref(e), tx).await
-    }
-
-    /// The facilities a batch names read, its events folded into them, the rows
-    /// written back (`careloop_backbone::rows`): a registration or an update sets the
-    /// profile; the registration time stays the first one.
-    async fn apply_batch(
-        &self,
-        events: &[StoredEvent],
-        tx: &mut PgConnection,
-    ) -> anyhow::Result<()> {
-        let ids = rows::aggregate_ids(events);
-        let mut registry: HashMap<String, Option<StoredFacility>> =
-            rows::load(tx, "facilities", "facility_id", &ids).await?;
-        for e in events {
+    /// A registration or an update sets the profile; the registration time stays the
+    /// first one (`careloop_backbone::rows::fold`).
+    async fn apply(&self, events: &[StoredEvent], tx: &mut PgConnection) -> anyhow::Result<()> {
+        rows::fold(tx, "facilities", "facility_id", events, |row, e| {
             let (FacilityEvent::FacilityRegistered(p) | FacilityEvent::FacilityUpdated(p)) =
                 e.decode::<FacilityEvent>()?;
-            let row = registry.entry(e.aggregate_id.clone()).or_default();
             *row = Some(StoredFacility {
                 facility_id: e.aggregate_id.clone(),
                 name: p.name,
                 hl7_senders: p.hl7_senders,
-                registered_at: row.as_ref().map_or(e.recorded_at, |r| r.registered_at),
+                registered_at: row
+                    .as_ref()
+                    .map_or(e.recorded_at, |r: &StoredFacility| r.registered_at),
                 updated_at: e.recorded_at,
             });
-        }
-        let registry: Vec<StoredFacility> = registry.into_values().flatten().collect();
-        rows::upsert(tx, "facilities", "facility_id", &registry).await
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -3,8 +3,6 @@
 //! and the follow-up plans' ContactRecorded events; `careloop replay measures`), and
 //! every query on it.
 
-use std::collections::HashMap;
-
 use careloop_backbone::{Projection, StoredEvent, rows};
 use careloop_events::{ContactOutcome, READMISSION_WINDOW_DAYS, ReferralStatus};
 use chrono::{DateTime, Utc};
@@ -57,35 +55,26 @@ impl Projection for Measures {
         ]
     }
 
-    async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
-        self.apply_batch(std::slice::from_ref(e), tx).await
-    }
-
     /// The discharges a batch names are read, its events folded into them
     /// (`fold_discharge`) and written back, and its contacts added, in one statement
     /// each (`careloop_backbone::rows`); admissions and encounters, a few a day, are
     /// written one by one. The tables are independent, so each keeps its events' order.
-    async fn apply_batch(
-        &self,
-        events: &[StoredEvent],
-        tx: &mut PgConnection,
-    ) -> anyhow::Result<()> {
-        let discharges: Vec<&StoredEvent> = events
+    async fn apply(&self, events: &[StoredEvent], tx: &mut PgConnection) -> anyhow::Result<()> {
+        let discharges = events
             .iter()
-            .filter(|e| e.aggregate_type == "DischargeRecord")
-            .collect();
-        if !discharges.is_empty() {
-            let ids = rows::aggregate_ids(discharges.iter().copied());
-            let mut facts: HashMap<String, Option<DischargeFacts>> =
-                rows::load(tx, "measure_discharges", "referral_id", &ids).await?;
-            for e in discharges {
-                let row = facts.entry(e.aggregate_id.clone()).or_default();
-                let row = row.get_or_insert_with(|| DischargeFacts::of(&e.aggregate_id));
-                fold_discharge(row, e.decode()?);
-            }
-            let facts: Vec<DischargeFacts> = facts.into_values().flatten().collect();
-            rows::upsert(tx, "measure_discharges", "referral_id", &facts).await?;
-        }
+            .filter(|e| e.aggregate_type == "DischargeRecord");
+        rows::fold(
+            tx,
+            "measure_discharges",
+            "referral_id",
+            discharges,
+            |row, e| {
+                let facts = row.get_or_insert_with(|| DischargeFacts::of(&e.aggregate_id));
+                fold_discharge(facts, e.decode()?);
+                Ok(())
+            },
+        )
+        .await?;
         let mut contacts = Vec::new();
         for e in events {
             if let Some(c) = recorded_contact(e)? {

@@ -3,7 +3,7 @@
 //! rebuilt from peer-assignment's events (`careloop replay roster`), and every query
 //! on it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use careloop_backbone::{Projection, StoredEvent, rows};
 use careloop_events::Priority;
@@ -30,50 +30,29 @@ impl Projection for Roster {
         ]
     }
 
-    async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
-        self.apply_batch(std::slice::from_ref(e), tx).await
-    }
-
-    /// Five statements per batch however long: the peers and the assignments it names
-    /// read, the events folded into them (`fold_peer`, `fold_assignment`), and the rows
-    /// and the history written back (`careloop_backbone::rows`).
-    async fn apply_batch(
-        &self,
-        events: &[StoredEvent],
-        tx: &mut PgConnection,
-    ) -> anyhow::Result<()> {
-        let of = |kind: &str| -> Vec<&StoredEvent> {
-            events.iter().filter(|e| e.aggregate_type == kind).collect()
-        };
-        let (peer_events, assignment_events) = (of("Peer"), of("Assignment"));
-        if !peer_events.is_empty() {
-            let ids = rows::aggregate_ids(peer_events.iter().copied());
-            let mut peers: HashMap<String, Option<StoredPeer>> =
-                rows::load(tx, "peers", "peer_id", &ids).await?;
-            for e in peer_events {
-                let row = peers.entry(e.aggregate_id.clone()).or_default();
-                fold_peer(row, e, e.decode()?);
-            }
-            let peers: Vec<StoredPeer> = peers.into_values().flatten().collect();
-            rows::upsert(tx, "peers", "peer_id", &peers).await?;
-        }
-        if !assignment_events.is_empty() {
-            let ids = rows::aggregate_ids(assignment_events.iter().copied());
-            let mut assignments: HashMap<String, Option<StoredAssignment>> =
-                rows::load(tx, "assignments", "referral_id", &ids).await?;
-            let mut history = Vec::new();
-            for e in assignment_events {
-                let row = assignments.entry(e.aggregate_id.clone()).or_default();
-                history.extend(
-                    fold_assignment(row, e, e.decode()?)
-                        .map_err(|err| err.context(format!("applying {}", e.event_id)))?,
-                );
-            }
-            let assignments: Vec<StoredAssignment> = assignments.into_values().flatten().collect();
-            rows::upsert(tx, "assignments", "referral_id", &assignments).await?;
-            rows::insert_new(tx, "assignment_history", &history).await?;
-        }
-        Ok(())
+    /// Six statements per batch at most however long: the peers and the assignments
+    /// it names, each read, folded (`fold_peer`, `fold_assignment`) and written back
+    /// (`careloop_backbone::rows::fold`), and the history lines added.
+    async fn apply(&self, events: &[StoredEvent], tx: &mut PgConnection) -> anyhow::Result<()> {
+        let of = |kind: &'static str| events.iter().filter(move |e| e.aggregate_type == kind);
+        rows::fold(tx, "peers", "peer_id", of("Peer"), |row, e| {
+            fold_peer(row, e, e.decode()?);
+            Ok(())
+        })
+        .await?;
+        let mut history = Vec::new();
+        rows::fold(
+            tx,
+            "assignments",
+            "referral_id",
+            of("Assignment"),
+            |row, e| {
+                history.extend(fold_assignment(row, e, e.decode()?)?);
+                Ok(())
+            },
+        )
+        .await?;
+        rows::insert_new(tx, "assignment_history", &history).await
     }
 }
 
@@ -440,7 +419,6 @@ pub async fn any_peer_registered(pool: &PgPool) -> sqlx::Result<bool> {
 mod tests {
     use chrono::TimeZone;
     use cqrs_es::DomainEvent;
-    use serde::Serialize;
 
     use super::*;
     use crate::domain::{AssignmentRequest, PeerProfile};
@@ -449,26 +427,8 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, 2, 9, minute, 0).unwrap()
     }
 
-    fn stored<E: DomainEvent + Serialize>(
-        kind: &str,
-        id: &str,
-        minute: u32,
-        event: &E,
-    ) -> StoredEvent {
-        StoredEvent {
-            event_id: uuid::Uuid::new_v4(),
-            aggregate_type: kind.into(),
-            aggregate_id: id.into(),
-            sequence: minute as i64,
-            event_type: event.event_type(),
-            event_version: "1".into(),
-            payload: serde_json::to_value(event).unwrap(),
-            metadata: serde_json::json!({}),
-            recorded_at: at(minute),
-            txid: "1".into(),
-            position: minute as i64,
-            previous_sequence: 0,
-        }
+    fn stored<E: DomainEvent>(kind: &str, id: &str, minute: u32, event: &E) -> StoredEvent {
+        StoredEvent::of(kind, id, minute as i64, at(minute), event)
     }
 
     fn profile(max_caseload: u32) -> PeerProfile {

@@ -45,6 +45,32 @@ impl StoredEvent {
     pub fn meta(&self, key: &str) -> Option<&str> {
         self.metadata.get(key).and_then(|v| v.as_str())
     }
+
+    /// `event` as a service's store holds it: the `sequence`th event of the aggregate,
+    /// recorded at `recorded_at`, without metadata. For pure tests of what reads stored
+    /// events (projections' folds, decoders) without a database.
+    pub fn of<E: cqrs_es::DomainEvent>(
+        aggregate_type: &str,
+        aggregate_id: &str,
+        sequence: i64,
+        recorded_at: DateTime<Utc>,
+        event: &E,
+    ) -> StoredEvent {
+        StoredEvent {
+            event_id: Uuid::new_v4(),
+            aggregate_type: aggregate_type.to_string(),
+            aggregate_id: aggregate_id.to_string(),
+            sequence,
+            event_type: event.event_type(),
+            event_version: event.event_version(),
+            payload: serde_json::to_value(event).expect("a domain event serialises"),
+            metadata: serde_json::json!({}),
+            recorded_at,
+            txid: "1".to_string(),
+            position: sequence,
+            previous_sequence: sequence - 1,
+        }
+    }
 }
 
 /// A locked cursor: where a reader stands. Dropping the transaction unlocks it.

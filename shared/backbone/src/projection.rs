@@ -38,25 +38,12 @@ pub trait Projection: Send + Sync + 'static {
     fn event_types(&self) -> Option<&'static [&'static str]> {
         None
     }
-    /// Applies one event to the read model, naming the projection's own tables
-    /// without their schema.
-    async fn apply(&self, event: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()>;
-    /// Applies a batch of events, in order, as `apply` would one by one. The default
-    /// does just that, a few statements per event; a read model that reads and writes
-    /// a batch in a few set-based statements overrides it, which is what makes a
-    /// replay fast (and a busy live batch cheaper).
-    async fn apply_batch(
-        &self,
-        events: &[StoredEvent],
-        tx: &mut PgConnection,
-    ) -> anyhow::Result<()> {
-        for event in events {
-            self.apply(event, &mut *tx).await.map_err(|e| {
-                e.context(format!("applying {} {}", event.event_type, event.event_id))
-            })?;
-        }
-        Ok(())
-    }
+    /// Applies a batch of events, in order, to the read model, naming the projection's
+    /// own tables without their schema. A read model with a row per aggregate reads the
+    /// rows a batch touches, folds the events into them and writes them back in a few
+    /// statements however long the batch ([`crate::rows::fold`]): that is what makes a
+    /// replay fast, and a busy live batch cheap.
+    async fn apply(&self, events: &[StoredEvent], tx: &mut PgConnection) -> anyhow::Result<()>;
 }
 
 /// The channel on which read models say what changed, once the change is committed
@@ -176,7 +163,7 @@ impl ProjectionRunner {
         .await?;
         if !events.is_empty() {
             self.projection
-                .apply_batch(&events, &mut *tx)
+                .apply(&events, &mut *tx)
                 .await
                 .map_err(|e| e.context(format!("projection {}", self.name())))?;
         }

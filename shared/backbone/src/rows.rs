@@ -1,5 +1,5 @@
 //! Whole rows of a read model in and out, a batch at a time, for projections that fold
-//! a batch of events in memory (see `Projection::apply_batch`).
+//! a batch of events in memory ([`fold`]; see `Projection::apply`).
 //!
 //! A projection that writes each event with its own statements pays a round trip and a
 //! statement per write; at thousands of events a second, during a replay, that is
@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 
+use anyhow::Context;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
@@ -27,8 +28,37 @@ use sqlx::types::Json;
 
 use crate::outbox::StoredEvent;
 
+/// A batch of a read model with one row of `table` per aggregate (by aggregate id, in
+/// the text column `key`): the rows `events` name are read, `fold` takes each event in
+/// order with its aggregate's row (`None`: no row yet), and the rows are written back.
+/// Three statements at most, whatever the batch's length.
+pub async fn fold<'e, T, F>(
+    conn: &mut PgConnection,
+    table: &'static str,
+    key: &'static str,
+    events: impl IntoIterator<Item = &'e StoredEvent>,
+    mut fold: F,
+) -> anyhow::Result<()>
+where
+    T: Serialize + DeserializeOwned + Send + Unpin + 'static,
+    F: FnMut(&mut Option<T>, &'e StoredEvent) -> anyhow::Result<()>,
+{
+    let events: Vec<&StoredEvent> = events.into_iter().collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut rows: HashMap<String, Option<T>> =
+        load(conn, table, key, &aggregate_ids(events.iter().copied())).await?;
+    for e in events {
+        let row = rows.entry(e.aggregate_id.clone()).or_default();
+        fold(row, e).with_context(|| format!("applying {} {}", e.event_type, e.event_id))?;
+    }
+    let rows: Vec<T> = rows.into_values().flatten().collect();
+    upsert(conn, table, key, &rows).await
+}
+
 /// The aggregates `events` name, once each: the keys of the rows a batch reads.
-pub fn aggregate_ids<'a>(events: impl IntoIterator<Item = &'a StoredEvent>) -> Vec<&'a str> {
+fn aggregate_ids<'a>(events: impl IntoIterator<Item = &'a StoredEvent>) -> Vec<&'a str> {
     let mut ids: Vec<&str> = events
         .into_iter()
         .map(|e| e.aggregate_id.as_str())
@@ -40,7 +70,7 @@ pub fn aggregate_ids<'a>(events: impl IntoIterator<Item = &'a StoredEvent>) -> V
 
 /// For each of `keys`, its row of `table` by the text column `key` (`None`: no row
 /// yet), for a batch to fold its events into.
-pub async fn load<T: DeserializeOwned + Send + Unpin + 'static>(
+async fn load<T: DeserializeOwned + Send + Unpin + 'static>(
     conn: &mut PgConnection,
     table: &'static str,
     key: &'static str,

@@ -7,6 +7,7 @@
 //! crash. It is not a read model: a replay would send the hospital every change
 //! again, so `careloop replay` does not offer it.
 
+use anyhow::Context;
 use careloop_backbone::{Projection, StoredEvent};
 use sqlx::PgConnection;
 
@@ -28,40 +29,50 @@ impl Projection for WebhookOutbox {
         Some(&["TaskStatusChanged"])
     }
 
-    async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
-        let TaskEvent::TaskStatusChanged { change: c, .. } = e.decode()? else {
-            return Ok(());
-        };
-        crate::subscriptions::outbox::queue(tx, e, &c).await?;
-        let configured: Option<String> =
-            sqlx::query_scalar("SELECT facility FROM intake.facility_webhooks WHERE facility = $1")
-                .bind(&c.facility)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if configured.is_none() {
-            return Ok(());
+    async fn apply(&self, events: &[StoredEvent], tx: &mut PgConnection) -> anyhow::Result<()> {
+        for e in events {
+            queue(e, tx)
+                .await
+                .with_context(|| format!("queueing {} {}", e.event_type, e.event_id))?;
         }
-        let body = serde_json::json!({
-            "event_id": e.event_id,
-            "type": "referral.status_changed",
-            "referral_id": e.aggregate_id,
-            "facility": c.facility,
-            "status": c.status.as_str(),
-            "reason": c.reason,
-            "occurred_at": c.occurred_at,
-        })
-        .to_string();
-        sqlx::query(
-            "INSERT INTO intake.webhook_deliveries (event_id, facility, referral_id, status, body)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(e.event_id.to_string())
-        .bind(&c.facility)
-        .bind(&e.aggregate_id)
-        .bind(c.status.as_str())
-        .bind(body)
-        .execute(&mut *tx)
-        .await?;
         Ok(())
     }
+}
+
+/// Queues the notifications of one status change (other events: none).
+async fn queue(e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
+    let TaskEvent::TaskStatusChanged { change: c, .. } = e.decode()? else {
+        return Ok(());
+    };
+    crate::subscriptions::outbox::queue(tx, e, &c).await?;
+    let configured: Option<String> =
+        sqlx::query_scalar("SELECT facility FROM intake.facility_webhooks WHERE facility = $1")
+            .bind(&c.facility)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if configured.is_none() {
+        return Ok(());
+    }
+    let body = serde_json::json!({
+        "event_id": e.event_id,
+        "type": "referral.status_changed",
+        "referral_id": e.aggregate_id,
+        "facility": c.facility,
+        "status": c.status.as_str(),
+        "reason": c.reason,
+        "occurred_at": c.occurred_at,
+    })
+    .to_string();
+    sqlx::query(
+        "INSERT INTO intake.webhook_deliveries (event_id, facility, referral_id, status, body)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(e.event_id.to_string())
+    .bind(&c.facility)
+    .bind(&e.aggregate_id)
+    .bind(c.status.as_str())
+    .bind(body)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }

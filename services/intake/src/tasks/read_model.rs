@@ -2,8 +2,6 @@
 //! reported and the peer who holds it (`referral_tasks`), rebuilt from the
 //! ReferralTask events (`careloop replay tasks`), and every query on it.
 
-use std::collections::HashMap;
-
 use careloop_backbone::{Projection, StoredEvent, rows};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -27,26 +25,13 @@ impl Projection for Tasks {
         Some(&["TaskStatusChanged", "TaskHolderChanged"])
     }
 
-    async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
-        self.apply_batch(std::slice::from_ref(e), tx).await
-    }
-
-    /// Three statements per batch however long: the rows it names read, the events
-    /// folded into them (`fold`), the rows written back (`careloop_backbone::rows`).
-    async fn apply_batch(
-        &self,
-        events: &[StoredEvent],
-        tx: &mut PgConnection,
-    ) -> anyhow::Result<()> {
-        let ids = rows::aggregate_ids(events);
-        let mut changed: HashMap<String, Option<StoredTask>> =
-            rows::load(tx, "referral_tasks", "referral_id", &ids).await?;
-        for e in events {
-            let row = changed.entry(e.aggregate_id.clone()).or_default();
+    /// Three statements per batch however long (`careloop_backbone::rows::fold`).
+    async fn apply(&self, events: &[StoredEvent], tx: &mut PgConnection) -> anyhow::Result<()> {
+        rows::fold(tx, "referral_tasks", "referral_id", events, |row, e| {
             fold(row, e, e.decode()?);
-        }
-        let changed: Vec<StoredTask> = changed.into_values().flatten().collect();
-        rows::upsert(tx, "referral_tasks", "referral_id", &changed).await
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -242,7 +227,6 @@ pub async fn peer_access(
 mod tests {
     use careloop_events::ReferralStatus;
     use chrono::TimeZone;
-    use cqrs_es::DomainEvent;
 
     use super::*;
     use crate::domain::StatusChange;
@@ -252,20 +236,7 @@ mod tests {
     }
 
     fn stored(minute: u32, event: &TaskEvent) -> StoredEvent {
-        StoredEvent {
-            event_id: uuid::Uuid::new_v4(),
-            aggregate_type: "ReferralTask".into(),
-            aggregate_id: "ref-1".into(),
-            sequence: minute as i64,
-            event_type: event.event_type(),
-            event_version: "1".into(),
-            payload: serde_json::to_value(event).unwrap(),
-            metadata: serde_json::json!({}),
-            recorded_at: at(minute),
-            txid: "1".into(),
-            position: minute as i64,
-            previous_sequence: 0,
-        }
+        StoredEvent::of("ReferralTask", "ref-1", minute as i64, at(minute), event)
     }
 
     fn status(status: ReferralStatus, minute: u32) -> TaskEvent {

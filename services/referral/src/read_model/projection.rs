@@ -6,9 +6,6 @@
 //! That is what lets `careloop replay referrals` rebuild from many thousands of events
 //! a second, and keeps a busy live batch to three statements.
 
-use std::collections::HashMap;
-
-use anyhow::Context;
 use careloop_backbone::{Projection, StoredEvent, rows};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -29,36 +26,15 @@ impl Projection for Referrals {
         &["referral.referrals", "referral.referral_timeline"]
     }
 
-    async fn apply(&self, e: &StoredEvent, tx: &mut PgConnection) -> anyhow::Result<()> {
-        self.apply_batch(std::slice::from_ref(e), tx).await
-    }
-
-    async fn apply_batch(
-        &self,
-        events: &[StoredEvent],
-        tx: &mut PgConnection,
-    ) -> anyhow::Result<()> {
-        let mut decoded = Vec::with_capacity(events.len());
-        for e in events.iter().filter(|e| e.aggregate_type == "Referral") {
-            decoded.push((e, e.decode::<ReferralEvent>()?));
-        }
-        if decoded.is_empty() {
-            return Ok(());
-        }
-        let ids = rows::aggregate_ids(decoded.iter().map(|(e, _)| *e));
-        let mut changed: HashMap<String, Option<QueueRow>> =
-            rows::load(tx, "referrals", "referral_id", &ids).await?;
-        let mut timeline = Vec::with_capacity(decoded.len());
-        for (e, event) in &decoded {
-            let row = changed.entry(e.aggregate_id.clone()).or_default();
-            let entry = fold(row, e, event)
-                .with_context(|| format!("applying {} {}", e.event_type, e.event_id))?;
-            timeline.push(entry);
-        }
-        let changed: Vec<QueueRow> = changed.into_values().flatten().collect();
-        rows::upsert(tx, "referrals", "referral_id", &changed).await?;
-        rows::insert(tx, "referral_timeline", &timeline).await?;
-        Ok(())
+    async fn apply(&self, events: &[StoredEvent], tx: &mut PgConnection) -> anyhow::Result<()> {
+        let referrals = events.iter().filter(|e| e.aggregate_type == "Referral");
+        let mut timeline = Vec::new();
+        rows::fold(tx, "referrals", "referral_id", referrals, |row, e| {
+            timeline.push(fold(row, e, &e.decode()?)?);
+            Ok(())
+        })
+        .await?;
+        rows::insert(tx, "referral_timeline", &timeline).await
     }
 }
 
@@ -256,7 +232,6 @@ mod tests {
 
     use super::*;
     use crate::domain::{Priority, Received};
-    use cqrs_es::DomainEvent;
 
     fn at(minute: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 2, 9, minute, 0).unwrap()
@@ -266,18 +241,8 @@ mod tests {
     /// `sequence`, by a coordinator.
     fn stored(sequence: i64, event: &ReferralEvent) -> StoredEvent {
         StoredEvent {
-            event_id: uuid::Uuid::new_v4(),
-            aggregate_type: "Referral".into(),
-            aggregate_id: "ref-1".into(),
-            sequence,
-            event_type: event.event_type(),
-            event_version: "1".into(),
-            payload: serde_json::to_value(event).unwrap(),
             metadata: json!({"actor": "coordinator-1"}),
-            recorded_at: at(sequence as u32),
-            txid: "1".into(),
-            position: sequence,
-            previous_sequence: sequence - 1,
+            ..StoredEvent::of("Referral", "ref-1", sequence, at(sequence as u32), event)
         }
     }
 
