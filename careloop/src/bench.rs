@@ -9,7 +9,10 @@
 //! 4. end to end at idle: one referral at a time, POST → accepted; and the same behind
 //!    a backlog of background work: while the deadline check, run with a clock a month
 //!    ahead, marks every open referral of the run overdue (one ReferralOverdue each,
-//!    through the aggregate and the read model, as a real backlog of due marks is);
+//!    through the aggregate and the read model, as a real backlog of due marks is).
+//!    With `--rate R`, end to end once more at R referrals a second sustained for
+//!    `--sustain S` seconds (sent at that pace whatever the answers, each measured
+//!    POST → accepted);
 //! 5. replay of every read model, in events/s: over what the run recorded, or with
 //!    `--history N` over a history grown to about N events per service (below);
 //! 6. the process's resident memory.
@@ -51,6 +54,11 @@ pub struct BenchOptions {
     /// Events per service to replay over (`--history`, default 0: what the run
     /// recorded).
     pub history: u64,
+    /// Referrals a second sent at a steady pace for the sustained measure (`--rate`,
+    /// default 0: no sustained measure).
+    pub rate: u64,
+    /// How long the sustained measure lasts (`--sustain`, seconds, default 60).
+    pub sustain: u64,
 }
 
 impl BenchOptions {
@@ -61,6 +69,8 @@ impl BenchOptions {
             peers: 80,
             idle: 30,
             history: 0,
+            rate: 0,
+            sustain: 60,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -75,8 +85,10 @@ impl BenchOptions {
                 "--peers" => o.peers = value.clamp(1, 1000) as usize,
                 "--idle" => o.idle = value as usize,
                 "--history" => o.history = value,
+                "--rate" => o.rate = value.min(10_000),
+                "--sustain" => o.sustain = value.max(1),
                 other => bail!(
-                    "unknown option {other:?}; usage: careloop bench [--seconds N] [--clients N] [--peers N] [--idle N] [--history N]"
+                    "unknown option {other:?}; usage: careloop bench [--seconds N] [--clients N] [--peers N] [--idle N] [--history N] [--rate N] [--sustain N]"
                 ),
             }
         }
@@ -141,6 +153,7 @@ struct Measured {
     marks: usize,
     marks_took: Duration,
     behind: Vec<Duration>,
+    sustained: Option<Sustained>,
     replay: Vec<(String, usize, f64)>,
     /// Per consumer, over the load and its drain: messages and busy seconds.
     consumers: Vec<(String, u64, f64)>,
@@ -403,6 +416,12 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
     let marks = (overdue_marks(&pool).await? - marks_before) as usize;
     behind.sort();
 
+    let sustained = if o.rate > 0 {
+        Some(sustain(&http, &base, &hospital, &pool, o.rate, o.sustain).await?)
+    } else {
+        None
+    };
+
     // careloop stops before the replays: nothing may act on a grown history's copies
     // (a replay needs only the database).
     let _ = stop.send(());
@@ -432,6 +451,7 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
         marks,
         marks_took,
         behind,
+        sustained,
         replay,
         consumers,
         rss_mb,
@@ -492,6 +512,129 @@ async fn overdue_marks(pool: &sqlx::PgPool) -> anyhow::Result<i64> {
     )
     .fetch_one(pool)
     .await?)
+}
+
+/// The sustained measure: what became of referrals sent at a steady rate.
+struct Sustained {
+    rate: u64,
+    seconds: u64,
+    /// Referrals intake took (201), and how long the sending took in all.
+    sent: usize,
+    sending: Duration,
+    refused: usize,
+    /// POST → accepted, sorted, for those accepted within [`SUSTAIN_WAIT`].
+    accepted: Vec<Duration>,
+}
+
+/// How long a referral of the sustained measure may take to be accepted before it
+/// counts as not accepted.
+const SUSTAIN_WAIT: Duration = Duration::from_secs(30);
+
+/// Sends `rate` referrals a second for `seconds` (each on its own connection when the
+/// one before has not answered yet, so a slow answer does not slow the pace down) and
+/// measures each one POST → accepted with a peer, from a poll of the read model every
+/// 10 ms.
+async fn sustain(
+    http: &reqwest::Client,
+    base: &str,
+    hospital: &str,
+    pool: &sqlx::PgPool,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<Sustained> {
+    let (posted, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    let started = Instant::now();
+    let total = (rate * seconds) as usize;
+    let (http, url, hospital) = (
+        http.clone(),
+        format!("{base}/v1/referrals"),
+        hospital.to_string(),
+    );
+    // The pace is kept by a task of its own, while the loop below watches acceptance.
+    let pacer = tokio::spawn(async move {
+        let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut senders = tokio::task::JoinSet::new();
+        for i in 0..total {
+            pace.tick().await;
+            let (http, url, hospital, posted) =
+                (http.clone(), url.clone(), hospital.clone(), posted.clone());
+            senders.spawn(async move {
+                let t = Instant::now();
+                let res = http
+                    .post(url)
+                    .bearer_auth(hospital)
+                    .json(&referral(i, "sustained"))
+                    .send()
+                    .await;
+                let id = match res {
+                    Ok(r) if r.status().as_u16() == 201 => r
+                        .json::<serde_json::Value>()
+                        .await
+                        .ok()
+                        .and_then(|b| b["referral_id"].as_str().map(str::to_string)),
+                    _ => None,
+                };
+                let _ = posted.send((t, id));
+            });
+        }
+        while senders.join_next().await.is_some() {}
+    });
+    let mut waiting: std::collections::HashMap<String, Instant> = Default::default();
+    let (mut sent, mut refused, mut answered) = (0usize, 0usize, 0usize);
+    let mut accepted = Vec::new();
+    let mut sending = Duration::ZERO;
+    let mut last_answer = Instant::now();
+    loop {
+        while let Ok((t, id)) = answers.try_recv() {
+            answered += 1;
+            last_answer = Instant::now();
+            match id {
+                Some(id) => {
+                    sent += 1;
+                    waiting.insert(id, t);
+                }
+                None => refused += 1,
+            }
+            if answered == total {
+                sending = started.elapsed();
+            }
+        }
+        if !waiting.is_empty() {
+            let ids: Vec<String> = waiting.keys().cloned().collect();
+            let done: Vec<String> = sqlx::query_scalar(
+                "SELECT referral_id FROM referral.referrals
+                 WHERE status = 'accepted' AND referral_id = ANY($1)",
+            )
+            .bind(&ids)
+            .fetch_all(pool)
+            .await?;
+            for id in done {
+                if let Some(t) = waiting.remove(&id) {
+                    accepted.push(t.elapsed());
+                }
+            }
+            waiting.retain(|_, t| t.elapsed() < SUSTAIN_WAIT);
+        }
+        if answered == total && waiting.is_empty() {
+            break;
+        }
+        if answered < total && last_answer.elapsed() > SUSTAIN_WAIT {
+            pacer.abort();
+            bail!("intake stopped answering during the sustained measure");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    pacer.await?;
+    accepted.sort();
+    Ok(Sustained {
+        rate,
+        seconds,
+        sent,
+        sending,
+        refused,
+        accepted,
+    })
 }
 
 /// One referral, POST → accepted with a peer; an error when intake refuses it or it is
@@ -638,6 +781,22 @@ fn print_table(floor: f64, m: &Measured, o: &BenchOptions) {
         ms(percentile(&m.behind, 0.99)),
         ms(m.behind.last().copied().unwrap_or_default())
     );
+    if let Some(s) = &m.sustained {
+        let late = s.sent - s.accepted.len();
+        println!(
+            "| end to end at {} referrals/s sustained for {} s ({} sent in {:.1} s, {} refused) | p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {} not accepted within {} s |",
+            s.rate,
+            s.seconds,
+            s.sent,
+            s.sending.as_secs_f64(),
+            s.refused,
+            ms(percentile(&s.accepted, 0.5)),
+            ms(percentile(&s.accepted, 0.99)),
+            ms(s.accepted.last().copied().unwrap_or_default()),
+            late,
+            SUSTAIN_WAIT.as_secs()
+        );
+    }
     for (consumer, n, busy) in &m.consumers {
         println!(
             "| consumer `{consumer}`: busy during load and drain | {busy:.1} s ({:.0}% of {:.1} s) for {n} messages, {:.1} ms each |",
@@ -677,6 +836,8 @@ mod tests {
         assert_eq!((o.seconds, o.history), (5, 0));
         let o = BenchOptions::parse(&["--history".into(), "1000000".into()]).unwrap();
         assert_eq!(o.history, 1_000_000);
+        let o = BenchOptions::parse(&["--rate".into(), "100".into()]).unwrap();
+        assert_eq!((o.rate, o.sustain), (100, 60));
         assert!(BenchOptions::parse(&["--fast".into(), "1".into()]).is_err());
         assert!(BenchOptions::parse(&["--seconds".into()]).is_err());
     }

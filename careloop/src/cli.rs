@@ -29,10 +29,12 @@ USAGE:
   careloop vault rewrap             after a new CARELOOP_KEY_ENCRYPTION_KEY (the old one in
                                     CARELOOP_PREVIOUS_KEY_ENCRYPTION_KEYS): re-wrap every
                                     data key under the new one; no event is touched
-  careloop bench [--seconds N] [--clients N] [--peers N] [--idle N]
+  careloop bench [--seconds N] [--clients N] [--peers N] [--idle N] [--history N]
+                 [--rate N] [--sustain N]
                                     the throughput benchmark on a fresh database and
                                     namespace: Postgres floor (pgbench), intake, pipeline,
-                                    idle end to end, replay, memory (README, Performance)
+                                    end to end (idle, behind a backlog, at N referrals/s
+                                    sustained), replay, memory (README, Performance)
   careloop routes                   every route of each service binary: service, method,
                                     path, access rule (needs no server)
   careloop frontdoor nginx [OPTIONS]

@@ -15,6 +15,12 @@
 //! 4. otherwise run the handler, move the position to the event's sequence and commit
 //!    both together, then ack. Ack comes only after the commit.
 //!
+//! Under load a worker takes every message waiting in its lane (up to [`BATCH`]) and
+//! applies them this way in one transaction: one lock statement, one read and one
+//! write of positions and one commit for the batch ([`Consumer::process_batch`]).
+//! Anything out of the ordinary in a batch rolls it back and its messages are handled
+//! one by one, as above.
+//!
 //! A handler error rolls everything back, is counted in `consumer_failures`, and the
 //! message is redelivered with backoff. After `max_deliver` handler failures (waits
 //! for an earlier event and infrastructure errors outside the handler do not count)
@@ -144,6 +150,21 @@ pub const PARTITIONS: usize = 4;
 /// Messages waiting for each worker (JetStream holds the rest).
 const LANE_DEPTH: usize = 16;
 
+/// The most messages one worker applies in one transaction: all that wait in its lane
+/// when it takes the next, up to this many (see [`Consumer::process_batch`]).
+pub const BATCH: usize = LANE_DEPTH;
+
+/// One delivery of a message, as [`Consumer::process_batch`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    pub subject: &'a str,
+    pub bytes: &'a [u8],
+    /// Which delivery of the message this is (1 for the first).
+    pub delivered: i64,
+    /// How long ago the message was published.
+    pub in_stream_for: Duration,
+}
+
 #[derive(Clone)]
 pub struct Consumer {
     pool: PgPool,
@@ -246,7 +267,15 @@ impl Consumer {
             let (lane, mut queue) = tokio::sync::mpsc::channel::<jetstream::Message>(LANE_DEPTH);
             let (me, mut shutdown) = (self.clone(), shutdown.clone());
             workers.push(tokio::spawn(async move {
-                while let Some(msg) = queue.recv().await {
+                while let Some(first) = queue.recv().await {
+                    // Whatever else waits in the lane goes in the same transaction.
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match queue.try_recv() {
+                            Ok(msg) => batch.push(msg),
+                            Err(_) => break,
+                        }
+                    }
                     // Never wait behind the process's other handlers once stopping.
                     let permit = if shutdown.is_triggered() {
                         None
@@ -258,10 +287,12 @@ impl Consumer {
                     };
                     let Some(_permit) = permit else {
                         // Not started: back to JetStream at once, for another instance.
-                        let _ = msg.ack_with(AckKind::Nak(None)).await;
+                        for msg in batch {
+                            let _ = msg.ack_with(AckKind::Nak(None)).await;
+                        }
                         continue;
                     };
-                    me.deliver(msg).await;
+                    me.deliver(batch).await;
                 }
             }));
             lanes.push(lane);
@@ -342,34 +373,188 @@ impl Consumer {
         }
     }
 
-    async fn deliver(&self, msg: jetstream::Message) {
+    /// Handles `batch` (one lane's messages, in delivery order) and acks each message
+    /// after the commit that applied it.
+    async fn deliver(&self, batch: Vec<jetstream::Message>) {
         let started = std::time::Instant::now();
-        let (delivered, in_stream_for) = match msg.info() {
-            Ok(i) => {
-                let age = time::OffsetDateTime::now_utc() - i.published;
-                (i.delivered, age.try_into().unwrap_or_default())
+        let deliveries: Vec<Delivery> = batch
+            .iter()
+            .map(|msg| {
+                let (delivered, in_stream_for) = match msg.info() {
+                    Ok(i) => {
+                        let age = time::OffsetDateTime::now_utc() - i.published;
+                        (i.delivered, age.try_into().unwrap_or_default())
+                    }
+                    Err(_) => (1, Duration::ZERO),
+                };
+                Delivery {
+                    subject: msg.subject.as_str(),
+                    bytes: &msg.payload,
+                    delivered,
+                    in_stream_for,
+                }
+            })
+            .collect();
+        let outcomes = self.process_batch(&deliveries).await;
+        // Each message's share of the time, so the busy time sums up as before.
+        let share = started.elapsed().as_secs_f64() / batch.len() as f64;
+        for ((msg, d), outcome) in batch.iter().zip(&deliveries).zip(outcomes) {
+            let ack = match &outcome {
+                Disposition::Applied | Disposition::Duplicate | Disposition::DeadLettered => {
+                    AckKind::Ack
+                }
+                Disposition::NotYet => AckKind::Nak(Some(Duration::from_millis(20))),
+                Disposition::Failed(_) => {
+                    AckKind::Nak(Some(REDELIVERY.delay(d.delivered.clamp(1, 64) as u32)))
+                }
+            };
+            if let Err(e) = msg.ack_with(ack).await {
+                // The message will be redelivered after ack_wait; processing is idempotent.
+                tracing::warn!(error = %e, "ack failed");
             }
-            Err(_) => (1, Duration::ZERO),
-        };
-        let outcome = self
-            .process(msg.subject.as_str(), &msg.payload, delivered, in_stream_for)
-            .await;
-        let ack = match &outcome {
-            Disposition::Applied | Disposition::Duplicate | Disposition::DeadLettered => {
-                AckKind::Ack
-            }
-            Disposition::NotYet => AckKind::Nak(Some(Duration::from_millis(20))),
-            Disposition::Failed(_) => {
-                AckKind::Nak(Some(REDELIVERY.delay(delivered.clamp(1, 64) as u32)))
-            }
-        };
-        if let Err(e) = msg.ack_with(ack).await {
-            // The message will be redelivered after ack_wait; processing is idempotent.
-            tracing::warn!(error = %e, "ack failed");
+            metrics::CONSUMER_SECONDS
+                .with_label_values(&[self.durable_name().as_str(), outcome.label()])
+                .observe(share);
         }
-        metrics::CONSUMER_SECONDS
-            .with_label_values(&[self.durable_name().as_str(), outcome.label()])
-            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Handles several deliveries, in order, in one transaction: one lock statement for
+    /// all their aggregates, one read of their positions, the handlers one after the
+    /// other, one write of the positions moved, one commit. Under load this is what
+    /// keeps a message's cost down to its handler's: the transaction, lock and
+    /// position statements a message needs on its own are shared by the batch.
+    ///
+    /// The guarantees are those of [`Consumer::process`], message by message: within
+    /// the batch an aggregate's position moves in memory, so a duplicate or an event
+    /// whose predecessor is missing is told exactly as it would be alone. Anything out
+    /// of the ordinary (a handler error, an undecodable or unknown message, a stalled
+    /// one, the database failing) rolls the whole batch back and handles each delivery
+    /// on its own with [`Consumer::process`], which counts failures and dead-letters.
+    /// Handlers that already ran are run again then: their commands are idempotent
+    /// (see the module note), and their writes through `tx` were rolled back.
+    pub async fn process_batch(&self, deliveries: &[Delivery<'_>]) -> Vec<Disposition> {
+        if deliveries.len() > 1
+            && let Some(outcomes) = self.try_batch(deliveries).await
+        {
+            return outcomes;
+        }
+        let mut outcomes = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            outcomes.push(
+                self.process(d.subject, d.bytes, d.delivered, d.in_stream_for)
+                    .await,
+            );
+        }
+        outcomes
+    }
+
+    /// The batch of [`Consumer::process_batch`], or `None` to handle them one by one.
+    async fn try_batch(&self, deliveries: &[Delivery<'_>]) -> Option<Vec<Disposition>> {
+        let mut events = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            if d.in_stream_for > STALL_LIMIT {
+                return None;
+            }
+            let envelope = Envelope::decode(d.bytes).ok()?;
+            let payload = envelope.payload.clone()?;
+            events.push(Incoming { envelope, payload });
+        }
+        let mut tx = self.pool.begin().await.ok()?;
+        let mut positions = self.lock_positions(&mut tx, &events).await.ok()?;
+        let mut moved = std::collections::BTreeMap::new();
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in &events {
+            let env = &event.envelope;
+            let key = (env.aggregate_type.clone(), env.aggregate_id.clone());
+            let last = positions.get(&key).copied().unwrap_or(0);
+            let seq = env.aggregate_sequence as i64;
+            if seq <= last {
+                outcomes.push(Disposition::Duplicate);
+                continue;
+            }
+            if env.previous_sequence as i64 > last {
+                outcomes.push(Disposition::NotYet);
+                continue;
+            }
+            let span = tracing::info_span!(
+                "consume",
+                consumer = %self.durable_name(),
+                event_type = %env.event_type,
+                correlation_id = %env.correlation_id,
+            );
+            self.handler
+                .handle(event, &mut tx)
+                .instrument(span)
+                .await
+                .ok()?;
+            positions.insert(key.clone(), seq);
+            moved.insert(key, seq);
+            outcomes.push(Disposition::Applied);
+        }
+        if !moved.is_empty() {
+            let (types, ids): (Vec<String>, Vec<String>) = moved.keys().cloned().unzip();
+            let sequences: Vec<i64> = moved.values().copied().collect();
+            sqlx::query(&format!(
+                "INSERT INTO {}.consumer_positions (consumer, aggregate_type, aggregate_id, last_sequence)
+                 SELECT $1, t, i, s FROM unnest($2::text[], $3::text[], $4::bigint[]) AS m(t, i, s)
+                 ON CONFLICT (consumer, aggregate_type, aggregate_id)
+                 DO UPDATE SET last_sequence = excluded.last_sequence, updated_at = now()",
+                self.schema
+            ))
+            .bind(self.durable_name())
+            .bind(&types)
+            .bind(&ids)
+            .bind(&sequences)
+            .execute(&mut *tx)
+            .await
+            .ok()?;
+        }
+        tx.commit().await.ok()?;
+        Some(outcomes)
+    }
+
+    /// [`Consumer::lock_position`] for every aggregate of `events` in one statement
+    /// each. The locks are taken in the order of their keys, so two batches sharing
+    /// aggregates wait for each other instead of deadlocking.
+    async fn lock_positions(
+        &self,
+        tx: &mut PgConnection,
+        events: &[Incoming],
+    ) -> sqlx::Result<std::collections::HashMap<(String, String), i64>> {
+        let aggregates: std::collections::BTreeSet<(&str, &str)> = events
+            .iter()
+            .map(|e| {
+                let env = &e.envelope;
+                (env.aggregate_type.as_str(), env.aggregate_id.as_str())
+            })
+            .collect();
+        let mut keys: Vec<String> = aggregates
+            .iter()
+            .map(|(t, i)| self.lock_key(t, i))
+            .collect();
+        keys.sort();
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))
+             FROM unnest($1::text[]) WITH ORDINALITY AS l(k, n) ORDER BY n",
+        )
+        .bind(&keys)
+        .execute(&mut *tx)
+        .await?;
+        let (types, ids): (Vec<&str>, Vec<&str>) = aggregates.into_iter().unzip();
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(&format!(
+            "SELECT p.aggregate_type, p.aggregate_id, p.last_sequence
+             FROM {}.consumer_positions p
+             JOIN unnest($2::text[], $3::text[]) AS a(t, i)
+               ON p.aggregate_type = a.t AND p.aggregate_id = a.i
+             WHERE p.consumer = $1",
+            self.schema
+        ))
+        .bind(self.durable_name())
+        .bind(&types)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        Ok(rows.into_iter().map(|(t, i, s)| ((t, i), s)).collect())
     }
 
     /// Handles one delivery of `bytes` (the `delivered`-th, `in_stream_for` after it
@@ -487,13 +672,7 @@ impl Consumer {
     /// got (0 when it has seen none of the aggregate's events).
     async fn lock_position(&self, tx: &mut PgConnection, env: &Envelope) -> sqlx::Result<i64> {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!(
-                "careloop.consumer:{}:{}:{}:{}",
-                self.schema,
-                self.durable_name(),
-                env.aggregate_type,
-                env.aggregate_id
-            ))
+            .bind(self.lock_key(&env.aggregate_type, &env.aggregate_id))
             .execute(&mut *tx)
             .await?;
         let last: Option<i64> = sqlx::query_scalar(&format!(
@@ -507,6 +686,15 @@ impl Consumer {
         .fetch_optional(&mut *tx)
         .await?;
         Ok(last.unwrap_or(0))
+    }
+
+    /// The advisory lock this consumer takes for a source aggregate.
+    fn lock_key(&self, aggregate_type: &str, aggregate_id: &str) -> String {
+        format!(
+            "careloop.consumer:{}:{}:{aggregate_type}:{aggregate_id}",
+            self.schema,
+            self.durable_name()
+        )
     }
 
     async fn set_position(&self, tx: &mut PgConnection, env: &Envelope) -> sqlx::Result<()> {

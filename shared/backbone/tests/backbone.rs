@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use careloop_backbone::consumer::Disposition;
+use careloop_backbone::consumer::{Delivery, Disposition};
 use careloop_backbone::db::{self, Migration};
 use careloop_backbone::{
     Backbone, Consumer, EventHandler, Incoming, IntegrationMapper, Relay, Shutdown, StoredEvent,
@@ -358,7 +358,7 @@ async fn a_redelivered_message_changes_nothing() {
     append(&f.bb.pool, "a", 1, 1).await;
     publish(&f.relay(), 1).await;
     let consumer = f.consumer();
-    let msg = pull_one(&f, &consumer).await;
+    let msg = pull(&consumer, 1).await.remove(0);
 
     assert_eq!(
         consumer.process(&msg.0, &msg.1, 1, Duration::ZERO).await,
@@ -371,16 +371,103 @@ async fn a_redelivered_message_changes_nothing() {
     assert_eq!(f.count("SELECT count(*) FROM demo.effects").await, 1);
 }
 
-async fn pull_one(f: &Fixture, consumer: &Consumer) -> (String, Vec<u8>) {
+/// Guarantee 3, for a batch: messages applied together in one transaction are each
+/// applied once, in order; a second event of an aggregate in the same batch follows
+/// the first; a batch delivered again changes nothing; and a batch with a failing
+/// message is rolled back and handled one message at a time, so the others are still
+/// applied exactly once and only the failing one is counted as a failure.
+#[tokio::test]
+async fn a_batch_applies_each_message_once_and_a_failure_falls_back_to_one_by_one() {
+    let f = fixture().await;
+    append(&f.bb.pool, "a", 1, 2).await;
+    append(&f.bb.pool, "b", 1, 1).await;
+    append(&f.bb.pool, "poison", 1, 1).await;
+    append(&f.bb.pool, "c", 1, 1).await;
+    publish(&f.relay(), 5).await;
+    let consumer = f.consumer();
+    let messages = pull(&consumer, 5).await;
+    let by_id = |id: &str| {
+        messages
+            .iter()
+            .find(|(_, bytes)| {
+                let env =
+                    <careloop_events::v1::Envelope as prost::Message>::decode(&bytes[..]).unwrap();
+                format!("{}-{}", env.aggregate_id, env.aggregate_sequence) == id
+            })
+            .map(|(subject, bytes)| Delivery {
+                subject,
+                bytes,
+                delivered: 1,
+                in_stream_for: Duration::ZERO,
+            })
+            .unwrap()
+    };
+    let clean = [by_id("a-1"), by_id("b-1"), by_id("a-2")];
+    assert_eq!(
+        consumer.process_batch(&clean).await,
+        [
+            Disposition::Applied,
+            Disposition::Applied,
+            Disposition::Applied
+        ]
+    );
+    assert_eq!(
+        consumer.process_batch(&clean).await,
+        [
+            Disposition::Duplicate,
+            Disposition::Duplicate,
+            Disposition::Duplicate
+        ],
+        "a batch delivered again changes nothing"
+    );
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT aggregate_id, sequence FROM demo.effects ORDER BY n")
+            .fetch_all(&f.bb.pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, [("a".into(), 1), ("b".into(), 1), ("a".into(), 2)]);
+    assert_eq!(
+        f.count("SELECT count(DISTINCT updated_at) FROM demo.consumer_positions")
+            .await,
+        1,
+        "the batch's positions moved in one transaction"
+    );
+
+    let mixed = [by_id("c-1"), by_id("poison-1")];
+    let outcomes = consumer.process_batch(&mixed).await;
+    assert_eq!(outcomes[0], Disposition::Applied);
+    assert!(
+        matches!(outcomes[1], Disposition::Failed(_)),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        f.count("SELECT count(*) FROM demo.effects WHERE aggregate_id = 'c'")
+            .await,
+        1,
+        "the batch's rolled-back effect is applied once, on its own"
+    );
+    assert_eq!(
+        f.count("SELECT sum(failures) FROM demo.consumer_failures")
+            .await,
+        1,
+        "only the failing message counts a failure, once"
+    );
+}
+
+/// Pulls `n` messages (unacknowledged) from the consumer.
+async fn pull(consumer: &Consumer, n: usize) -> Vec<(String, Vec<u8>)> {
     let c = consumer.ensure().await.unwrap();
     let mut messages = c.messages().await.unwrap();
-    let _ = f;
-    let msg = tokio::time::timeout(WAIT, messages.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    (msg.subject.to_string(), msg.payload.to_vec())
+    let mut pulled = Vec::new();
+    while pulled.len() < n {
+        let msg = tokio::time::timeout(WAIT, messages.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        pulled.push((msg.subject.to_string(), msg.payload.to_vec()));
+    }
+    pulled
 }
 
 /// Guarantee 6: with two instances sharing one durable consumer, each aggregate's
