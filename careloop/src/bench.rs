@@ -19,7 +19,8 @@
 //!
 //! It starts its own careloop (exactly what `careloop dev` starts) on a fresh database
 //! and NATS namespace, both dropped at the end, with a roster that has room for every
-//! referral, so matching never waitlists.
+//! referral (peers are added before the sustained measure for its referrals), so
+//! matching never waitlists.
 //!
 //! A run of seconds records a few thousand events per service, too few to show what a
 //! rebuild of a long history costs. careloop stops after the end-to-end measures (a
@@ -303,27 +304,7 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
             .is_ok_and(|n| n >= 2)
     })
     .await?;
-    for i in 0..o.peers {
-        let res = http
-            .post(format!("{base}/v1/peers"))
-            .bearer_auth(&coordinator)
-            .json(
-                &json!({"name": format!("Bench Peer {i:03}"), "languages": ["en"],
-                          "modes": ["phone", "in_person"], "max_caseload": 200}),
-            )
-            .send()
-            .await?;
-        if !res.status().is_success() {
-            bail!("registering a peer: {} {}", res.status(), res.text().await?);
-        }
-    }
-    wait_for(Duration::from_secs(60), "the roster", || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM peer_assignment.peers")
-            .fetch_one(&pool)
-            .await
-            .is_ok_and(|n| n as usize >= o.peers)
-    })
-    .await?;
+    add_peers(&http, &base, &coordinator, &pool, 0, o.peers).await?;
 
     // Intake under load; the pipeline runs behind it.
     let before = consumer_busy(&[]);
@@ -417,6 +398,20 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
     behind.sort();
 
     let sustained = if o.rate > 0 {
+        // Room for every referral of the measure too (a peer takes at most 200).
+        let held: i64 = sqlx::query_scalar("SELECT count(*) FROM referral.referrals")
+            .fetch_one(&pool)
+            .await?;
+        let needed = held as usize + (o.rate * o.sustain) as usize + 100;
+        add_peers(
+            &http,
+            &base,
+            &coordinator,
+            &pool,
+            o.peers,
+            needed.div_ceil(200),
+        )
+        .await?;
         Some(sustain(&http, &base, &hospital, &pool, o.rate, o.sustain).await?)
     } else {
         None
@@ -514,6 +509,39 @@ async fn overdue_marks(pool: &sqlx::PgPool) -> anyhow::Result<i64> {
     .await?)
 }
 
+/// Registers peers number `from` to `to` (each with room for 200 referrals) and waits
+/// until the roster has them all.
+async fn add_peers(
+    http: &reqwest::Client,
+    base: &str,
+    coordinator: &str,
+    pool: &sqlx::PgPool,
+    from: usize,
+    to: usize,
+) -> anyhow::Result<()> {
+    for i in from..to {
+        let res = http
+            .post(format!("{base}/v1/peers"))
+            .bearer_auth(coordinator)
+            .json(
+                &json!({"name": format!("Bench Peer {i:03}"), "languages": ["en"],
+                          "modes": ["phone", "in_person"], "max_caseload": 200}),
+            )
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            bail!("registering a peer: {} {}", res.status(), res.text().await?);
+        }
+    }
+    wait_for(Duration::from_secs(60), "the roster", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM peer_assignment.peers")
+            .fetch_one(pool)
+            .await
+            .is_ok_and(|n| n as usize >= to)
+    })
+    .await
+}
+
 /// The sustained measure: what became of referrals sent at a steady rate.
 struct Sustained {
     rate: u64,
@@ -532,8 +560,9 @@ const SUSTAIN_WAIT: Duration = Duration::from_secs(30);
 
 /// Sends `rate` referrals a second for `seconds` (each on its own connection when the
 /// one before has not answered yet, so a slow answer does not slow the pace down) and
-/// measures each one POST → accepted with a peer, from a poll of the read model every
-/// 10 ms.
+/// measures each one from the time it was due to be sent (so a busy runtime cannot hide
+/// its own delay) to accepted with a peer, as a poll of the read model every 10 ms sees
+/// it (so the figures may be up to a poll's time high).
 async fn sustain(
     http: &reqwest::Client,
     base: &str,
@@ -556,11 +585,10 @@ async fn sustain(
         pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let mut senders = tokio::task::JoinSet::new();
         for i in 0..total {
-            pace.tick().await;
+            let t = pace.tick().await.into_std();
             let (http, url, hospital, posted) =
                 (http.clone(), url.clone(), hospital.clone(), posted.clone());
             senders.spawn(async move {
-                let t = Instant::now();
                 let res = http
                     .post(url)
                     .bearer_auth(hospital)
@@ -580,6 +608,8 @@ async fn sustain(
         }
         while senders.join_next().await.is_some() {}
     });
+    // Whatever ends the measure (an error too) stops the sending.
+    let mut pacer = AbortOnDrop(pacer);
     let mut waiting: std::collections::HashMap<String, Instant> = Default::default();
     let (mut sent, mut refused, mut answered) = (0usize, 0usize, 0usize);
     let mut accepted = Vec::new();
@@ -620,12 +650,11 @@ async fn sustain(
             break;
         }
         if answered < total && last_answer.elapsed() > SUSTAIN_WAIT {
-            pacer.abort();
             bail!("intake stopped answering during the sustained measure");
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    pacer.await?;
+    (&mut pacer.0).await?;
     accepted.sort();
     Ok(Sustained {
         rate,
@@ -635,6 +664,15 @@ async fn sustain(
         refused,
         accepted,
     })
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// One referral, POST → accepted with a peer; an error when intake refuses it or it is

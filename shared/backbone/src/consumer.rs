@@ -17,9 +17,9 @@
 //!
 //! Under load a worker takes every message waiting in its lane (up to [`BATCH`]) and
 //! applies them this way in one transaction: one lock statement, one read and one
-//! write of positions and one commit for the batch ([`Consumer::process_batch`]).
-//! Anything out of the ordinary in a batch rolls it back and its messages are handled
-//! one by one, as above.
+//! write of positions and one commit for the batch ([`Consumer::process_batch`]),
+//! never two events of one aggregate in one transaction. Anything out of the ordinary
+//! in a batch rolls it back and its messages are handled one by one, as above.
 //!
 //! A handler error rolls everything back, is counted in `consumer_failures`, and the
 //! message is redelivered with backoff. After `max_deliver` handler failures (waits
@@ -36,6 +36,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::{self, AckKind};
 use careloop_backoff::Backoff;
@@ -396,9 +397,7 @@ impl Consumer {
             })
             .collect();
         let outcomes = self.process_batch(&deliveries).await;
-        // Each message's share of the time, so the busy time sums up as before.
-        let share = started.elapsed().as_secs_f64() / batch.len() as f64;
-        for ((msg, d), outcome) in batch.iter().zip(&deliveries).zip(outcomes) {
+        for ((msg, d), outcome) in batch.iter().zip(&deliveries).zip(&outcomes) {
             let ack = match &outcome {
                 Disposition::Applied | Disposition::Duplicate | Disposition::DeadLettered => {
                     AckKind::Ack
@@ -412,55 +411,74 @@ impl Consumer {
                 // The message will be redelivered after ack_wait; processing is idempotent.
                 tracing::warn!(error = %e, "ack failed");
             }
+        }
+        // Each message's share of the batch's time, delivery to ack, so the busy time
+        // sums up as it would one message at a time.
+        let share = started.elapsed().as_secs_f64() / batch.len() as f64;
+        for outcome in &outcomes {
             metrics::CONSUMER_SECONDS
                 .with_label_values(&[self.durable_name().as_str(), outcome.label()])
                 .observe(share);
         }
     }
 
-    /// Handles several deliveries, in order, in one transaction: one lock statement for
-    /// all their aggregates, one read of their positions, the handlers one after the
-    /// other, one write of the positions moved, one commit. Under load this is what
-    /// keeps a message's cost down to its handler's: the transaction, lock and
-    /// position statements a message needs on its own are shared by the batch.
+    /// Handles several deliveries, in order, in as few transactions as the rule below
+    /// allows: one lock statement for all their aggregates, one read of their
+    /// positions, the handlers one after the other, one write of the positions moved,
+    /// one commit. Under load this is what keeps a message's cost down to its
+    /// handler's: the transaction, lock and position statements a message needs on its
+    /// own are shared by the batch.
     ///
-    /// The guarantees are those of [`Consumer::process`], message by message: within
-    /// the batch an aggregate's position moves in memory, so a duplicate or an event
-    /// whose predecessor is missing is told exactly as it would be alone. Anything out
-    /// of the ordinary (a handler error, an undecodable or unknown message, a stalled
-    /// one, the database failing) rolls the whole batch back and handles each delivery
-    /// on its own with [`Consumer::process`], which counts failures and dead-letters.
-    /// Handlers that already ran are run again then: their commands are idempotent
-    /// (see the module note), and their writes through `tx` were rolled back.
+    /// A transaction takes at most one event of each aggregate: at an aggregate's
+    /// second event a new one begins. That keeps a rolled-back batch safe: anything out
+    /// of the ordinary (a handler error, an undecodable, unknown or stalled message,
+    /// the database failing) rolls it back and each of its deliveries is handled on its
+    /// own with [`Consumer::process`], which counts failures and dead-letters. Handlers
+    /// that already ran run again then; their commands committed on their own (see the
+    /// module note), and an event done again before any later event of its aggregate is
+    /// exactly the case of a crash between a command and the position, which the
+    /// commands' idempotence covers. Two events of one aggregate in one batch would
+    /// instead run the first again after the second had taken effect.
     pub async fn process_batch(&self, deliveries: &[Delivery<'_>]) -> Vec<Disposition> {
-        if deliveries.len() > 1
-            && let Some(outcomes) = self.try_batch(deliveries).await
-        {
-            return outcomes;
-        }
         let mut outcomes = Vec::with_capacity(deliveries.len());
-        for d in deliveries {
-            outcomes.push(
-                self.process(d.subject, d.bytes, d.delivered, d.in_stream_for)
-                    .await,
-            );
+        let mut rest = deliveries;
+        while !rest.is_empty() {
+            let (run, after) = rest.split_at(distinct_aggregates(rest));
+            rest = after;
+            if run.len() > 1 {
+                match self.try_batch(run).await {
+                    Ok(done) => {
+                        outcomes.extend(done);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::debug!(consumer = %self.durable_name(), error = %format!("{e:#}"),
+                            "batch rolled back; handling its messages one by one");
+                    }
+                }
+            }
+            for d in run {
+                outcomes.push(
+                    self.process(d.subject, d.bytes, d.delivered, d.in_stream_for)
+                        .await,
+                );
+            }
         }
         outcomes
     }
 
-    /// The batch of [`Consumer::process_batch`], or `None` to handle them one by one.
-    async fn try_batch(&self, deliveries: &[Delivery<'_>]) -> Option<Vec<Disposition>> {
+    /// One transaction of [`Consumer::process_batch`] (no two events of one
+    /// aggregate), or why its deliveries must be handled one by one.
+    async fn try_batch(&self, deliveries: &[Delivery<'_>]) -> anyhow::Result<Vec<Disposition>> {
         let mut events = Vec::with_capacity(deliveries.len());
         for d in deliveries {
-            if d.in_stream_for > STALL_LIMIT {
-                return None;
-            }
-            let envelope = Envelope::decode(d.bytes).ok()?;
-            let payload = envelope.payload.clone()?;
+            anyhow::ensure!(d.in_stream_for <= STALL_LIMIT, "a stalled message");
+            let envelope = Envelope::decode(d.bytes)?;
+            let payload = envelope.payload.clone().context("an unknown payload")?;
             events.push(Incoming { envelope, payload });
         }
-        let mut tx = self.pool.begin().await.ok()?;
-        let mut positions = self.lock_positions(&mut tx, &events).await.ok()?;
+        let mut tx = self.pool.begin().await?;
+        let positions = self.lock_positions(&mut tx, &events).await?;
         let mut moved = std::collections::BTreeMap::new();
         let mut outcomes = Vec::with_capacity(events.len());
         for event in &events {
@@ -482,12 +500,7 @@ impl Consumer {
                 event_type = %env.event_type,
                 correlation_id = %env.correlation_id,
             );
-            self.handler
-                .handle(event, &mut tx)
-                .instrument(span)
-                .await
-                .ok()?;
-            positions.insert(key.clone(), seq);
+            self.handler.handle(event, &mut tx).instrument(span).await?;
             moved.insert(key, seq);
             outcomes.push(Disposition::Applied);
         }
@@ -506,16 +519,16 @@ impl Consumer {
             .bind(&ids)
             .bind(&sequences)
             .execute(&mut *tx)
-            .await
-            .ok()?;
+            .await?;
         }
-        tx.commit().await.ok()?;
-        Some(outcomes)
+        tx.commit().await?;
+        Ok(outcomes)
     }
 
-    /// [`Consumer::lock_position`] for every aggregate of `events` in one statement
-    /// each. The locks are taken in the order of their keys, so two batches sharing
-    /// aggregates wait for each other instead of deadlocking.
+    /// [`Consumer::lock_position`] for every aggregate of `events`: one statement takes
+    /// the locks, one reads the positions. The locks are taken in the order of their
+    /// lock ids, so two batches sharing aggregates wait for each other instead of
+    /// deadlocking (and two keys of one id are one lock).
     async fn lock_positions(
         &self,
         tx: &mut PgConnection,
@@ -528,14 +541,14 @@ impl Consumer {
                 (env.aggregate_type.as_str(), env.aggregate_id.as_str())
             })
             .collect();
-        let mut keys: Vec<String> = aggregates
+        let keys: Vec<String> = aggregates
             .iter()
             .map(|(t, i)| self.lock_key(t, i))
             .collect();
-        keys.sort();
         sqlx::query(
-            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))
-             FROM unnest($1::text[]) WITH ORDINALITY AS l(k, n) ORDER BY n",
+            "SELECT pg_advisory_xact_lock(id)
+             FROM (SELECT DISTINCT hashtextextended(k, 0) AS id
+                   FROM unnest($1::text[]) AS k ORDER BY id) ids",
         )
         .bind(&keys)
         .execute(&mut *tx)
@@ -794,4 +807,19 @@ impl ApplyError {
             ApplyError::Handler(e) | ApplyError::Infrastructure(e) => e,
         }
     }
+}
+
+/// How many of `deliveries`, from the first, name no aggregate twice (at least one):
+/// the next transaction of [`Consumer::process_batch`]. An undecodable delivery ends
+/// the run before it, or is a run of its own.
+fn distinct_aggregates(deliveries: &[Delivery<'_>]) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    for (i, d) in deliveries.iter().enumerate() {
+        let first_time = Envelope::decode(d.bytes)
+            .is_ok_and(|e| seen.insert((e.aggregate_type, e.aggregate_id)));
+        if !first_time {
+            return i.max(1);
+        }
+    }
+    deliveries.len()
 }

@@ -83,7 +83,8 @@ pub static DEPENDENCY_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// How long a consumer spends on one message, from delivery to ack (the handler's
-/// work, its transaction and the ack), per durable consumer and outcome. Its sum over
+/// work, its transaction and the ack; for messages applied together, each one's share
+/// of the batch's time), per durable consumer and outcome. Its sum over
 /// a window is the consumer's busy time: a consumer busy all the time is the
 /// pipeline's bottleneck. Labels are the consumer's name and `applied`, `duplicate`,
 /// `not_yet`, `failed` or `dead_lettered`; never ids.
