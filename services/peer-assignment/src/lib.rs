@@ -35,6 +35,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_certifications",
         sql: include_str!("../migrations/0002_certifications.sql"),
     },
+    Migration {
+        name: "0003_waitlist_queue",
+        sql: include_str!("../migrations/0003_waitlist_queue.sql"),
+    },
 ];
 
 #[derive(Clone)]

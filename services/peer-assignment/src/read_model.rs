@@ -302,17 +302,20 @@ pub async fn waitlist(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<WaitingRow>
 /// the next pass starts if this read model has not caught up). The worker checks each
 /// against the event store before acting.
 pub async fn queue(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
-        "SELECT referral_id FROM peer_assignment.assignments
-         WHERE waitlisted_at IS NOT NULL AND status IN ('waitlisted', 'matching', 'proposed')
-         ORDER BY array_position($1::text[], priority), waitlisted_at, referral_id
-         LIMIT $2",
-    )
-    .bind(Priority::order_names())
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+    sqlx::query_scalar(QUEUE)
+        .bind(Priority::order_names())
+        .bind(limit)
+        .fetch_all(pool)
+        .await
 }
+
+/// The statement of [`queue`] (`$1` the priorities in the order served, `$2` the
+/// limit). Its condition is the predicate of the index `assignments_queue`, so it
+/// reads only referrals waiting for a peer, however many assignments there have been.
+pub const QUEUE: &str = "SELECT referral_id FROM peer_assignment.assignments
+     WHERE waitlisted_at IS NOT NULL AND status IN ('waitlisted', 'matching', 'proposed')
+     ORDER BY array_position($1::text[], priority), waitlisted_at, referral_id
+     LIMIT $2";
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct WaitingRow {

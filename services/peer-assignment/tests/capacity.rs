@@ -114,6 +114,41 @@ async fn an_unfinished_rematch_keeps_its_place_in_the_waitlist() {
     q.pool.close().await;
 }
 
+/// The waitlist worker looks at its queue after every change to the roster or an
+/// assignment: the look must read only the referrals waiting for a peer (the index
+/// `assignments_queue`), not every assignment ever made, or it grows with the service's
+/// history (it was the busiest statement of a five-minute sustained run).
+#[tokio::test]
+async fn the_waitlist_queue_reads_only_waiting_referrals() {
+    let env = TestEnv::new();
+    let pool = db::connect(&env.settings.database_url, &env.settings.database)
+        .await
+        .unwrap();
+    db::migrate(
+        &pool,
+        careloop_peer_assignment::SCHEMA,
+        careloop_peer_assignment::MIGRATIONS,
+    )
+    .await
+    .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    // Whether the index can serve the query at all, whatever the table's size now.
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {}", read_model::QUEUE))
+        .bind(careloop_events::Priority::order_names())
+        .bind(100_i64)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("assignments_queue"), "{plan}");
+    drop(conn);
+    pool.close().await;
+}
+
 /// Waitlist order: when the roster shows room a referral then does not get (taken
 /// meanwhile, or the read model behind), the pass stops there instead of going on
 /// down the queue, where a slot freed meanwhile would go to one that waited less.
