@@ -25,8 +25,9 @@
 //! A run of seconds records a few thousand events per service, too few to show what a
 //! rebuild of a long history costs. careloop stops after the end-to-end measures (a
 //! replay needs only the database); `--history N` then grows each service's event
-//! store to about N events by copying what the run recorded under new aggregate ids (`~1`, `~2`, ... appended), so the grown
-//! history has the run's mix of events; then every read model is replayed. (Ids inside
+//! store to about N events by copying what the run recorded under new aggregate ids
+//! (`~1`, `~2`, ... appended), so the grown history has the run's mix of events; then
+//! every read model is replayed. (Ids inside
 //! payloads are copied as they are: fine for what a run records, which has no contacts;
 //! a contact's id is a key of its own in the followups read model.)
 
@@ -290,13 +291,17 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
         None,
         chrono::Duration::hours(4),
     );
-    let hospital = auth.issue(
-        "hospital".parse().map_err(anyhow::Error::msg)?,
-        Some("st-marys".into()),
-        None,
-        chrono::Duration::hours(4),
-    );
     let http = reqwest::Client::new();
+    let hospital = Hospital {
+        http: http.clone(),
+        url: format!("{base}/v1/referrals"),
+        token: auth.issue(
+            "hospital".parse().map_err(anyhow::Error::msg)?,
+            Some("st-marys".into()),
+            None,
+            chrono::Duration::hours(4),
+        ),
+    };
     wait_for(Duration::from_secs(60), "the demo facilities", || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM intake.facilities")
             .fetch_one(&pool)
@@ -313,23 +318,16 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut clients = Vec::new();
     for _ in 0..o.clients {
-        let (http, base, hospital, next) =
-            (http.clone(), base.clone(), hospital.clone(), next.clone());
+        let (hospital, next) = (hospital.clone(), next.clone());
         clients.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0usize;
             while Instant::now() < deadline {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let t = Instant::now();
-                match http
-                    .post(format!("{base}/v1/referrals"))
-                    .bearer_auth(&hospital)
-                    .json(&referral(i, "load"))
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().as_u16() == 201 => latencies.push(t.elapsed()),
-                    _ => errors += 1,
+                match hospital.refer(i, "load").await {
+                    Ok(_) => latencies.push(t.elapsed()),
+                    Err(_) => errors += 1,
                 }
             }
             (latencies, errors)
@@ -363,7 +361,7 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
     // End to end, one at a time, at idle.
     let mut idle = Vec::new();
     for i in 0..o.idle {
-        idle.push(end_to_end(&http, &base, &hospital, &pool, i, "idle").await?);
+        idle.push(end_to_end(&hospital, &pool, i, "idle").await?);
     }
     idle.sort();
 
@@ -383,7 +381,7 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
     });
     let mut behind = Vec::new();
     while !marking.is_finished() || behind.len() < 5 {
-        match end_to_end(&http, &base, &hospital, &pool, behind.len(), "behind").await {
+        match end_to_end(&hospital, &pool, behind.len(), "behind").await {
             Ok(took) => behind.push(took),
             Err(e) => {
                 marking.abort();
@@ -412,7 +410,7 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
             needed.div_ceil(200),
         )
         .await?;
-        Some(sustain(&http, &base, &hospital, &pool, o.rate, o.sustain).await?)
+        Some(sustain(&hospital, &pool, o.rate, o.sustain).await?)
     } else {
         None
     };
@@ -564,9 +562,7 @@ const SUSTAIN_WAIT: Duration = Duration::from_secs(30);
 /// its own delay) to accepted with a peer, as a poll of the read model every 10 ms sees
 /// it (so the figures may be up to a poll's time high).
 async fn sustain(
-    http: &reqwest::Client,
-    base: &str,
-    hospital: &str,
+    hospital: &Hospital,
     pool: &sqlx::PgPool,
     rate: u64,
     seconds: u64,
@@ -574,11 +570,7 @@ async fn sustain(
     let (posted, mut answers) = tokio::sync::mpsc::unbounded_channel();
     let started = Instant::now();
     let total = (rate * seconds) as usize;
-    let (http, url, hospital) = (
-        http.clone(),
-        format!("{base}/v1/referrals"),
-        hospital.to_string(),
-    );
+    let hospital = hospital.clone();
     // The pace is kept by a task of its own, while the loop below watches acceptance.
     let pacer = tokio::spawn(async move {
         let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
@@ -586,23 +578,9 @@ async fn sustain(
         let mut senders = tokio::task::JoinSet::new();
         for i in 0..total {
             let t = pace.tick().await.into_std();
-            let (http, url, hospital, posted) =
-                (http.clone(), url.clone(), hospital.clone(), posted.clone());
+            let (hospital, posted) = (hospital.clone(), posted.clone());
             senders.spawn(async move {
-                let res = http
-                    .post(url)
-                    .bearer_auth(hospital)
-                    .json(&referral(i, "sustained"))
-                    .send()
-                    .await;
-                let id = match res {
-                    Ok(r) if r.status().as_u16() == 201 => r
-                        .json::<serde_json::Value>()
-                        .await
-                        .ok()
-                        .and_then(|b| b["referral_id"].as_str().map(str::to_string)),
-                    _ => None,
-                };
+                let id = hospital.refer(i, "sustained").await.ok();
                 let _ = posted.send((t, id));
             });
         }
@@ -675,28 +653,47 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
+/// The bench's hospital: it refers people to intake as St Mary's.
+#[derive(Clone)]
+struct Hospital {
+    http: reqwest::Client,
+    /// `POST /v1/referrals` of the careloop under test.
+    url: String,
+    token: String,
+}
+
+impl Hospital {
+    /// Refers person `i` of `run` ([`referral`]): the referral's id when intake took
+    /// it (201), otherwise an error naming intake's answer.
+    async fn refer(&self, i: usize, run: &str) -> anyhow::Result<String> {
+        let res = self
+            .http
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .json(&referral(i, run))
+            .send()
+            .await?;
+        if res.status().as_u16() != 201 {
+            bail!("intake answered {}: {}", res.status(), res.text().await?);
+        }
+        let body: serde_json::Value = res.json().await?;
+        body["referral_id"]
+            .as_str()
+            .map(str::to_string)
+            .context("intake's answer names no referral_id")
+    }
+}
+
 /// One referral, POST → accepted with a peer; an error when intake refuses it or it is
 /// not accepted within 30 s.
 async fn end_to_end(
-    http: &reqwest::Client,
-    base: &str,
-    hospital: &str,
+    hospital: &Hospital,
     pool: &sqlx::PgPool,
     i: usize,
     run: &str,
 ) -> anyhow::Result<Duration> {
     let t = Instant::now();
-    let res = http
-        .post(format!("{base}/v1/referrals"))
-        .bearer_auth(hospital)
-        .json(&referral(i, run))
-        .send()
-        .await?;
-    if res.status().as_u16() != 201 {
-        bail!("intake answered {}: {}", res.status(), res.text().await?);
-    }
-    let body: serde_json::Value = res.json().await?;
-    let id = body["referral_id"].as_str().unwrap_or_default().to_string();
+    let id = hospital.refer(i, run).await?;
     let limit = Instant::now() + Duration::from_secs(30);
     loop {
         let status: Option<String> =

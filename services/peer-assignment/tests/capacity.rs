@@ -16,13 +16,7 @@ use cqrs_es::AggregateError;
 
 #[tokio::test]
 async fn racing_reservations_never_exceed_a_peers_caseload() {
-    let env = TestEnv::new();
-    let pool = db::connect(&env.settings.database_url, &env.settings.database)
-        .await
-        .unwrap();
-    db::migrate(&pool, careloop_peer_assignment::SCHEMA, &[])
-        .await
-        .unwrap();
+    let (_env, pool) = database().await;
     let peers = store::cqrs::<Peer>(pool.clone(), careloop_peer_assignment::SCHEMA, ());
     let meta = Metadata::new("test");
     let profile = jordan(3);
@@ -67,6 +61,23 @@ async fn racing_reservations_never_exceed_a_peers_caseload() {
         "the event store holds exactly three reservations"
     );
     pool.close().await;
+}
+
+/// A fresh database (dropped with the `TestEnv`) with peer-assignment's event store
+/// and read models.
+async fn database() -> (TestEnv, sqlx::PgPool) {
+    let env = TestEnv::new();
+    let pool = db::connect(&env.settings.database_url, &env.settings.database)
+        .await
+        .unwrap();
+    db::migrate(
+        &pool,
+        careloop_peer_assignment::SCHEMA,
+        careloop_peer_assignment::MIGRATIONS,
+    )
+    .await
+    .unwrap();
+    (env, pool)
 }
 
 async fn futures_join<T: Send + 'static>(
@@ -120,17 +131,7 @@ async fn an_unfinished_rematch_keeps_its_place_in_the_waitlist() {
 /// history (it was the busiest statement of a five-minute sustained run).
 #[tokio::test]
 async fn the_waitlist_queue_reads_only_waiting_referrals() {
-    let env = TestEnv::new();
-    let pool = db::connect(&env.settings.database_url, &env.settings.database)
-        .await
-        .unwrap();
-    db::migrate(
-        &pool,
-        careloop_peer_assignment::SCHEMA,
-        careloop_peer_assignment::MIGRATIONS,
-    )
-    .await
-    .unwrap();
+    let (_env, pool) = database().await;
     let mut conn = pool.acquire().await.unwrap();
     // Whether the index can serve the query at all, whatever the table's size now.
     sqlx::query("SET enable_seqscan = off")
@@ -191,14 +192,8 @@ struct Queue {
 
 impl Queue {
     async fn one_slot_two_waiting() -> Queue {
-        let env = TestEnv::new();
-        let pool = db::connect(&env.settings.database_url, &env.settings.database)
-            .await
-            .unwrap();
+        let (env, pool) = database().await;
         let schema = careloop_peer_assignment::SCHEMA;
-        db::migrate(&pool, schema, careloop_peer_assignment::MIGRATIONS)
-            .await
-            .unwrap();
         let q = Queue {
             _env: env,
             matcher: Arc::new(Matcher {

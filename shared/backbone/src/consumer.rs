@@ -440,13 +440,20 @@ impl Consumer {
     /// commands' idempotence covers. Two events of one aggregate in one batch would
     /// instead run the first again after the second had taken effect.
     pub async fn process_batch(&self, deliveries: &[Delivery<'_>]) -> Vec<Disposition> {
+        // Decoded once, for the runs and the batches both.
+        let envelopes: Vec<Option<Envelope>> = deliveries
+            .iter()
+            .map(|d| Envelope::decode(d.bytes).ok())
+            .collect();
         let mut outcomes = Vec::with_capacity(deliveries.len());
-        let mut rest = deliveries;
-        while !rest.is_empty() {
-            let (run, after) = rest.split_at(distinct_aggregates(rest));
-            rest = after;
+        let mut start = 0;
+        while start < deliveries.len() {
+            let end = start + distinct_aggregates(&envelopes[start..]);
+            let run = &deliveries[start..end];
+            let decoded = &envelopes[start..end];
+            start = end;
             if run.len() > 1 {
-                match self.try_batch(run).await {
+                match self.try_batch(run, decoded).await {
                     Ok(done) => {
                         outcomes.extend(done);
                         continue;
@@ -469,22 +476,26 @@ impl Consumer {
 
     /// One transaction of [`Consumer::process_batch`] (no two events of one
     /// aggregate), or why its deliveries must be handled one by one.
-    async fn try_batch(&self, deliveries: &[Delivery<'_>]) -> anyhow::Result<Vec<Disposition>> {
+    async fn try_batch(
+        &self,
+        deliveries: &[Delivery<'_>],
+        envelopes: &[Option<Envelope>],
+    ) -> anyhow::Result<Vec<Disposition>> {
         let mut events = Vec::with_capacity(deliveries.len());
-        for d in deliveries {
+        for (d, envelope) in deliveries.iter().zip(envelopes) {
             anyhow::ensure!(d.in_stream_for <= STALL_LIMIT, "a stalled message");
-            let envelope = Envelope::decode(d.bytes)?;
+            let envelope = envelope.clone().context("an undecodable message")?;
             let payload = envelope.payload.clone().context("an unknown payload")?;
             events.push(Incoming { envelope, payload });
         }
+        let envelopes: Vec<&Envelope> = events.iter().map(|e| &e.envelope).collect();
         let mut tx = self.pool.begin().await?;
-        let positions = self.lock_positions(&mut tx, &events).await?;
-        let mut moved = std::collections::BTreeMap::new();
+        let positions = self.lock_positions(&mut tx, &envelopes).await?;
+        let mut applied = Vec::with_capacity(events.len());
         let mut outcomes = Vec::with_capacity(events.len());
         for event in &events {
             let env = &event.envelope;
-            let key = (env.aggregate_type.clone(), env.aggregate_id.clone());
-            let last = positions.get(&key).copied().unwrap_or(0);
+            let last = positions.of(env);
             let seq = env.aggregate_sequence as i64;
             if seq <= last {
                 outcomes.push(Disposition::Duplicate);
@@ -501,49 +512,34 @@ impl Consumer {
                 correlation_id = %env.correlation_id,
             );
             self.handler.handle(event, &mut tx).instrument(span).await?;
-            moved.insert(key, seq);
+            applied.push(env);
             outcomes.push(Disposition::Applied);
         }
-        if !moved.is_empty() {
-            let (types, ids): (Vec<String>, Vec<String>) = moved.keys().cloned().unzip();
-            let sequences: Vec<i64> = moved.values().copied().collect();
-            sqlx::query(&format!(
-                "INSERT INTO {}.consumer_positions (consumer, aggregate_type, aggregate_id, last_sequence)
-                 SELECT $1, t, i, s FROM unnest($2::text[], $3::text[], $4::bigint[]) AS m(t, i, s)
-                 ON CONFLICT (consumer, aggregate_type, aggregate_id)
-                 DO UPDATE SET last_sequence = excluded.last_sequence, updated_at = now()",
-                self.schema
-            ))
-            .bind(self.durable_name())
-            .bind(&types)
-            .bind(&ids)
-            .bind(&sequences)
-            .execute(&mut *tx)
-            .await?;
-        }
+        self.set_positions(&mut tx, &applied).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
 
-    /// [`Consumer::lock_position`] for every aggregate of `events`: one statement takes
-    /// the locks, one reads the positions. The locks are taken in the order of their
-    /// lock ids, so two batches sharing aggregates wait for each other instead of
-    /// deadlocking (and two keys of one id are one lock).
+    /// Serialises this consumer's work on the source aggregates of `envelopes` and
+    /// reads how far it got with each. One statement takes the locks, in the order of
+    /// their lock ids, so two batches sharing aggregates wait for each other instead of
+    /// deadlocking (and two keys of one id are one lock); one reads the positions.
     async fn lock_positions(
         &self,
         tx: &mut PgConnection,
-        events: &[Incoming],
-    ) -> sqlx::Result<std::collections::HashMap<(String, String), i64>> {
-        let aggregates: std::collections::BTreeSet<(&str, &str)> = events
+        envelopes: &[&Envelope],
+    ) -> sqlx::Result<Positions> {
+        let keys: Vec<String> = envelopes
             .iter()
-            .map(|e| {
-                let env = &e.envelope;
-                (env.aggregate_type.as_str(), env.aggregate_id.as_str())
+            .map(|env| {
+                format!(
+                    "careloop.consumer:{}:{}:{}:{}",
+                    self.schema,
+                    self.durable_name(),
+                    env.aggregate_type,
+                    env.aggregate_id
+                )
             })
-            .collect();
-        let keys: Vec<String> = aggregates
-            .iter()
-            .map(|(t, i)| self.lock_key(t, i))
             .collect();
         sqlx::query(
             "SELECT pg_advisory_xact_lock(id)
@@ -553,11 +549,14 @@ impl Consumer {
         .bind(&keys)
         .execute(&mut *tx)
         .await?;
-        let (types, ids): (Vec<&str>, Vec<&str>) = aggregates.into_iter().unzip();
+        let (types, ids): (Vec<&str>, Vec<&str>) = envelopes
+            .iter()
+            .map(|env| (env.aggregate_type.as_str(), env.aggregate_id.as_str()))
+            .unzip();
         let rows: Vec<(String, String, i64)> = sqlx::query_as(&format!(
             "SELECT p.aggregate_type, p.aggregate_id, p.last_sequence
              FROM {}.consumer_positions p
-             JOIN unnest($2::text[], $3::text[]) AS a(t, i)
+             JOIN (SELECT DISTINCT t, i FROM unnest($2::text[], $3::text[]) AS a(t, i)) a
                ON p.aggregate_type = a.t AND p.aggregate_id = a.i
              WHERE p.consumer = $1",
             self.schema
@@ -567,7 +566,43 @@ impl Consumer {
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
-        Ok(rows.into_iter().map(|(t, i, s)| ((t, i), s)).collect())
+        Ok(Positions(
+            rows.into_iter().map(|(t, i, s)| ((t, i), s)).collect(),
+        ))
+    }
+
+    /// Moves this consumer's position for the aggregate of each of `envelopes` (one
+    /// envelope per aggregate) to its sequence.
+    async fn set_positions(
+        &self,
+        tx: &mut PgConnection,
+        envelopes: &[&Envelope],
+    ) -> sqlx::Result<()> {
+        if envelopes.is_empty() {
+            return Ok(());
+        }
+        let (types, ids): (Vec<&str>, Vec<&str>) = envelopes
+            .iter()
+            .map(|env| (env.aggregate_type.as_str(), env.aggregate_id.as_str()))
+            .unzip();
+        let sequences: Vec<i64> = envelopes
+            .iter()
+            .map(|env| env.aggregate_sequence as i64)
+            .collect();
+        sqlx::query(&format!(
+            "INSERT INTO {}.consumer_positions (consumer, aggregate_type, aggregate_id, last_sequence)
+             SELECT $1, t, i, s FROM unnest($2::text[], $3::text[], $4::bigint[]) AS m(t, i, s)
+             ON CONFLICT (consumer, aggregate_type, aggregate_id)
+             DO UPDATE SET last_sequence = excluded.last_sequence, updated_at = now()",
+            self.schema
+        ))
+        .bind(self.durable_name())
+        .bind(&types)
+        .bind(&ids)
+        .bind(&sequences)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
     }
 
     /// Handles one delivery of `bytes` (the `delivered`-th, `in_stream_for` after it
@@ -655,7 +690,11 @@ impl Consumer {
     ) -> Result<Disposition, ApplyError> {
         let infra = |e: sqlx::Error| ApplyError::Infrastructure(e.into());
         let mut tx = self.pool.begin().await.map_err(infra)?;
-        let last = self.lock_position(&mut tx, envelope).await.map_err(infra)?;
+        let last = self
+            .lock_positions(&mut tx, &[envelope])
+            .await
+            .map_err(infra)?
+            .of(envelope);
         let seq = envelope.aggregate_sequence as i64;
         if seq <= last {
             return Ok(Disposition::Duplicate);
@@ -676,55 +715,11 @@ impl Consumer {
                 .await
                 .map_err(ApplyError::Handler)?;
         }
-        self.set_position(&mut tx, envelope).await.map_err(infra)?;
+        self.set_positions(&mut tx, &[envelope])
+            .await
+            .map_err(infra)?;
         tx.commit().await.map_err(infra)?;
         Ok(Disposition::Applied)
-    }
-
-    /// Serialises this consumer's work on one source aggregate and reads how far it
-    /// got (0 when it has seen none of the aggregate's events).
-    async fn lock_position(&self, tx: &mut PgConnection, env: &Envelope) -> sqlx::Result<i64> {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(self.lock_key(&env.aggregate_type, &env.aggregate_id))
-            .execute(&mut *tx)
-            .await?;
-        let last: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT last_sequence FROM {}.consumer_positions
-             WHERE consumer = $1 AND aggregate_type = $2 AND aggregate_id = $3",
-            self.schema
-        ))
-        .bind(self.durable_name())
-        .bind(&env.aggregate_type)
-        .bind(&env.aggregate_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        Ok(last.unwrap_or(0))
-    }
-
-    /// The advisory lock this consumer takes for a source aggregate.
-    fn lock_key(&self, aggregate_type: &str, aggregate_id: &str) -> String {
-        format!(
-            "careloop.consumer:{}:{}:{aggregate_type}:{aggregate_id}",
-            self.schema,
-            self.durable_name()
-        )
-    }
-
-    async fn set_position(&self, tx: &mut PgConnection, env: &Envelope) -> sqlx::Result<()> {
-        sqlx::query(&format!(
-            "INSERT INTO {}.consumer_positions (consumer, aggregate_type, aggregate_id, last_sequence)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (consumer, aggregate_type, aggregate_id)
-             DO UPDATE SET last_sequence = $4, updated_at = now()",
-            self.schema
-        ))
-        .bind(self.durable_name())
-        .bind(&env.aggregate_type)
-        .bind(&env.aggregate_id)
-        .bind(env.aggregate_sequence as i64)
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
     }
 
     /// Counts one more handler failure of this message; returns the count so far.
@@ -758,11 +753,11 @@ impl Consumer {
             let mut tx = self.pool.begin().await?;
             if let Some(env) = envelope {
                 // Move past it, so later events of the aggregate are not held up.
-                let last = self.lock_position(&mut tx, env).await?;
+                let last = self.lock_positions(&mut tx, &[env]).await?.of(env);
                 if env.aggregate_sequence as i64 <= last {
                     return Ok(());
                 }
-                self.set_position(&mut tx, env).await?;
+                self.set_positions(&mut tx, &[env]).await?;
             }
             sqlx::query(&format!(
                 "INSERT INTO {}.dead_letters (consumer, subject, event_id, event_type, aggregate_type,
@@ -794,6 +789,18 @@ impl Consumer {
     }
 }
 
+/// A consumer's positions for some source aggregates: the last sequence applied of
+/// each, by (aggregate type, aggregate id).
+struct Positions(std::collections::HashMap<(String, String), i64>);
+
+impl Positions {
+    /// How far the consumer got with `env`'s aggregate (0: none of its events yet).
+    fn of(&self, env: &Envelope) -> i64 {
+        let key = (env.aggregate_type.clone(), env.aggregate_id.clone());
+        self.0.get(&key).copied().unwrap_or(0)
+    }
+}
+
 /// Why an event could not be applied: the handler said no (counted towards the
 /// dead-letter limit) or the infrastructure failed around it (retried, not counted).
 enum ApplyError {
@@ -809,17 +816,18 @@ impl ApplyError {
     }
 }
 
-/// How many of `deliveries`, from the first, name no aggregate twice (at least one):
-/// the next transaction of [`Consumer::process_batch`]. An undecodable delivery ends
-/// the run before it, or is a run of its own.
-fn distinct_aggregates(deliveries: &[Delivery<'_>]) -> usize {
+/// How many of `envelopes`, from the first, name no aggregate twice (at least one):
+/// the next transaction of [`Consumer::process_batch`]. An undecodable delivery
+/// (`None`) ends the run before it, or is a run of its own.
+fn distinct_aggregates(envelopes: &[Option<Envelope>]) -> usize {
     let mut seen = std::collections::HashSet::new();
-    for (i, d) in deliveries.iter().enumerate() {
-        let first_time = Envelope::decode(d.bytes)
-            .is_ok_and(|e| seen.insert((e.aggregate_type, e.aggregate_id)));
+    for (i, envelope) in envelopes.iter().enumerate() {
+        let first_time = envelope
+            .as_ref()
+            .is_some_and(|e| seen.insert((&e.aggregate_type, &e.aggregate_id)));
         if !first_time {
             return i.max(1);
         }
     }
-    deliveries.len()
+    envelopes.len()
 }

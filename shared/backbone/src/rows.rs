@@ -83,7 +83,7 @@ async fn load<T: DeserializeOwned + Send + Unpin + 'static>(
     .bind(keys)
     .fetch_all(&mut *conn)
     .await
-    .map_err(|e| anyhow::anyhow!("reading rows of {table}: {e}"))?;
+    .with_context(|| format!("reading rows of {table}"))?;
     let mut rows: HashMap<String, Option<T>> = keys.iter().map(|k| (k.to_string(), None)).collect();
     for (k, Json(row)) in found {
         rows.insert(k, Some(row));
@@ -122,7 +122,7 @@ pub async fn upsert<T: Serialize>(
     .bind(Json(rows))
     .execute(&mut *conn)
     .await
-    .map_err(|e| anyhow::anyhow!("writing rows of {table}: {e}"))?;
+    .with_context(|| format!("writing rows of {table}"))?;
     Ok(())
 }
 
@@ -161,7 +161,7 @@ async fn insert_with<T: Serialize>(
     .bind(Json(rows))
     .execute(&mut *conn)
     .await
-    .map_err(|e| anyhow::anyhow!("writing rows of {table}: {e}"))?;
+    .with_context(|| format!("writing rows of {table}"))?;
     Ok(())
 }
 
