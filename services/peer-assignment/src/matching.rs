@@ -68,7 +68,22 @@ impl Matcher {
             matching: r.matching.clone().unwrap_or_default().into(),
         };
         let attempt = r.attempt.max(1);
-        let ask = AssignmentCommand::Request { request, attempt };
+        // A first routing ranks before it asks, so the request carries its proposal
+        // (one command, not two). A reroute proposes after the previous peer's slot is
+        // given back, from the roster read then.
+        let mut roster = None;
+        let mut propose = None;
+        if attempt == 1 {
+            let peers = self.roster().await?;
+            let ranking = self.rank(&r.referral_id, &request, &peers, &[]).await?;
+            propose = ranking.candidates.first().map(|c| c.peer_id.clone());
+            roster = Some(peers);
+        }
+        let ask = AssignmentCommand::Request {
+            request: Box::new(request),
+            attempt,
+            propose,
+        };
         let a = self.run(&r.referral_id, ask, meta).await?;
         // A reopened (rerouted) assignment gives the previous peer's slot back first,
         // decided on a fresh load: another step (the waitlist) may hold that peer for
@@ -79,7 +94,7 @@ impl Matcher {
         if a.attempt > attempt {
             return Ok(()); // a later routing already took over
         }
-        self.settle_from(&r.referral_id, a, meta).await
+        self.settle_from(&r.referral_id, a, roster, meta).await
     }
 
     /// The referral closed: the assignment is released and the peer's slot freed.
@@ -105,7 +120,7 @@ impl Matcher {
         let a = self
             .run(referral_id, AssignmentCommand::Rematch, meta)
             .await?;
-        self.settle_from(referral_id, a, meta).await
+        self.settle_from(referral_id, a, None, meta).await
     }
 
     /// The assigned peer declined (`exclude`) or went on leave: match again.
@@ -179,18 +194,19 @@ impl Matcher {
     /// Bounded: each round assigns, waitlists, or declines one more peer.
     pub async fn settle(&self, referral_id: &str, meta: &Metadata) -> anyhow::Result<()> {
         let a = self.load(referral_id).await?;
-        self.settle_from(referral_id, a, meta).await
+        self.settle_from(referral_id, a, None, meta).await
     }
 
     /// [`Matcher::settle`] from the assignment `a` as it stands now. Each step's
-    /// command returns the assignment it left, so the saga never loads it again.
+    /// command returns the assignment it left, so the saga never loads it again;
+    /// `roster`, when the caller has just read it, is not read again.
     async fn settle_from(
         &self,
         referral_id: &str,
         mut a: Assignment,
+        mut roster: Option<Vec<RosterPeer>>,
         meta: &Metadata,
     ) -> anyhow::Result<()> {
-        let mut roster: Option<Vec<RosterPeer>> = None;
         for _ in 0..10_000 {
             let Some(request) = a.request.clone() else {
                 return Ok(());

@@ -235,8 +235,9 @@ impl Queue {
                 },
             };
             let ask = AssignmentCommand::Request {
-                request,
+                request: Box::new(request),
                 attempt: 1,
+                propose: None,
             };
             store::execute(&q.matcher.assignments, id, ask, &q.meta)
                 .await

@@ -109,6 +109,28 @@ pub async fn lock_cursor(
     })
 }
 
+/// Lets the reader's transaction commit without waiting for the write-ahead log to
+/// reach the disk (`synchronous_commit = off` for this transaction only).
+///
+/// Only for a pass whose whole transaction is derived from committed events and is
+/// redone if lost: a relay's cursor move (its events are already on JetStream; a lost
+/// move sends them again, which JetStream and the consumers drop, guarantee 2) and a
+/// read model's batch with its cursor (a lost batch is applied again from the older
+/// cursor, with its rows; a projection whose rows are sent outside careloop keeps
+/// durable batches, `Projection::durable_batches`). A crash of Postgres can lose such
+/// a commit, never make it
+/// half; the durable commits that follow it (every command's, every consumer's)
+/// flush it with them. Waiting for the disk was a third of the pipeline's time with
+/// every commit durable, and reader passes are about a third of the commits.
+/// Commands and consumers keep durable commits: theirs are what the 2xx and the ack
+/// promise.
+pub async fn commit_without_waiting_for_disk(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Moves `cursor` past a batch read with [`read_after`] (in the same transaction as
 /// the work done for it): to `until` when the batch held every event of the reader's
 /// types up to there (`complete`: fewer than the limit), else past its last event.

@@ -38,6 +38,14 @@ pub trait Projection: Send + Sync + 'static {
     fn event_types(&self) -> Option<&'static [&'static str]> {
         None
     }
+    /// Whether each batch waits for the disk before its commit returns. A read
+    /// model's does not ([`outbox::commit_without_waiting_for_disk`]): a batch a crash
+    /// of Postgres loses is applied again, rows and cursor together. A projection
+    /// whose rows are sent outside careloop says yes, so that nothing is sent that a
+    /// crash could take back and queue a second time.
+    fn durable_batches(&self) -> bool {
+        false
+    }
     /// Applies a batch of events, in order, to the read model, naming the projection's
     /// own tables without their schema. A read model with a row per aggregate reads the
     /// rows a batch touches, folds the events into them and writes them back in a few
@@ -183,6 +191,9 @@ impl ProjectionRunner {
     /// Applies one batch; returns how many events it applied.
     pub async fn step(&self) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await?;
+        if !self.projection.durable_batches() {
+            outbox::commit_without_waiting_for_disk(&mut tx).await?;
+        }
         let events = self.apply_batch(&mut tx, false).await?;
         if !events.is_empty() {
             notify_changes(&mut tx, self.name(), &events).await?;

@@ -107,6 +107,7 @@ impl Relay {
     /// Reads the next committed events to publish, holding the relay's cursor lock.
     pub async fn next_batch(&self) -> anyhow::Result<Batch> {
         let mut tx = self.pool.begin().await?;
+        outbox::commit_without_waiting_for_disk(&mut tx).await?;
         let cursor = outbox::lock_cursor(&mut tx, self.schema, CURSOR).await?;
         // Up to the horizon, so the cursor moves past events never published (see
         // `outbox::horizon`).

@@ -1,5 +1,9 @@
 //! cqrs-es wired to postgres-es in a service's own schema.
 //!
+//! postgres-es loads an aggregate's events; careloop writes a command's events itself,
+//! in one statement (see [`Repository`]), since postgres-es wraps each command's
+//! inserts in `BEGIN`/`COMMIT` and most of a referral's round trips were those.
+//!
 //! The plain event store is used (no snapshots, no aggregate store: those modes may
 //! apply events twice). No cqrs-es `Query` is attached: queries run in-process after
 //! commit and would be lost on a crash, so read models are fed from the outbox
@@ -71,10 +75,15 @@ pub trait PayloadSeal: Send + Sync {
 
 /// The Postgres event repository, with an optional [`PayloadSeal`] in front.
 ///
-/// The replay streams (`stream_events`, `stream_all_events`) give payloads as stored:
-/// careloop's projections read `{schema}.events` through the outbox, never these.
+/// A command's events are written by one `INSERT` (see [`Repository::append`]);
+/// loading and the snapshot calls are postgres-es's. The replay streams
+/// (`stream_events`, `stream_all_events`) give payloads as stored: careloop's
+/// projections read `{schema}.events` through the outbox, never these.
 pub struct Repository {
     inner: PostgresEventRepository,
+    pool: PgPool,
+    /// The statement that appends a command's events (see [`append_statement`]).
+    append: String,
     seal: Option<Arc<dyn PayloadSeal>>,
 }
 
@@ -93,6 +102,67 @@ impl Repository {
             }
         }
         Ok(events)
+    }
+}
+
+/// Appends a command's events, in their order, in one statement: a single statement
+/// is a transaction of its own, all or nothing, so the events need no `BEGIN` and
+/// `COMMIT` around them. postgres-es sends those two and one `INSERT` per event, 2 + n
+/// round trips per command where this is 1; commands are most of a referral's
+/// statements. The `ORDER BY` hands the rows to the insert in sequence order, so their
+/// positions (taken as each row is inserted) keep the aggregate's order for readers.
+fn append_statement(schema: &str) -> String {
+    format!(
+        "INSERT INTO {schema}.events
+             (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
+         FROM unnest($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
+              AS e(sequence, event_type, event_version, payload, metadata)
+         ORDER BY e.sequence"
+    )
+}
+
+impl Repository {
+    /// Writes `events` (one aggregate's, from one command) with [`append_statement`].
+    /// Another command that committed the same sequence first makes the statement
+    /// fail on the primary key: that is the optimistic lock, reported as such so the
+    /// command is retried on a fresh load.
+    async fn append<A: Aggregate>(
+        &self,
+        events: &[SerializedEvent],
+    ) -> Result<(), PersistenceError> {
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        let sequences: Vec<i64> = events.iter().map(|e| e.sequence as i64).collect();
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        let versions: Vec<&str> = events.iter().map(|e| e.event_version.as_str()).collect();
+        let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
+        let metadata: Vec<&serde_json::Value> = events.iter().map(|e| &e.metadata).collect();
+        sqlx::query(&self.append)
+            .bind(A::TYPE)
+            .bind(first.aggregate_id.as_str())
+            .bind(sequences)
+            .bind(types)
+            .bind(versions)
+            .bind(payloads)
+            .bind(metadata)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(persistence_error)
+    }
+}
+
+/// A failed append as cqrs-es expects it (as postgres-es maps it): a duplicate
+/// sequence is the optimistic lock; a broken connection stays recognisable as such.
+fn persistence_error(err: sqlx::Error) -> PersistenceError {
+    match &err {
+        sqlx::Error::Database(e) if e.code().as_deref() == Some("23505") => {
+            PersistenceError::OptimisticLockError
+        }
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => PersistenceError::ConnectionError(err.into()),
+        _ => PersistenceError::UnknownError(err.into()),
     }
 }
 
@@ -129,14 +199,20 @@ impl PersistedEventRepository for Repository {
         events: &[SerializedEvent],
         snapshot_update: Option<(String, serde_json::Value, usize)>,
     ) -> Result<(), PersistenceError> {
+        if snapshot_update.is_some() {
+            // Never asked for: careloop's stores take no snapshots (module note).
+            return Err(unknown(anyhow::anyhow!(
+                "snapshots are not kept in careloop's event stores"
+            )));
+        }
         let Some(seal) = &self.seal else {
-            return self.inner.persist::<A>(events, snapshot_update).await;
+            return self.append::<A>(events).await;
         };
         let mut sealed = events.to_vec();
         for event in &mut sealed {
             seal.seal(event).await.map_err(unknown)?;
         }
-        self.inner.persist::<A>(&sealed, snapshot_update).await
+        self.append::<A>(&sealed).await
     }
 
     async fn stream_events<A: Aggregate>(
@@ -324,8 +400,10 @@ where
     A: Aggregate + Send + Sync,
 {
     PersistedEventStore::new_event_store(Repository {
-        inner: PostgresEventRepository::new(pool)
+        inner: PostgresEventRepository::new(pool.clone())
             .with_tables(&format!("{schema}.events"), &format!("{schema}.snapshots")),
+        pool,
+        append: append_statement(schema),
         seal,
     })
 }

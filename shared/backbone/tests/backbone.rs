@@ -574,3 +574,97 @@ async fn a_poison_message_is_dead_lettered_and_the_consumer_goes_on() {
     assert_eq!(after - before, 1);
     drop(f.env);
 }
+
+/// A counter whose `Add(n)` records n `Counted` events: a command with several events.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+struct Tally {
+    counted: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Counted {
+    n: usize,
+}
+
+impl cqrs_es::DomainEvent for Counted {
+    fn event_type(&self) -> String {
+        "Counted".into()
+    }
+    fn event_version(&self) -> String {
+        "1".into()
+    }
+}
+
+impl cqrs_es::Aggregate for Tally {
+    const TYPE: &'static str = "Tally";
+    type Command = usize;
+    type Event = Counted;
+    type Error = std::io::Error;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        add: usize,
+        _: &(),
+        sink: &cqrs_es::event_sink::EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for _ in 0..add {
+            let n = self.counted + 1;
+            sink.write(Counted { n }, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Counted) {
+        self.counted = event.n;
+    }
+}
+
+/// Guarantee 1's write side: a command's events are stored all together, in one
+/// transaction, in their order (positions follow sequences, so readers see them in
+/// order), and a command decided on a stale load is refused as a conflict
+/// (optimistic lock) and writes nothing, so the retry decides on the latest state.
+#[tokio::test]
+async fn a_commands_events_are_stored_together_in_order_and_a_stale_one_conflicts() {
+    use careloop_backbone::store;
+    use cqrs_es::{AggregateContext, AggregateError, EventStore};
+    let f = fixture().await;
+    let tallies = store::cqrs::<Tally>(f.bb.pool.clone(), SCHEMA, ());
+    let meta = store::Metadata::new("test");
+    store::execute(&tallies, "t", 3, &meta).await.unwrap();
+    let rows: Vec<(i64, String, i64, serde_json::Value)> = sqlx::query_as(
+        "SELECT sequence, txid::text, position, payload::jsonb FROM demo.events
+         WHERE aggregate_type = 'Tally' ORDER BY position",
+    )
+    .fetch_all(&f.bb.pool)
+    .await
+    .unwrap();
+    let sequences: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(sequences, [1, 2, 3], "stored in the aggregate's order");
+    assert!(rows.iter().all(|r| r.1 == rows[0].1), "one transaction");
+    let payloads: Vec<&serde_json::Value> = rows.iter().map(|r| &r.3).collect();
+    assert_eq!(payloads[2], &serde_json::json!({"n": 3}));
+
+    let plain = store::event_store::<Tally>(f.bb.pool.clone(), SCHEMA);
+    let stale = plain.load_aggregate("t").await.unwrap();
+    let mut fresh = plain.load_aggregate("t").await.unwrap();
+    assert_eq!(fresh.aggregate().counted, 3);
+    let one = vec![Counted { n: 4 }];
+    plain
+        .commit(one.clone(), fresh, meta.to_map())
+        .await
+        .unwrap();
+    let two = vec![Counted { n: 4 }, Counted { n: 5 }];
+    let refused = plain.commit(two, stale, meta.to_map()).await;
+    assert!(
+        matches!(refused, Err(AggregateError::AggregateConflict)),
+        "a stale command conflicts: {refused:?}"
+    );
+    let stored = f
+        .count("SELECT count(*) FROM demo.events WHERE aggregate_type = 'Tally'")
+        .await;
+    assert_eq!(stored, 4, "the refused command wrote none of its events");
+    // What `execute` does with a conflict: load again and decide on the latest state.
+    store::execute(&tallies, "t", 1, &meta).await.unwrap();
+    assert_eq!(store::load(&plain, "t").await.unwrap().counted, 5);
+}

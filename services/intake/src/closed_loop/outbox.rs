@@ -29,6 +29,11 @@ impl Projection for WebhookOutbox {
         Some(&["TaskStatusChanged"])
     }
 
+    /// Its rows are sent to hospitals: each batch is on disk before anything is sent.
+    fn durable_batches(&self) -> bool {
+        true
+    }
+
     async fn apply(&self, events: &[StoredEvent], tx: &mut PgConnection) -> anyhow::Result<()> {
         for e in events {
             queue(e, tx)

@@ -50,9 +50,14 @@ pub struct Assignment {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AssignmentCommand {
     /// Matching is asked for (attempt 1), or asked again after a reroute (2, 3, ...).
+    /// `propose`: the best candidate, ranked before the request, proposed with it
+    /// when matching starts (a first request), so the proposal costs no command of
+    /// its own. A reopened attempt ignores it: the previous peer's slot is given back
+    /// before anyone is proposed.
     Request {
-        request: AssignmentRequest,
+        request: Box<AssignmentRequest>,
         attempt: u32,
+        propose: Option<String>,
     },
     Propose {
         peer_id: String,
@@ -182,9 +187,17 @@ impl Aggregate for Assignment {
     ) -> Result<(), Self::Error> {
         use AssignmentCommand as C;
         use AssignmentEvent as E;
-        if let C::Request { request, attempt } = command {
+        if let C::Request {
+            request,
+            attempt,
+            propose,
+        } = command
+        {
             if self.request.is_none() {
-                sink.write(E::AssignmentRequested(request), self).await;
+                sink.write(E::AssignmentRequested(*request), self).await;
+                if let Some(peer_id) = propose {
+                    sink.write(E::PeerProposed { peer_id }, self).await;
+                }
             } else if attempt > self.attempt {
                 let released_peer = self.assigned.clone().or(self.proposed.clone());
                 let e = E::AssignmentReopened {
@@ -388,6 +401,42 @@ mod tests {
         ]
     }
 
+    /// A first request carries the best candidate: requested and proposed in one
+    /// command (one commit), ready for the slot reservation.
+    #[tokio::test]
+    async fn a_first_request_proposes_its_best_candidate() {
+        let ask = AssignmentCommand::Request {
+            request: Box::new(request()),
+            attempt: 1,
+            propose: Some("a".into()),
+        };
+        Given::with(())
+            .given_no_previous_events()
+            .when_async(ask.clone())
+            .await
+            .then_expect_events(assigned("a")[..2].to_vec());
+        // Redelivered once matching went on: nothing is requested or proposed again.
+        Given::with(())
+            .given(assigned("a"))
+            .when_async(ask)
+            .await
+            .then_expect_events(vec![]);
+    }
+
+    /// Nobody to propose: only the request is recorded (the saga then waitlists).
+    #[tokio::test]
+    async fn a_first_request_without_a_candidate_only_requests() {
+        Given::with(())
+            .given_no_previous_events()
+            .when_async(AssignmentCommand::Request {
+                request: Box::new(request()),
+                attempt: 1,
+                propose: None,
+            })
+            .await
+            .then_expect_events(vec![AssignmentEvent::AssignmentRequested(request())]);
+    }
+
     #[tokio::test]
     async fn only_the_proposed_peer_can_be_confirmed() {
         Given::with(())
@@ -425,9 +474,12 @@ mod tests {
             attempt: 2,
             released_peer: Some("a".into()),
         };
+        // A reopened attempt proposes nobody yet, whatever was ranked: the previous
+        // peer's slot is given back first.
         let again = AssignmentCommand::Request {
-            request: request(),
+            request: Box::new(request()),
             attempt: 2,
+            propose: Some("b".into()),
         };
         Given::with(())
             .given(assigned("a"))
