@@ -511,7 +511,8 @@ impl Consumer {
                 event_type = %env.event_type,
                 correlation_id = %env.correlation_id,
             );
-            self.handler.handle(event, &mut tx).instrument(span).await?;
+            let handled = self.handler.handle(event, &mut tx).instrument(span);
+            crate::store::flushed_by_caller(handled).await?;
             applied.push(env);
             outcomes.push(Disposition::Applied);
         }
@@ -710,8 +711,7 @@ impl Consumer {
             );
         }
         if let Some(incoming) = incoming {
-            self.handler
-                .handle(incoming, &mut tx)
+            crate::store::flushed_by_caller(self.handler.handle(incoming, &mut tx))
                 .await
                 .map_err(ApplyError::Handler)?;
         }

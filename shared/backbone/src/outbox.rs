@@ -131,6 +131,24 @@ pub async fn commit_without_waiting_for_disk(conn: &mut PgConnection) -> sqlx::R
     Ok(())
 }
 
+/// Returns once every event this reader has read is on disk: a durable write of its
+/// own (it touches the reader's cursor row, `updated_at` only) whose commit flushes
+/// the write-ahead log up to itself, and so every commit before it. A reader calls it
+/// before it sends events outside careloop, since the consumers' commands commit
+/// without waiting for the disk (`store::flushed_by_caller`). It runs on a
+/// connection of its own: in the reader's transaction the write would give that
+/// transaction an id, which holds back every reader on the server (see above).
+pub async fn wait_for_disk(pool: &sqlx::PgPool, schema: &str, name: &str) -> sqlx::Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO {schema}.cursors (name) VALUES ($1)
+         ON CONFLICT (name) DO UPDATE SET updated_at = now()"
+    ))
+    .bind(name)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Moves `cursor` past a batch read with [`read_after`] (in the same transaction as
 /// the work done for it): to `until` when the batch held every event of the reader's
 /// types up to there (`complete`: fewer than the limit), else past its last event.

@@ -138,6 +138,11 @@ impl Relay {
     /// `careloop_dead_letters`, and skipped, instead of stopping the service's
     /// publishing for good.
     pub async fn publish(&self, batch: &mut Batch) -> anyhow::Result<()> {
+        if batch.events.is_empty() {
+            return Ok(());
+        }
+        // Nothing goes to JetStream that a crash of Postgres could still take back.
+        outbox::wait_for_disk(&self.pool, self.schema, CURSOR).await?;
         let mut acks = Vec::with_capacity(batch.events.len());
         for event in &batch.events {
             let envelope = match self.envelope(event) {

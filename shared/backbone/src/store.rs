@@ -84,6 +84,8 @@ pub struct Repository {
     pool: PgPool,
     /// The statement that appends a command's events (see [`append_statement`]).
     append: String,
+    /// The same, committing without waiting for the disk (see [`flushed_by_caller`]).
+    append_lazily: String,
     seal: Option<Arc<dyn PayloadSeal>>,
 }
 
@@ -111,15 +113,45 @@ impl Repository {
 /// round trips per command where this is 1; commands are most of a referral's
 /// statements. The `ORDER BY` hands the rows to the insert in sequence order, so their
 /// positions (taken as each row is inserted) keep the aggregate's order for readers.
-fn append_statement(schema: &str) -> String {
+///
+/// `lazily`: the statement's own transaction commits without waiting for the disk
+/// (`synchronous_commit` off until its end), for [`flushed_by_caller`].
+fn append_statement(schema: &str, lazily: bool) -> String {
+    let lazily = if lazily {
+        ", (SELECT set_config('synchronous_commit', 'off', true)) lazily"
+    } else {
+        ""
+    };
     format!(
         "INSERT INTO {schema}.events
              (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
          SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
          FROM unnest($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
-              AS e(sequence, event_type, event_version, payload, metadata)
+              AS e(sequence, event_type, event_version, payload, metadata){lazily}
          ORDER BY e.sequence"
     )
+}
+
+tokio::task_local! {
+    /// Set while a caller that flushes its commands' commits itself runs them.
+    static FLUSHED_BY_CALLER: ();
+}
+
+/// Runs `work`, whose commands commit without waiting for the disk: for a caller
+/// whose own durable commit follows them before it promises anything, which makes
+/// them durable too. That caller is a consumer: it acknowledges a message only after
+/// committing its position, synchronously, and the write-ahead log is flushed in
+/// order, so that flush carries every command its handler ran before. A crash of
+/// Postgres before it loses the commands and the position together, and the
+/// message, never acknowledged, is delivered again. Until then the events are
+/// visible without being on disk, so whatever sends them outside careloop waits for
+/// the disk first: the relay ([`crate::outbox::wait_for_disk`]); read models are
+/// redone; the webhook outbox commits durably before its rows are sent.
+///
+/// Only where `work` runs: a task it spawns commits durably, as do the API's
+/// commands (the 2xx promises them) and the background workers'.
+pub async fn flushed_by_caller<F: std::future::Future>(work: F) -> F::Output {
+    FLUSHED_BY_CALLER.scope((), work).await
 }
 
 impl Repository {
@@ -139,7 +171,11 @@ impl Repository {
         let versions: Vec<&str> = events.iter().map(|e| e.event_version.as_str()).collect();
         let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
         let metadata: Vec<&serde_json::Value> = events.iter().map(|e| &e.metadata).collect();
-        sqlx::query(&self.append)
+        let statement = match FLUSHED_BY_CALLER.try_with(|_| ()) {
+            Ok(()) => &self.append_lazily,
+            Err(_) => &self.append,
+        };
+        sqlx::query(statement)
             .bind(A::TYPE)
             .bind(first.aggregate_id.as_str())
             .bind(sequences)
@@ -403,7 +439,8 @@ where
         inner: PostgresEventRepository::new(pool.clone())
             .with_tables(&format!("{schema}.events"), &format!("{schema}.snapshots")),
         pool,
-        append: append_statement(schema),
+        append: append_statement(schema, false),
+        append_lazily: append_statement(schema, true),
         seal,
     })
 }
