@@ -146,8 +146,8 @@ impl Audit {
     /// Records several entries in one transaction (a page that shows several people).
     ///
     /// Each entry is the first and only event of a fresh AuditEntry, so nothing is
-    /// loaded and nothing can conflict: the events are written as postgres-es writes
-    /// them, in one statement.
+    /// loaded and nothing can conflict: the events are written as the store writes
+    /// them (`store::Repository`), in one statement.
     pub async fn record_all(&self, entries: Vec<Entry>) -> Result<(), Problem> {
         if entries.is_empty() {
             return Ok(());

@@ -32,6 +32,9 @@
 //! cqrs-es) must make those commands idempotent: if the process dies after the
 //! command committed but before the position did, the redelivered event must find
 //! the work already done (for example "already accepted by this peer": no new event).
+//! Those commands commit without waiting for the disk; the position's commit, durable
+//! and later in the write-ahead log, flushes them before the ack
+//! ([`crate::store::flushed_by_caller`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +106,12 @@ impl Incoming {
 #[async_trait::async_trait]
 pub trait EventHandler: Send + Sync + 'static {
     /// Applies one event. Writes through `tx` commit together with the processed record.
+    ///
+    /// Commands sent from here commit without waiting for the disk
+    /// ([`crate::store::flushed_by_caller`]): the consumer's own commit, before its
+    /// ack, makes them durable. So a handler never promises anything outside careloop
+    /// itself (an HTTP call, a message): that goes through an outbox that a durable
+    /// commit feeds. A task it spawns does not inherit this and commits durably.
     async fn handle(&self, event: &Incoming, tx: &mut PgConnection) -> anyhow::Result<()>;
 }
 

@@ -1,8 +1,8 @@
 //! Postgres: the pool (creating the database when missing), each service's schema and
 //! its migrations, and the backbone tables every service has.
 //!
-//! The `events` table is postgres-es's, plus outbox columns with defaults: postgres-es
-//! inserts with an explicit column list, so `event_id`, `position`, `txid` and
+//! The `events` table is postgres-es's, plus outbox columns with defaults: the store
+//! ([`crate::store`]) inserts with an explicit column list, so `event_id`, `position`, `txid` and
 //! `recorded_at` are filled in by Postgres in the same transaction as the event. That
 //! makes the events table its own transactional outbox.
 

@@ -2,8 +2,9 @@
 //!
 //! - [`db`]: the service's Postgres schema, its migrations and the backbone tables
 //!   (events with outbox columns, cursors, consumer positions, dead letters).
-//! - [`store`]: cqrs-es wired to postgres-es in the service's schema; commands retried
-//!   on optimistic-concurrency conflicts.
+//! - [`store`]: cqrs-es over the service's events table (postgres-es loads, one
+//!   statement appends a command's events); commands retried on
+//!   optimistic-concurrency conflicts.
 //! - [`outbox`]: reads committed events in commit-safe order (xid8 snapshot cursor).
 //! - [`relay`]: publishes the outbox to JetStream, exactly once in effect.
 //! - [`consumer`]: durable pull consumers that apply events idempotently, in

@@ -118,12 +118,12 @@ pub async fn lock_cursor(
 /// read model's batch with its cursor (a lost batch is applied again from the older
 /// cursor, with its rows; a projection whose rows are sent outside careloop keeps
 /// durable batches, `Projection::durable_batches`). A crash of Postgres can lose such
-/// a commit, never make it
-/// half; the durable commits that follow it (every command's, every consumer's)
-/// flush it with them. Waiting for the disk was a third of the pipeline's time with
-/// every commit durable, and reader passes are about a third of the commits.
-/// Commands and consumers keep durable commits: theirs are what the 2xx and the ack
-/// promise.
+/// a commit, never make it half; the next durable commit on the server (an API
+/// command's, a consumer's position) flushes it with everything before it. Waiting
+/// for the disk was about a third of the pipeline's time with every commit durable.
+/// The API's commands and the consumers' positions keep durable commits: theirs are
+/// what the 2xx and the ack promise (a consumer's handler's commands are flushed by
+/// its position's commit, `store::flushed_by_caller`).
 pub async fn commit_without_waiting_for_disk(conn: &mut PgConnection) -> sqlx::Result<()> {
     sqlx::query("SET LOCAL synchronous_commit = off")
         .execute(&mut *conn)
