@@ -587,7 +587,7 @@ async fn sustain(
         while senders.join_next().await.is_some() {}
     });
     // Whatever ends the measure (an error too) stops the sending.
-    let mut pacer = AbortOnDrop(pacer);
+    let mut pacer = careloop_backbone::AbortOnDrop(pacer);
     let mut waiting: std::collections::HashMap<String, Instant> = Default::default();
     let (mut sent, mut refused, mut answered) = (0usize, 0usize, 0usize);
     let mut accepted = Vec::new();
@@ -642,15 +642,6 @@ async fn sustain(
         refused,
         accepted,
     })
-}
-
-/// A task aborted when this is dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// The bench's hospital: it refers people to intake as St Mary's.

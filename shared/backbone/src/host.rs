@@ -527,8 +527,9 @@ pub async fn run_one<S: Service>(make: impl FnOnce(&Backbone) -> S) -> anyhow::R
 }
 
 /// A task aborted when its handle is dropped: a host whose `serve` is cancelled mid-
-/// flight (a killed process, as tests simulate it) leaves nothing running behind it.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+/// flight (a killed process, as tests simulate it) leaves nothing running behind it,
+/// and a measure that ends early (the bench's pacer) stops what it started.
+pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {

@@ -27,7 +27,7 @@ pub mod shutdown;
 pub mod store;
 
 pub use consumer::{Chain, Consumer, Disposition, EventHandler, Incoming};
-pub use host::{Backbone, Host, Service};
+pub use host::{AbortOnDrop, Backbone, Host, Service};
 pub use outbox::StoredEvent;
 pub use projection::{Projection, ProjectionRunner};
 pub use relay::{IntegrationMapper, Relay};
