@@ -119,7 +119,9 @@ impl WaitlistWorker {
     }
 
     pub async fn run(self, mut shutdown: Shutdown) {
-        let mut wakeup = Wakeup::new(self.pool.clone(), crate::SCHEMA, Duration::from_secs(2));
+        // A background reader: a slot freed is offered within a tenth of a second.
+        let mut wakeup = Wakeup::new(self.pool.clone(), crate::SCHEMA, Duration::from_secs(2))
+            .paced(careloop_backbone::outbox::BACKGROUND_PACE);
         while !shutdown.is_triggered() {
             if let Err(e) = self.run_once().await {
                 tracing::warn!(error = %format!("{e:#}"), "waitlist pass failed; will retry");

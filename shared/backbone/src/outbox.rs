@@ -421,7 +421,7 @@ fn beyond(schema: &str) -> String {
 /// Each part stops early (at the first event of the reader's types, or at
 /// [`SKIP_AFTER`] of the others), so a look costs the same with a backlog of ten or of
 /// ten thousand. Counting them all here made looking the busiest statement of the
-/// whole server under load: readers look every [`PACE`] while events of theirs are
+/// whole server under load: readers look every [`PACE`] or so while events of theirs are
 /// still in flight, and each look read every event beyond its cursor. The snapshot's
 /// horizon is a sub-select, taken once rather than for every row.
 pub async fn backlog(
@@ -469,20 +469,32 @@ pub async fn backlog(
 /// connections does not grow with the number of readers.
 ///
 /// Under load a schema commits hundreds of times a second, and a reader woken for
-/// each commit would look (and open a pass) for each. So a wait returns no sooner
-/// than [`PACE`] after the previous one, and one return answers every notification
-/// queued by then: the look that follows sees all of those commits at once, and the
-/// pass takes them in one batch. At idle the first commit wakes a reader at once.
+/// each commit would look (and open a pass) for each. So a reader is paced: a wait
+/// returns no sooner than its pace after the previous return, and one return answers
+/// every notification queued by then, so the look that follows sees all of those
+/// commits at once and the pass takes them in one batch. After a pass the reader
+/// [`Wakeup::breathe`]s for the rest of its pace before it looks again, so a reader
+/// with a steady stream of events passes at most once per pace instead of back to
+/// back. At idle the first commit wakes a reader at once, whatever its pace.
 pub struct Wakeup {
     rx: tokio::sync::broadcast::Receiver<String>,
     schema: String,
     poll: std::time::Duration,
+    pace: std::time::Duration,
     last: tokio::time::Instant,
 }
 
-/// The shortest time between two returns of [`Wakeup::wait`]: a reader looks at most
-/// 50 times a second however fast its schema commits.
+/// The pace of the readers on a referral's way from one service to the next, and of
+/// the read models someone reads right after their own write: relays, the referral
+/// queue, intake's Tasks. At most 50 looks and passes a second each.
 pub const PACE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The pace of every other reader (the roster, follow-up plans, measures, the audit
+/// log, webhooks, the waitlist): at most 10 passes a second each. Under load each pass
+/// costs a look, a lock, a cursor read and write and a commit however many events it
+/// takes, so fewer and larger passes leave the two cores to the referrals; what
+/// such a reader shows is at most this much later.
+pub const BACKGROUND_PACE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The channel every events trigger notifies, with the schema as payload.
 pub const CHANNEL: &str = "careloop_events";
@@ -546,26 +558,42 @@ async fn listen(
 }
 
 impl Wakeup {
+    /// A reader's wakeup at [`PACE`].
     pub fn new(pool: sqlx::PgPool, schema: &str, poll: std::time::Duration) -> Self {
         Wakeup {
             rx: subscribe(&pool),
             schema: schema.to_string(),
             poll,
+            pace: PACE,
             last: tokio::time::Instant::now()
                 .checked_sub(PACE)
                 .unwrap_or_else(tokio::time::Instant::now),
         }
     }
 
+    /// The same wakeup at another pace ([`BACKGROUND_PACE`] for background readers).
+    pub fn paced(mut self, pace: std::time::Duration) -> Self {
+        self.pace = pace;
+        self.last = tokio::time::Instant::now()
+            .checked_sub(pace)
+            .unwrap_or_else(tokio::time::Instant::now);
+        self
+    }
+
     /// `soon`: events are committed but not readable yet, because an older
     /// transaction somewhere on the server is still open. Its commit sends no
-    /// notification, so look again after [`PACE`] instead of waiting for one.
+    /// notification, so look again after the pace instead of waiting for one.
     pub async fn wait(&mut self, soon: bool) {
-        let earliest = self.last + PACE;
         if !soon {
             self.notified().await;
         }
-        tokio::time::sleep_until(earliest).await;
+        self.breathe().await;
+    }
+
+    /// After a pass: returns no sooner than the pace after the previous return, so
+    /// that the next look takes everything committed meanwhile in one pass.
+    pub async fn breathe(&mut self) {
+        tokio::time::sleep_until(self.last + self.pace).await;
         // Whatever was notified until now, the caller's next look sees.
         while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
             self.rx.try_recv()

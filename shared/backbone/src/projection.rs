@@ -46,6 +46,12 @@ pub trait Projection: Send + Sync + 'static {
     fn durable_batches(&self) -> bool {
         false
     }
+    /// How often at most it passes under load ([`outbox::Wakeup`]): a read model
+    /// someone reads right after their own write says [`outbox::PACE`]; the others
+    /// take the events of [`outbox::BACKGROUND_PACE`] in one pass.
+    fn pace(&self) -> Duration {
+        outbox::BACKGROUND_PACE
+    }
     /// Applies a batch of events, in order, to the read model, naming the projection's
     /// own tables without their schema. A read model with a row per aggregate reads the
     /// rows a batch touches, folds the events into them and writes them back in a few
@@ -363,7 +369,8 @@ impl ProjectionRunner {
     /// Runs until `shutdown`: looks (one query) whenever events may have committed,
     /// and opens a pass only when some of its own are readable.
     pub async fn run(self, mut shutdown: Shutdown) {
-        let mut wakeup = Wakeup::new(self.pool.clone(), self.schema, Duration::from_millis(500));
+        let mut wakeup = Wakeup::new(self.pool.clone(), self.schema, Duration::from_millis(500))
+            .paced(self.projection.pace());
         let mut retries = RETRY.start();
         while !shutdown.is_triggered() {
             if let Some(backlog) = self.look().await.filter(|b| !b.worth_a_pass()) {
@@ -382,6 +389,10 @@ impl ProjectionRunner {
                 continue;
             }
             retries.reset();
+            tokio::select! {
+                _ = wakeup.breathe() => {}
+                _ = shutdown.wait() => {}
+            }
         }
     }
 

@@ -265,7 +265,13 @@ impl Relay {
                 continue;
             }
             match self.publish_pending().await {
-                Ok(_) => retries.reset(),
+                Ok(_) => {
+                    retries.reset();
+                    tokio::select! {
+                        _ = wakeup.breathe() => {}
+                        _ = shutdown.wait() => {}
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(service = self.service, error = %format!("{e:#}"), "relay pass failed; will retry");
                     // The stream may be gone: look before the next pass.

@@ -668,3 +668,74 @@ async fn a_commands_events_are_stored_together_in_order_and_a_stale_one_conflict
     store::execute(&tallies, "t", 1, &meta).await.unwrap();
     assert_eq!(store::load(&plain, "t").await.unwrap().counted, 5);
 }
+
+/// Counts the passes (batches) a read model is given, and the events in them.
+struct Passes {
+    passes: Arc<std::sync::atomic::AtomicUsize>,
+    events: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl careloop_backbone::Projection for Passes {
+    fn name(&self) -> &'static str {
+        "passes"
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+    async fn apply(&self, events: &[StoredEvent], _tx: &mut PgConnection) -> anyhow::Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.passes.fetch_add(1, SeqCst);
+        self.events.fetch_add(events.len(), SeqCst);
+        Ok(())
+    }
+}
+
+/// Guarantee 2, pacing (a background reader leaves the cores to the referrals): a read model
+/// at the background pace takes a steady stream of commits in at most one pass per
+/// pace, each pass taking what was committed meanwhile, instead of a pass per commit;
+/// and every event is applied.
+#[tokio::test]
+async fn a_background_read_model_takes_a_steady_stream_in_few_passes() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let f = fixture().await;
+    let passes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let events = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let projection = Arc::new(Passes {
+        passes: passes.clone(),
+        events: events.clone(),
+    });
+    assert_eq!(
+        careloop_backbone::Projection::pace(projection.as_ref()),
+        careloop_backbone::outbox::BACKGROUND_PACE
+    );
+    let runner = careloop_backbone::ProjectionRunner::new(f.bb.pool.clone(), SCHEMA, projection);
+    let (trigger, shutdown) = Shutdown::new();
+    let task = tokio::spawn(runner.run(shutdown));
+    let started = tokio::time::Instant::now();
+    // 60 commits, one every 10 ms or so: a pass per commit would be 60 passes.
+    const COMMITS: usize = 60;
+    for n in 1..=COMMITS as i64 {
+        append(&f.bb.pool, "steady", n, n).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eventually("every event applied", WAIT, || async {
+        (events.load(SeqCst) == COMMITS).then_some(())
+    })
+    .await;
+    let elapsed = started.elapsed();
+    trigger.trigger();
+    task.await.unwrap();
+    let passes = passes.load(SeqCst);
+    let most =
+        (elapsed.as_millis() / careloop_backbone::outbox::BACKGROUND_PACE.as_millis()) as usize + 1;
+    assert!(
+        passes <= most,
+        "{passes} passes in {elapsed:?}: more than one per pace ({most} at most)"
+    );
+    assert!(
+        passes < COMMITS / 2,
+        "{passes} passes for {COMMITS} commits"
+    );
+    assert_eq!(events.load(SeqCst), COMMITS, "an event applied twice");
+}

@@ -21,6 +21,11 @@ impl Projection for Tasks {
         &["intake.referral_tasks"]
     }
 
+    /// The FHIR Task a hospital reads right after it created it: read at the pace of the referral's own way.
+    fn pace(&self) -> std::time::Duration {
+        careloop_backbone::outbox::PACE
+    }
+
     fn event_types(&self) -> Option<&'static [&'static str]> {
         Some(&["TaskStatusChanged", "TaskHolderChanged"])
     }

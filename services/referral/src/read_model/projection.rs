@@ -26,6 +26,12 @@ impl Projection for Referrals {
         &["referral.referrals", "referral.referral_timeline"]
     }
 
+    /// The queue coordinators work from, and the referral a hospital reads right after
+    /// its own `201`: read at the pace of the referral's own way.
+    fn pace(&self) -> std::time::Duration {
+        careloop_backbone::outbox::PACE
+    }
+
     async fn apply(&self, events: &[StoredEvent], tx: &mut PgConnection) -> anyhow::Result<()> {
         let referrals = events.iter().filter(|e| e.aggregate_type == "Referral");
         let mut timeline = Vec::new();
