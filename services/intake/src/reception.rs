@@ -99,9 +99,9 @@ impl Reception {
         referral: NewReferral,
         meta: &Metadata,
     ) -> Result<Accepted, Problem> {
-        let person_ref = self.record_person(referral.person().clone(), meta).await?;
-        self.record_consent(&person_ref, referral.consent().clone(), meta)
-            .await?;
+        let details = referral.person().clone();
+        let consent = Some(referral.consent().clone());
+        let person_ref = self.record(details, consent, meta).await?;
         self.submit_for(&referral, &person_ref, meta).await
     }
 
@@ -139,18 +139,31 @@ impl Reception {
         person: PersonDetails,
         meta: &Metadata,
     ) -> Result<String, Problem> {
+        self.record(person, None, meta).await
+    }
+
+    /// Finds (or creates) the person and records their details and, when a referral
+    /// brings it, their consent, in one command.
+    async fn record(
+        &self,
+        person: PersonDetails,
+        consent: Option<Consent>,
+        meta: &Metadata,
+    ) -> Result<String, Problem> {
         let person_ref = identity::resolve(&self.pool, &self.vault, &person.identifiers)
             .await
             .map_err(resolve_problem)?
             .to_string();
-        store::execute(
-            &self.persons,
-            &person_ref,
-            PersonCommand::Record(person),
-            meta,
-        )
-        .await
-        .map_err(store::to_problem)?;
+        let command = match consent {
+            Some(consent) => PersonCommand::RecordWithConsent {
+                details: person,
+                consent,
+            },
+            None => PersonCommand::Record(person),
+        };
+        store::execute(&self.persons, &person_ref, command, meta)
+            .await
+            .map_err(store::to_problem)?;
         Ok(person_ref)
     }
 

@@ -70,6 +70,12 @@ impl ErasureCause {
 pub enum PersonCommand {
     /// Records the person, or what changed since the last referral.
     Record(PersonDetails),
+    /// Records the person and the consent a referral brings with them: one load and
+    /// one commit where `Record` and `RecordConsent` would take two.
+    RecordWithConsent {
+        details: PersonDetails,
+        consent: Consent,
+    },
     RecordConsent(Consent),
     RevokeConsent {
         revoked_at: chrono::DateTime<chrono::Utc>,
@@ -126,6 +132,37 @@ pub enum PersonError {
     Erased,
 }
 
+impl Person {
+    /// Registers the person, or records what changed in their details.
+    async fn record(&mut self, mut details: PersonDetails, sink: &EventSink<Self>) {
+        match &self.details {
+            None => {
+                sink.write(PersonEvent::PersonRegistered(details), self)
+                    .await
+            }
+            Some(current) => {
+                // Identifiers accumulate: a person is found by any of them.
+                for id in &current.identifiers {
+                    if !details.identifiers.contains(id) {
+                        details.identifiers.push(id.clone());
+                    }
+                }
+                if *current != details {
+                    sink.write(PersonEvent::PersonDetailsUpdated(details), self)
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// Records consent `c` unless it is the one on record.
+    async fn consent_to(&mut self, c: Consent, sink: &EventSink<Self>) {
+        if self.consent.as_ref() != Some(&c) {
+            sink.write(PersonEvent::Consented(c), self).await;
+        }
+    }
+}
+
 impl Aggregate for Person {
     const TYPE: &'static str = "Person";
     type Command = PersonCommand;
@@ -149,15 +186,14 @@ impl Aggregate for Person {
         if self.erased_at.is_some() {
             return Err(PersonError::Erased);
         }
-        let mut details = match command {
-            PersonCommand::Record(details) => details,
+        let (details, consent) = match command {
+            PersonCommand::Record(details) => (details, None),
+            PersonCommand::RecordWithConsent { details, consent } => (details, Some(consent)),
             PersonCommand::RecordConsent(c) => {
                 if self.details.is_none() {
                     return Err(PersonError::NotFound);
                 }
-                if self.consent.as_ref() != Some(&c) {
-                    sink.write(PersonEvent::Consented(c), self).await;
-                }
+                self.consent_to(c, sink).await;
                 return Ok(());
             }
             PersonCommand::RevokeConsent { revoked_at, reason } => {
@@ -172,23 +208,9 @@ impl Aggregate for Person {
             }
             PersonCommand::Erase { .. } => unreachable!("handled first"),
         };
-        match &self.details {
-            None => {
-                sink.write(PersonEvent::PersonRegistered(details), self)
-                    .await
-            }
-            Some(current) => {
-                // Identifiers accumulate: a person is found by any of them.
-                for id in &current.identifiers {
-                    if !details.identifiers.contains(id) {
-                        details.identifiers.push(id.clone());
-                    }
-                }
-                if *current != details {
-                    sink.write(PersonEvent::PersonDetailsUpdated(details), self)
-                        .await;
-                }
-            }
+        self.record(details, sink).await;
+        if let Some(c) = consent {
+            self.consent_to(c, sink).await;
         }
         Ok(())
     }
@@ -247,6 +269,51 @@ mod tests {
             .when_async(PersonCommand::Record(d.clone()))
             .await
             .then_expect_events(vec![PersonEvent::PersonRegistered(d)]);
+    }
+
+    fn consent(scope: &str) -> Consent {
+        Consent {
+            granted_at: "2026-11-20T14:00:00Z".parse().unwrap(),
+            scope: scope.into(),
+            recorded_by: "unit nurse".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_referred_person_is_registered_with_their_consent_in_one_command() {
+        let d = details(&[("mrn", "1")], "+1-402-555-0134");
+        let c = consent("peer support referral");
+        let refer = |d: PersonDetails, c: Consent| PersonCommand::RecordWithConsent {
+            details: d,
+            consent: c,
+        };
+        Given::with(())
+            .given_no_previous_events()
+            .when_async(refer(d.clone(), c.clone()))
+            .await
+            .then_expect_events(vec![
+                PersonEvent::PersonRegistered(d.clone()),
+                PersonEvent::Consented(c.clone()),
+            ]);
+        // Referred again with the same details and consent: nothing new.
+        Given::with(())
+            .given(vec![
+                PersonEvent::PersonRegistered(d.clone()),
+                PersonEvent::Consented(c.clone()),
+            ])
+            .when_async(refer(d.clone(), c.clone()))
+            .await
+            .then_expect_events(vec![]);
+        // A new consent with the same details: only the consent.
+        let renewed = consent("peer support referral, renewed");
+        Given::with(())
+            .given(vec![
+                PersonEvent::PersonRegistered(d.clone()),
+                PersonEvent::Consented(c),
+            ])
+            .when_async(refer(d, renewed.clone()))
+            .await
+            .then_expect_events(vec![PersonEvent::Consented(renewed)]);
     }
 
     #[tokio::test]
