@@ -477,8 +477,7 @@ pub async fn backlog(
 /// with a steady stream of events passes at most once per pace instead of back to
 /// back. At idle the first commit wakes a reader at once, whatever its pace.
 pub struct Wakeup {
-    rx: tokio::sync::broadcast::Receiver<String>,
-    schema: String,
+    rx: tokio::sync::watch::Receiver<u64>,
     poll: std::time::Duration,
     pace: std::time::Duration,
     last: tokio::time::Instant,
@@ -499,10 +498,17 @@ pub const BACKGROUND_PACE: std::time::Duration = std::time::Duration::from_milli
 /// The channel every events trigger notifies, with the schema as payload.
 pub const CHANNEL: &str = "careloop_events";
 
+/// The listener of one database: a watch per schema that has readers, bumped at
+/// each notification naming it. A watch wakes only the readers of that schema, and
+/// coalesces: a reader that was busy sees one change however many commits it missed.
 struct Shared {
-    tx: tokio::sync::broadcast::Sender<String>,
+    schemas: Schemas,
     alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+type Schemas = std::sync::Arc<
+    std::sync::Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<u64>>>,
+>;
 
 static LISTENERS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Shared>>> =
     std::sync::LazyLock::new(Default::default);
@@ -516,7 +522,7 @@ impl Drop for AliveGuard {
     }
 }
 
-fn subscribe(pool: &sqlx::PgPool) -> tokio::sync::broadcast::Receiver<String> {
+fn subscribe(pool: &sqlx::PgPool, schema: &str) -> tokio::sync::watch::Receiver<u64> {
     let opts = pool.connect_options();
     let key = format!(
         "{}:{}/{}",
@@ -525,29 +531,36 @@ fn subscribe(pool: &sqlx::PgPool) -> tokio::sync::broadcast::Receiver<String> {
         opts.get_database().unwrap_or("")
     );
     let mut map = LISTENERS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(shared) = map.get(&key)
-        && shared.alive.load(std::sync::atomic::Ordering::SeqCst)
-    {
-        return shared.tx.subscribe();
+    let alive = map
+        .get(&key)
+        .is_some_and(|s| s.alive.load(std::sync::atomic::Ordering::SeqCst));
+    if !alive {
+        let schemas = Schemas::default();
+        let alive = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        tokio::spawn(listen(
+            pool.clone(),
+            schemas.clone(),
+            AliveGuard(alive.clone()),
+        ));
+        map.insert(key.clone(), Shared { schemas, alive });
     }
-    let (tx, rx) = tokio::sync::broadcast::channel(1024);
-    let alive = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    tokio::spawn(listen(pool.clone(), tx.clone(), AliveGuard(alive.clone())));
-    map.insert(key, Shared { tx, alive });
-    rx
+    let mut schemas = map[&key].schemas.lock().unwrap_or_else(|e| e.into_inner());
+    schemas
+        .entry(schema.to_string())
+        .or_insert_with(|| tokio::sync::watch::channel(0).0)
+        .subscribe()
 }
 
-async fn listen(
-    pool: sqlx::PgPool,
-    tx: tokio::sync::broadcast::Sender<String>,
-    _alive: AliveGuard,
-) {
+async fn listen(pool: sqlx::PgPool, schemas: Schemas, _alive: AliveGuard) {
     loop {
         match sqlx::postgres::PgListener::connect_with(&pool).await {
             Ok(mut l) => {
                 if l.listen(CHANNEL).await.is_ok() {
                     while let Ok(n) = l.recv().await {
-                        let _ = tx.send(n.payload().to_string());
+                        let schemas = schemas.lock().unwrap_or_else(|e| e.into_inner());
+                        if let Some(watch) = schemas.get(n.payload()) {
+                            watch.send_modify(|commits| *commits = commits.wrapping_add(1));
+                        }
                     }
                 }
             }
@@ -561,8 +574,7 @@ impl Wakeup {
     /// A reader's wakeup at [`PACE`].
     pub fn new(pool: sqlx::PgPool, schema: &str, poll: std::time::Duration) -> Self {
         Wakeup {
-            rx: subscribe(&pool),
-            schema: schema.to_string(),
+            rx: subscribe(&pool, schema),
             poll,
             pace: PACE,
             last: tokio::time::Instant::now()
@@ -595,26 +607,17 @@ impl Wakeup {
     pub async fn breathe(&mut self) {
         tokio::time::sleep_until(self.last + self.pace).await;
         // Whatever was notified until now, the caller's next look sees.
-        while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
-            self.rx.try_recv()
-        {}
+        self.rx.borrow_and_update();
         self.last = tokio::time::Instant::now();
     }
 
-    /// A notification for this schema, or `poll` passed.
+    /// A notification for this schema, or `poll` passed. While the listener is gone
+    /// (its connection is being made again), the poll.
     async fn notified(&mut self) {
-        let schema = self.schema.clone();
         let rx = &mut self.rx;
         let woken = async move {
-            loop {
-                match rx.recv().await {
-                    Ok(s) if s == schema => return,
-                    Ok(_) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        std::future::pending::<()>().await
-                    }
-                }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await
             }
         };
         let _ = tokio::time::timeout(self.poll, woken).await;
