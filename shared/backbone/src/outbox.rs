@@ -480,7 +480,8 @@ pub struct Wakeup {
     rx: tokio::sync::watch::Receiver<u64>,
     poll: std::time::Duration,
     pace: std::time::Duration,
-    last: tokio::time::Instant,
+    /// The previous return of a wait or a breath; none yet: the first look is at once.
+    last: Option<tokio::time::Instant>,
 }
 
 /// The pace of the readers on a referral's way from one service to the next, and of
@@ -577,18 +578,13 @@ impl Wakeup {
             rx: subscribe(&pool, schema),
             poll,
             pace: PACE,
-            last: tokio::time::Instant::now()
-                .checked_sub(PACE)
-                .unwrap_or_else(tokio::time::Instant::now),
+            last: None,
         }
     }
 
     /// The same wakeup at another pace ([`BACKGROUND_PACE`] for background readers).
     pub fn paced(mut self, pace: std::time::Duration) -> Self {
         self.pace = pace;
-        self.last = tokio::time::Instant::now()
-            .checked_sub(pace)
-            .unwrap_or_else(tokio::time::Instant::now);
         self
     }
 
@@ -605,10 +601,12 @@ impl Wakeup {
     /// After a pass: returns no sooner than the pace after the previous return, so
     /// that the next look takes everything committed meanwhile in one pass.
     pub async fn breathe(&mut self) {
-        tokio::time::sleep_until(self.last + self.pace).await;
+        if let Some(last) = self.last {
+            tokio::time::sleep_until(last + self.pace).await;
+        }
         // Whatever was notified until now, the caller's next look sees.
         self.rx.borrow_and_update();
-        self.last = tokio::time::Instant::now();
+        self.last = Some(tokio::time::Instant::now());
     }
 
     /// A notification for this schema, or `poll` passed. While the listener is gone
