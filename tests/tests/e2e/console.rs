@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use careloop_test_support::eventually;
 use serde_json::{Value, json};
 
 use crate::*;
@@ -362,9 +363,12 @@ async fn an_idle_session_ends_and_keeps_what_was_typed() {
     assert!(figures["session_ended_after_ms"].as_u64().is_some());
     // Nothing was saved with the ended session; all of it once signed in again.
     assert_eq!(figures["saved_while_ended"], false);
-    let (_, peers) = app
-        .get("/v1/peers", &app.token("coordinator", None, None))
-        .await;
-    assert!(peers.to_string().contains("Quinn Avery"), "{peers}");
+    // The roster is a background read model: it shows the new peer shortly after.
+    let coordinator = app.token("coordinator", None, None);
+    eventually("the peer saved once signed in again", WAIT, || async {
+        let (_, peers) = app.get("/v1/peers", &coordinator).await;
+        peers.to_string().contains("Quinn Avery").then_some(())
+    })
+    .await;
     app.shutdown().await;
 }

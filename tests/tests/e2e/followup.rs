@@ -288,8 +288,12 @@ async fn cancelling_a_referral_closes_its_plan_and_frees_the_peer() {
     let app = spawn_app().await;
     let r = accepted_referral(&app, "MRN-F4").await;
     let c = app.token("coordinator", None, None);
-    let (_, peers) = app.get("/v1/peers", &c).await;
-    assert_eq!(peers["items"][0]["active_count"], 1);
+    // The roster is a background read model: it shows the place taken shortly after.
+    eventually("the peer's place taken", WAIT, || async {
+        let (_, peers) = app.get("/v1/peers", &c).await;
+        (peers["items"][0]["active_count"] == 1).then_some(())
+    })
+    .await;
     let (s, _) = app
         .post(
             &format!("/v1/referrals/{}/cancel", r.id),

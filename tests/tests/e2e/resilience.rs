@@ -74,6 +74,22 @@ fn places_held(roster: &Value) -> i64 {
         .sum()
 }
 
+/// The roster once the places it shows reach `places`, or as it stands when [`WAIT`]
+/// runs out, for the caller's assertion to show. The roster is a background read
+/// model: it shows an acceptance up to `outbox::BACKGROUND_PACE` after the referral
+/// queue does.
+async fn roster_holding(app: &TestApp, places: i64) -> Value {
+    let coordinator = app.token("coordinator", None, None);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, roster) = app.get("/v1/peers", &coordinator).await;
+        if places_held(&roster) == places || tokio::time::Instant::now() > deadline {
+            return roster;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn metric(base: &str, series: &str) -> f64 {
     let text = reqwest::get(format!("{base}/metrics"))
         .await
@@ -144,7 +160,7 @@ async fn a_stream_lost_with_its_store_is_rebuilt_from_postgres() {
         .await;
     assert_eq!(r["status"], "accepted");
     assert_eq!(r["assigned_peer_id"], first_peer.as_str());
-    let (_, roster) = app.get("/v1/peers", &coordinator).await;
+    let roster = roster_holding(&app, 3).await;
     let held = places_held(&roster);
     assert_eq!(held, 3, "three referrals hold three places: {roster}");
     app.shutdown().await;
@@ -241,8 +257,7 @@ async fn a_replay_under_load_never_blanks_the_read_model() {
     for id in &during {
         accepted(&app, id, WAIT).await;
     }
-    let coordinator = app.token("coordinator", None, None);
-    let (_, roster) = app.get("/v1/peers", &coordinator).await;
+    let roster = roster_holding(&app, 20).await;
     let mut after: Vec<String> = roster["items"]
         .as_array()
         .unwrap()
