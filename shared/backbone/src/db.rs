@@ -9,7 +9,7 @@
 use anyhow::Context;
 use careloop_config::DatabaseSettings;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Executor, PgPool};
+use sqlx::{ConnectOptions, Connection, Executor, PgPool};
 
 /// A pool for `database_url` that contacts nothing yet: connections open on first
 /// use, so a service starts while Postgres is down and serves as soon as it is up.
@@ -32,8 +32,20 @@ pub fn pool(database_url: &str, settings: &DatabaseSettings) -> anyhow::Result<P
         .min_connections(0)
         .acquire_timeout(settings.acquire_timeout)
         .idle_timeout(Some(settings.idle_timeout))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= CHECK_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(opts))
 }
+
+/// How long a pooled connection may have been idle and still be handed out unchecked.
+pub const CHECK_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn connect_options(database_url: &str) -> anyhow::Result<PgConnectOptions> {
     let opts: PgConnectOptions = database_url
