@@ -739,3 +739,50 @@ async fn a_background_read_model_takes_a_steady_stream_in_few_passes() {
     );
     assert_eq!(events.load(SeqCst), COMMITS, "an event applied twice");
 }
+
+/// A dependency outage is a 503, never a 500, and ends when the dependency is back:
+/// the pool hands out a connection unchecked only while it was in use within the last
+/// `CHECK_AFTER_IDLE` (checking every acquisition cost a round trip per statement), so
+/// one that sat idle longer (through a Postgres restart, say) is checked first, and a
+/// connection the server ended meanwhile is replaced instead of failing the statement.
+#[tokio::test]
+async fn a_connection_idle_for_a_while_is_checked_before_it_is_used() {
+    let f = fixture().await;
+    let settings = careloop_config::DatabaseSettings {
+        pool_max: 1,
+        ..f.env.settings.database.clone()
+    };
+    let pool = db::pool(&f.env.settings.database_url, &settings).unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&f.bb.pool)
+        .await
+        .unwrap();
+    assert!(ended);
+    eventually(
+        "the ended backend to be gone",
+        Duration::from_secs(10),
+        || async {
+            let left: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
+                    .bind(pid)
+                    .fetch_one(&f.bb.pool)
+                    .await
+                    .unwrap();
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+    // The idle time under test (not a wait for anything to happen).
+    tokio::time::sleep(db::CHECK_AFTER_IDLE + Duration::from_millis(100)).await;
+    let fresh: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .expect("the ended connection was checked and replaced, not used");
+    assert_ne!(fresh, pid);
+    drop(f.env);
+}
