@@ -750,7 +750,7 @@ async fn a_connection_idle_for_a_while_is_checked_before_it_is_used() {
     let f = fixture().await;
     let settings = careloop_config::DatabaseSettings {
         pool_max: 1,
-        ..f.env.settings.database.clone()
+        ..f.env.settings.database
     };
     let pool = db::pool(&f.env.settings.database_url, &settings).unwrap();
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
