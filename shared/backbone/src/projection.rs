@@ -12,6 +12,11 @@
 //! empty or partial one (Postgres's MVCC: the replacing `DELETE`/`INSERT` is invisible
 //! until commit). A crash mid-rebuild leaves the live model as it was.
 //!
+//! The copy is filled with only its tables' unique indexes (the keys `apply` looks
+//! rows up and upserts by); the others, which serve readers' lists and searches, are
+//! built once it is full, before the swap: one build over a full table costs a
+//! fraction of keeping an index up to date row by row.
+//!
 //! So that the same `apply` can write either copy, projections name their own tables
 //! unqualified, and each batch runs with `search_path` set to the live schema, or to
 //! the shadow schema first while rebuilding.
@@ -103,6 +108,43 @@ const BATCH: i64 = 500;
 const REBUILD_BATCH: i64 = 5000;
 /// How long a projection waits after a failed batch.
 const RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+
+/// The indexes of `{live}.{table}`, each as whether it is unique and the statement
+/// that makes it on `{shadow}.{table}` (same name: the schemas differ).
+async fn shadow_indexes(
+    tx: &mut PgConnection,
+    live: &str,
+    shadow: &str,
+    table: &str,
+) -> anyhow::Result<Vec<(bool, String)>> {
+    let rows: Vec<(bool, String)> = sqlx::query_as(
+        "SELECT i.indisunique, pg_get_indexdef(i.indexrelid)
+         FROM pg_index i
+         JOIN pg_class t ON t.oid = i.indrelid
+         JOIN pg_namespace n ON n.oid = t.relnamespace
+         WHERE n.nspname = $1 AND t.relname = $2
+         ORDER BY i.indexrelid",
+    )
+    .bind(live)
+    .bind(table)
+    .fetch_all(&mut *tx)
+    .await?;
+    let (on_live, on_shadow) = (
+        format!(" ON {live}.{table} "),
+        format!(" ON {shadow}.{table} "),
+    );
+    rows.into_iter()
+        .map(|(unique, definition)| {
+            // Never an index made on the live table by mistake: the definition must
+            // name it exactly once, where the copy's name goes.
+            anyhow::ensure!(
+                definition.matches(&on_live).count() == 1,
+                "unexpected index definition on {live}.{table}: {definition}"
+            );
+            Ok((unique, definition.replacen(&on_live, &on_shadow, 1)))
+        })
+        .collect()
+}
 
 impl ProjectionRunner {
     pub fn new(pool: PgPool, schema: &'static str, projection: Arc<dyn Projection>) -> Self {
@@ -285,12 +327,20 @@ impl ProjectionRunner {
         sqlx::query(&format!("CREATE SCHEMA {shadow}"))
             .execute(&mut *tx)
             .await?;
+        let mut later = Vec::new();
         for t in &tables {
             sqlx::query(&format!(
-                "CREATE TABLE {shadow}.{t} (LIKE {live}.{t} INCLUDING ALL)"
+                "CREATE TABLE {shadow}.{t} (LIKE {live}.{t} INCLUDING ALL EXCLUDING INDEXES)"
             ))
             .execute(&mut *tx)
             .await?;
+            for (unique, index) in shadow_indexes(&mut tx, live, &shadow, t).await? {
+                if unique {
+                    sqlx::query(&index).execute(&mut *tx).await?;
+                } else {
+                    later.push(index);
+                }
+            }
         }
         sqlx::query(&format!("DELETE FROM {live}.cursors WHERE name = $1"))
             .bind(self.shadow_cursor_name())
@@ -319,6 +369,16 @@ impl ProjectionRunner {
                         .await?;
                 }
             }
+        }
+        // The readers' indexes, over the full copy (what the swap's catch-up adds is
+        // little), and the statistics that go with them.
+        for index in &later {
+            sqlx::query(index).execute(&self.pool).await?;
+        }
+        for t in &tables {
+            sqlx::query(&format!("ANALYZE {shadow}.{t}"))
+                .execute(&self.pool)
+                .await?;
         }
         // 3. The swap, holding the live cursor (the live runner waits): the copy
         // catches up, its rows replace the live ones, the live cursor takes its place.

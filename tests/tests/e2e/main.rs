@@ -296,9 +296,26 @@ pub async fn replay_rebuilds_live_rows(app: &TestApp, pool: &sqlx::PgPool, only:
             (pending == 0).then_some(())
         })
         .await;
+        // A rebuild builds the copy's indexes from the live ones' definitions and must
+        // leave those as they were.
+        let indexes = |table: &'static str| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, String>(
+                    "SELECT indexdef FROM pg_indexes
+                     WHERE schemaname || '.' || tablename = $1 ORDER BY indexdef",
+                )
+                .bind(table)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+            }
+        };
         let mut live = Vec::new();
+        let mut live_indexes = Vec::new();
         for table in projection.tables() {
             live.push(rows(table).await);
+            live_indexes.push(indexes(table).await);
         }
         assert!(
             live.iter().any(|t| !t.is_empty()),
@@ -310,6 +327,13 @@ pub async fn replay_rebuilds_live_rows(app: &TestApp, pool: &sqlx::PgPool, only:
             .unwrap();
         for (table, before) in projection.tables().iter().zip(live) {
             assert_eq!(rows(table).await, before, "replay of {table}");
+        }
+        for (table, before) in projection.tables().iter().zip(live_indexes) {
+            assert_eq!(
+                indexes(table).await,
+                before,
+                "indexes of {table} after its replay"
+            );
         }
     }
 }
