@@ -12,10 +12,11 @@
 //! empty or partial one (Postgres's MVCC: the replacing `DELETE`/`INSERT` is invisible
 //! until commit). A crash mid-rebuild leaves the live model as it was.
 //!
-//! The copy is filled with only its tables' unique indexes (the keys `apply` looks
-//! rows up and upserts by); the others, which serve readers' lists and searches, are
-//! built once it is full, before the swap: one build over a full table costs a
-//! fraction of keeping an index up to date row by row.
+//! The copy keeps only its tables' keys (primary keys, unique and exclusion
+//! constraints, unique indexes: what `apply` looks rows up and upserts by). Their
+//! other indexes serve readers, who read the live tables, which keep theirs: the
+//! swap copies rows into them. So a rebuild does not keep indexes nobody uses up to
+//! date row by row.
 //!
 //! So that the same `apply` can write either copy, projections name their own tables
 //! unqualified, and each batch runs with `search_path` set to the live schema, or to
@@ -61,7 +62,8 @@ pub trait Projection: Send + Sync + 'static {
     /// own tables without their schema. A read model with a row per aggregate reads the
     /// rows a batch touches, folds the events into them and writes them back in a few
     /// statements however long the batch ([`crate::rows::fold`]): that is what makes a
-    /// replay fast, and a busy live batch cheap.
+    /// replay fast, and a busy live batch cheap. It finds rows by their tables' keys
+    /// only: a rebuild's copy has no other index (see the module note).
     async fn apply(&self, events: &[StoredEvent], tx: &mut PgConnection) -> anyhow::Result<()>;
 }
 
@@ -109,41 +111,30 @@ const REBUILD_BATCH: i64 = 5000;
 /// How long a projection waits after a failed batch.
 const RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
 
-/// The indexes of `{live}.{table}`, each as whether it is unique and the statement
-/// that makes it on `{shadow}.{table}` (same name: the schemas differ).
-async fn shadow_indexes(
+/// Drops the indexes of the copy `{shadow}.{table}` that neither are unique nor back a
+/// constraint: the readers' (see the module note). Only ever in the copy's schema.
+async fn drop_readers_indexes(
     tx: &mut PgConnection,
-    live: &str,
     shadow: &str,
     table: &str,
-) -> anyhow::Result<Vec<(bool, String)>> {
-    let rows: Vec<(bool, String)> = sqlx::query_as(
-        "SELECT i.indisunique, pg_get_indexdef(i.indexrelid)
+) -> anyhow::Result<()> {
+    let drops: Vec<String> = sqlx::query_scalar(
+        "SELECT format('DROP INDEX %I.%I', n.nspname, x.relname)
          FROM pg_index i
+         JOIN pg_class x ON x.oid = i.indexrelid
          JOIN pg_class t ON t.oid = i.indrelid
          JOIN pg_namespace n ON n.oid = t.relnamespace
-         WHERE n.nspname = $1 AND t.relname = $2
-         ORDER BY i.indexrelid",
+         WHERE n.nspname = $1 AND t.relname = $2 AND NOT i.indisunique
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
     )
-    .bind(live)
+    .bind(shadow)
     .bind(table)
     .fetch_all(&mut *tx)
     .await?;
-    let (on_live, on_shadow) = (
-        format!(" ON {live}.{table} "),
-        format!(" ON {shadow}.{table} "),
-    );
-    rows.into_iter()
-        .map(|(unique, definition)| {
-            // Never an index made on the live table by mistake: the definition must
-            // name it exactly once, where the copy's name goes.
-            anyhow::ensure!(
-                definition.matches(&on_live).count() == 1,
-                "unexpected index definition on {live}.{table}: {definition}"
-            );
-            Ok((unique, definition.replacen(&on_live, &on_shadow, 1)))
-        })
-        .collect()
+    for drop in drops {
+        sqlx::query(&drop).execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 impl ProjectionRunner {
@@ -327,20 +318,13 @@ impl ProjectionRunner {
         sqlx::query(&format!("CREATE SCHEMA {shadow}"))
             .execute(&mut *tx)
             .await?;
-        let mut later = Vec::new();
         for t in &tables {
             sqlx::query(&format!(
-                "CREATE TABLE {shadow}.{t} (LIKE {live}.{t} INCLUDING ALL EXCLUDING INDEXES)"
+                "CREATE TABLE {shadow}.{t} (LIKE {live}.{t} INCLUDING ALL)"
             ))
             .execute(&mut *tx)
             .await?;
-            for (unique, index) in shadow_indexes(&mut tx, live, &shadow, t).await? {
-                if unique {
-                    sqlx::query(&index).execute(&mut *tx).await?;
-                } else {
-                    later.push(index);
-                }
-            }
+            drop_readers_indexes(&mut tx, &shadow, t).await?;
         }
         sqlx::query(&format!("DELETE FROM {live}.cursors WHERE name = $1"))
             .bind(self.shadow_cursor_name())
@@ -369,16 +353,6 @@ impl ProjectionRunner {
                         .await?;
                 }
             }
-        }
-        // The readers' indexes, over the full copy (what the swap's catch-up adds is
-        // little), and the statistics that go with them.
-        for index in &later {
-            sqlx::query(index).execute(&self.pool).await?;
-        }
-        for t in &tables {
-            sqlx::query(&format!("ANALYZE {shadow}.{t}"))
-                .execute(&self.pool)
-                .await?;
         }
         // 3. The swap, holding the live cursor (the live runner waits): the copy
         // catches up, its rows replace the live ones, the live cursor takes its place.
