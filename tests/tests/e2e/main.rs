@@ -296,8 +296,8 @@ pub async fn replay_rebuilds_live_rows(app: &TestApp, pool: &sqlx::PgPool, only:
             (pending == 0).then_some(())
         })
         .await;
-        // A rebuild builds the copy's indexes from the live ones' definitions and must
-        // leave those as they were.
+        // A rebuild drops the readers' indexes from its copy, never from the live
+        // tables: those keep every index they had.
         let indexes = |table: &'static str| {
             let pool = pool.clone();
             async move {

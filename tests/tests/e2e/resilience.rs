@@ -74,20 +74,20 @@ fn places_held(roster: &Value) -> i64 {
         .sum()
 }
 
-/// The roster once the places it shows reach `places`, or as it stands when [`WAIT`]
-/// runs out, for the caller's assertion to show. The roster is a background read
+/// The roster once the places it shows reach `places`. The roster is a background read
 /// model: it shows an acceptance up to `outbox::BACKGROUND_PACE` after the referral
 /// queue does.
 async fn roster_holding(app: &TestApp, places: i64) -> Value {
     let coordinator = app.token("coordinator", None, None);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, roster) = app.get("/v1/peers", &coordinator).await;
-        if places_held(&roster) == places || tokio::time::Instant::now() > deadline {
-            return roster;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        &format!("the roster holding {places} places"),
+        WAIT,
+        || async {
+            let (_, roster) = app.get("/v1/peers", &coordinator).await;
+            (places_held(&roster) == places).then_some(roster)
+        },
+    )
+    .await
 }
 
 async fn metric(base: &str, series: &str) -> f64 {
