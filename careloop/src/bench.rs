@@ -159,6 +159,8 @@ struct Measured {
     replay: Vec<(String, usize, f64)>,
     /// Per consumer, over the load and its drain: messages and busy seconds.
     consumers: Vec<(String, u64, f64)>,
+    /// Commands of the load and drain started from a kept copy, and from a load.
+    started_from: (u64, u64),
     rss_mb: f64,
 }
 
@@ -313,6 +315,7 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
 
     // Intake under load; the pipeline runs behind it.
     let before = consumer_busy(&[]);
+    let started_before = started_from();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(o.seconds);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -357,6 +360,11 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
     }
     let drained_after = started.elapsed();
     let consumers = consumer_busy(&before);
+    let started_after = started_from();
+    let started_from = (
+        started_after.0 - started_before.0,
+        started_after.1 - started_before.1,
+    );
 
     // End to end, one at a time, at idle.
     let mut idle = Vec::new();
@@ -447,6 +455,7 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
         sustained,
         replay,
         consumers,
+        started_from,
         rss_mb,
     })
 }
@@ -754,6 +763,25 @@ fn consumer_busy(before: &[(String, u64, f64)]) -> Vec<(String, u64, f64)> {
     out
 }
 
+/// Commands so far started from the copy the last command kept, and from a load
+/// (`careloop_command_loads_total`, every aggregate type).
+fn started_from() -> (u64, u64) {
+    let (mut copies, mut loads) = (0, 0);
+    for family in prometheus::gather() {
+        if family.name() != "careloop_command_loads_total" {
+            continue;
+        }
+        for m in family.get_metric() {
+            let n = m.get_counter().get_value() as u64;
+            match m.get_label().iter().find(|l| l.name() == "from") {
+                Some(l) if l.value() == "recent" => copies += n,
+                _ => loads += n,
+            }
+        }
+    }
+    (copies, loads)
+}
+
 /// Resident memory of this process (careloop and the benchmark's own clients), in kB.
 fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -831,6 +859,12 @@ fn print_table(floor: f64, m: &Measured, o: &BenchOptions) {
             1000.0 * busy / (*n).max(1) as f64
         );
     }
+    let (copies, loads) = m.started_from;
+    println!(
+        "| commands during load and drain started from the copy the last command kept | {copies} of {} ({:.0}%); {loads} loaded their aggregate |",
+        copies + loads,
+        pct(copies as f64, (copies + loads) as f64)
+    );
     for (name, n, rate) in &m.replay {
         println!("| `careloop replay {name}` ({n} events) | {rate:.0} events/s |");
     }

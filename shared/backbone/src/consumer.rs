@@ -34,7 +34,8 @@
 //! the work already done (for example "already accepted by this peer": no new event).
 //! Those commands commit without waiting for the disk; the position's commit, durable
 //! and later in the write-ahead log, flushes them before the ack
-//! ([`crate::store::flushed_by_caller`]).
+//! ([`crate::store::flushed_by_caller`]); only after it may a later command start
+//! from the copies of what they wrote ([`crate::recent::Flush`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -499,6 +500,7 @@ impl Consumer {
         }
         let envelopes: Vec<&Envelope> = events.iter().map(|e| &e.envelope).collect();
         let mut tx = self.pool.begin().await?;
+        let flush = crate::recent::Flush::default();
         let positions = self.lock_positions(&mut tx, &envelopes).await?;
         let mut applied = Vec::with_capacity(events.len());
         let mut outcomes = Vec::with_capacity(events.len());
@@ -521,12 +523,13 @@ impl Consumer {
                 correlation_id = %env.correlation_id,
             );
             let handled = self.handler.handle(event, &mut tx).instrument(span);
-            crate::store::flushed_by_caller(handled).await?;
+            crate::store::flushed_by_caller(flush.clone(), handled).await?;
             applied.push(env);
             outcomes.push(Disposition::Applied);
         }
         self.set_positions(&mut tx, &applied).await?;
         tx.commit().await?;
+        flush.done();
         Ok(outcomes)
     }
 
@@ -719,8 +722,9 @@ impl Consumer {
                 "an earlier event of this aggregate never arrived; applying this one anyway"
             );
         }
+        let flush = crate::recent::Flush::default();
         if let Some(incoming) = incoming {
-            crate::store::flushed_by_caller(self.handler.handle(incoming, &mut tx))
+            crate::store::flushed_by_caller(flush.clone(), self.handler.handle(incoming, &mut tx))
                 .await
                 .map_err(ApplyError::Handler)?;
         }
@@ -728,6 +732,7 @@ impl Consumer {
             .await
             .map_err(infra)?;
         tx.commit().await.map_err(infra)?;
+        flush.done();
         Ok(Disposition::Applied)
     }
 

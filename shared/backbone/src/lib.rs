@@ -4,7 +4,8 @@
 //!   (events with outbox columns, cursors, consumer positions, dead letters).
 //! - [`store`]: cqrs-es over the service's events table (postgres-es loads, one
 //!   statement appends a command's events); commands retried on
-//!   optimistic-concurrency conflicts.
+//!   optimistic-concurrency conflicts; [`recent`]: the aggregates just written, kept
+//!   so the next command on one skips its load.
 //! - [`outbox`]: reads committed events in commit-safe order (xid8 snapshot cursor).
 //! - [`relay`]: publishes the outbox to JetStream, exactly once in effect.
 //! - [`consumer`]: durable pull consumers that apply events idempotently, in
@@ -21,6 +22,7 @@ pub mod nats;
 pub mod operations;
 pub mod outbox;
 pub mod projection;
+pub mod recent;
 pub mod relay;
 pub mod rows;
 pub mod shutdown;

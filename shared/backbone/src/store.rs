@@ -5,9 +5,11 @@
 //! inserts in `BEGIN`/`COMMIT` and most of a referral's round trips were those.
 //!
 //! The plain event store is used (no snapshots, no aggregate store: those modes may
-//! apply events twice). No cqrs-es `Query` is attached: queries run in-process after
-//! commit and would be lost on a crash, so read models are fed from the outbox
-//! instead (see [`crate::projection`]).
+//! apply events twice). A command starts from the aggregate as the last command on it
+//! left it, when that copy is kept ([`crate::recent`]), and from a load otherwise.
+//! No cqrs-es `Query` is attached: queries run in-process after commit and would be
+//! lost on a crash, so read models are fed from the outbox instead (see
+//! [`crate::projection`]).
 //!
 //! A service whose events carry PHI gives its store a [`PayloadSeal`]: payloads are
 //! sealed on their way into `{schema}.events` and opened on their way out, so the
@@ -18,32 +20,46 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use careloop_backoff::Backoff;
+use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::persist::{
     PersistedEventRepository, PersistedEventStore, PersistenceError, ReplayStream, SerializedEvent,
     SerializedSnapshot,
 };
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use cqrs_es::{Aggregate, AggregateError};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
+
+use crate::recent::{self, Flush, Recent};
 
 /// Retries of a command that lost an optimistic-concurrency race: short, spread by
 /// jitter so racing writers do not collide again in step.
 const CONFLICT: Backoff =
     Backoff::new(Duration::from_millis(5), Duration::from_millis(80)).with_jitter(1.0);
 
-pub type EventStore<A> = PersistedEventStore<Repository, A>;
-pub type Cqrs<A> = CqrsFramework<A, EventStore<A>>;
+/// An aggregate type's event store in a service's schema: postgres-es's, with the
+/// copies of recently written aggregates ([`crate::recent`]) in front for commands.
+/// Loads through the `cqrs_es::EventStore` trait ([`load`]) always read the store.
+pub struct EventStore<A: Aggregate> {
+    inner: PersistedEventStore<Repository, A>,
+    /// `None` for a sealed store: PHI is not kept in memory beyond a command.
+    recent: Option<Arc<Recent<A>>>,
+}
+
+/// A command processor for aggregate `A`: its store and the services its commands use.
+pub struct Cqrs<A: Aggregate> {
+    store: EventStore<A>,
+    services: A::Services,
+}
 
 /// A command processor for aggregate `A` over `{schema}.events`.
 pub fn cqrs<A>(pool: PgPool, schema: &str, services: A::Services) -> Arc<Cqrs<A>>
 where
-    A: Aggregate + Send + Sync,
+    A: Aggregate + Clone + Send + Sync + 'static,
 {
-    Arc::new(CqrsFramework::new(
-        event_store(pool, schema),
-        vec![],
+    Arc::new(Cqrs {
+        store: event_store(pool, schema),
         services,
-    ))
+    })
 }
 
 /// Like [`cqrs`], with payloads sealed by `seal` at rest.
@@ -54,13 +70,12 @@ pub fn sealed_cqrs<A>(
     seal: Arc<dyn PayloadSeal>,
 ) -> Arc<Cqrs<A>>
 where
-    A: Aggregate + Send + Sync,
+    A: Aggregate + Clone + Send + Sync + 'static,
 {
-    Arc::new(CqrsFramework::new(
-        sealed_event_store(pool, schema, seal),
-        vec![],
+    Arc::new(Cqrs {
+        store: sealed_event_store(pool, schema, seal),
         services,
-    ))
+    })
 }
 
 /// Seals and opens event payloads at the event store's edge (for events that carry
@@ -133,8 +148,9 @@ fn append_statement(schema: &str, lazily: bool) -> String {
 }
 
 tokio::task_local! {
-    /// Set while a caller that flushes its commands' commits itself runs them.
-    static FLUSHED_BY_CALLER: ();
+    /// Set while a caller that flushes its commands' commits itself runs them: the
+    /// caller's [`Flush`], done once its durable commit has succeeded.
+    static FLUSHED_BY_CALLER: Flush;
 }
 
 /// Runs `work`, whose commands commit without waiting for the disk: for a caller
@@ -146,12 +162,20 @@ tokio::task_local! {
 /// message, never acknowledged, is delivered again. Until then the events are
 /// visible without being on disk, so whatever sends them outside careloop waits for
 /// the disk first: the relay ([`crate::outbox::wait_for_disk`]); read models are
-/// redone; the webhook outbox commits durably before its rows are sent.
+/// redone; the webhook outbox commits durably before its rows are sent. The caller
+/// marks `flush` done after its commit, which lets the next commands start from
+/// what these wrote ([`crate::recent`]).
 ///
 /// Only where `work` runs: a task it spawns commits durably, as do the API's
 /// commands (the 2xx promises them) and the background workers'.
-pub async fn flushed_by_caller<F: std::future::Future>(work: F) -> F::Output {
-    FLUSHED_BY_CALLER.scope((), work).await
+pub async fn flushed_by_caller<F: std::future::Future>(flush: Flush, work: F) -> F::Output {
+    FLUSHED_BY_CALLER.scope(flush, work).await
+}
+
+/// The caller's flush when commands run under [`flushed_by_caller`]; `None` when
+/// they commit durably themselves.
+fn flushed_later() -> Option<Flush> {
+    FLUSHED_BY_CALLER.try_with(Flush::clone).ok()
 }
 
 impl Repository {
@@ -321,27 +345,18 @@ pub async fn execute<A>(
     metadata: &Metadata,
 ) -> Result<(), AggregateError<A::Error>>
 where
-    A: Aggregate + Send + Sync,
+    A: Aggregate + Send + Sync + Clone,
     A::Command: Clone,
 {
-    let mut retries = CONFLICT.start();
-    loop {
-        match cqrs
-            .execute_with_metadata(aggregate_id, command.clone(), metadata.to_map())
-            .await
-        {
-            Err(AggregateError::AggregateConflict) if retries.attempts() < 8 => {
-                retries.wait().await;
-            }
-            other => return other,
-        }
-    }
+    cqrs.store
+        .run(&cqrs.services, aggregate_id, command, metadata, false)
+        .await
+        .map(|_| ())
 }
 
 /// Executes `command` like [`execute`] and returns the aggregate as the command left
 /// it (its events applied), so that a saga deciding its next step needs no second
-/// load. No cqrs-es queries are attached to careloop's command processors (see the
-/// module note), so there is nothing else to dispatch.
+/// load.
 pub async fn execute_and_get<A>(
     store: &EventStore<A>,
     services: &A::Services,
@@ -353,37 +368,142 @@ where
     A: Aggregate + Send + Sync + Clone,
     A::Command: Clone,
 {
-    use cqrs_es::{AggregateContext, EventStore as _};
-    let mut retries = CONFLICT.start();
-    loop {
-        let mut ctx = store.load_aggregate(aggregate_id).await?;
-        let sink = cqrs_es::event_sink::EventSink::<A>::default();
-        ctx.aggregate()
-            .handle(command.clone(), services, &sink)
-            .await
-            .map_err(AggregateError::UserError)?;
-        let after = ctx.aggregate().clone();
-        match store
-            .commit(sink.collect().await, ctx, metadata.to_map())
-            .await
-        {
-            Ok(_) => return Ok(after),
-            Err(AggregateError::AggregateConflict) if retries.attempts() < 8 => {
-                retries.wait().await;
+    let after = store
+        .run(services, aggregate_id, command, metadata, true)
+        .await?;
+    Ok(after.expect("asked for"))
+}
+
+impl<A> EventStore<A>
+where
+    A: Aggregate + Send + Sync + Clone,
+    A::Command: Clone,
+{
+    /// Decides `command` on the aggregate's latest state and stores its events; the
+    /// aggregate as it left it when `wanted`.
+    ///
+    /// The state is the copy the last command kept ([`crate::recent`]) when there is
+    /// a usable one, and a load otherwise. A copy may be older than the store (another
+    /// instance wrote since): an append decided on it conflicts, and a refusal or a
+    /// command that writes nothing, which the store cannot object to, is decided again
+    /// on a load. A conflict after a load waits a little before the next attempt
+    /// ([`CONFLICT`]); one after a copy is retried on a load at once.
+    async fn run(
+        &self,
+        services: &A::Services,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &Metadata,
+        wanted: bool,
+    ) -> Result<Option<A>, AggregateError<A::Error>> {
+        use cqrs_es::EventStore as _;
+        let mut retries = CONFLICT.start();
+        let mut copies = self.recent.as_ref();
+        loop {
+            let copy = copies.and_then(|r| r.get(aggregate_id));
+            let from_copy = copy.is_some();
+            let (mut aggregate, sequence) = match copy {
+                Some(copy) => copy,
+                None => {
+                    let ctx = self.inner.load_aggregate(aggregate_id).await?;
+                    (ctx.aggregate, ctx.current_sequence)
+                }
+            };
+            recent::LOADS
+                .with_label_values(&[A::TYPE, if from_copy { "recent" } else { "store" }])
+                .inc();
+            let sink = cqrs_es::event_sink::EventSink::<A>::default();
+            let decided = aggregate.handle(command.clone(), services, &sink).await;
+            let events = sink.collect().await;
+            if from_copy && (decided.is_err() || events.is_empty()) {
+                copies = None;
+                continue;
             }
-            Err(e) => return Err(e),
+            decided.map_err(AggregateError::UserError)?;
+            if events.is_empty() {
+                return Ok(wanted.then_some(aggregate));
+            }
+            let written = events.len();
+            let ctx = EventStoreAggregateContext {
+                aggregate_id: aggregate_id.to_string(),
+                // Not read by the plain event store's commit; the state stays here.
+                aggregate: A::default(),
+                current_sequence: sequence,
+                current_snapshot: None,
+            };
+            match self.inner.commit(events, ctx, metadata.to_map()).await {
+                Ok(_) => {
+                    let Some(recent) = &self.recent else {
+                        return Ok(wanted.then_some(aggregate));
+                    };
+                    let flush = flushed_later();
+                    if wanted {
+                        let kept = aggregate.clone();
+                        recent.keep(aggregate_id, kept, sequence + written, flush);
+                        return Ok(Some(aggregate));
+                    }
+                    recent.keep(aggregate_id, aggregate, sequence + written, flush);
+                    return Ok(None);
+                }
+                Err(e) => {
+                    if let Some(recent) = &self.recent {
+                        recent.forget(aggregate_id);
+                    }
+                    match e {
+                        AggregateError::AggregateConflict if from_copy => copies = None,
+                        AggregateError::AggregateConflict if retries.attempts() < 8 => {
+                            retries.wait().await
+                        }
+                        e => return Err(e),
+                    }
+                }
+            }
         }
     }
 }
 
-/// Loads the current state of aggregate `id` (a fresh default when it has no events).
+impl<A> cqrs_es::EventStore<A> for EventStore<A>
+where
+    A: Aggregate + Send + Sync,
+{
+    type AC = EventStoreAggregateContext<A>;
+
+    async fn load_events(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<cqrs_es::EventEnvelope<A>>, AggregateError<A::Error>> {
+        self.inner.load_events(aggregate_id).await
+    }
+
+    async fn load_aggregate(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Self::AC, AggregateError<A::Error>> {
+        self.inner.load_aggregate(aggregate_id).await
+    }
+
+    /// A commit made outside [`execute`] drops the aggregate's kept copy.
+    async fn commit(
+        &self,
+        events: Vec<A::Event>,
+        context: Self::AC,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<cqrs_es::EventEnvelope<A>>, AggregateError<A::Error>> {
+        if let Some(recent) = &self.recent {
+            recent.forget(&context.aggregate_id);
+        }
+        self.inner.commit(events, context, metadata).await
+    }
+}
+
+/// Loads the current state of aggregate `id` from the store (a fresh default when it
+/// has no events).
 pub async fn load<A>(cqrs_store: &EventStore<A>, id: &str) -> Result<A, AggregateError<A::Error>>
 where
     A: Aggregate + Send + Sync + Clone,
 {
-    use cqrs_es::{AggregateContext, EventStore as _};
-    let mut ctx = cqrs_store.load_aggregate(id).await?;
-    Ok(ctx.aggregate().clone())
+    use cqrs_es::EventStore as _;
+    Ok(cqrs_store.load_aggregate(id).await?.aggregate)
 }
 
 /// Executes `command`, then loads the aggregate as it stands after it: how a process
@@ -410,12 +530,16 @@ where
 /// A store for reading aggregate state outside a command (e.g. a saga's next step).
 pub fn event_store<A>(pool: PgPool, schema: &str) -> EventStore<A>
 where
-    A: Aggregate + Send + Sync,
+    A: Aggregate + Clone + Send + Sync + 'static,
 {
-    repository_store(pool, schema, None)
+    let recent = recent::shared::<A>(&pool, schema, A::TYPE);
+    EventStore {
+        inner: repository_store(pool, schema, None),
+        recent: Some(recent),
+    }
 }
 
-/// Like [`event_store`], with payloads sealed by `seal` at rest.
+/// Like [`event_store`], with payloads sealed by `seal` at rest (and no copies kept).
 pub fn sealed_event_store<A>(
     pool: PgPool,
     schema: &str,
@@ -424,14 +548,17 @@ pub fn sealed_event_store<A>(
 where
     A: Aggregate + Send + Sync,
 {
-    repository_store(pool, schema, Some(seal))
+    EventStore {
+        inner: repository_store(pool, schema, Some(seal)),
+        recent: None,
+    }
 }
 
 fn repository_store<A>(
     pool: PgPool,
     schema: &str,
     seal: Option<Arc<dyn PayloadSeal>>,
-) -> EventStore<A>
+) -> PersistedEventStore<Repository, A>
 where
     A: Aggregate + Send + Sync,
 {

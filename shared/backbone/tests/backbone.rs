@@ -669,6 +669,193 @@ async fn a_commands_events_are_stored_together_in_order_and_a_stale_one_conflict
     assert_eq!(store::load(&plain, "t").await.unwrap().counted, 5);
 }
 
+/// A seat that one person at a time can take: `Take` is refused while it is taken.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+struct Seat {
+    taken: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum SeatCommand {
+    Take,
+    Free,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+enum SeatEvent {
+    Taken,
+    Freed,
+}
+
+impl cqrs_es::DomainEvent for SeatEvent {
+    fn event_type(&self) -> String {
+        format!("{self:?}")
+    }
+    fn event_version(&self) -> String {
+        "1".into()
+    }
+}
+
+impl cqrs_es::Aggregate for Seat {
+    const TYPE: &'static str = "Seat";
+    type Command = SeatCommand;
+    type Event = SeatEvent;
+    type Error = std::io::Error;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: SeatCommand,
+        _: &(),
+        sink: &cqrs_es::event_sink::EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let event = match command {
+            SeatCommand::Take if self.taken => {
+                return Err(std::io::Error::other("the seat is taken"));
+            }
+            SeatCommand::Take => SeatEvent::Taken,
+            SeatCommand::Free if self.taken => SeatEvent::Freed,
+            SeatCommand::Free => return Ok(()),
+        };
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: SeatEvent) {
+        self.taken = event == SeatEvent::Taken;
+    }
+}
+
+/// Commands decided on the copy `aggregate`'s last command kept, so far.
+fn from_copies(aggregate: &str) -> u64 {
+    careloop_backbone::recent::LOADS
+        .with_label_values(&[aggregate, "recent"])
+        .get()
+}
+
+/// Guarantee 1 with the kept copies (`recent`): a command starts from the aggregate
+/// as this process's last command on it left it, and a copy older than the store
+/// never decides. A second instance (its own pool, so its own copies) writes
+/// between two commands of the first: the first's append conflicts and is decided
+/// again on a load (no lost update), and a refusal decided on the stale copy is
+/// decided again on a load too (the seat was freed meanwhile: taking it succeeds).
+#[tokio::test]
+async fn a_command_starts_from_the_kept_copy_and_a_stale_copy_never_decides() {
+    use careloop_backbone::store;
+    let f = fixture().await;
+    let other_pool = db::pool(&f.env.settings.database_url, &f.env.settings.database).unwrap();
+    let meta = store::Metadata::new("test");
+    let here = store::cqrs::<Tally>(f.bb.pool.clone(), SCHEMA, ());
+    let there = store::cqrs::<Tally>(other_pool.clone(), SCHEMA, ());
+
+    store::execute(&here, "t", 1, &meta).await.unwrap();
+    let copies = from_copies("Tally");
+    store::execute(&here, "t", 1, &meta).await.unwrap();
+    assert_eq!(
+        from_copies("Tally"),
+        copies + 1,
+        "the second command skipped the load"
+    );
+
+    store::execute(&there, "t", 1, &meta).await.unwrap();
+    store::execute(&here, "t", 1, &meta).await.unwrap();
+    let stored: Vec<(i64, serde_json::Value)> = sqlx::query_as(
+        "SELECT sequence, payload::jsonb FROM demo.events
+         WHERE aggregate_type = 'Tally' ORDER BY sequence",
+    )
+    .fetch_all(&f.bb.pool)
+    .await
+    .unwrap();
+    let sequences: Vec<i64> = stored.iter().map(|r| r.0).collect();
+    assert_eq!(sequences, [1, 2, 3, 4], "every command stored, none lost");
+    assert_eq!(
+        stored[3].1,
+        serde_json::json!({"n": 4}),
+        "the last command was decided on the other instance's write, not on the stale copy"
+    );
+
+    let seats_here = store::cqrs::<Seat>(f.bb.pool.clone(), SCHEMA, ());
+    let seats_there = store::cqrs::<Seat>(other_pool, SCHEMA, ());
+    store::execute(&seats_here, "s", SeatCommand::Take, &meta)
+        .await
+        .unwrap();
+    store::execute(&seats_there, "s", SeatCommand::Free, &meta)
+        .await
+        .unwrap();
+    store::execute(&seats_here, "s", SeatCommand::Take, &meta)
+        .await
+        .expect("the seat was freed by the other instance: a refusal on the stale copy is decided again");
+    let taken = f
+        .count("SELECT count(*) FROM demo.events WHERE aggregate_type = 'Seat' AND event_type = 'Taken'")
+        .await;
+    assert_eq!(taken, 2);
+    drop(f.env);
+}
+
+/// Guarantee 1 with the kept copies: what a consumer's command wrote, committing
+/// without waiting for the disk, is not a command's starting point until the
+/// consumer's durable commit has succeeded (`recent::Flush`). Here the lazily
+/// committed event is taken back, as a crash of Postgres before the consumer's commit
+/// would take it: the next command decides on the store, so no sequence is skipped
+/// and nothing is decided on the lost event. After a flush is done, its copy is used.
+#[tokio::test]
+async fn what_a_consumers_command_wrote_is_not_reused_before_its_commit() {
+    use careloop_backbone::recent::Flush;
+    use careloop_backbone::store;
+    let f = fixture().await;
+    let meta = store::Metadata::new("test");
+    let tallies = store::cqrs::<Tally>(f.bb.pool.clone(), SCHEMA, ());
+    store::execute(&tallies, "t", 1, &meta).await.unwrap();
+
+    let unflushed = Flush::default();
+    store::flushed_by_caller(unflushed, store::execute(&tallies, "t", 1, &meta))
+        .await
+        .unwrap();
+    let mut tx = f.bb.pool.begin().await.unwrap();
+    for statement in [
+        "ALTER TABLE demo.events DISABLE TRIGGER events_append_only",
+        "DELETE FROM demo.events WHERE aggregate_type = 'Tally' AND sequence = 2",
+        "ALTER TABLE demo.events ENABLE TRIGGER events_append_only",
+    ] {
+        sqlx::query(statement).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    store::execute(&tallies, "t", 1, &meta).await.unwrap();
+    let stored: Vec<(i64, serde_json::Value)> = sqlx::query_as(
+        "SELECT sequence, payload::jsonb FROM demo.events
+         WHERE aggregate_type = 'Tally' ORDER BY sequence",
+    )
+    .fetch_all(&f.bb.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        stored,
+        [
+            (1, serde_json::json!({"n": 1})),
+            (2, serde_json::json!({"n": 2}))
+        ],
+        "decided on the store, not on the copy of the lost event"
+    );
+
+    let flushed = Flush::default();
+    store::flushed_by_caller(flushed.clone(), store::execute(&tallies, "t", 1, &meta))
+        .await
+        .unwrap();
+    flushed.done();
+    let copies = from_copies("Tally");
+    store::execute(&tallies, "t", 1, &meta).await.unwrap();
+    assert_eq!(from_copies("Tally"), copies + 1, "a flushed copy is used");
+    assert_eq!(
+        store::load(&store::event_store::<Tally>(f.bb.pool.clone(), SCHEMA), "t")
+            .await
+            .unwrap()
+            .counted,
+        4
+    );
+    drop(f.env);
+}
+
 /// Counts the passes (batches) a read model is given, and the events in them.
 struct Passes {
     passes: Arc<std::sync::atomic::AtomicUsize>,
