@@ -159,8 +159,9 @@ struct Measured {
     replay: Vec<(String, usize, f64)>,
     /// Per consumer, over the load and its drain: messages and busy seconds.
     consumers: Vec<(String, u64, f64)>,
-    /// Commands of the load and drain started from a kept copy, and from a load.
-    started_from: (u64, u64),
+    /// Commands of the load and drain by aggregate type: started from a kept copy,
+    /// and from a load.
+    started_from: Vec<(String, u64, u64)>,
     rss_mb: f64,
 }
 
@@ -361,10 +362,15 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
     let drained_after = started.elapsed();
     let consumers = consumer_busy(&before);
     let started_after = started_from();
-    let started_from = (
-        started_after.0 - started_before.0,
-        started_after.1 - started_before.1,
-    );
+    let mut started_from: Vec<(String, u64, u64)> = started_after
+        .into_iter()
+        .map(|(aggregate, copies, loads)| {
+            let before = started_before.iter().find(|r| r.0 == aggregate);
+            let (c, l) = before.map_or((0, 0), |r| (r.1, r.2));
+            (aggregate, copies - c, loads - l)
+        })
+        .collect();
+    started_from.sort_by_key(|r| std::cmp::Reverse(r.2));
 
     // End to end, one at a time, at idle.
     let mut idle = Vec::new();
@@ -763,23 +769,38 @@ fn consumer_busy(before: &[(String, u64, f64)]) -> Vec<(String, u64, f64)> {
     out
 }
 
-/// Commands so far started from the copy the last command kept, and from a load
-/// (`careloop_command_loads_total`, every aggregate type).
-fn started_from() -> (u64, u64) {
-    let (mut copies, mut loads) = (0, 0);
+/// Commands so far by aggregate type: started from the copy the last command kept,
+/// and from a load (`careloop_command_loads_total`).
+fn started_from() -> Vec<(String, u64, u64)> {
+    let mut out: Vec<(String, u64, u64)> = Vec::new();
     for family in prometheus::gather() {
         if family.name() != "careloop_command_loads_total" {
             continue;
         }
         for m in family.get_metric() {
-            let n = m.get_counter().get_value() as u64;
-            match m.get_label().iter().find(|l| l.name() == "from") {
-                Some(l) if l.value() == "recent" => copies += n,
-                _ => loads += n,
+            let label = |name: &str| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map(|l| l.value().to_string())
+                    .unwrap_or_default()
+            };
+            let (aggregate, n) = (label("aggregate"), m.get_counter().get_value() as u64);
+            let row = match out.iter_mut().position(|r| r.0 == aggregate) {
+                Some(i) => &mut out[i],
+                None => {
+                    out.push((aggregate, 0, 0));
+                    out.last_mut().expect("just pushed")
+                }
+            };
+            if label("from") == "recent" {
+                row.1 += n;
+            } else {
+                row.2 += n;
             }
         }
     }
-    (copies, loads)
+    out
 }
 
 /// Resident memory of this process (careloop and the benchmark's own clients), in kB.
@@ -859,11 +880,18 @@ fn print_table(floor: f64, m: &Measured, o: &BenchOptions) {
             1000.0 * busy / (*n).max(1) as f64
         );
     }
-    let (copies, loads) = m.started_from;
+    let copies: u64 = m.started_from.iter().map(|r| r.1).sum();
+    let loads: u64 = m.started_from.iter().map(|r| r.2).sum();
+    let by_aggregate: Vec<String> = m
+        .started_from
+        .iter()
+        .map(|(aggregate, c, l)| format!("{aggregate} {l} of {}", c + l))
+        .collect();
     println!(
-        "| commands during load and drain started from the copy the last command kept | {copies} of {} ({:.0}%); {loads} loaded their aggregate |",
+        "| commands during load and drain started from the copy the last command kept | {copies} of {} ({:.0}%); loaded: {} |",
         copies + loads,
-        pct(copies as f64, (copies + loads) as f64)
+        pct(copies as f64, (copies + loads) as f64),
+        by_aggregate.join(", ")
     );
     for (name, n, rate) in &m.replay {
         println!("| `careloop replay {name}` ({n} events) | {rate:.0} events/s |");

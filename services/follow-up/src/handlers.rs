@@ -41,7 +41,11 @@ impl EventHandler for Handlers {
                     protocol: self.protocol.clone(),
                     attempt: a.attempt.max(1),
                 };
-                run(&a.referral_id, FollowUpCommand::Start(Box::new(start))).await?;
+                // Usually the plan's first event (a reassignment moves a plan).
+                let command = FollowUpCommand::Start(Box::new(start));
+                store::tolerate_refusal(
+                    store::execute_new(&self.cqrs, &a.referral_id, command, &meta).await,
+                )?;
                 self.readmissions
                     .plan_started(&a.person_ref, &a.referral_id, discharged_at, &meta)
                     .await

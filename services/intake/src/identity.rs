@@ -49,6 +49,14 @@ pub async fn find(
     .await?)
 }
 
+/// A person as [`resolve`] found them.
+#[derive(Debug, Clone, Copy)]
+pub struct Resolved {
+    pub person_ref: Uuid,
+    /// No identifier was known: the reference is new, so the person has no events.
+    pub new: bool,
+}
+
 /// The `person_ref` of the person holding any of `identifiers`, or a new one; every
 /// identifier not yet known is then indexed to it.
 ///
@@ -66,7 +74,7 @@ pub async fn resolve(
     pool: &PgPool,
     vault: &Vault,
     identifiers: &[Identifier],
-) -> Result<Uuid, ResolveError> {
+) -> Result<Resolved, ResolveError> {
     if let Some(why) =
         limits::count_problem(identifiers.len(), limits::MAX_IDENTIFIERS, "identifiers")
     {
@@ -126,7 +134,10 @@ pub async fn resolve(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(person_ref)
+    Ok(Resolved {
+        person_ref,
+        new: known.is_empty(),
+    })
 }
 
 /// Removes every identifier of the person from the index (and any still kept in the

@@ -114,7 +114,8 @@ impl Reception {
     ) -> Result<Accepted, Problem> {
         let submitted = referral.submitted_for(person_ref);
         let id = submitted.referral_id.clone();
-        let result = store::execute(
+        // A discharge is usually referred once: decided as new, checked by the store.
+        let result = store::execute_new(
             &self.submissions,
             &id,
             SubmissionCommand::Submit(Box::new(submitted)),
@@ -150,10 +151,10 @@ impl Reception {
         consent: Option<Consent>,
         meta: &Metadata,
     ) -> Result<String, Problem> {
-        let person_ref = identity::resolve(&self.pool, &self.vault, &person.identifiers)
+        let resolved = identity::resolve(&self.pool, &self.vault, &person.identifiers)
             .await
-            .map_err(resolve_problem)?
-            .to_string();
+            .map_err(resolve_problem)?;
+        let person_ref = resolved.person_ref.to_string();
         let command = match consent {
             Some(consent) => PersonCommand::RecordWithConsent {
                 details: person,
@@ -161,9 +162,12 @@ impl Reception {
             },
             None => PersonCommand::Record(person),
         };
-        store::execute(&self.persons, &person_ref, command, meta)
-            .await
-            .map_err(store::to_problem)?;
+        // A person just given their reference has no events: nothing to load.
+        let recorded = match resolved.new {
+            true => store::execute_new(&self.persons, &person_ref, command, meta).await,
+            false => store::execute(&self.persons, &person_ref, command, meta).await,
+        };
+        recorded.map_err(store::to_problem)?;
         Ok(person_ref)
     }
 

@@ -46,9 +46,12 @@ impl EventHandler for FactRecorder {
             }
         };
         match &event.payload {
+            // Usually the record's first fact.
             Payload::ReferralSubmitted(s) => {
-                let channel = Channel::from_proto(s.channel);
-                note(&s.referral_id, DischargeRecordCommand::NoteChannel(channel)).await
+                let channel = DischargeRecordCommand::NoteChannel(Channel::from_proto(s.channel));
+                store::execute_new(&self.discharges, &s.referral_id, channel, &meta)
+                    .await
+                    .map_err(store::into_anyhow)
             }
             Payload::ReferralReceived(r) => {
                 let discharge = Discharge {

@@ -84,7 +84,14 @@ impl Matcher {
             attempt,
             propose,
         };
-        let a = self.run(&r.referral_id, ask, meta).await?;
+        // A first routing usually starts the assignment: decided as new, checked by
+        // the store.
+        let a = match attempt {
+            1 => store::execute_new_and_get(&self.assignment_store, &(), &r.referral_id, ask, meta)
+                .await
+                .map_err(err)?,
+            _ => self.run(&r.referral_id, ask, meta).await?,
+        };
         // A reopened (rerouted) assignment gives the previous peer's slot back first,
         // decided on a fresh load: another step (the waitlist) may hold that peer for
         // the referral again by now.

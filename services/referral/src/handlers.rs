@@ -44,7 +44,7 @@ impl EventHandler for Handlers {
                 };
                 let receive = ReferralCommand::Receive(Box::new(received));
                 store::tolerate_refusal(
-                    store::execute(&self.cqrs, &s.referral_id, receive, &meta).await,
+                    store::execute_new(&self.cqrs, &s.referral_id, receive, &meta).await,
                 )?;
                 let submitted_at = from_timestamp(event.envelope.occurred_at.as_ref());
                 return self

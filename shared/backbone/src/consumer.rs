@@ -527,6 +527,9 @@ impl Consumer {
             applied.push(env);
             outcomes.push(Disposition::Applied);
         }
+        // The positions are always written when a handler ran, so this commit has a
+        // transaction id and waits for the disk, flushing the handlers' commands
+        // (a commit that wrote nothing would not wait, and could not mark `flush`).
         self.set_positions(&mut tx, &applied).await?;
         tx.commit().await?;
         flush.done();

@@ -9,13 +9,15 @@
 //! the command left it, with its sequence, and the next command starts from there.
 //!
 //! **Why a stale copy cannot decide a write.** A command's events are stored at the
-//! sequences that follow the state it was decided on, and the events table's primary
-//! key refuses a sequence that is taken. A copy older than the store (another
-//! instance, or another command processor in this one, wrote since) therefore makes
-//! the append conflict; the copy is forgotten and the command decided again on a
-//! fresh load. A refusal or a command that writes nothing gives the store no such
-//! chance to object, so when either comes from a copy the command is decided again on
-//! a fresh load too ([`crate::store`]'s `run`).
+//! sequences that follow the state it was decided on: the events table's primary
+//! key refuses a sequence that is taken, and the append writes nothing unless the
+//! event before its first is stored (`store`'s `append_statement`). A copy behind the
+//! store (another instance wrote since, or another command of this one that
+//! finished first) therefore makes the append conflict, and so does a copy ahead of
+//! it (the store lost an event: a crash, a restore); the copy is forgotten and the
+//! command decided again on a fresh load. A refusal or a command that writes nothing
+//! gives the store no such chance to object, so when either comes from a copy the
+//! command is decided again on a fresh load too ([`crate::store`]'s `run`).
 //!
 //! **Why a copy never holds an event a crash took back.** A consumer's commands
 //! commit without waiting for the disk (`store::flushed_by_caller`): a crash of
@@ -29,16 +31,16 @@
 //!
 //! **Shared.** Every command processor of one aggregate type over one pool and schema
 //! shares one set of copies ([`shared`]): a service makes several processors for one
-//! aggregate (the measures' recorder once per stream), and separate copies would
-//! keep conflicting with each other. A different pool (a second instance) has its
-//! own, and meets the first through the conflicts above.
+//! aggregate (intake's tasks for its API and for its consumer), and separate copies
+//! would keep conflicting with each other. A different pool (a second instance) has
+//! its own, and meets the first through the conflicts above.
 //!
 //! **Bounded.** Two generations of [`CAPACITY`] copies each: when the young one is
 //! full it becomes the old one and the old one is dropped. A copy used again moves
 //! to the young generation. Sealed stores (PHI) keep no copies: the clear values
 //! stay in memory no longer than a command.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -49,8 +51,10 @@ use sqlx::PgPool;
 /// Copies per generation, per aggregate type: a few thousand referrals in flight.
 pub const CAPACITY: usize = 4096;
 
-/// Commands decided on a kept copy (`from="recent"`) and on a load from the store
-/// (`from="store"`), per aggregate type. Labels are type names, never ids.
+/// Commands' decisions by what they were decided on: a kept copy (`from="recent"`),
+/// the assumption that the aggregate is new (`from="new"`, `store::execute_new`), or
+/// a load from the store (`from="store"`), per aggregate type. A command decided again
+/// on a load (its copy was behind) counts twice. Labels are type names, never ids.
 pub static LOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         Opts::new(
@@ -163,7 +167,7 @@ impl<A> Generations<A> {
     }
 }
 
-type Key = (Arc<sqlx::postgres::PgConnectOptions>, String, &'static str);
+type Key = (Arc<sqlx::postgres::PgConnectOptions>, String, TypeId);
 type Entry = (Key, Arc<dyn Any + Send + Sync>);
 
 /// One [`Recent`] per pool, schema and aggregate type. The key holds the pool's
@@ -171,7 +175,10 @@ type Entry = (Key, Arc<dyn Any + Send + Sync>);
 static SHARED: LazyLock<Mutex<Vec<Entry>>> = LazyLock::new(|| Mutex::new(Vec::new()));
 
 /// The copies every command processor of `A` over `pool` and `schema` shares.
-pub fn shared<A>(pool: &PgPool, schema: &str, aggregate_type: &'static str) -> Arc<Recent<A>>
+///
+/// The registry keeps an entry per pool for the life of the process (a service makes
+/// its pool once; a test process, one per test database).
+pub fn shared<A>(pool: &PgPool, schema: &str) -> Arc<Recent<A>>
 where
     A: Clone + Send + 'static,
 {
@@ -179,13 +186,13 @@ where
     let mut all = SHARED.lock().expect("not poisoned");
     let found = all
         .iter()
-        .find(|((o, s, t), _)| Arc::ptr_eq(o, &options) && s == schema && *t == aggregate_type);
+        .find(|((o, s, t), _)| Arc::ptr_eq(o, &options) && s == schema && *t == TypeId::of::<A>());
     if let Some(recent) = found.and_then(|(_, r)| r.clone().downcast::<Recent<A>>().ok()) {
         return recent;
     }
     let recent = Arc::new(Recent::<A>::new());
     all.push((
-        (options, schema.to_string(), aggregate_type),
+        (options, schema.to_string(), TypeId::of::<A>()),
         recent.clone() as Arc<dyn Any + Send + Sync>,
     ));
     recent

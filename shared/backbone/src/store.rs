@@ -129,6 +129,15 @@ impl Repository {
 /// statements. The `ORDER BY` hands the rows to the insert in sequence order, so their
 /// positions (taken as each row is inserted) keep the aggregate's order for readers.
 ///
+/// The events are written only if the one before the first of them is stored (or the
+/// first is the aggregate's first): a command decided on a state the store does not
+/// hold, including an event it no longer holds (a consumer's command that a crash of
+/// Postgres took back before it reached the disk, guarantee 1), writes nothing and
+/// is decided again, instead of leaving a gap in the aggregate's sequence. With the
+/// primary key, which refuses a sequence already taken, a command is stored exactly
+/// when it was decided on the store's latest state. One more lookup on the primary
+/// key, in the same statement.
+///
 /// `lazily`: the statement's own transaction commits without waiting for the disk
 /// (`synchronous_commit` off until its end), for [`flushed_by_caller`].
 fn append_statement(schema: &str, lazily: bool) -> String {
@@ -143,6 +152,10 @@ fn append_statement(schema: &str, lazily: bool) -> String {
          SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
          FROM unnest($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
               AS e(sequence, event_type, event_version, payload, metadata){lazily}
+         WHERE ($3::bigint[])[1] = 1
+            OR EXISTS (SELECT 1 FROM {schema}.events prior
+                       WHERE prior.aggregate_type = $1 AND prior.aggregate_id = $2
+                         AND prior.sequence = ($3::bigint[])[1] - 1)
          ORDER BY e.sequence"
     )
 }
@@ -181,8 +194,9 @@ fn flushed_later() -> Option<Flush> {
 impl Repository {
     /// Writes `events` (one aggregate's, from one command) with [`append_statement`].
     /// Another command that committed the same sequence first makes the statement
-    /// fail on the primary key: that is the optimistic lock, reported as such so the
-    /// command is retried on a fresh load.
+    /// fail on the primary key, and a missing event before the first makes it write
+    /// nothing: both are the optimistic lock, reported as such so the command is
+    /// retried on a fresh load.
     async fn append<A: Aggregate>(
         &self,
         events: &[SerializedEvent],
@@ -199,7 +213,7 @@ impl Repository {
             Ok(()) => &self.append_lazily,
             Err(_) => &self.append,
         };
-        sqlx::query(statement)
+        let written = sqlx::query(statement)
             .bind(A::TYPE)
             .bind(first.aggregate_id.as_str())
             .bind(sequences)
@@ -209,8 +223,11 @@ impl Repository {
             .bind(metadata)
             .execute(&self.pool)
             .await
-            .map(|_| ())
-            .map_err(persistence_error)
+            .map_err(persistence_error)?;
+        match written.rows_affected() {
+            0 => Err(PersistenceError::OptimisticLockError),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -349,7 +366,35 @@ where
     A::Command: Clone,
 {
     cqrs.store
-        .run(&cqrs.services, aggregate_id, command, metadata, false)
+        .run(
+            &cqrs.services,
+            aggregate_id,
+            command,
+            metadata,
+            Start::Latest,
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Executes `command` like [`execute`], for a command that usually starts its
+/// aggregate (a referral's first step in a service): with no copy kept, it is decided
+/// first on the aggregate as if it had no events, which needs no load. That is an
+/// assumption the store checks like a copy's: if the aggregate has events after all,
+/// the append takes a sequence they hold and conflicts, and a refusal or a command
+/// that writes nothing is decided again on a load.
+pub async fn execute_new<A>(
+    cqrs: &Cqrs<A>,
+    aggregate_id: &str,
+    command: A::Command,
+    metadata: &Metadata,
+) -> Result<(), AggregateError<A::Error>>
+where
+    A: Aggregate + Send + Sync + Clone,
+    A::Command: Clone,
+{
+    cqrs.store
+        .run(&cqrs.services, aggregate_id, command, metadata, Start::New)
         .await
         .map(|_| ())
 }
@@ -369,9 +414,46 @@ where
     A::Command: Clone,
 {
     let after = store
-        .run(services, aggregate_id, command, metadata, true)
+        .run(
+            services,
+            aggregate_id,
+            command,
+            metadata,
+            Start::LatestAndGet,
+        )
         .await?;
     Ok(after.expect("asked for"))
+}
+
+/// [`execute_and_get`] for a command that usually starts its aggregate, decided first
+/// as [`execute_new`] decides it.
+pub async fn execute_new_and_get<A>(
+    store: &EventStore<A>,
+    services: &A::Services,
+    aggregate_id: &str,
+    command: A::Command,
+    metadata: &Metadata,
+) -> Result<A, AggregateError<A::Error>>
+where
+    A: Aggregate + Send + Sync + Clone,
+    A::Command: Clone,
+{
+    let after = store
+        .run(services, aggregate_id, command, metadata, Start::NewAndGet)
+        .await?;
+    Ok(after.expect("asked for"))
+}
+
+/// What a command is first decided on when no copy is kept, and whether the caller
+/// wants the aggregate as the command left it.
+#[derive(Clone, Copy, PartialEq)]
+enum Start {
+    /// A load.
+    Latest,
+    LatestAndGet,
+    /// The aggregate as if it had no events (checked by the append, as a copy is).
+    New,
+    NewAndGet,
 }
 
 impl<A> EventStore<A>
@@ -380,13 +462,14 @@ where
     A::Command: Clone,
 {
     /// Decides `command` on the aggregate's latest state and stores its events; the
-    /// aggregate as it left it when `wanted`.
+    /// aggregate as it left it when `start` asks for it.
     ///
     /// The state is the copy the last command kept ([`crate::recent`]) when there is
-    /// a usable one, and a load otherwise. A copy may be older than the store (another
-    /// instance wrote since): an append decided on it conflicts, and a refusal or a
-    /// command that writes nothing, which the store cannot object to, is decided again
-    /// on a load. A conflict after a load waits a little before the next attempt
+    /// a usable one, the aggregate as if new when `start` says so, and a load
+    /// otherwise. A copy (or the assumption) may be behind the store (another instance
+    /// wrote since): an append decided on it conflicts, and a refusal or a command
+    /// that writes nothing, which the store cannot object to, is decided again on a
+    /// load. A conflict after a load waits a little before the next attempt
     /// ([`CONFLICT`]); one after a copy is retried on a load at once.
     async fn run(
         &self,
@@ -394,13 +477,27 @@ where
         aggregate_id: &str,
         command: A::Command,
         metadata: &Metadata,
-        wanted: bool,
+        start: Start,
     ) -> Result<Option<A>, AggregateError<A::Error>> {
         use cqrs_es::EventStore as _;
+        let wanted = matches!(start, Start::LatestAndGet | Start::NewAndGet);
         let mut retries = CONFLICT.start();
-        let mut copies = self.recent.as_ref();
+        // Whether the state may come from somewhere the store has not confirmed (a
+        // copy, or the assumption of a new aggregate); after such a state was
+        // found behind, only a load.
+        let mut unconfirmed = true;
         loop {
-            let copy = copies.and_then(|r| r.get(aggregate_id));
+            let copy = match unconfirmed {
+                true => self.recent.as_ref().and_then(|r| r.get(aggregate_id)),
+                false => None,
+            };
+            let (from, copy) = match copy {
+                Some(copy) => ("recent", Some(copy)),
+                None if unconfirmed && matches!(start, Start::New | Start::NewAndGet) => {
+                    ("new", Some((A::default(), 0)))
+                }
+                None => ("store", None),
+            };
             let from_copy = copy.is_some();
             let (mut aggregate, sequence) = match copy {
                 Some(copy) => copy,
@@ -409,14 +506,12 @@ where
                     (ctx.aggregate, ctx.current_sequence)
                 }
             };
-            recent::LOADS
-                .with_label_values(&[A::TYPE, if from_copy { "recent" } else { "store" }])
-                .inc();
+            recent::LOADS.with_label_values(&[A::TYPE, from]).inc();
             let sink = cqrs_es::event_sink::EventSink::<A>::default();
             let decided = aggregate.handle(command.clone(), services, &sink).await;
             let events = sink.collect().await;
             if from_copy && (decided.is_err() || events.is_empty()) {
-                copies = None;
+                unconfirmed = false;
                 continue;
             }
             decided.map_err(AggregateError::UserError)?;
@@ -450,7 +545,7 @@ where
                         recent.forget(aggregate_id);
                     }
                     match e {
-                        AggregateError::AggregateConflict if from_copy => copies = None,
+                        AggregateError::AggregateConflict if from_copy => unconfirmed = false,
                         AggregateError::AggregateConflict if retries.attempts() < 8 => {
                             retries.wait().await
                         }
@@ -532,7 +627,7 @@ pub fn event_store<A>(pool: PgPool, schema: &str) -> EventStore<A>
 where
     A: Aggregate + Clone + Send + Sync + 'static,
 {
-    let recent = recent::shared::<A>(&pool, schema, A::TYPE);
+    let recent = recent::shared::<A>(&pool, schema);
     EventStore {
         inner: repository_store(pool, schema, None),
         recent: Some(recent),

@@ -789,6 +789,154 @@ async fn a_command_starts_from_the_kept_copy_and_a_stale_copy_never_decides() {
         .count("SELECT count(*) FROM demo.events WHERE aggregate_type = 'Seat' AND event_type = 'Taken'")
         .await;
     assert_eq!(taken, 2);
+
+    // A command that writes nothing on the stale copy is decided again too: here the
+    // copy says free, the other instance took the seat since, so freeing it writes.
+    store::execute(&seats_here, "s", SeatCommand::Free, &meta)
+        .await
+        .unwrap();
+    store::execute(&seats_there, "s", SeatCommand::Take, &meta)
+        .await
+        .unwrap();
+    let loads = careloop_backbone::recent::LOADS
+        .with_label_values(&["Seat", "store"])
+        .get();
+    store::execute(&seats_here, "s", SeatCommand::Free, &meta)
+        .await
+        .unwrap();
+    let freed = f
+        .count("SELECT count(*) FROM demo.events WHERE aggregate_type = 'Seat' AND event_type = 'Freed'")
+        .await;
+    assert_eq!(
+        freed, 3,
+        "the no-op on the stale copy was decided again on the store"
+    );
+    assert_eq!(
+        careloop_backbone::recent::LOADS
+            .with_label_values(&["Seat", "store"])
+            .get(),
+        loads + 1,
+        "the instances keep copies of their own: the stale one was found behind"
+    );
+    drop(f.env);
+}
+
+/// Commands decided on the assumption that `aggregate` was new, so far.
+fn assumed_new(aggregate: &str) -> u64 {
+    careloop_backbone::recent::LOADS
+        .with_label_values(&[aggregate, "new"])
+        .get()
+}
+
+/// Guarantee 1 with `store::execute_new`: a command that usually starts its aggregate
+/// is decided first as if the aggregate had no events, without a load, and the
+/// store checks that assumption as it checks a copy. On an aggregate that has events
+/// (written by another instance, so no copy here knows them) the append conflicts
+/// and the command is decided again on a load (nothing lost, no sequence taken
+/// twice), and a refusal decided on the assumption is decided again (the seat taken
+/// elsewhere stays taken: the refusal stands, decided on the store).
+#[tokio::test]
+async fn a_command_decided_as_new_is_checked_by_the_store() {
+    use careloop_backbone::store;
+    let f = fixture().await;
+    let other_pool = db::pool(&f.env.settings.database_url, &f.env.settings.database).unwrap();
+    let meta = store::Metadata::new("test");
+    let here = store::cqrs::<Tally>(f.bb.pool.clone(), SCHEMA, ());
+    let there = store::cqrs::<Tally>(other_pool.clone(), SCHEMA, ());
+
+    let assumed = assumed_new("Tally");
+    store::execute_new(&here, "fresh", 2, &meta).await.unwrap();
+    assert_eq!(assumed_new("Tally"), assumed + 1, "decided without a load");
+
+    store::execute(&there, "old", 2, &meta).await.unwrap();
+    store::execute_new(&here, "old", 1, &meta).await.unwrap();
+    let stored: Vec<(i64, serde_json::Value)> = sqlx::query_as(
+        "SELECT sequence, payload::jsonb FROM demo.events
+         WHERE aggregate_type = 'Tally' AND aggregate_id = 'old' ORDER BY sequence",
+    )
+    .fetch_all(&f.bb.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        stored,
+        [
+            (1, serde_json::json!({"n": 1})),
+            (2, serde_json::json!({"n": 2})),
+            (3, serde_json::json!({"n": 3}))
+        ],
+        "decided again on the events the other instance wrote"
+    );
+
+    let seats_here = store::cqrs::<Seat>(f.bb.pool.clone(), SCHEMA, ());
+    let seats_there = store::cqrs::<Seat>(other_pool, SCHEMA, ());
+    store::execute(&seats_there, "s", SeatCommand::Take, &meta)
+        .await
+        .unwrap();
+    store::execute_new(&seats_here, "s", SeatCommand::Free, &meta)
+        .await
+        .unwrap();
+    let freed = f
+        .count("SELECT count(*) FROM demo.events WHERE aggregate_type = 'Seat' AND event_type = 'Freed'")
+        .await;
+    assert_eq!(
+        freed, 1,
+        "a no-op on the assumed-new seat was decided again on the store"
+    );
+    drop(f.env);
+}
+
+/// Guarantee 1: a command decided on an event the store no longer holds (a
+/// consumer's command that a crash of Postgres took back before it reached the disk,
+/// or a copy kept from before a restore) writes nothing and is decided again: the
+/// append is written only right after the event before it, so the aggregate's
+/// sequence never has a gap. Here the last event is taken back after a command's
+/// load, and again after a durable command kept its copy.
+#[tokio::test]
+async fn a_command_decided_on_an_event_the_store_lost_writes_nothing() {
+    use careloop_backbone::store;
+    use cqrs_es::{AggregateError, EventStore};
+    let f = fixture().await;
+    let meta = store::Metadata::new("test");
+    let tallies = store::cqrs::<Tally>(f.bb.pool.clone(), SCHEMA, ());
+    let plain = store::event_store::<Tally>(f.bb.pool.clone(), SCHEMA);
+    let take_back_last = || async {
+        let mut tx = f.bb.pool.begin().await.unwrap();
+        for statement in [
+            "ALTER TABLE demo.events DISABLE TRIGGER events_append_only",
+            "DELETE FROM demo.events WHERE aggregate_type = 'Tally' AND sequence =
+                 (SELECT max(sequence) FROM demo.events WHERE aggregate_type = 'Tally')",
+            "ALTER TABLE demo.events ENABLE TRIGGER events_append_only",
+        ] {
+            sqlx::query(statement).execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    };
+    let sequences = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT sequence FROM demo.events WHERE aggregate_type = 'Tally' ORDER BY sequence",
+        )
+        .fetch_all(&f.bb.pool)
+        .await
+        .unwrap()
+    };
+
+    store::execute(&tallies, "t", 3, &meta).await.unwrap();
+    let loaded = plain.load_aggregate("t").await.unwrap();
+    take_back_last().await;
+    let refused = plain
+        .commit(vec![Counted { n: 4 }], loaded, meta.to_map())
+        .await;
+    assert!(
+        matches!(refused, Err(AggregateError::AggregateConflict)),
+        "decided on the lost event: {refused:?}"
+    );
+    assert_eq!(sequences().await, [1, 2], "nothing written after the gap");
+
+    store::execute(&tallies, "t", 1, &meta).await.unwrap();
+    take_back_last().await;
+    store::execute(&tallies, "t", 1, &meta).await.unwrap();
+    assert_eq!(sequences().await, [1, 2, 3], "no gap");
+    assert_eq!(store::load(&plain, "t").await.unwrap().counted, 3);
     drop(f.env);
 }
 

@@ -82,8 +82,15 @@ impl EventHandler for TaskMirror {
             },
         };
         let meta = event.metadata(crate::SERVICE);
-        store::execute(&self.tasks, &referral_id, command, &meta)
-            .await
-            .map_err(store::into_anyhow)
+        // A referral's task starts with its first status, received.
+        let starts = matches!(
+            &command,
+            TaskCommand::MirrorStatus { change, .. } if change.status == ReferralStatus::Received
+        );
+        let executed = match starts {
+            true => store::execute_new(&self.tasks, &referral_id, command, &meta).await,
+            false => store::execute(&self.tasks, &referral_id, command, &meta).await,
+        };
+        executed.map_err(store::into_anyhow)
     }
 }
