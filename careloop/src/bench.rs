@@ -159,9 +159,9 @@ struct Measured {
     replay: Vec<(String, usize, f64)>,
     /// Per consumer, over the load and its drain: messages and busy seconds.
     consumers: Vec<(String, u64, f64)>,
-    /// Commands of the load and drain by aggregate type: started from a kept copy,
-    /// and from a load.
-    started_from: Vec<(String, u64, u64)>,
+    /// Decisions of the load and drain by aggregate type: on a kept copy, as new,
+    /// and on a load.
+    started_from: Vec<(String, u64, u64, u64)>,
     rss_mb: f64,
 }
 
@@ -362,15 +362,15 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
     let drained_after = started.elapsed();
     let consumers = consumer_busy(&before);
     let started_after = started_from();
-    let mut started_from: Vec<(String, u64, u64)> = started_after
+    let mut started_from: Vec<(String, u64, u64, u64)> = started_after
         .into_iter()
-        .map(|(aggregate, copies, loads)| {
+        .map(|(aggregate, copies, new, loads)| {
             let before = started_before.iter().find(|r| r.0 == aggregate);
-            let (c, l) = before.map_or((0, 0), |r| (r.1, r.2));
-            (aggregate, copies - c, loads - l)
+            let (c, n, l) = before.map_or((0, 0, 0), |r| (r.1, r.2, r.3));
+            (aggregate, copies - c, new - n, loads - l)
         })
         .collect();
-    started_from.sort_by_key(|r| std::cmp::Reverse(r.2));
+    started_from.sort_by_key(|r| std::cmp::Reverse(r.3));
 
     // End to end, one at a time, at idle.
     let mut idle = Vec::new();
@@ -769,10 +769,10 @@ fn consumer_busy(before: &[(String, u64, f64)]) -> Vec<(String, u64, f64)> {
     out
 }
 
-/// Commands so far by aggregate type: started from the copy the last command kept,
-/// and from a load (`careloop_command_loads_total`).
-fn started_from() -> Vec<(String, u64, u64)> {
-    let mut out: Vec<(String, u64, u64)> = Vec::new();
+/// Commands' decisions so far by aggregate type: on the copy the last command kept,
+/// on the aggregate as new, and on a load (`careloop_command_loads_total`).
+fn started_from() -> Vec<(String, u64, u64, u64)> {
+    let mut out: Vec<(String, u64, u64, u64)> = Vec::new();
     for family in prometheus::gather() {
         if family.name() != "careloop_command_loads_total" {
             continue;
@@ -789,14 +789,14 @@ fn started_from() -> Vec<(String, u64, u64)> {
             let row = match out.iter_mut().position(|r| r.0 == aggregate) {
                 Some(i) => &mut out[i],
                 None => {
-                    out.push((aggregate, 0, 0));
+                    out.push((aggregate, 0, 0, 0));
                     out.last_mut().expect("just pushed")
                 }
             };
-            if label("from") == "recent" {
-                row.1 += n;
-            } else {
-                row.2 += n;
+            match label("from").as_str() {
+                "recent" => row.1 += n,
+                "new" => row.2 += n,
+                _ => row.3 += n,
             }
         }
     }
@@ -881,16 +881,20 @@ fn print_table(floor: f64, m: &Measured, o: &BenchOptions) {
         );
     }
     let copies: u64 = m.started_from.iter().map(|r| r.1).sum();
-    let loads: u64 = m.started_from.iter().map(|r| r.2).sum();
+    let new: u64 = m.started_from.iter().map(|r| r.2).sum();
+    let loads: u64 = m.started_from.iter().map(|r| r.3).sum();
+    let all = copies + new + loads;
     let by_aggregate: Vec<String> = m
         .started_from
         .iter()
-        .map(|(aggregate, c, l)| format!("{aggregate} {l} of {}", c + l))
+        .filter(|r| r.1 + r.2 + r.3 > 0)
+        .map(|(aggregate, c, n, l)| format!("{aggregate} {l} of {}", c + n + l))
         .collect();
     println!(
-        "| commands during load and drain started from the copy the last command kept | {copies} of {} ({:.0}%); loaded: {} |",
-        copies + loads,
-        pct(copies as f64, (copies + loads) as f64),
+        "| commands' decisions during load and drain: on the copy the last command kept / as new / on a load | {copies} ({:.0}%) / {new} ({:.0}%) / {loads} ({:.0}%) of {all}; loads: {} |",
+        pct(copies as f64, all as f64),
+        pct(new as f64, all as f64),
+        pct(loads as f64, all as f64),
         by_aggregate.join(", ")
     );
     for (name, n, rate) in &m.replay {
