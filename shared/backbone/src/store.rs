@@ -134,9 +134,11 @@ impl Repository {
 /// hold, including an event it no longer holds (a consumer's command that a crash of
 /// Postgres took back before it reached the disk, guarantee 1), writes nothing and
 /// is decided again, instead of leaving a gap in the aggregate's sequence. With the
-/// primary key, which refuses a sequence already taken, a command is stored exactly
-/// when it was decided on the store's latest state. One more lookup on the primary
-/// key, in the same statement.
+/// primary key, which refuses a sequence already taken, a command is stored only when
+/// it was decided at the store's latest sequence. (Sequences, not contents: a state
+/// holding an event the store lost, whose sequence another writer has taken since
+/// with a different event, would pass; docs/operations.md says when that can be.)
+/// One more lookup on the primary key, in the same statement.
 ///
 /// `lazily`: the statement's own transaction commits without waiting for the disk
 /// (`synchronous_commit` off until its end), for [`flushed_by_caller`].
