@@ -28,6 +28,10 @@ const EFFECTS: &[Migration] = &[
         sql: "CREATE TABLE {schema}.commands (n bigserial PRIMARY KEY, aggregate_id text NOT NULL,
           sequence bigint NOT NULL)",
     },
+    Migration {
+        name: "0003_doomed",
+        sql: "CREATE TABLE {schema}.doomed (n int UNIQUE DEFERRABLE INITIALLY DEFERRED)",
+    },
 ];
 
 /// Maps every "Ping" event to an integration event carrying its aggregate id.
@@ -1001,6 +1005,97 @@ async fn what_a_consumers_command_wrote_is_not_reused_before_its_commit() {
             .counted,
         4
     );
+    drop(f.env);
+}
+
+/// Runs a Tally command for each event's aggregate, as a service's handler runs its
+/// commands; for aggregate "doomed" it also writes, in the consumer's transaction,
+/// two rows that a deferred unique constraint refuses, so the consumer's commit
+/// fails after the command committed.
+struct TallyThenMaybeFail {
+    tallies: Arc<careloop_backbone::Cqrs<Tally>>,
+}
+
+#[async_trait::async_trait]
+impl EventHandler for TallyThenMaybeFail {
+    async fn handle(&self, event: &Incoming, tx: &mut PgConnection) -> anyhow::Result<()> {
+        use careloop_backbone::store;
+        let id = &event.envelope.aggregate_id;
+        store::execute(&self.tallies, id, 1, &store::Metadata::new("test"))
+            .await
+            .map_err(store::into_anyhow)?;
+        if id == "doomed" {
+            sqlx::query("INSERT INTO demo.doomed (n) VALUES (1), (1)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Guarantee 1 with the kept copies, through the consumer: the copy of what a
+/// handler's command wrote becomes usable only once the consumer's own commit has
+/// succeeded (`Flush::done` after `commit`), never when that commit fails.
+#[tokio::test]
+async fn a_consumers_failed_commit_leaves_its_commands_copies_unused() {
+    use careloop_backbone::store;
+    let f = fixture().await;
+    append(&f.bb.pool, "fine", 1, 1).await;
+    append(&f.bb.pool, "doomed", 1, 1).await;
+    publish(&f.relay(), 2).await;
+    let tallies = store::cqrs::<Tally>(f.bb.pool.clone(), SCHEMA, ());
+    let consumer = Consumer::new(
+        f.bb.pool.clone(),
+        f.bb.stream.clone(),
+        "demo",
+        SCHEMA,
+        "demo",
+        Arc::new(TallyThenMaybeFail {
+            tallies: tallies.clone(),
+        }),
+    )
+    .max_deliver(3);
+    let messages = pull(&consumer, 2).await;
+    let meta = store::Metadata::new("test");
+    for (subject, bytes) in &messages {
+        let env = <careloop_events::v1::Envelope as prost::Message>::decode(&bytes[..]).unwrap();
+        let delivery = Delivery {
+            subject,
+            bytes,
+            delivered: 1,
+            in_stream_for: Duration::ZERO,
+        };
+        let outcome = consumer.process_batch(&[delivery]).await;
+        let (copies, loads) = (
+            from_copies("Tally"),
+            careloop_backbone::recent::LOADS
+                .with_label_values(&["Tally", "store"])
+                .get(),
+        );
+        store::execute(&tallies, &env.aggregate_id, 1, &meta)
+            .await
+            .unwrap();
+        if env.aggregate_id == "doomed" {
+            assert!(
+                matches!(outcome[..], [Disposition::Failed(_)]),
+                "{outcome:?}"
+            );
+            assert_eq!(
+                careloop_backbone::recent::LOADS
+                    .with_label_values(&["Tally", "store"])
+                    .get(),
+                loads + 1,
+                "decided on a load: the consumer's commit failed"
+            );
+        } else {
+            assert_eq!(outcome, [Disposition::Applied]);
+            assert_eq!(
+                from_copies("Tally"),
+                copies + 1,
+                "the committed batch's copy is used"
+            );
+        }
+    }
     drop(f.env);
 }
 
