@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use careloop_backbone::store::{self, Cqrs};
+use careloop_backbone::store::{self, Cqrs, Start};
 use careloop_backbone::{EventHandler, Incoming};
 use careloop_events::{Payload, Priority, ReferralStatus, from_timestamp};
 use sqlx::PgConnection;
@@ -44,7 +44,8 @@ impl EventHandler for Handlers {
                 // Usually the plan's first event (a reassignment moves a plan).
                 let command = FollowUpCommand::Start(Box::new(start));
                 store::tolerate_refusal(
-                    store::execute_new(&self.cqrs, &a.referral_id, command, &meta).await,
+                    store::execute_from(&self.cqrs, &a.referral_id, command, &meta, Start::New)
+                        .await,
                 )?;
                 self.readmissions
                     .plan_started(&a.person_ref, &a.referral_id, discharged_at, &meta)

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use careloop_backbone::Metadata;
-use careloop_backbone::store::{self, Cqrs};
+use careloop_backbone::store::{self, Cqrs, Start};
 use careloop_web::Problem;
 use chrono::{DateTime, Utc};
 use cqrs_es::AggregateError;
@@ -115,11 +115,12 @@ impl Reception {
         let submitted = referral.submitted_for(person_ref);
         let id = submitted.referral_id.clone();
         // A discharge is usually referred once: decided as new, checked by the store.
-        let result = store::execute_new(
+        let result = store::execute_from(
             &self.submissions,
             &id,
             SubmissionCommand::Submit(Box::new(submitted)),
             meta,
+            Start::New,
         )
         .await;
         let duplicate = match result {
@@ -163,11 +164,10 @@ impl Reception {
             None => PersonCommand::Record(person),
         };
         // A person just given their reference has no events: nothing to load.
-        let recorded = match resolved.new {
-            true => store::execute_new(&self.persons, &person_ref, command, meta).await,
-            false => store::execute(&self.persons, &person_ref, command, meta).await,
-        };
-        recorded.map_err(store::to_problem)?;
+        let start = Start::new_when(resolved.new);
+        store::execute_from(&self.persons, &person_ref, command, meta, start)
+            .await
+            .map_err(store::to_problem)?;
         Ok(person_ref)
     }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use careloop_backbone::store::{self, Cqrs};
+use careloop_backbone::store::{self, Cqrs, Start};
 use careloop_backbone::{EventHandler, Incoming};
 use careloop_events::{Channel, Payload, from_timestamp};
 use sqlx::PgConnection;
@@ -49,7 +49,7 @@ impl EventHandler for FactRecorder {
             // Usually the record's first fact.
             Payload::ReferralSubmitted(s) => {
                 let channel = DischargeRecordCommand::NoteChannel(Channel::from_proto(s.channel));
-                store::execute_new(&self.discharges, &s.referral_id, channel, &meta)
+                store::execute_from(&self.discharges, &s.referral_id, channel, &meta, Start::New)
                     .await
                     .map_err(store::into_anyhow)
             }

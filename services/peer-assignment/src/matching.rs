@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use careloop_backbone::store::{self, Cqrs, EventStore};
+use careloop_backbone::store::{self, Cqrs, EventStore, Start};
 use careloop_backbone::{EventHandler, Incoming, Metadata};
 use careloop_config::MatchWeights;
 use careloop_events::{Payload, Priority, ReferralStatus, from_timestamp, v1};
@@ -86,12 +86,17 @@ impl Matcher {
         };
         // A first routing usually starts the assignment: decided as new, checked by
         // the store.
-        let a = match attempt {
-            1 => store::execute_new_and_get(&self.assignment_store, &(), &r.referral_id, ask, meta)
-                .await
-                .map_err(err)?,
-            _ => self.run(&r.referral_id, ask, meta).await?,
-        };
+        let start = Start::new_when(attempt == 1);
+        let a = store::execute_and_get(
+            &self.assignment_store,
+            &(),
+            &r.referral_id,
+            ask,
+            meta,
+            start,
+        )
+        .await
+        .map_err(err)?;
         // A reopened (rerouted) assignment gives the previous peer's slot back first,
         // decided on a fresh load: another step (the waitlist) may hold that peer for
         // the referral again by now.
@@ -271,6 +276,7 @@ impl Matcher {
                         referral_id,
                         confirm,
                         meta,
+                        Start::Latest,
                     )
                     .await;
                     a = match confirmed {
@@ -355,9 +361,16 @@ impl Matcher {
         cmd: AssignmentCommand,
         meta: &Metadata,
     ) -> anyhow::Result<Assignment> {
-        store::execute_and_get(&self.assignment_store, &(), referral_id, cmd, meta)
-            .await
-            .map_err(err)
+        store::execute_and_get(
+            &self.assignment_store,
+            &(),
+            referral_id,
+            cmd,
+            meta,
+            Start::Latest,
+        )
+        .await
+        .map_err(err)
     }
 
     /// Frees the slot the assignment released, if any, decided on a fresh load.

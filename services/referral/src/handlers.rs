@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use careloop_backbone::store::{self, Cqrs};
+use careloop_backbone::store::{self, Cqrs, Start};
 use careloop_backbone::{EventHandler, Incoming};
 use careloop_config::DueTimes;
 use careloop_events::{ContactOutcome, Payload, PlanOutcome, Priority, from_timestamp};
@@ -44,7 +44,8 @@ impl EventHandler for Handlers {
                 };
                 let receive = ReferralCommand::Receive(Box::new(received));
                 store::tolerate_refusal(
-                    store::execute_new(&self.cqrs, &s.referral_id, receive, &meta).await,
+                    store::execute_from(&self.cqrs, &s.referral_id, receive, &meta, Start::New)
+                        .await,
                 )?;
                 let submitted_at = from_timestamp(event.envelope.occurred_at.as_ref());
                 return self

@@ -52,14 +52,14 @@ use sqlx::PgPool;
 pub const CAPACITY: usize = 4096;
 
 /// Commands' decisions by what they were decided on: a kept copy (`from="recent"`),
-/// the assumption that the aggregate is new (`from="new"`, `store::execute_new`), or
+/// the assumption that the aggregate is new (`from="new"`, `store::Start::New`), or
 /// a load from the store (`from="store"`), per aggregate type. A command decided again
 /// on a load (its copy was behind) counts twice. Labels are type names, never ids.
 pub static LOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         Opts::new(
             "careloop_command_loads_total",
-            "Commands by where their aggregate came from: a copy kept from the last command, or the store"
+            "Commands' decisions by what they were decided on: a copy kept from the last command, the aggregate as new, or a load"
         ),
         &["aggregate", "from"]
     )
@@ -82,22 +82,22 @@ impl Flush {
     }
 }
 
-struct Copy<A> {
+struct Kept<A> {
     state: A,
     sequence: usize,
     /// `None`: written durably. `Some`: usable once that flush is done.
     flush: Option<Flush>,
 }
 
-impl<A> Copy<A> {
+impl<A> Kept<A> {
     fn usable(&self) -> bool {
         self.flush.as_ref().is_none_or(Flush::is_done)
     }
 }
 
 struct Generations<A> {
-    young: HashMap<String, Copy<A>>,
-    old: HashMap<String, Copy<A>>,
+    young: HashMap<String, Kept<A>>,
+    old: HashMap<String, Kept<A>>,
 }
 
 /// The copies of one aggregate type's recently written aggregates.
@@ -139,7 +139,7 @@ impl<A: Clone> Recent<A> {
             .is_some_and(|c| c.sequence > sequence);
         if !later {
             g.old.remove(id);
-            let copy = Copy {
+            let copy = Kept {
                 state,
                 sequence,
                 flush,
@@ -159,7 +159,7 @@ impl<A> Recent<A> {
 }
 
 impl<A> Generations<A> {
-    fn keep(&mut self, id: String, copy: Copy<A>) {
+    fn keep(&mut self, id: String, copy: Kept<A>) {
         if self.young.len() >= CAPACITY && !self.young.contains_key(&id) {
             self.old = std::mem::take(&mut self.young);
         }

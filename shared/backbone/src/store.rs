@@ -211,9 +211,9 @@ impl Repository {
         let versions: Vec<&str> = events.iter().map(|e| e.event_version.as_str()).collect();
         let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
         let metadata: Vec<&serde_json::Value> = events.iter().map(|e| &e.metadata).collect();
-        let statement = match FLUSHED_BY_CALLER.try_with(|_| ()) {
-            Ok(()) => &self.append_lazily,
-            Err(_) => &self.append,
+        let statement = match flushed_later() {
+            Some(_) => &self.append_lazily,
+            None => &self.append,
         };
         let written = sqlx::query(statement)
             .bind(A::TYPE)
@@ -367,95 +367,74 @@ where
     A: Aggregate + Send + Sync + Clone,
     A::Command: Clone,
 {
-    cqrs.store
-        .run(
-            &cqrs.services,
-            aggregate_id,
-            command,
-            metadata,
-            Start::Latest,
-        )
-        .await
-        .map(|_| ())
+    execute_from(cqrs, aggregate_id, command, metadata, Start::Latest).await
 }
 
-/// Executes `command` like [`execute`], for a command that usually starts its
-/// aggregate (a referral's first step in a service): with no copy kept, it is decided
-/// first on the aggregate as if it had no events, which needs no load. That is an
-/// assumption the store checks like a copy's: if the aggregate has events after all,
-/// the append takes a sequence they hold and conflicts, and a refusal or a command
-/// that writes nothing is decided again on a load.
-pub async fn execute_new<A>(
+/// Executes `command` like [`execute`], first decided on what `start` says when no
+/// copy is kept: [`Start::New`] for a command that usually starts its aggregate.
+pub async fn execute_from<A>(
     cqrs: &Cqrs<A>,
     aggregate_id: &str,
     command: A::Command,
     metadata: &Metadata,
+    start: Start,
 ) -> Result<(), AggregateError<A::Error>>
 where
     A: Aggregate + Send + Sync + Clone,
     A::Command: Clone,
 {
     cqrs.store
-        .run(&cqrs.services, aggregate_id, command, metadata, Start::New)
+        .run(
+            &cqrs.services,
+            aggregate_id,
+            command,
+            metadata,
+            start,
+            false,
+        )
         .await
         .map(|_| ())
 }
 
-/// Executes `command` like [`execute`] and returns the aggregate as the command left
-/// it (its events applied), so that a saga deciding its next step needs no second
-/// load.
+/// Executes `command` like [`execute_from`] and returns the aggregate as the command
+/// left it (its events applied), so that a saga deciding its next step needs no
+/// second load.
 pub async fn execute_and_get<A>(
     store: &EventStore<A>,
     services: &A::Services,
     aggregate_id: &str,
     command: A::Command,
     metadata: &Metadata,
+    start: Start,
 ) -> Result<A, AggregateError<A::Error>>
 where
     A: Aggregate + Send + Sync + Clone,
     A::Command: Clone,
 {
     let after = store
-        .run(
-            services,
-            aggregate_id,
-            command,
-            metadata,
-            Start::LatestAndGet,
-        )
+        .run(services, aggregate_id, command, metadata, start, true)
         .await?;
     Ok(after.expect("asked for"))
 }
 
-/// [`execute_and_get`] for a command that usually starts its aggregate, decided first
-/// as [`execute_new`] decides it.
-pub async fn execute_new_and_get<A>(
-    store: &EventStore<A>,
-    services: &A::Services,
-    aggregate_id: &str,
-    command: A::Command,
-    metadata: &Metadata,
-) -> Result<A, AggregateError<A::Error>>
-where
-    A: Aggregate + Send + Sync + Clone,
-    A::Command: Clone,
-{
-    let after = store
-        .run(services, aggregate_id, command, metadata, Start::NewAndGet)
-        .await?;
-    Ok(after.expect("asked for"))
-}
-
-/// What a command is first decided on when no copy is kept, and whether the caller
-/// wants the aggregate as the command left it.
-#[derive(Clone, Copy, PartialEq)]
-enum Start {
-    /// A load.
+/// What a command is first decided on when no copy of its aggregate is kept.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Start {
+    /// A load: the aggregate's latest state.
     Latest,
-    LatestAndGet,
-    /// The aggregate as if it had no events (checked by the append, as a copy is).
+    /// The aggregate as if it had no events, with no load: for a command that
+    /// usually starts its aggregate (a referral's first step in a service). The store
+    /// checks that assumption as it checks a copy: if the aggregate has events after
+    /// all, the append conflicts, and a refusal or a command that writes nothing is
+    /// decided again on a load.
     New,
-    NewAndGet,
+}
+
+impl Start {
+    /// [`Start::New`] when `new`, else [`Start::Latest`].
+    pub fn new_when(new: bool) -> Start {
+        if new { Start::New } else { Start::Latest }
+    }
 }
 
 impl<A> EventStore<A>
@@ -464,7 +443,7 @@ where
     A::Command: Clone,
 {
     /// Decides `command` on the aggregate's latest state and stores its events; the
-    /// aggregate as it left it when `start` asks for it.
+    /// aggregate as it left it when `wanted`.
     ///
     /// The state is the copy the last command kept ([`crate::recent`]) when there is
     /// a usable one, the aggregate as if new when `start` says so, and a load
@@ -480,32 +459,30 @@ where
         command: A::Command,
         metadata: &Metadata,
         start: Start,
+        wanted: bool,
     ) -> Result<Option<A>, AggregateError<A::Error>> {
         use cqrs_es::EventStore as _;
-        let wanted = matches!(start, Start::LatestAndGet | Start::NewAndGet);
         let mut retries = CONFLICT.start();
-        // Whether the state may come from somewhere the store has not confirmed (a
-        // copy, or the assumption of a new aggregate); after such a state was
-        // found behind, only a load.
+        // Whether the state may still come from what the store has not confirmed (a
+        // copy, or the assumption of a new aggregate); once such a state was found
+        // behind, only loads.
         let mut unconfirmed = true;
         loop {
-            let copy = match unconfirmed {
-                true => self.recent.as_ref().and_then(|r| r.get(aggregate_id)),
+            let unchecked = match unconfirmed {
+                true => self
+                    .recent
+                    .as_ref()
+                    .and_then(|r| r.get(aggregate_id))
+                    .map(|kept| ("recent", kept))
+                    .or_else(|| (start == Start::New).then(|| ("new", (A::default(), 0)))),
                 false => None,
             };
-            let (from, copy) = match copy {
-                Some(copy) => ("recent", Some(copy)),
-                None if unconfirmed && matches!(start, Start::New | Start::NewAndGet) => {
-                    ("new", Some((A::default(), 0)))
-                }
-                None => ("store", None),
-            };
-            let from_copy = copy.is_some();
-            let (mut aggregate, sequence) = match copy {
-                Some(copy) => copy,
+            let from_copy = unchecked.is_some();
+            let (from, (mut aggregate, sequence)) = match unchecked {
+                Some(state) => state,
                 None => {
                     let ctx = self.inner.load_aggregate(aggregate_id).await?;
-                    (ctx.aggregate, ctx.current_sequence)
+                    ("store", (ctx.aggregate, ctx.current_sequence))
                 }
             };
             recent::LOADS.with_label_values(&[A::TYPE, from]).inc();
@@ -533,14 +510,9 @@ where
                     let Some(recent) = &self.recent else {
                         return Ok(wanted.then_some(aggregate));
                     };
-                    let flush = flushed_later();
-                    if wanted {
-                        let kept = aggregate.clone();
-                        recent.keep(aggregate_id, kept, sequence + written, flush);
-                        return Ok(Some(aggregate));
-                    }
-                    recent.keep(aggregate_id, aggregate, sequence + written, flush);
-                    return Ok(None);
+                    let returned = wanted.then(|| aggregate.clone());
+                    recent.keep(aggregate_id, aggregate, sequence + written, flushed_later());
+                    return Ok(returned);
                 }
                 Err(e) => {
                     if let Some(recent) = &self.recent {

@@ -730,11 +730,48 @@ impl cqrs_es::Aggregate for Seat {
     }
 }
 
-/// Commands decided on the copy `aggregate`'s last command kept, so far.
-fn from_copies(aggregate: &str) -> u64 {
+/// Decisions of `aggregate`'s commands so far made on `from`: `recent` (the copy the
+/// last command kept), `new` or `store` (`careloop_command_loads_total`).
+fn decided_on(aggregate: &str, from: &str) -> u64 {
     careloop_backbone::recent::LOADS
-        .with_label_values(&[aggregate, "recent"])
+        .with_label_values(&[aggregate, from])
         .get()
+}
+
+/// The Tally events stored for aggregate `id`: (sequence, payload), in order.
+async fn stored_tallies(pool: &PgPool, id: &str) -> Vec<(i64, serde_json::Value)> {
+    sqlx::query_as(
+        "SELECT sequence, payload::jsonb FROM demo.events
+         WHERE aggregate_type = 'Tally' AND aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// Deletes Tally `id`'s last event, as a crash of Postgres takes back a commit that
+/// had not reached the disk (the append-only guard lifted for it).
+async fn take_back_last_tally(pool: &PgPool, id: &str) {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("ALTER TABLE demo.events DISABLE TRIGGER events_append_only")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "DELETE FROM demo.events WHERE aggregate_type = 'Tally' AND aggregate_id = $1
+           AND sequence = (SELECT max(sequence) FROM demo.events
+                           WHERE aggregate_type = 'Tally' AND aggregate_id = $1)",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query("ALTER TABLE demo.events ENABLE TRIGGER events_append_only")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
 }
 
 /// Guarantee 1 with the kept copies (`recent`): a command starts from the aggregate
@@ -753,23 +790,17 @@ async fn a_command_starts_from_the_kept_copy_and_a_stale_copy_never_decides() {
     let there = store::cqrs::<Tally>(other_pool.clone(), SCHEMA, ());
 
     store::execute(&here, "t", 1, &meta).await.unwrap();
-    let copies = from_copies("Tally");
+    let copies = decided_on("Tally", "recent");
     store::execute(&here, "t", 1, &meta).await.unwrap();
     assert_eq!(
-        from_copies("Tally"),
+        decided_on("Tally", "recent"),
         copies + 1,
         "the second command skipped the load"
     );
 
     store::execute(&there, "t", 1, &meta).await.unwrap();
     store::execute(&here, "t", 1, &meta).await.unwrap();
-    let stored: Vec<(i64, serde_json::Value)> = sqlx::query_as(
-        "SELECT sequence, payload::jsonb FROM demo.events
-         WHERE aggregate_type = 'Tally' ORDER BY sequence",
-    )
-    .fetch_all(&f.bb.pool)
-    .await
-    .unwrap();
+    let stored = stored_tallies(&f.bb.pool, "t").await;
     let sequences: Vec<i64> = stored.iter().map(|r| r.0).collect();
     assert_eq!(sequences, [1, 2, 3, 4], "every command stored, none lost");
     assert_eq!(
@@ -802,9 +833,7 @@ async fn a_command_starts_from_the_kept_copy_and_a_stale_copy_never_decides() {
     store::execute(&seats_there, "s", SeatCommand::Take, &meta)
         .await
         .unwrap();
-    let loads = careloop_backbone::recent::LOADS
-        .with_label_values(&["Seat", "store"])
-        .get();
+    let loads = decided_on("Seat", "store");
     store::execute(&seats_here, "s", SeatCommand::Free, &meta)
         .await
         .unwrap();
@@ -816,23 +845,14 @@ async fn a_command_starts_from_the_kept_copy_and_a_stale_copy_never_decides() {
         "the no-op on the stale copy was decided again on the store"
     );
     assert_eq!(
-        careloop_backbone::recent::LOADS
-            .with_label_values(&["Seat", "store"])
-            .get(),
+        decided_on("Seat", "store"),
         loads + 1,
         "the instances keep copies of their own: the stale one was found behind"
     );
     drop(f.env);
 }
 
-/// Commands decided on the assumption that `aggregate` was new, so far.
-fn assumed_new(aggregate: &str) -> u64 {
-    careloop_backbone::recent::LOADS
-        .with_label_values(&[aggregate, "new"])
-        .get()
-}
-
-/// Guarantee 1 with `store::execute_new`: a command that usually starts its aggregate
+/// Guarantee 1 with `store::Start::New`: a command that usually starts its aggregate
 /// is decided first as if the aggregate had no events, without a load, and the
 /// store checks that assumption as it checks a copy. On an aggregate that has events
 /// (written by another instance, so no copy here knows them) the append conflicts
@@ -841,28 +861,29 @@ fn assumed_new(aggregate: &str) -> u64 {
 /// elsewhere stays taken: the refusal stands, decided on the store).
 #[tokio::test]
 async fn a_command_decided_as_new_is_checked_by_the_store() {
-    use careloop_backbone::store;
+    use careloop_backbone::store::{self, Start};
     let f = fixture().await;
     let other_pool = db::pool(&f.env.settings.database_url, &f.env.settings.database).unwrap();
     let meta = store::Metadata::new("test");
     let here = store::cqrs::<Tally>(f.bb.pool.clone(), SCHEMA, ());
     let there = store::cqrs::<Tally>(other_pool.clone(), SCHEMA, ());
 
-    let assumed = assumed_new("Tally");
-    store::execute_new(&here, "fresh", 2, &meta).await.unwrap();
-    assert_eq!(assumed_new("Tally"), assumed + 1, "decided without a load");
+    let assumed = decided_on("Tally", "new");
+    store::execute_from(&here, "fresh", 2, &meta, Start::New)
+        .await
+        .unwrap();
+    assert_eq!(
+        decided_on("Tally", "new"),
+        assumed + 1,
+        "decided without a load"
+    );
 
     store::execute(&there, "old", 2, &meta).await.unwrap();
-    store::execute_new(&here, "old", 1, &meta).await.unwrap();
-    let stored: Vec<(i64, serde_json::Value)> = sqlx::query_as(
-        "SELECT sequence, payload::jsonb FROM demo.events
-         WHERE aggregate_type = 'Tally' AND aggregate_id = 'old' ORDER BY sequence",
-    )
-    .fetch_all(&f.bb.pool)
-    .await
-    .unwrap();
+    store::execute_from(&here, "old", 1, &meta, Start::New)
+        .await
+        .unwrap();
     assert_eq!(
-        stored,
+        stored_tallies(&f.bb.pool, "old").await,
         [
             (1, serde_json::json!({"n": 1})),
             (2, serde_json::json!({"n": 2})),
@@ -876,7 +897,7 @@ async fn a_command_decided_as_new_is_checked_by_the_store() {
     store::execute(&seats_there, "s", SeatCommand::Take, &meta)
         .await
         .unwrap();
-    store::execute_new(&seats_here, "s", SeatCommand::Free, &meta)
+    store::execute_from(&seats_here, "s", SeatCommand::Free, &meta, Start::New)
         .await
         .unwrap();
     let freed = f
@@ -903,30 +924,17 @@ async fn a_command_decided_on_an_event_the_store_lost_writes_nothing() {
     let meta = store::Metadata::new("test");
     let tallies = store::cqrs::<Tally>(f.bb.pool.clone(), SCHEMA, ());
     let plain = store::event_store::<Tally>(f.bb.pool.clone(), SCHEMA);
-    let take_back_last = || async {
-        let mut tx = f.bb.pool.begin().await.unwrap();
-        for statement in [
-            "ALTER TABLE demo.events DISABLE TRIGGER events_append_only",
-            "DELETE FROM demo.events WHERE aggregate_type = 'Tally' AND sequence =
-                 (SELECT max(sequence) FROM demo.events WHERE aggregate_type = 'Tally')",
-            "ALTER TABLE demo.events ENABLE TRIGGER events_append_only",
-        ] {
-            sqlx::query(statement).execute(&mut *tx).await.unwrap();
-        }
-        tx.commit().await.unwrap();
-    };
     let sequences = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT sequence FROM demo.events WHERE aggregate_type = 'Tally' ORDER BY sequence",
-        )
-        .fetch_all(&f.bb.pool)
-        .await
-        .unwrap()
+        let stored = stored_tallies(&f.bb.pool, "t").await;
+        stored
+            .into_iter()
+            .map(|(sequence, _)| sequence)
+            .collect::<Vec<_>>()
     };
 
     store::execute(&tallies, "t", 3, &meta).await.unwrap();
     let loaded = plain.load_aggregate("t").await.unwrap();
-    take_back_last().await;
+    take_back_last_tally(&f.bb.pool, "t").await;
     let refused = plain
         .commit(vec![Counted { n: 4 }], loaded, meta.to_map())
         .await;
@@ -937,7 +945,7 @@ async fn a_command_decided_on_an_event_the_store_lost_writes_nothing() {
     assert_eq!(sequences().await, [1, 2], "nothing written after the gap");
 
     store::execute(&tallies, "t", 1, &meta).await.unwrap();
-    take_back_last().await;
+    take_back_last_tally(&f.bb.pool, "t").await;
     store::execute(&tallies, "t", 1, &meta).await.unwrap();
     assert_eq!(sequences().await, [1, 2, 3], "no gap");
     assert_eq!(store::load(&plain, "t").await.unwrap().counted, 3);
@@ -963,26 +971,20 @@ async fn what_a_consumers_command_wrote_is_not_reused_before_its_commit() {
     store::flushed_by_caller(unflushed, store::execute(&tallies, "t", 1, &meta))
         .await
         .unwrap();
-    let mut tx = f.bb.pool.begin().await.unwrap();
-    for statement in [
-        "ALTER TABLE demo.events DISABLE TRIGGER events_append_only",
-        "DELETE FROM demo.events WHERE aggregate_type = 'Tally' AND sequence = 2",
-        "ALTER TABLE demo.events ENABLE TRIGGER events_append_only",
-    ] {
-        sqlx::query(statement).execute(&mut *tx).await.unwrap();
-    }
-    tx.commit().await.unwrap();
+    take_back_last_tally(&f.bb.pool, "t").await;
 
+    // Decided on a load, not on the copy: the store's own check (the append follows
+    // the event before it) would also refuse a write decided on the copy, so what
+    // shows the unflushed copy unused is where the decision was made.
+    let copies = decided_on("Tally", "recent");
     store::execute(&tallies, "t", 1, &meta).await.unwrap();
-    let stored: Vec<(i64, serde_json::Value)> = sqlx::query_as(
-        "SELECT sequence, payload::jsonb FROM demo.events
-         WHERE aggregate_type = 'Tally' ORDER BY sequence",
-    )
-    .fetch_all(&f.bb.pool)
-    .await
-    .unwrap();
     assert_eq!(
-        stored,
+        decided_on("Tally", "recent"),
+        copies,
+        "the unflushed copy was not a starting point"
+    );
+    assert_eq!(
+        stored_tallies(&f.bb.pool, "t").await,
         [
             (1, serde_json::json!({"n": 1})),
             (2, serde_json::json!({"n": 2}))
@@ -995,9 +997,13 @@ async fn what_a_consumers_command_wrote_is_not_reused_before_its_commit() {
         .await
         .unwrap();
     flushed.done();
-    let copies = from_copies("Tally");
+    let copies = decided_on("Tally", "recent");
     store::execute(&tallies, "t", 1, &meta).await.unwrap();
-    assert_eq!(from_copies("Tally"), copies + 1, "a flushed copy is used");
+    assert_eq!(
+        decided_on("Tally", "recent"),
+        copies + 1,
+        "a flushed copy is used"
+    );
     assert_eq!(
         store::load(&store::event_store::<Tally>(f.bb.pool.clone(), SCHEMA), "t")
             .await
@@ -1066,12 +1072,7 @@ async fn a_consumers_failed_commit_leaves_its_commands_copies_unused() {
             in_stream_for: Duration::ZERO,
         };
         let outcome = consumer.process_batch(&[delivery]).await;
-        let (copies, loads) = (
-            from_copies("Tally"),
-            careloop_backbone::recent::LOADS
-                .with_label_values(&["Tally", "store"])
-                .get(),
-        );
+        let (copies, loads) = (decided_on("Tally", "recent"), decided_on("Tally", "store"));
         store::execute(&tallies, &env.aggregate_id, 1, &meta)
             .await
             .unwrap();
@@ -1090,7 +1091,7 @@ async fn a_consumers_failed_commit_leaves_its_commands_copies_unused() {
         } else {
             assert_eq!(outcome, [Disposition::Applied]);
             assert_eq!(
-                from_copies("Tally"),
+                decided_on("Tally", "recent"),
                 copies + 1,
                 "the committed batch's copy is used"
             );

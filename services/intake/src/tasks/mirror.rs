@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use careloop_backbone::store::{self, Cqrs};
+use careloop_backbone::store::{self, Cqrs, Start};
 use careloop_backbone::{EventHandler, Incoming};
 use careloop_events::{Payload, ReferralStatus, from_timestamp};
 use sqlx::PgConnection;
@@ -83,14 +83,12 @@ impl EventHandler for TaskMirror {
         };
         let meta = event.metadata(crate::SERVICE);
         // A referral's task starts with its first status, received.
-        let starts = matches!(
+        let start = Start::new_when(matches!(
             &command,
             TaskCommand::MirrorStatus { change, .. } if change.status == ReferralStatus::Received
-        );
-        let executed = match starts {
-            true => store::execute_new(&self.tasks, &referral_id, command, &meta).await,
-            false => store::execute(&self.tasks, &referral_id, command, &meta).await,
-        };
-        executed.map_err(store::into_anyhow)
+        ));
+        store::execute_from(&self.tasks, &referral_id, command, &meta, start)
+            .await
+            .map_err(store::into_anyhow)
     }
 }
