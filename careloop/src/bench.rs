@@ -31,8 +31,9 @@
 //! payloads are copied as they are: fine for what a run records, which has no contacts;
 //! a contact's id is a key of its own in the followups read model.)
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use careloop_config::Settings;
@@ -565,6 +566,113 @@ struct Sustained {
     refused: usize,
     /// POST → accepted, sorted, for those accepted within [`SUSTAIN_WAIT`].
     accepted: Vec<Duration>,
+    /// Where that time went, hop by hop ([`hops`]).
+    hops: Vec<Hop>,
+    /// Per service: events published during the measure and the seconds they waited
+    /// from commit to publication (`careloop_relay_delay_seconds`).
+    relayed: Vec<(String, u64, f64)>,
+    /// Per consumer: messages it began during the measure and the seconds they waited
+    /// from publication to handling (`careloop_consumer_wait_seconds`).
+    waited: Vec<(String, u64, f64)>,
+}
+
+const RELAY_DELAY: &str = "careloop_relay_delay_seconds";
+const CONSUMER_WAIT: &str = "careloop_consumer_wait_seconds";
+
+/// One hop of a referral's way to acceptance, over the sustained measure's referrals.
+struct Hop {
+    what: &'static str,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// The hops of the sustained referrals' way from their POST to the read model showing
+/// them accepted: each hop ends when its event was recorded (`recorded_at`, the
+/// database's clock, which is this machine's) or, for the first and last, at the
+/// bench's own send and sight. `sent` and `seen` are wall-clock times per referral.
+async fn hops(
+    pool: &sqlx::PgPool,
+    sent: &HashMap<String, SystemTime>,
+    seen: &HashMap<String, SystemTime>,
+) -> anyhow::Result<Vec<Hop>> {
+    const NAMES: [&str; 6] = [
+        "POST → ReferralSubmitted stored (intake)",
+        "→ ReferralReceived stored (relay, JetStream, referral)",
+        "→ AssignmentRequested stored (relay, JetStream, peer-assignment)",
+        "→ PeerAssigned stored (matching: reserve, confirm)",
+        "→ ReferralAccepted stored (relay, JetStream, referral)",
+        "→ seen accepted in the read model (projection, the bench's 10 ms poll)",
+    ];
+    let ids: Vec<String> = seen.keys().cloned().collect();
+    // A referral and when each of its events was recorded (seconds since the epoch).
+    type Recorded = (
+        String,
+        Option<f64>,
+        Option<f64>,
+        Option<f64>,
+        Option<f64>,
+        Option<f64>,
+    );
+    let rows: Vec<Recorded> =
+        sqlx::query_as(
+            "SELECT s.aggregate_id, extract(epoch FROM s.recorded_at)::float8,
+                    extract(epoch FROM r.received)::float8,
+                    extract(epoch FROM a.requested)::float8,
+                    extract(epoch FROM a.assigned)::float8,
+                    extract(epoch FROM r.accepted)::float8
+               FROM intake.events s,
+               LATERAL (SELECT min(recorded_at) FILTER (WHERE event_type = 'ReferralReceived') AS received,
+                               min(recorded_at) FILTER (WHERE event_type = 'ReferralAccepted') AS accepted
+                          FROM referral.events
+                         WHERE aggregate_type = 'Referral' AND aggregate_id = s.aggregate_id) r,
+               LATERAL (SELECT min(recorded_at) FILTER (WHERE event_type = 'AssignmentRequested') AS requested,
+                               min(recorded_at) FILTER (WHERE event_type = 'PeerAssigned') AS assigned
+                          FROM peer_assignment.events
+                         WHERE aggregate_type = 'Assignment' AND aggregate_id = s.aggregate_id) a
+              WHERE s.aggregate_type = 'ReferralSubmission' AND s.sequence = 1
+                AND s.aggregate_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(pool)
+        .await?;
+    let epoch = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+    };
+    let mut spans: Vec<Vec<Duration>> = vec![Vec::new(); NAMES.len()];
+    for (id, submitted, received, requested, assigned, accepted) in rows {
+        let (Some(&sent), Some(&seen)) = (sent.get(&id), seen.get(&id)) else {
+            continue;
+        };
+        let marks = [
+            Some(epoch(sent)),
+            submitted,
+            received,
+            requested,
+            assigned,
+            accepted,
+            Some(epoch(seen)),
+        ];
+        let Some(marks) = marks.into_iter().collect::<Option<Vec<f64>>>() else {
+            continue;
+        };
+        for (i, w) in marks.windows(2).enumerate() {
+            spans[i].push(Duration::from_secs_f64((w[1] - w[0]).max(0.0)));
+        }
+    }
+    Ok(NAMES
+        .iter()
+        .zip(spans)
+        .map(|(what, mut d)| {
+            d.sort();
+            Hop {
+                what,
+                p50: percentile(&d, 0.5),
+                p99: percentile(&d, 0.99),
+            }
+        })
+        .collect())
 }
 
 /// How long a referral of the sustained measure may take to be accepted before it
@@ -603,7 +711,15 @@ async fn sustain(
     });
     // Whatever ends the measure (an error too) stops the sending.
     let mut pacer = careloop_backbone::AbortOnDrop(pacer);
-    let mut waiting: std::collections::HashMap<String, Instant> = Default::default();
+    let (relayed_before, waited_before) = (
+        histogram_totals(RELAY_DELAY, "service", &[]),
+        histogram_totals(CONSUMER_WAIT, "consumer", &[]),
+    );
+    let mut waiting: HashMap<String, Instant> = Default::default();
+    // Wall-clock times of each referral's send and sight, for [`hops`].
+    let anchor = (Instant::now(), SystemTime::now());
+    let wall = |t: Instant| anchor.1 + t.saturating_duration_since(anchor.0);
+    let (mut sent_at, mut seen_at) = (HashMap::new(), HashMap::new());
     let (mut sent, mut refused, mut answered) = (0usize, 0usize, 0usize);
     let mut accepted = Vec::new();
     let mut sending = Duration::ZERO;
@@ -615,6 +731,7 @@ async fn sustain(
             match id {
                 Some(id) => {
                     sent += 1;
+                    sent_at.insert(id.clone(), wall(t));
                     waiting.insert(id, t);
                 }
                 None => refused += 1,
@@ -625,16 +742,24 @@ async fn sustain(
         }
         if !waiting.is_empty() {
             let ids: Vec<String> = waiting.keys().cloned().collect();
-            let done: Vec<String> = sqlx::query_scalar(
-                "SELECT referral_id FROM referral.referrals
-                 WHERE status = 'accepted' AND referral_id = ANY($1)",
+            // By key only: with the status in the condition the planner read every
+            // accepted referral at each poll (4 ms, a fifth of a core at 100/s).
+            let statuses: Vec<(String, String)> = sqlx::query_as(
+                "SELECT k.id, r.status FROM unnest($1::text[]) AS k(id)
+                 CROSS JOIN LATERAL (SELECT status FROM referral.referrals r
+                                     WHERE r.referral_id = k.id LIMIT 1) r",
             )
             .bind(&ids)
             .fetch_all(pool)
             .await?;
+            let done = statuses
+                .into_iter()
+                .filter(|(_, status)| status == "accepted")
+                .map(|(id, _)| id);
             for id in done {
                 if let Some(t) = waiting.remove(&id) {
                     accepted.push(t.elapsed());
+                    seen_at.insert(id, SystemTime::now());
                 }
             }
             waiting.retain(|_, t| t.elapsed() < SUSTAIN_WAIT);
@@ -656,6 +781,9 @@ async fn sustain(
         sending,
         refused,
         accepted,
+        hops: hops(pool, &sent_at, &seen_at).await?,
+        relayed: histogram_totals(RELAY_DELAY, "service", &relayed_before),
+        waited: histogram_totals(CONSUMER_WAIT, "consumer", &waited_before),
     })
 }
 
@@ -735,32 +863,42 @@ where
 /// Messages and busy seconds per consumer so far (from
 /// `careloop_consumer_message_seconds`), less what `before` had counted.
 fn consumer_busy(before: &[(String, u64, f64)]) -> Vec<(String, u64, f64)> {
+    histogram_totals("careloop_consumer_message_seconds", "consumer", before)
+}
+
+/// Count and sum of histogram `name` per value of `label` so far, less what `before`
+/// had counted, the largest sum first.
+fn histogram_totals(
+    name: &str,
+    label: &str,
+    before: &[(String, u64, f64)],
+) -> Vec<(String, u64, f64)> {
     let mut out: Vec<(String, u64, f64)> = Vec::new();
     for family in prometheus::gather() {
-        if family.name() != "careloop_consumer_message_seconds" {
+        if family.name() != name {
             continue;
         }
         for m in family.get_metric() {
-            let Some(consumer) = m
+            let Some(value) = m
                 .get_label()
                 .iter()
-                .find(|l| l.name() == "consumer")
+                .find(|l| l.name() == label)
                 .map(|l| l.value().to_string())
             else {
                 continue;
             };
             let h = m.get_histogram();
-            match out.iter_mut().find(|(c, _, _)| *c == consumer) {
+            match out.iter_mut().find(|(v, _, _)| *v == value) {
                 Some(row) => {
                     row.1 += h.get_sample_count();
                     row.2 += h.get_sample_sum();
                 }
-                None => out.push((consumer, h.get_sample_count(), h.get_sample_sum())),
+                None => out.push((value, h.get_sample_count(), h.get_sample_sum())),
             }
         }
     }
     for row in &mut out {
-        if let Some((_, n, secs)) = before.iter().find(|(c, _, _)| *c == row.0) {
+        if let Some((_, n, secs)) = before.iter().find(|(v, _, _)| *v == row.0) {
             row.1 -= n;
             row.2 -= secs;
         }
@@ -870,6 +1008,29 @@ fn print_table(floor: f64, m: &Measured, o: &BenchOptions) {
             ms(s.accepted.last().copied().unwrap_or_default()),
             late,
             SUSTAIN_WAIT.as_secs()
+        );
+        for hop in &s.hops {
+            println!(
+                "| … {} | p50 {:.0} ms, p99 {:.0} ms |",
+                hop.what,
+                ms(hop.p50),
+                ms(hop.p99)
+            );
+        }
+        let mean = |rows: &[(String, u64, f64)]| {
+            rows.iter()
+                .filter(|r| r.1 > 0)
+                .map(|(what, n, secs)| format!("{what} {:.0} ms", 1000.0 * secs / *n as f64))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "| … of which, on average, commit → published by the relay | {} |",
+            mean(&s.relayed)
+        );
+        println!(
+            "| … and published → handling began, per consumer | {} |",
+            mean(&s.waited)
         );
     }
     for (consumer, n, busy) in &m.consumers {

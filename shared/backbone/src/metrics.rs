@@ -102,6 +102,41 @@ pub static CONSUMER_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// How long a service's events wait between their commit and JetStream's
+/// acknowledgement of their publication: until every older transaction has ended
+/// (`outbox::horizon`), the relay's next pass, the wait for the disk and the publish.
+/// Per service; never ids.
+pub static RELAY_DELAY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        HistogramOpts::new(
+            "careloop_relay_delay_seconds",
+            "Time from an event's commit to JetStream acknowledging its publication"
+        )
+        .buckets(vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0
+        ]),
+        &["service"]
+    )
+    .expect("metric registers once")
+});
+
+/// How long a message waits between its publication and the start of its handling:
+/// delivery from JetStream, its worker's lane, and a handling slot of the process
+/// (`Backbone::consumer_slots`). Per durable consumer; never ids.
+pub static CONSUMER_WAIT: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        HistogramOpts::new(
+            "careloop_consumer_wait_seconds",
+            "Time from a message's publication to the start of its handling"
+        )
+        .buckets(vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0
+        ]),
+        &["consumer"]
+    )
+    .expect("metric registers once")
+});
+
 /// Makes every backbone metric visible on /metrics from the start, at zero.
 pub fn register(service: &str) {
     OUTBOX_PENDING.with_label_values(&[service]);

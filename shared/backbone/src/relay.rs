@@ -172,6 +172,16 @@ impl Relay {
             ack.await
                 .context("waiting for JetStream to store an event")?;
         }
+        let now = chrono::Utc::now();
+        let delay = metrics::RELAY_DELAY.with_label_values(&[self.service]);
+        for event in &batch.events {
+            delay.observe(
+                (now - event.recorded_at)
+                    .to_std()
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+            );
+        }
         Ok(())
     }
 

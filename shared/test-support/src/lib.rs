@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use careloop_config::Settings;
 
+pub mod plans;
 mod private_nats;
 mod proxy;
 
