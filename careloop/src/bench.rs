@@ -12,7 +12,8 @@
 //!    through the aggregate and the read model, as a real backlog of due marks is).
 //!    With `--rate R`, end to end once more at R referrals a second sustained for
 //!    `--sustain S` seconds (sent at that pace whatever the answers, each measured
-//!    POST → accepted);
+//!    POST → accepted), with the p99 by minute of sending and each hop's share
+//!    ([`hops`], and the relay's and consumers' waits from their metrics);
 //! 5. replay of every read model, in events/s: over what the run recorded, or with
 //!    `--history N` over a history grown to about N events per service (below);
 //! 6. the process's resident memory.
@@ -566,6 +567,8 @@ struct Sustained {
     refused: usize,
     /// POST → accepted, sorted, for those accepted within [`SUSTAIN_WAIT`].
     accepted: Vec<Duration>,
+    /// p99 of POST → accepted by the minute of sending, to show whether it holds.
+    p99_by_minute: Vec<Duration>,
     /// Where that time went, hop by hop ([`hops`]).
     hops: Vec<Hop>,
     /// Per service: events published during the measure and the seconds they waited
@@ -720,6 +723,8 @@ async fn sustain(
     let anchor = (Instant::now(), SystemTime::now());
     let wall = |t: Instant| anchor.1 + t.saturating_duration_since(anchor.0);
     let (mut sent_at, mut seen_at) = (HashMap::new(), HashMap::new());
+    // POST → accepted by the minute of the measure the referral was due to be sent in.
+    let mut by_minute: Vec<Vec<Duration>> = Vec::new();
     let (mut sent, mut refused, mut answered) = (0usize, 0usize, 0usize);
     let mut accepted = Vec::new();
     let mut sending = Duration::ZERO;
@@ -759,6 +764,9 @@ async fn sustain(
             for id in done {
                 if let Some(t) = waiting.remove(&id) {
                     accepted.push(t.elapsed());
+                    let minute = t.saturating_duration_since(started).as_secs() / 60;
+                    by_minute.resize(by_minute.len().max(minute as usize + 1), Vec::new());
+                    by_minute[minute as usize].push(t.elapsed());
                     seen_at.insert(id, SystemTime::now());
                 }
             }
@@ -781,6 +789,13 @@ async fn sustain(
         sending,
         refused,
         accepted,
+        p99_by_minute: by_minute
+            .into_iter()
+            .map(|mut d| {
+                d.sort();
+                percentile(&d, 0.99)
+            })
+            .collect(),
         hops: hops(pool, &sent_at, &seen_at).await?,
         relayed: histogram_totals(RELAY_DELAY, "service", &relayed_before),
         waited: histogram_totals(CONSUMER_WAIT, "consumer", &waited_before),
@@ -1009,6 +1024,14 @@ fn print_table(floor: f64, m: &Measured, o: &BenchOptions) {
             late,
             SUSTAIN_WAIT.as_secs()
         );
+        if s.p99_by_minute.len() > 1 {
+            let minutes: Vec<String> = s
+                .p99_by_minute
+                .iter()
+                .map(|d| format!("{:.0}", ms(*d)))
+                .collect();
+            println!("| … p99 by minute of sending | {} ms |", minutes.join(", "));
+        }
         for hop in &s.hops {
             println!(
                 "| … {} | p50 {:.0} ms, p99 {:.0} ms |",
