@@ -13,7 +13,7 @@
 //!    With `--rate R`, end to end once more at R referrals a second sustained for
 //!    `--sustain S` seconds (sent at that pace whatever the answers, each measured
 //!    POST → accepted), with the p99 by minute of sending and each hop's share
-//!    ([`hops`], and the relay's and consumers' waits from their metrics);
+//!    (`hops`, and the relay's and consumers' waits from their metrics);
 //! 5. replay of every read model, in events/s: over what the run recorded, or with
 //!    `--history N` over a history grown to about N events per service (below);
 //! 6. the process's resident memory.
