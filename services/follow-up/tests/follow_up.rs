@@ -186,7 +186,10 @@ async fn a_plans_standing_is_read_from_its_own_check_ins() {
     let mut conn = backbone.pool.acquire().await.unwrap();
     // Statistics taken while the tables were small, then the tables grown.
     sqlx::raw_sql(&format!(
-        "SET search_path = follow_up; {} ANALYZE followups; ANALYZE checkpoints; {}",
+        "SET search_path = follow_up;
+         ALTER TABLE followups SET (autovacuum_enabled = off);
+         ALTER TABLE checkpoints SET (autovacuum_enabled = off);
+         {} ANALYZE followups; ANALYZE checkpoints; {}",
         plans(1, 5),
         plans(6, 5000)
     ))
@@ -210,4 +213,26 @@ async fn a_plans_standing_is_read_from_its_own_check_ins() {
             .await
             .unwrap();
     assert_eq!((next.as_deref(), overdue), (Some("day_30"), true));
+
+    // The setup does make the late flag as it was written read every late check-in.
+    let as_it_was = careloop_follow_up::read_model::REFRESH_STANDING.replace(
+        "COALESCE((SELECT true FROM checkpoints c
+                        WHERE c.referral_id = f.referral_id AND c.met_at IS NULL
+                          AND c.overdue LIMIT 1), false)",
+        "EXISTS (SELECT 1 FROM checkpoints c
+                 WHERE c.referral_id = f.referral_id AND c.met_at IS NULL AND c.overdue)",
+    );
+    assert_ne!(as_it_was, careloop_follow_up::read_model::REFRESH_STANDING);
+    let read = rows_read(
+        &mut conn,
+        "checkpoints",
+        &as_it_was,
+        "text[], timestamptz",
+        "ARRAY['r7', 'r4000', 'missing'], NULL",
+    )
+    .await;
+    assert!(
+        read >= 1000.0,
+        "the old refresh read {read}: the setup no longer shows the plan"
+    );
 }

@@ -425,7 +425,12 @@ impl Consumer {
             })
             .collect();
         let waited = metrics::CONSUMER_WAIT.with_label_values(&[self.durable_name().as_str()]);
-        for d in &deliveries {
+        // First deliveries only (a redelivery's wait includes its backoff), and only
+        // with a known publication time.
+        for d in deliveries
+            .iter()
+            .filter(|d| d.delivered == 1 && !d.in_stream_for.is_zero())
+        {
             waited.observe(d.in_stream_for.as_secs_f64());
         }
         let outcomes = self.process_batch(&deliveries).await;

@@ -102,15 +102,17 @@ pub static CONSUMER_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
-/// How long a service's events wait between their commit and JetStream's
-/// acknowledgement of their publication: until every older transaction has ended
-/// (`outbox::horizon`), the relay's next pass, the wait for the disk and the publish.
-/// Per service; never ids.
+/// How long a service's events wait between being recorded (`recorded_at`, at their
+/// insert, so their own transaction's remaining time counts too) and the relay's
+/// commit after JetStream acknowledged their publication: until every older
+/// transaction has ended (`outbox::horizon`), the relay's next pass, the wait for the
+/// disk and the publish. Observed once per event, after the relay's commit; events
+/// sent again after a stream reset count with their age. Per service; never ids.
 pub static RELAY_DELAY: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         HistogramOpts::new(
             "careloop_relay_delay_seconds",
-            "Time from an event's commit to JetStream acknowledging its publication"
+            "Time from an event being recorded to its publication"
         )
         .buckets(vec![
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0
@@ -120,14 +122,15 @@ pub static RELAY_DELAY: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
-/// How long a message waits between its publication and the start of its handling:
-/// delivery from JetStream, its worker's lane, and a handling slot of the process
-/// (`Backbone::consumer_slots`). Per durable consumer; never ids.
+/// How long a message waits between its publication and the start of its first
+/// handling: delivery from JetStream, its worker's lane, and a handling slot of the
+/// process (`Backbone::consumer_slots`). Redeliveries are not observed (their wait
+/// includes the backoff). Per durable consumer; never ids.
 pub static CONSUMER_WAIT: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         HistogramOpts::new(
             "careloop_consumer_wait_seconds",
-            "Time from a message's publication to the start of its handling"
+            "Time from a message's publication to the start of its first handling"
         )
         .buckets(vec![
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0
@@ -143,4 +146,5 @@ pub fn register(service: &str) {
     DEAD_LETTERS.with_label_values(&[service]);
     STREAM_RESETS.with_label_values(&[service]);
     DEPENDENCY_RETRIES.with_label_values(&[service]);
+    RELAY_DELAY.with_label_values(&[service]);
 }

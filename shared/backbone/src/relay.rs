@@ -64,6 +64,8 @@ pub struct Batch {
     until: Option<outbox::Place>,
     /// Events of this batch parked as dead letters (counted once committed).
     parked: u64,
+    /// When each event JetStream acknowledged was recorded (observed once committed).
+    published: Vec<chrono::DateTime<chrono::Utc>>,
 }
 
 const CURSOR: &str = "relay";
@@ -128,6 +130,7 @@ impl Relay {
             events,
             until,
             parked: 0,
+            published: Vec::new(),
         })
     }
 
@@ -167,20 +170,11 @@ impl Relay {
                 .await
                 .context("publishing to JetStream")?;
             acks.push(ack);
+            batch.published.push(event.recorded_at);
         }
         for ack in acks {
             ack.await
                 .context("waiting for JetStream to store an event")?;
-        }
-        let now = chrono::Utc::now();
-        let delay = metrics::RELAY_DELAY.with_label_values(&[self.service]);
-        for event in &batch.events {
-            delay.observe(
-                (now - event.recorded_at)
-                    .to_std()
-                    .unwrap_or_default()
-                    .as_secs_f64(),
-            );
         }
         Ok(())
     }
@@ -224,6 +218,11 @@ impl Relay {
         )
         .await?;
         batch.tx.commit().await?;
+        let now = chrono::Utc::now();
+        let delay = metrics::RELAY_DELAY.with_label_values(&[self.service]);
+        for recorded in &batch.published {
+            delay.observe((now - *recorded).to_std().unwrap_or_default().as_secs_f64());
+        }
         if batch.parked > 0 {
             metrics::count_dead_letters(&self.pool, self.service, self.schema).await;
         }

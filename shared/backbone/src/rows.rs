@@ -68,7 +68,8 @@ fn aggregate_ids<'a>(events: impl IntoIterator<Item = &'a StoredEvent>) -> Vec<&
     ids
 }
 
-/// The read of a batch's rows of `table` by the text column `key`, `$1` the keys.
+/// The read of a batch's rows of `table` by the text column `key`, `$1` the keys
+/// (once each: a key named twice is read twice).
 /// One lookup by key per row, whatever the table's statistics: with `{key} = ANY($1)`
 /// a plan made while the table was small scanned all of it (0.5-0.9 ms a batch under
 /// load, growing with the table, until autovacuum's next analyse); the LIMIT keeps

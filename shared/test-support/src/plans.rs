@@ -13,7 +13,8 @@ use sqlx::PgConnection;
 /// with `args`, on `conn` (set its `search_path` first for unqualified names): what
 /// its scans of the table returned and what they read and threw away, under a generic
 /// plan made from the statistics the table has. The statement runs (`EXPLAIN
-/// ANALYZE`), so a write takes effect.
+/// ANALYZE`), so a write takes effect. Use a connection of the test's own pool: it is
+/// left with the session settings the caller made.
 pub async fn rows_read(
     conn: &mut PgConnection,
     table: &str,
