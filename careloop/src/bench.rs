@@ -592,14 +592,13 @@ struct Hop {
 
 /// The hops of the sustained referrals' way from their POST to the read model showing
 /// them accepted: each hop ends when its event was recorded (`recorded_at`, the
-/// database's clock) or, for the first and last, at the bench's own send and sight.
-/// `sent` and `seen` are wall-clock times per referral. With Postgres on another
+/// database's clock) or, for the first and last, at the bench's own send and sight:
+/// `timed`, per referral, on the wall clock. With Postgres on another
 /// machine the two clocks differ and the first and last hops are off by that much
 /// (a negative span counts as zero).
 async fn hops(
     pool: &sqlx::PgPool,
-    sent: &HashMap<String, SystemTime>,
-    seen: &HashMap<String, SystemTime>,
+    timed: &HashMap<String, (SystemTime, SystemTime)>,
 ) -> anyhow::Result<Vec<Hop>> {
     const NAMES: [&str; 6] = [
         "POST → ReferralSubmitted stored (intake)",
@@ -609,7 +608,7 @@ async fn hops(
         "→ ReferralAccepted stored (relay, JetStream, referral)",
         "→ seen accepted in the read model (projection, the bench's 10 ms poll)",
     ];
-    let ids: Vec<String> = seen.keys().cloned().collect();
+    let ids: Vec<String> = timed.keys().cloned().collect();
     // A referral and when each of its events was recorded (seconds since the epoch).
     type Recorded = (
         String,
@@ -648,7 +647,7 @@ async fn hops(
     };
     let mut spans: Vec<Vec<Duration>> = vec![Vec::new(); NAMES.len()];
     for (id, submitted, received, requested, assigned, accepted) in rows {
-        let (Some(&sent), Some(&seen)) = (sent.get(&id), seen.get(&id)) else {
+        let Some(&(sent, seen)) = timed.get(&id) else {
             continue;
         };
         let marks = [
@@ -726,7 +725,8 @@ async fn sustain(
     // Whatever ends the measure (an error too) stops the sending.
     let mut pacer = careloop_backbone::AbortOnDrop(pacer);
     let mut waiting: HashMap<String, Instant> = Default::default();
-    let (mut sent_at, mut seen_at) = (HashMap::new(), HashMap::new());
+    // Each accepted referral's send and sight on the wall clock, for [`hops`].
+    let mut timed: HashMap<String, (SystemTime, SystemTime)> = HashMap::new();
     // POST → accepted by the minute of the measure the referral was due to be sent in.
     let mut by_minute: Vec<Vec<Duration>> = Vec::new();
     let (mut sent, mut refused, mut answered) = (0usize, 0usize, 0usize);
@@ -740,7 +740,6 @@ async fn sustain(
             match id {
                 Some(id) => {
                     sent += 1;
-                    sent_at.insert(id.clone(), wall(t));
                     waiting.insert(id, t);
                 }
                 None => refused += 1,
@@ -768,19 +767,15 @@ async fn sustain(
             for id in done {
                 if let Some(t) = waiting.remove(&id) {
                     accepted.push(t.elapsed());
-                    let minute = minute_of(started, t);
-                    by_minute.resize(by_minute.len().max(minute + 1), Vec::new());
-                    by_minute[minute].push(t.elapsed());
-                    seen_at.insert(id, wall(Instant::now()));
+                    in_its_minute(&mut by_minute, started, t, t.elapsed());
+                    timed.insert(id, (wall(t), wall(Instant::now())));
                 }
             }
             // One not accepted in time counts in its minute as the longest wait.
             waiting.retain(|_, t| {
                 let in_time = t.elapsed() < SUSTAIN_WAIT;
                 if !in_time {
-                    let minute = minute_of(started, *t);
-                    by_minute.resize(by_minute.len().max(minute + 1), Vec::new());
-                    by_minute[minute].push(SUSTAIN_WAIT);
+                    in_its_minute(&mut by_minute, started, *t, SUSTAIN_WAIT);
                 }
                 in_time
             });
@@ -809,15 +804,20 @@ async fn sustain(
                 percentile(&d, 0.99)
             })
             .collect(),
-        hops: hops(pool, &sent_at, &seen_at).await?,
+        hops: hops(pool, &timed).await?,
         relayed: histogram_totals(RELAY_DELAY, "service", &relayed_before),
         waited: histogram_totals(CONSUMER_WAIT, "consumer", &waited_before),
     })
 }
 
-/// The minute of the sustained measure begun at `started` that `t` falls in.
-fn minute_of(started: Instant, t: Instant) -> usize {
-    (t.saturating_duration_since(started).as_secs() / 60) as usize
+/// Adds `took` to the times of the minute of the measure begun at `started` that
+/// `t` (a referral's due time) falls in.
+fn in_its_minute(by_minute: &mut Vec<Vec<Duration>>, started: Instant, t: Instant, took: Duration) {
+    let minute = (t.saturating_duration_since(started).as_secs() / 60) as usize;
+    if by_minute.len() <= minute {
+        by_minute.resize(minute + 1, Vec::new());
+    }
+    by_minute[minute].push(took);
 }
 
 /// The bench's hospital: it refers people to intake as St Mary's.

@@ -24,10 +24,15 @@ pub struct Handlers {
 impl EventHandler for Handlers {
     async fn handle(&self, event: &Incoming, _tx: &mut PgConnection) -> anyhow::Result<()> {
         let meta = event.metadata(crate::SERVICE);
-        let run = |id: &str, command| {
+        let run_from = |id: &str, command, start| {
             let (id, meta) = (id.to_string(), meta.clone());
-            async move { store::tolerate_refusal(store::execute(&self.cqrs, &id, command, &meta).await) }
+            async move {
+                store::tolerate_refusal(
+                    store::execute_from(&self.cqrs, &id, command, &meta, start).await,
+                )
+            }
         };
+        let run = |id: &str, command| run_from(id, command, Start::Latest);
         match &event.payload {
             Payload::PeerAssigned(a) => {
                 let discharged_at = from_timestamp(a.discharged_at.as_ref());
@@ -43,10 +48,7 @@ impl EventHandler for Handlers {
                 };
                 // Usually the plan's first event (a reassignment moves a plan).
                 let command = FollowUpCommand::Start(Box::new(start));
-                store::tolerate_refusal(
-                    store::execute_from(&self.cqrs, &a.referral_id, command, &meta, Start::New)
-                        .await,
-                )?;
+                run_from(&a.referral_id, command, Start::New).await?;
                 self.readmissions
                     .plan_started(&a.person_ref, &a.referral_id, discharged_at, &meta)
                     .await

@@ -26,14 +26,15 @@ pub struct FactRecorder {
 impl EventHandler for FactRecorder {
     async fn handle(&self, event: &Incoming, _tx: &mut PgConnection) -> anyhow::Result<()> {
         let meta = event.metadata(self.service);
-        let note = |id: &str, command: DischargeRecordCommand| {
+        let note_from = |id: &str, command: DischargeRecordCommand, start| {
             let (id, meta) = (id.to_string(), meta.clone());
             async move {
-                store::execute(&self.discharges, &id, command, &meta)
+                store::execute_from(&self.discharges, &id, command, &meta, start)
                     .await
                     .map_err(store::into_anyhow)
             }
         };
+        let note = |id: &str, command| note_from(id, command, Start::Latest);
         let status = |id: &str, s: &str| note(id, DischargeRecordCommand::NoteStatus(s.into()));
         let assignment =
             |id: &str, s: &str| note(id, DischargeRecordCommand::NoteAssignment(s.into()));
@@ -49,9 +50,7 @@ impl EventHandler for FactRecorder {
             // Usually the record's first fact.
             Payload::ReferralSubmitted(s) => {
                 let channel = DischargeRecordCommand::NoteChannel(Channel::from_proto(s.channel));
-                store::execute_from(&self.discharges, &s.referral_id, channel, &meta, Start::New)
-                    .await
-                    .map_err(store::into_anyhow)
+                note_from(&s.referral_id, channel, Start::New).await
             }
             Payload::ReferralReceived(r) => {
                 let discharge = Discharge {

@@ -86,17 +86,9 @@ impl Matcher {
         };
         // A first routing usually starts the assignment: decided as new, checked by
         // the store.
-        let start = Start::new_when(attempt == 1);
-        let a = store::execute_and_get(
-            &self.assignment_store,
-            &(),
-            &r.referral_id,
-            ask,
-            meta,
-            start,
-        )
-        .await
-        .map_err(err)?;
+        let a = self
+            .run_from(&r.referral_id, ask, meta, Start::new_when(attempt == 1))
+            .await?;
         // A reopened (rerouted) assignment gives the previous peer's slot back first,
         // decided on a fresh load: another step (the waitlist) may hold that peer for
         // the referral again by now.
@@ -361,16 +353,20 @@ impl Matcher {
         cmd: AssignmentCommand,
         meta: &Metadata,
     ) -> anyhow::Result<Assignment> {
-        store::execute_and_get(
-            &self.assignment_store,
-            &(),
-            referral_id,
-            cmd,
-            meta,
-            Start::Latest,
-        )
-        .await
-        .map_err(err)
+        self.run_from(referral_id, cmd, meta, Start::Latest).await
+    }
+
+    /// Runs `cmd` like [`Self::run`], first decided on what `start` says.
+    async fn run_from(
+        &self,
+        referral_id: &str,
+        cmd: AssignmentCommand,
+        meta: &Metadata,
+        start: Start,
+    ) -> anyhow::Result<Assignment> {
+        store::execute_and_get(&self.assignment_store, &(), referral_id, cmd, meta, start)
+            .await
+            .map_err(err)
     }
 
     /// Frees the slot the assignment released, if any, decided on a fresh load.

@@ -468,23 +468,21 @@ where
         // behind, only loads.
         let mut unconfirmed = true;
         loop {
-            let unchecked = match unconfirmed {
-                true => self
-                    .recent
+            let unchecked = unconfirmed.then(|| {
+                self.recent
                     .as_ref()
                     .and_then(|r| r.get(aggregate_id))
                     .map(|kept| ("recent", kept))
-                    .or_else(|| (start == Start::New).then(|| ("new", (A::default(), 0)))),
-                false => None,
-            };
-            let from_copy = unchecked.is_some();
-            let (from, (mut aggregate, sequence)) = match unchecked {
+                    .or_else(|| (start == Start::New).then(|| ("new", (A::default(), 0))))
+            });
+            let (from, (mut aggregate, sequence)) = match unchecked.flatten() {
                 Some(state) => state,
                 None => {
                     let ctx = self.inner.load_aggregate(aggregate_id).await?;
                     ("store", (ctx.aggregate, ctx.current_sequence))
                 }
             };
+            let from_copy = from != "store";
             recent::LOADS.with_label_values(&[A::TYPE, from]).inc();
             let sink = cqrs_es::event_sink::EventSink::<A>::default();
             let decided = aggregate.handle(command.clone(), services, &sink).await;

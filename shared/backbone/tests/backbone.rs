@@ -751,6 +751,12 @@ async fn stored_tallies(pool: &PgPool, id: &str) -> Vec<(i64, serde_json::Value)
     .unwrap()
 }
 
+/// The sequences of the Tally events stored for aggregate `id`, in order.
+async fn stored_sequences(pool: &PgPool, id: &str) -> Vec<i64> {
+    let stored = stored_tallies(pool, id).await;
+    stored.into_iter().map(|(sequence, _)| sequence).collect()
+}
+
 /// Deletes Tally `id`'s last event, as a crash of Postgres takes back a commit that
 /// had not reached the disk (the append-only guard lifted for it).
 async fn take_back_last_tally(pool: &PgPool, id: &str) {
@@ -802,8 +808,11 @@ async fn a_command_starts_from_the_kept_copy_and_a_stale_copy_never_decides() {
     store::execute(&there, "t", 1, &meta).await.unwrap();
     store::execute(&here, "t", 1, &meta).await.unwrap();
     let stored = stored_tallies(&f.bb.pool, "t").await;
-    let sequences: Vec<i64> = stored.iter().map(|r| r.0).collect();
-    assert_eq!(sequences, [1, 2, 3, 4], "every command stored, none lost");
+    assert_eq!(
+        stored_sequences(&f.bb.pool, "t").await,
+        [1, 2, 3, 4],
+        "every command stored, none lost"
+    );
     assert_eq!(
         stored[3].1,
         serde_json::json!({"n": 4}),
@@ -925,13 +934,6 @@ async fn a_command_decided_on_an_event_the_store_lost_writes_nothing() {
     let meta = store::Metadata::new("test");
     let tallies = store::cqrs::<Tally>(f.bb.pool.clone(), SCHEMA, ());
     let plain = store::event_store::<Tally>(f.bb.pool.clone(), SCHEMA);
-    let sequences = || async {
-        let stored = stored_tallies(&f.bb.pool, "t").await;
-        stored
-            .into_iter()
-            .map(|(sequence, _)| sequence)
-            .collect::<Vec<_>>()
-    };
 
     store::execute(&tallies, "t", 3, &meta).await.unwrap();
     let loaded = plain.load_aggregate("t").await.unwrap();
@@ -943,12 +945,16 @@ async fn a_command_decided_on_an_event_the_store_lost_writes_nothing() {
         matches!(refused, Err(AggregateError::AggregateConflict)),
         "decided on the lost event: {refused:?}"
     );
-    assert_eq!(sequences().await, [1, 2], "nothing written after the gap");
+    assert_eq!(
+        stored_sequences(&f.bb.pool, "t").await,
+        [1, 2],
+        "nothing written after the gap"
+    );
 
     store::execute(&tallies, "t", 1, &meta).await.unwrap();
     take_back_last_tally(&f.bb.pool, "t").await;
     store::execute(&tallies, "t", 1, &meta).await.unwrap();
-    assert_eq!(sequences().await, [1, 2, 3], "no gap");
+    assert_eq!(stored_sequences(&f.bb.pool, "t").await, [1, 2, 3], "no gap");
     assert_eq!(store::load(&plain, "t").await.unwrap().counted, 3);
     drop(f.env);
 }
@@ -1083,9 +1089,7 @@ async fn a_consumers_failed_commit_leaves_its_commands_copies_unused() {
                 "{outcome:?}"
             );
             assert_eq!(
-                careloop_backbone::recent::LOADS
-                    .with_label_values(&["Tally", "store"])
-                    .get(),
+                decided_on("Tally", "store"),
                 loads + 1,
                 "decided on a load: the consumer's commit failed"
             );
