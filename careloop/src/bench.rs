@@ -161,9 +161,8 @@ struct Measured {
     replay: Vec<(String, usize, f64)>,
     /// Per consumer, over the load and its drain: messages and busy seconds.
     consumers: Vec<(String, u64, f64)>,
-    /// Decisions of the load and drain by aggregate type: on a kept copy, as new,
-    /// and on a load.
-    started_from: Vec<(String, u64, u64, u64)>,
+    /// Commands' decisions during the load and drain ([`decisions`]).
+    started_from: Decisions,
     rss_mb: f64,
 }
 
@@ -318,7 +317,7 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
 
     // Intake under load; the pipeline runs behind it.
     let before = consumer_busy(&[]);
-    let started_before = started_from();
+    let started_before = decisions(&[]);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(o.seconds);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -363,16 +362,7 @@ async fn measure(settings: &Settings, o: &BenchOptions) -> anyhow::Result<Measur
     }
     let drained_after = started.elapsed();
     let consumers = consumer_busy(&before);
-    let started_after = started_from();
-    let mut started_from: Vec<(String, u64, u64, u64)> = started_after
-        .into_iter()
-        .map(|(aggregate, copies, new, loads)| {
-            let before = started_before.iter().find(|r| r.0 == aggregate);
-            let (c, n, l) = before.map_or((0, 0, 0), |r| (r.1, r.2, r.3));
-            (aggregate, copies - c, new - n, loads - l)
-        })
-        .collect();
-    started_from.sort_by_key(|r| std::cmp::Reverse(r.3));
+    let started_from = decisions(&started_before);
 
     // End to end, one at a time, at idle.
     let mut idle = Vec::new();
@@ -578,6 +568,8 @@ struct Sustained {
     /// Per consumer: messages it began during the measure and the seconds they waited
     /// from publication to handling (`careloop_consumer_wait_seconds`).
     waited: Vec<(String, u64, f64)>,
+    /// Commands' decisions during the measure ([`decisions`]).
+    decided: Decisions,
 }
 
 const RELAY_DELAY: &str = "careloop_relay_delay_seconds";
@@ -700,6 +692,7 @@ async fn sustain(
         histogram_totals(RELAY_DELAY, "service", &[]),
         histogram_totals(CONSUMER_WAIT, "consumer", &[]),
     );
+    let decided_before = decisions(&[]);
     let started = Instant::now();
     // Wall-clock times of each referral's send and sight, for [`hops`], all on the
     // monotonic clock from here.
@@ -807,6 +800,7 @@ async fn sustain(
         hops: hops(pool, &timed).await?,
         relayed: histogram_totals(RELAY_DELAY, "service", &relayed_before),
         waited: histogram_totals(CONSUMER_WAIT, "consumer", &waited_before),
+        decided: decisions(&decided_before),
     })
 }
 
@@ -940,10 +934,18 @@ fn histogram_totals(
     out
 }
 
-/// Commands' decisions so far by aggregate type: on the copy the last command kept,
-/// on the aggregate as new, and on a load (`careloop_command_loads_total`).
-fn started_from() -> Vec<(String, u64, u64, u64)> {
-    let mut out: Vec<(String, u64, u64, u64)> = Vec::new();
+/// What commands' decisions were made on, as `careloop_command_loads_total` names it:
+/// the copy the last command kept, the aggregate as new, a copy caught up with the
+/// events stored after it, a load of the whole stream.
+const DECIDED_ON: [&str; 4] = ["recent", "new", "catch-up", "store"];
+
+/// Per aggregate type, commands' decisions by [`DECIDED_ON`].
+type Decisions = Vec<(String, [u64; 4])>;
+
+/// Commands' decisions since `before` (another call's answer; empty: since the
+/// start), the aggregate types with the most loads first.
+fn decisions(before: &[(String, [u64; 4])]) -> Decisions {
+    let mut out: Decisions = Vec::new();
     for family in prometheus::gather() {
         if family.name() != "careloop_command_loads_total" {
             continue;
@@ -956,22 +958,67 @@ fn started_from() -> Vec<(String, u64, u64, u64)> {
                     .map(|l| l.value().to_string())
                     .unwrap_or_default()
             };
-            let (aggregate, n) = (label("aggregate"), m.get_counter().get_value() as u64);
-            let row = match out.iter_mut().position(|r| r.0 == aggregate) {
-                Some(i) => &mut out[i],
-                None => {
-                    out.push((aggregate, 0, 0, 0));
-                    out.last_mut().expect("just pushed")
-                }
+            let aggregate = label("aggregate");
+            let Some(from) = DECIDED_ON.iter().position(|f| *f == label("from")) else {
+                continue;
             };
-            match label("from").as_str() {
-                "recent" => row.1 += n,
-                "new" => row.2 += n,
-                _ => row.3 += n,
+            let earlier = before
+                .iter()
+                .find(|r| r.0 == aggregate)
+                .map_or(0, |r| r.1[from]);
+            let n = (m.get_counter().get_value() as u64).saturating_sub(earlier);
+            match out.iter_mut().find(|r| r.0 == aggregate) {
+                Some(row) => row.1[from] += n,
+                None => {
+                    let mut counts = [0; 4];
+                    counts[from] = n;
+                    out.push((aggregate, counts));
+                }
             }
         }
     }
+    out.sort_by_key(|r| std::cmp::Reverse(r.1[3]));
     out
+}
+
+/// `decisions` as a table row's figure: the share of each kind, then the loads and
+/// catch-ups of each aggregate type that had any.
+fn decisions_figure(decisions: &Decisions) -> String {
+    let pct = |a: u64, b: u64| {
+        if b > 0 {
+            100.0 * a as f64 / b as f64
+        } else {
+            0.0
+        }
+    };
+    let totals: Vec<u64> = (0..4)
+        .map(|i| decisions.iter().map(|r| r.1[i]).sum())
+        .collect();
+    let all: u64 = totals.iter().sum();
+    let shares: Vec<String> = totals
+        .iter()
+        .map(|n| format!("{n} ({:.0}%)", pct(*n, all)))
+        .collect();
+    let by_aggregate: Vec<String> = decisions
+        .iter()
+        .filter(|(_, c)| c[2] + c[3] > 0)
+        .map(|(aggregate, c)| {
+            format!(
+                "{aggregate} {} and {} of {}",
+                c[3],
+                c[2],
+                c.iter().sum::<u64>()
+            )
+        })
+        .collect();
+    let by_aggregate = match by_aggregate.is_empty() {
+        true => "none".to_string(),
+        false => by_aggregate.join(", "),
+    };
+    format!(
+        "{} of {all}; loads and catch-ups: {by_aggregate}",
+        shares.join(" / ")
+    )
 }
 
 /// Resident memory of this process (careloop and the benchmark's own clients), in kB.
@@ -1073,6 +1120,10 @@ fn print_table(floor: f64, m: &Measured, o: &BenchOptions) {
             "| … and published → handling began, per consumer | {} |",
             mean(&s.waited)
         );
+        println!(
+            "| commands' decisions during the sustained measure: on the copy the last command kept / as new / caught up / on a load | {} |",
+            decisions_figure(&s.decided)
+        );
     }
     for (consumer, n, busy) in &m.consumers {
         println!(
@@ -1082,22 +1133,9 @@ fn print_table(floor: f64, m: &Measured, o: &BenchOptions) {
             1000.0 * busy / (*n).max(1) as f64
         );
     }
-    let copies: u64 = m.started_from.iter().map(|r| r.1).sum();
-    let new: u64 = m.started_from.iter().map(|r| r.2).sum();
-    let loads: u64 = m.started_from.iter().map(|r| r.3).sum();
-    let all = copies + new + loads;
-    let by_aggregate: Vec<String> = m
-        .started_from
-        .iter()
-        .filter(|r| r.1 + r.2 + r.3 > 0)
-        .map(|(aggregate, c, n, l)| format!("{aggregate} {l} of {}", c + n + l))
-        .collect();
     println!(
-        "| commands' decisions during load and drain: on the copy the last command kept / as new / on a load | {copies} ({:.0}%) / {new} ({:.0}%) / {loads} ({:.0}%) of {all}; loads: {} |",
-        pct(copies as f64, all as f64),
-        pct(new as f64, all as f64),
-        pct(loads as f64, all as f64),
-        by_aggregate.join(", ")
+        "| commands' decisions during load and drain: on the copy the last command kept / as new / caught up / on a load | {} |",
+        decisions_figure(&m.started_from)
     );
     for (name, n, rate) in &m.replay {
         println!("| `careloop replay {name}` ({n} events) | {rate:.0} events/s |");

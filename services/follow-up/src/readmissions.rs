@@ -121,7 +121,7 @@ impl ReadmissionLinker {
         command: PersonCareCommand,
         meta: &Metadata,
     ) -> anyhow::Result<PersonCare> {
-        store::record_and_load(&self.people, &self.people_store, person_ref, command, meta).await
+        store::record(&self.people, person_ref, command, meta).await
     }
 
     async fn send(

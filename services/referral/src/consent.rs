@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use careloop_backbone::Metadata;
-use careloop_backbone::store::{self, Cqrs, EventStore};
+use careloop_backbone::store::{self, Cqrs};
 use chrono::{DateTime, Utc};
 
 use crate::domain::{PersonReferrals, PersonReferralsCommand, Referral, ReferralCommand};
@@ -18,7 +18,6 @@ use crate::domain::{PersonReferrals, PersonReferralsCommand, Referral, ReferralC
 #[derive(Clone)]
 pub struct ConsentGuard {
     pub people: Arc<Cqrs<PersonReferrals>>,
-    pub people_store: Arc<EventStore<PersonReferrals>>,
     pub referrals: Arc<Cqrs<Referral>>,
 }
 
@@ -73,7 +72,7 @@ impl ConsentGuard {
         command: PersonReferralsCommand,
         meta: &Metadata,
     ) -> anyhow::Result<PersonReferrals> {
-        store::record_and_load(&self.people, &self.people_store, person_ref, command, meta).await
+        store::record(&self.people, person_ref, command, meta).await
     }
 
     async fn cancel(&self, referral_id: &str, reason: &str, meta: &Metadata) -> anyhow::Result<()> {

@@ -116,7 +116,6 @@ impl Service for ReferralService {
         let b = &self.backbone;
         let consent = consent::ConsentGuard {
             people: store::cqrs(b.pool.clone(), SCHEMA, ()),
-            people_store: Arc::new(store::event_store(b.pool.clone(), SCHEMA)),
             referrals: self.cqrs.clone(),
         };
         let handler = Arc::new(handlers::Handlers {

@@ -14,10 +14,12 @@
 //! event before its first is stored (`store`'s `append_statement`). A copy behind the
 //! store (another instance wrote since, or another command of this one that
 //! finished first) therefore makes the append conflict, and so does a copy ahead of
-//! it (the store lost an event: a crash, a restore); the copy is forgotten and the
-//! command decided again on a fresh load. A refusal or a command that writes nothing
-//! gives the store no such chance to object, so when either comes from a copy the
-//! command is decided again on a fresh load too ([`crate::store`]'s `run`).
+//! it (the store lost an event: a crash, a restore); the copy is marked behind and
+//! the command decided again on the store's latest: the copy with the events stored
+//! after it applied, or a fresh load (the copy dropped) when the store no longer
+//! holds the copy's last event. A refusal or a command that writes nothing gives the
+//! store no such chance to object, so when either comes from a copy the command is
+//! decided again on the store's latest too ([`crate::store`]'s `run`).
 //!
 //! **Why a copy never holds an event a crash took back.** A consumer's commands
 //! commit without waiting for the disk (`store::flushed_by_caller`): a crash of
@@ -28,6 +30,14 @@
 //! ran, so had Postgres crashed in between, the commit would have failed with its
 //! connection; having succeeded, it flushed the write-ahead log up to and past the
 //! command's events. What a durable command wrote is usable at once.
+//!
+//! **Behind a pending copy, the last usable one.** Several commands on one aggregate
+//! often run close together in different consumer batches (referrals reserving the
+//! same peer): the copy the last of them left waits for its batch's commit, and the
+//! next command would have to load the whole stream, for a Peer every reservation
+//! it ever made. So a copy that waits keeps the last usable copy before it, and
+//! [`Recent::get`] gives that one as [`Found::Earlier`]: the store reads only the
+//! events after it (`store`'s catch-up), which is the store's latest as a load is.
 //!
 //! **Shared.** Every command processor of one aggregate type over one pool and schema
 //! shares one set of copies ([`shared`]): a service makes several processors for one
@@ -52,14 +62,16 @@ use sqlx::PgPool;
 pub const CAPACITY: usize = 4096;
 
 /// Commands' decisions by what they were decided on: a kept copy (`from="recent"`),
-/// the assumption that the aggregate is new (`from="new"`, `store::Start::New`), or
-/// a load from the store (`from="store"`), per aggregate type. A command decided again
-/// on a load (its copy was behind) counts twice. Labels are type names, never ids.
+/// the assumption that the aggregate is new (`from="new"`, `store::Start::New`), a
+/// copy brought up to date with the events stored after it (`from="catch-up"`), or a
+/// load of the whole stream (`from="store"`), per aggregate type. Each attempt of a
+/// command counts (a command decided again counts again). Labels are type names,
+/// never ids.
 pub static LOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         Opts::new(
             "careloop_command_loads_total",
-            "Commands' decisions by what they were decided on: a copy kept from the last command, the aggregate as new, or a load"
+            "Commands' decisions by what they were decided on: a copy kept from the last command, the aggregate as new, a copy caught up with the events after it, or a load"
         ),
         &["aggregate", "from"]
     )
@@ -87,6 +99,23 @@ struct Kept<A> {
     sequence: usize,
     /// `None`: written durably. `Some`: usable once that flush is done.
     flush: Option<Flush>,
+    /// While this copy waits for its flush: the last usable copy before it.
+    earlier: Option<Box<(A, usize)>>,
+    /// The store may have moved on past this copy (an append decided on it, or on an
+    /// earlier state, failed): it is a state to catch up from, not to decide on.
+    behind: bool,
+}
+
+/// A kept copy of an aggregate, as [`Recent::get`] finds it.
+#[derive(Debug, PartialEq)]
+pub enum Found<A> {
+    /// The aggregate as the last command on it left it, and its sequence: a command
+    /// may be decided on it.
+    Latest(A, usize),
+    /// A usable copy, and its sequence, that the store may have moved on from: the
+    /// last one before a copy waiting for its flush, or one an append failed on. A
+    /// command is decided on it once the events stored after it are applied.
+    Earlier(A, usize),
 }
 
 impl<A> Kept<A> {
@@ -116,35 +145,65 @@ impl<A: Clone> Recent<A> {
     }
 
     /// The aggregate as the last command on it left it, and its sequence, when that
-    /// copy is kept and usable.
-    pub fn get(&self, id: &str) -> Option<(A, usize)> {
+    /// copy is kept and usable; while it waits for its flush, the last usable copy
+    /// before it, if one was kept.
+    pub fn get(&self, id: &str) -> Option<Found<A>> {
         let mut g = self.generations.lock().expect("not poisoned");
-        if let Some(copy) = g.young.get(id) {
-            return copy.usable().then(|| (copy.state.clone(), copy.sequence));
+        if !g.young.contains_key(id) {
+            let copy = g.old.remove(id)?;
+            g.keep(id.to_string(), copy);
         }
-        let copy = g.old.remove(id)?;
-        let found = copy.usable().then(|| (copy.state.clone(), copy.sequence));
-        g.keep(id.to_string(), copy);
-        found
+        let copy = g.young.get_mut(id)?;
+        if copy.usable() {
+            copy.earlier = None;
+            let state = copy.state.clone();
+            return Some(match copy.behind {
+                true => Found::Earlier(state, copy.sequence),
+                false => Found::Latest(state, copy.sequence),
+            });
+        }
+        let earlier = copy.earlier.as_deref()?;
+        Some(Found::Earlier(earlier.0.clone(), earlier.1))
     }
 
     /// Keeps `state` at `sequence` for `id`, unless a copy at a later sequence is
-    /// kept already (a command that committed after this one and kept first).
+    /// kept already (a command that committed after this one and kept first). A copy
+    /// that waits for `flush` keeps the last usable one before it.
     pub fn keep(&self, id: &str, state: A, sequence: usize, flush: Option<Flush>) {
         let mut g = self.generations.lock().expect("not poisoned");
-        let later = g
-            .young
-            .get(id)
-            .or_else(|| g.old.get(id))
-            .is_some_and(|c| c.sequence > sequence);
-        if !later {
-            g.old.remove(id);
-            let copy = Kept {
-                state,
-                sequence,
-                flush,
-            };
-            g.keep(id.to_string(), copy);
+        let before = g.young.remove(id).or_else(|| g.old.remove(id));
+        let earlier = match before {
+            Some(later) if later.sequence > sequence => {
+                g.keep(id.to_string(), later);
+                return;
+            }
+            Some(before) if flush.is_some() => match before.usable() {
+                true => Some(Box::new((before.state, before.sequence))),
+                false => before.earlier,
+            },
+            _ => None,
+        };
+        let copy = Kept {
+            state,
+            sequence,
+            flush,
+            earlier,
+            behind: false,
+        };
+        g.keep(id.to_string(), copy);
+    }
+
+    /// Marks the copy of `id` as behind the store, unless it is later than `sequence`
+    /// (the state an append that failed was decided on; a later copy was kept by a
+    /// command that succeeded since): the next command catches it up instead of
+    /// deciding on it and failing again. Kept rather than dropped, so that commands
+    /// on a busy aggregate (a peer several referrals reserve at once) catch up from
+    /// it instead of loading the whole stream.
+    pub fn behind(&self, id: &str, sequence: usize) {
+        let mut g = self.generations.lock().expect("not poisoned");
+        let Generations { young, old } = &mut *g;
+        if let Some(copy) = young.get_mut(id).or_else(|| old.get_mut(id)) {
+            copy.behind |= copy.sequence <= sequence;
         }
     }
 }
@@ -155,6 +214,21 @@ impl<A> Recent<A> {
         let mut g = self.generations.lock().expect("not poisoned");
         g.young.remove(id);
         g.old.remove(id);
+    }
+
+    /// Drops the copy of `id` unless it is later than `sequence`: the store does not
+    /// hold the event at `sequence`, so a copy up to it describes what the store lost.
+    pub fn forget_at(&self, id: &str, sequence: usize) {
+        let mut g = self.generations.lock().expect("not poisoned");
+        let later = g
+            .young
+            .get(id)
+            .or_else(|| g.old.get(id))
+            .is_some_and(|c| c.sequence > sequence);
+        if !later {
+            g.young.remove(id);
+            g.old.remove(id);
+        }
     }
 }
 
@@ -207,13 +281,67 @@ mod tests {
         let recent = Recent::<u32>::new();
         let flush = Flush::default();
         recent.keep("a", 1, 1, Some(flush.clone()));
-        assert_eq!(recent.get("a"), None, "not flushed yet");
+        assert_eq!(
+            recent.get("a"),
+            None,
+            "not flushed yet, nothing usable before it"
+        );
         flush.done();
-        assert_eq!(recent.get("a"), Some((1, 1)));
+        assert_eq!(recent.get("a"), Some(Found::Latest(1, 1)));
         recent.keep("a", 3, 3, None);
         recent.keep("a", 2, 2, None);
-        assert_eq!(recent.get("a"), Some((3, 3)), "an earlier copy kept late");
+        assert_eq!(
+            recent.get("a"),
+            Some(Found::Latest(3, 3)),
+            "an earlier copy kept late"
+        );
         recent.forget("a");
+        assert_eq!(recent.get("a"), None);
+    }
+
+    #[test]
+    fn a_waiting_copy_keeps_the_last_usable_one_before_it() {
+        let recent = Recent::<u32>::new();
+        recent.keep("a", 1, 1, None);
+        let first = Flush::default();
+        recent.keep("a", 2, 2, Some(first.clone()));
+        assert_eq!(recent.get("a"), Some(Found::Earlier(1, 1)));
+        let second = Flush::default();
+        recent.keep("a", 3, 3, Some(second.clone()));
+        assert_eq!(
+            recent.get("a"),
+            Some(Found::Earlier(1, 1)),
+            "the copy between them never became usable"
+        );
+        first.done();
+        recent.keep("a", 4, 4, Some(Flush::default()));
+        assert_eq!(
+            recent.get("a"),
+            Some(Found::Earlier(1, 1)),
+            "a copy found waiting when the next was kept is not a starting point"
+        );
+        second.done();
+        recent.keep("a", 5, 5, None);
+        assert_eq!(recent.get("a"), Some(Found::Latest(5, 5)));
+    }
+
+    #[test]
+    fn a_copy_found_behind_is_caught_up_until_a_later_one_is_kept() {
+        let recent = Recent::<u32>::new();
+        recent.keep("a", 1, 1, None);
+        recent.behind("a", 1);
+        assert_eq!(recent.get("a"), Some(Found::Earlier(1, 1)));
+        recent.keep("a", 3, 3, None);
+        assert_eq!(recent.get("a"), Some(Found::Latest(3, 3)));
+        recent.behind("a", 2);
+        assert_eq!(
+            recent.get("a"),
+            Some(Found::Latest(3, 3)),
+            "a failure decided on an earlier state says nothing of a later copy"
+        );
+        recent.forget_at("a", 2);
+        assert_eq!(recent.get("a"), Some(Found::Latest(3, 3)), "later: kept");
+        recent.forget_at("a", 3);
         assert_eq!(recent.get("a"), None);
     }
 
@@ -225,7 +353,7 @@ mod tests {
         }
         // The young generation was full: the first CAPACITY are now the old one.
         // "0" is used again, which moves it back to the young generation.
-        assert_eq!(recent.get("0"), Some((0, 1)));
+        assert_eq!(recent.get("0"), Some(Found::Latest(0, 1)));
         for i in CAPACITY + 1..=2 * CAPACITY {
             recent.keep(&i.to_string(), i, 1, None);
         }
@@ -237,6 +365,10 @@ mod tests {
             None,
             "the oldest unused copies are dropped"
         );
-        assert_eq!(recent.get("0"), Some((0, 1)), "a copy used again stays");
+        assert_eq!(
+            recent.get("0"),
+            Some(Found::Latest(0, 1)),
+            "a copy used again stays"
+        );
     }
 }

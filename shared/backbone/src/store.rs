@@ -6,7 +6,9 @@
 //!
 //! The plain event store is used (no snapshots, no aggregate store: those modes may
 //! apply events twice). A command starts from the aggregate as the last command on it
-//! left it, when that copy is kept ([`crate::recent`]), and from a load otherwise.
+//! left it, when that copy is kept ([`crate::recent`]), from a kept copy brought up
+//! to date with the events stored after it when the store may have moved on, and
+//! from a load otherwise.
 //! No cqrs-es `Query` is attached: queries run in-process after commit and would be
 //! lost on a crash, so read models are fed from the outbox instead (see
 //! [`crate::projection`]).
@@ -29,7 +31,7 @@ use cqrs_es::{Aggregate, AggregateError};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 
-use crate::recent::{self, Flush, Recent};
+use crate::recent::{self, Flush, Found, Recent};
 
 /// Retries of a command that lost an optimistic-concurrency race: short, spread by
 /// jitter so racing writers do not collide again in step.
@@ -42,7 +44,15 @@ const CONFLICT: Backoff =
 pub struct EventStore<A: Aggregate> {
     inner: PersistedEventStore<Repository, A>,
     /// `None` for a sealed store: PHI is not kept in memory beyond a command.
-    recent: Option<Arc<Recent<A>>>,
+    copies: Option<Copies<A>>,
+}
+
+/// The kept copies of an unsealed store, and how it reads what was stored after one.
+struct Copies<A> {
+    recent: Arc<Recent<A>>,
+    pool: PgPool,
+    /// [`catch_up_statement`].
+    catch_up: String,
 }
 
 /// A command processor for aggregate `A`: its store and the services its commands use.
@@ -162,6 +172,19 @@ fn append_statement(schema: &str, lazily: bool) -> String {
     )
 }
 
+/// Reads an aggregate's events from a sequence on, that one included: the events
+/// stored after a copy, and the copy's own last event, which says the store still
+/// holds what the copy was built from (see [`EventStore::catch_up`]). On the primary
+/// key, so a few rows whatever the length of the stream.
+fn catch_up_statement(schema: &str) -> String {
+    format!(
+        "SELECT sequence, event_type, event_version, payload, metadata
+         FROM {schema}.events
+         WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence >= $3
+         ORDER BY sequence"
+    )
+}
+
 tokio::task_local! {
     /// Set while a caller that flushes its commands' commits itself runs them: the
     /// caller's [`Flush`], done once its durable commit has succeeded.
@@ -198,7 +221,7 @@ impl Repository {
     /// Another command that committed the same sequence first makes the statement
     /// fail on the primary key, and a missing event before the first makes it write
     /// nothing: both are the optimistic lock, reported as such so the command is
-    /// retried on a fresh load.
+    /// decided again on the store's latest.
     async fn append<A: Aggregate>(
         &self,
         events: &[SerializedEvent],
@@ -354,8 +377,9 @@ impl Metadata {
 }
 
 /// Executes `command`, retrying when another command on the same aggregate committed
-/// first (optimistic concurrency): the retry reloads the aggregate, so the rules are
-/// checked against the latest state and no update is lost. Gives up with
+/// first (optimistic concurrency): the retry is decided on the store's latest (a kept
+/// copy caught up, or a load), so the rules are checked against the latest state and
+/// no update is lost. Gives up with
 /// `AggregateConflict` after a few attempts (the API answers 409).
 pub async fn execute<A>(
     cqrs: &Cqrs<A>,
@@ -420,13 +444,13 @@ where
 /// What a command is first decided on when no copy of its aggregate is kept.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Start {
-    /// A load: the aggregate's latest state.
+    /// The aggregate's latest state: a kept copy, or a load.
     Latest,
     /// The aggregate as if it had no events, with no load: for a command that
     /// usually starts its aggregate (a referral's first step in a service). The store
     /// checks that assumption as it checks a copy: if the aggregate has events after
     /// all, the append conflicts, and a refusal or a command that writes nothing is
-    /// decided again on a load.
+    /// decided again on the store's latest.
     New,
 }
 
@@ -445,13 +469,22 @@ where
     /// Decides `command` on the aggregate's latest state and stores its events; the
     /// aggregate as it left it when `wanted`.
     ///
-    /// The state is the copy the last command kept ([`crate::recent`]) when there is
-    /// a usable one, the aggregate as if new when `start` says so, and a load
-    /// otherwise. A copy (or the assumption) may be behind the store (another instance
-    /// wrote since): an append decided on it conflicts, and a refusal or a command
-    /// that writes nothing, which the store cannot object to, is decided again on a
-    /// load. A conflict after a load waits a little before the next attempt
-    /// ([`CONFLICT`]); one after a copy is retried on a load at once.
+    /// A first attempt is decided on the copy the last command kept
+    /// ([`crate::recent`]) when it is usable and not known to be behind, on the
+    /// aggregate as if new when no copy is kept and `start` says so, and otherwise on
+    /// a state read from the store: a kept copy caught up with the events stored
+    /// after it ([`EventStore::catch_up`]), or a load. A copy (or the assumption) may
+    /// be behind the store (another instance or command wrote since): an append
+    /// decided on it conflicts, and a refusal or a command that writes nothing, which
+    /// the store cannot object to, is not taken as the answer. Every later attempt is
+    /// decided on a state read from the store, and one after a conflict on such a
+    /// state waits a little first ([`CONFLICT`]).
+    ///
+    /// A catch-up starts only from a kept copy, never from a state a load or
+    /// catch-up read: kept copies are of events on disk (a consumer's only once its
+    /// flush is done), where a load may have read an event committed without waiting
+    /// for the disk, which a crash of Postgres can take back and another writer
+    /// replace at the same sequence, unseen by the catch-up's check.
     async fn run(
         &self,
         services: &A::Services,
@@ -463,32 +496,32 @@ where
     ) -> Result<Option<A>, AggregateError<A::Error>> {
         use cqrs_es::EventStore as _;
         let mut retries = CONFLICT.start();
-        // Whether the state may still come from what the store has not confirmed (a
-        // copy, or the assumption of a new aggregate); once such a state was found
-        // behind, only loads.
-        let mut unconfirmed = true;
+        // The first attempt may decide on what the store has not confirmed (a copy,
+        // or the assumption of a new aggregate); later ones only on what it read.
+        let mut first = true;
         loop {
-            let unchecked = unconfirmed.then(|| {
-                self.recent
-                    .as_ref()
-                    .and_then(|r| r.get(aggregate_id))
-                    .map(|kept| ("recent", kept))
-                    .or_else(|| (start == Start::New).then(|| ("new", (A::default(), 0))))
-            });
-            let (from, (mut aggregate, sequence)) = match unchecked.flatten() {
-                Some(state) => state,
-                None => {
-                    let ctx = self.inner.load_aggregate(aggregate_id).await?;
-                    ("store", (ctx.aggregate, ctx.current_sequence))
+            let found = self
+                .copies
+                .as_ref()
+                .and_then(|c| c.recent.get(aggregate_id));
+            let (from, (mut aggregate, sequence)) = match found {
+                Some(Found::Latest(state, sequence)) if first => ("recent", (state, sequence)),
+                Some(Found::Latest(state, sequence) | Found::Earlier(state, sequence)) => {
+                    match self.catch_up(aggregate_id, state, sequence).await? {
+                        Some(caught_up) => ("catch-up", caught_up),
+                        None => ("store", self.load_latest(aggregate_id).await?),
+                    }
                 }
+                None if first && start == Start::New => ("new", (A::default(), 0)),
+                None => ("store", self.load_latest(aggregate_id).await?),
             };
-            let from_copy = from != "store";
+            first = false;
+            let unchecked = matches!(from, "recent" | "new");
             recent::LOADS.with_label_values(&[A::TYPE, from]).inc();
             let sink = cqrs_es::event_sink::EventSink::<A>::default();
             let decided = aggregate.handle(command.clone(), services, &sink).await;
             let events = sink.collect().await;
-            if from_copy && (decided.is_err() || events.is_empty()) {
-                unconfirmed = false;
+            if unchecked && (decided.is_err() || events.is_empty()) {
                 continue;
             }
             decided.map_err(AggregateError::UserError)?;
@@ -505,19 +538,22 @@ where
             };
             match self.inner.commit(events, ctx, metadata.to_map()).await {
                 Ok(_) => {
-                    let Some(recent) = &self.recent else {
+                    let Some(copies) = &self.copies else {
                         return Ok(wanted.then_some(aggregate));
                     };
                     let returned = wanted.then(|| aggregate.clone());
-                    recent.keep(aggregate_id, aggregate, sequence + written, flushed_later());
+                    let sequence = sequence + written;
+                    copies
+                        .recent
+                        .keep(aggregate_id, aggregate, sequence, flushed_later());
                     return Ok(returned);
                 }
                 Err(e) => {
-                    if let Some(recent) = &self.recent {
-                        recent.forget(aggregate_id);
+                    if let Some(copies) = &self.copies {
+                        copies.recent.behind(aggregate_id, sequence);
                     }
                     match e {
-                        AggregateError::AggregateConflict if from_copy => unconfirmed = false,
+                        AggregateError::AggregateConflict if unchecked => {}
                         AggregateError::AggregateConflict if retries.attempts() < 8 => {
                             retries.wait().await
                         }
@@ -526,6 +562,65 @@ where
                 }
             }
         }
+    }
+
+    /// The aggregate's latest state, and its sequence, from a load of its stream.
+    async fn load_latest(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<(A, usize), AggregateError<A::Error>> {
+        use cqrs_es::EventStore as _;
+        let ctx = self.inner.load_aggregate(aggregate_id).await?;
+        Ok((ctx.aggregate, ctx.current_sequence))
+    }
+
+    /// `state`, a kept copy of the aggregate at `sequence`, brought to the store's
+    /// latest by applying the events stored after it: what a load gives, reading only
+    /// those events. `None`, and the copy dropped, when the store does not hold the
+    /// event at `sequence` or those after it do not follow one another (it lost
+    /// events: a restore), so the copy may hold what the store does not and only a
+    /// load tells the store's latest. For an unsealed store (the only kind that keeps
+    /// copies).
+    async fn catch_up(
+        &self,
+        aggregate_id: &str,
+        mut state: A,
+        sequence: usize,
+    ) -> Result<Option<(A, usize)>, AggregateError<A::Error>> {
+        let Some(copies) = &self.copies else {
+            return Ok(None);
+        };
+        type Row = (i64, String, String, serde_json::Value, serde_json::Value);
+        let rows: Vec<Row> = sqlx::query_as(&copies.catch_up)
+            .bind(A::TYPE)
+            .bind(aggregate_id)
+            .bind(sequence as i64)
+            .fetch_all(&copies.pool)
+            .await
+            .map_err(persistence_error)?;
+        let follows = rows
+            .iter()
+            .enumerate()
+            .all(|(i, row)| row.0 as usize == sequence + i);
+        if rows.is_empty() || !follows {
+            copies.recent.forget_at(aggregate_id, sequence);
+            return Ok(None);
+        }
+        let latest = sequence + rows.len() - 1;
+        for (stored, event_type, event_version, payload, metadata) in rows.into_iter().skip(1) {
+            let serialized = SerializedEvent::new(
+                aggregate_id.to_string(),
+                stored as usize,
+                A::TYPE.to_string(),
+                event_type,
+                event_version,
+                payload,
+                metadata,
+            );
+            let envelope = cqrs_es::EventEnvelope::<A>::try_from(serialized)?;
+            state.apply(envelope.payload);
+        }
+        Ok(Some((state, latest)))
     }
 }
 
@@ -556,8 +651,8 @@ where
         context: Self::AC,
         metadata: HashMap<String, String>,
     ) -> Result<Vec<cqrs_es::EventEnvelope<A>>, AggregateError<A::Error>> {
-        if let Some(recent) = &self.recent {
-            recent.forget(&context.aggregate_id);
+        if let Some(copies) = &self.copies {
+            copies.recent.forget(&context.aggregate_id);
         }
         self.inner.commit(events, context, metadata).await
     }
@@ -573,13 +668,17 @@ where
     Ok(cqrs_store.load_aggregate(id).await?.aggregate)
 }
 
-/// Executes `command`, then loads the aggregate as it stands after it: how a process
-/// manager records a fact and then decides from everything it knows (its state may
-/// already hold facts other handlers recorded meanwhile; its decisions are
-/// idempotent, so acting on them twice does nothing twice).
-pub async fn record_and_load<A>(
+/// Executes `command` and returns the aggregate as it stands after it: how a process
+/// manager records a fact and then decides from everything it knows. The state is
+/// the store's latest when the command's events were stored (an append is written
+/// only at the store's latest sequence), and for a command that writes nothing the
+/// state read from the store it was decided on. So a fact another handler recorded
+/// first is in it, and one recorded after it is decided on a state holding this one:
+/// of two related facts recorded at once, the handler of the later acts on both
+/// (decisions are idempotent, so acting twice does nothing twice). No load after the
+/// command: the state is the command's own.
+pub async fn record<A>(
     cqrs: &Cqrs<A>,
-    store: &EventStore<A>,
     aggregate_id: &str,
     command: A::Command,
     metadata: &Metadata,
@@ -588,10 +687,19 @@ where
     A: Aggregate + Send + Sync + Clone,
     A::Command: Clone,
 {
-    execute(cqrs, aggregate_id, command, metadata)
+    let after = cqrs
+        .store
+        .run(
+            &cqrs.services,
+            aggregate_id,
+            command,
+            metadata,
+            Start::Latest,
+            true,
+        )
         .await
         .map_err(into_anyhow)?;
-    load(store, aggregate_id).await.map_err(into_anyhow)
+    Ok(after.expect("asked for"))
 }
 
 /// A store for reading aggregate state outside a command (e.g. a saga's next step).
@@ -599,10 +707,14 @@ pub fn event_store<A>(pool: PgPool, schema: &str) -> EventStore<A>
 where
     A: Aggregate + Clone + Send + Sync + 'static,
 {
-    let recent = recent::shared::<A>(&pool, schema);
+    let copies = Copies {
+        recent: recent::shared::<A>(&pool, schema),
+        pool: pool.clone(),
+        catch_up: catch_up_statement(schema),
+    };
     EventStore {
         inner: repository_store(pool, schema, None),
-        recent: Some(recent),
+        copies: Some(copies),
     }
 }
 
@@ -617,7 +729,7 @@ where
 {
     EventStore {
         inner: repository_store(pool, schema, Some(seal)),
-        recent: None,
+        copies: None,
     }
 }
 

@@ -732,7 +732,8 @@ impl cqrs_es::Aggregate for Seat {
 }
 
 /// Decisions of `aggregate`'s commands so far made on `from`: `recent` (the copy the
-/// last command kept), `new` or `store` (`careloop_command_loads_total`).
+/// last command kept), `new`, `catch-up` (a copy with the events stored after it) or
+/// `store` (`careloop_command_loads_total`).
 fn decided_on(aggregate: &str, from: &str) -> u64 {
     careloop_backbone::recent::LOADS
         .with_label_values(&[aggregate, from])
@@ -843,7 +844,7 @@ async fn a_command_starts_from_the_kept_copy_and_a_stale_copy_never_decides() {
     store::execute(&seats_there, "s", SeatCommand::Take, &meta)
         .await
         .unwrap();
-    let loads = decided_on("Seat", "store");
+    let caught_up = decided_on("Seat", "catch-up");
     store::execute(&seats_here, "s", SeatCommand::Free, &meta)
         .await
         .unwrap();
@@ -852,12 +853,98 @@ async fn a_command_starts_from_the_kept_copy_and_a_stale_copy_never_decides() {
         .await;
     assert_eq!(
         freed, 3,
-        "the no-op on the stale copy was decided again on the store"
+        "the no-op on the stale copy was decided again on the store's latest"
     );
     assert_eq!(
-        decided_on("Seat", "store"),
+        decided_on("Seat", "catch-up"),
+        caught_up + 1,
+        "the instances keep copies of their own: the stale one was found behind and caught up"
+    );
+    drop(f.env);
+}
+
+/// Guarantee 1 with the kept copies, and what they save: a copy behind the store is
+/// brought to the store's latest by reading only the events stored after it, never
+/// the whole stream. Three ways a copy falls behind: another instance wrote since
+/// (the append conflicts, then the copy catches up); the last copy waits for a
+/// consumer's commit (the usable one before it catches up, without deciding on the
+/// unflushed one); and the store lost the copy's last event (only a load tells the
+/// store's latest then, and nothing is written after a gap).
+#[tokio::test]
+async fn a_copy_behind_the_store_catches_up_with_the_events_after_it() {
+    use careloop_backbone::recent::Flush;
+    use careloop_backbone::store;
+    let f = fixture().await;
+    let other_pool = db::pool(&f.env.settings.database_url, &f.env.settings.database).unwrap();
+    let meta = store::Metadata::new("test");
+    let here = store::cqrs::<Tally>(f.bb.pool.clone(), SCHEMA, ());
+    let there = store::cqrs::<Tally>(other_pool, SCHEMA, ());
+    for _ in 0..3 {
+        store::execute(&here, "t", 1, &meta).await.unwrap();
+    }
+    store::execute(&there, "t", 1, &meta).await.unwrap();
+    store::execute(&there, "t", 1, &meta).await.unwrap();
+
+    let (caught_up, loads) = (
+        decided_on("Tally", "catch-up"),
+        decided_on("Tally", "store"),
+    );
+    store::execute(&here, "t", 1, &meta).await.unwrap();
+    assert_eq!(
+        (
+            decided_on("Tally", "catch-up"),
+            decided_on("Tally", "store")
+        ),
+        (caught_up + 1, loads),
+        "the stale copy caught up, no load"
+    );
+    assert_eq!(
+        stored_tallies(&f.bb.pool, "t").await[5],
+        (6, serde_json::json!({"n": 6})),
+        "decided on the other instance's writes"
+    );
+
+    let pending = Flush::default();
+    store::flushed_by_caller(pending.clone(), store::execute(&here, "t", 1, &meta))
+        .await
+        .unwrap();
+    let (copies, caught_up, loads) = (
+        decided_on("Tally", "recent"),
+        decided_on("Tally", "catch-up"),
+        decided_on("Tally", "store"),
+    );
+    store::execute(&here, "t", 1, &meta).await.unwrap();
+    assert_eq!(
+        (
+            decided_on("Tally", "recent"),
+            decided_on("Tally", "catch-up"),
+            decided_on("Tally", "store")
+        ),
+        (copies, caught_up + 1, loads),
+        "the usable copy before the waiting one caught up; the waiting one decided nothing"
+    );
+    assert_eq!(
+        stored_tallies(&f.bb.pool, "t").await[7],
+        (8, serde_json::json!({"n": 8})),
+        "the unflushed event was read from the store"
+    );
+    pending.done();
+
+    take_back_last_tally(&f.bb.pool, "t").await;
+    let loads = decided_on("Tally", "store");
+    store::execute(&here, "t", 1, &meta).await.unwrap();
+    assert_eq!(
+        decided_on("Tally", "store"),
         loads + 1,
-        "the instances keep copies of their own: the stale one was found behind"
+        "the store no longer holds the copy's last event: decided on a load"
+    );
+    assert_eq!(
+        stored_tallies(&f.bb.pool, "t").await[6..],
+        [
+            (7, serde_json::json!({"n": 7})),
+            (8, serde_json::json!({"n": 8}))
+        ],
+        "no gap, and nothing decided on the lost event"
     );
     drop(f.env);
 }
