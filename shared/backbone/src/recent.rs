@@ -216,15 +216,17 @@ impl<A> Recent<A> {
         g.old.remove(id);
     }
 
-    /// Drops the copy of `id` unless it is later than `sequence`: the store does not
-    /// hold the event at `sequence`, so a copy up to it describes what the store lost.
+    /// Drops the copy of `id`, and the usable one it keeps, unless it is a usable
+    /// copy later than `sequence` (kept by a command that wrote since): the store does
+    /// not hold the event at `sequence`, so a copy up to it describes what the store
+    /// lost, and so may a waiting copy's earlier one.
     pub fn forget_at(&self, id: &str, sequence: usize) {
         let mut g = self.generations.lock().expect("not poisoned");
         let later = g
             .young
             .get(id)
             .or_else(|| g.old.get(id))
-            .is_some_and(|c| c.sequence > sequence);
+            .is_some_and(|c| c.usable() && c.sequence > sequence);
         if !later {
             g.young.remove(id);
             g.old.remove(id);
@@ -343,6 +345,15 @@ mod tests {
         assert_eq!(recent.get("a"), Some(Found::Latest(3, 3)), "later: kept");
         recent.forget_at("a", 3);
         assert_eq!(recent.get("a"), None);
+
+        recent.keep("a", 1, 1, None);
+        recent.keep("a", 2, 2, Some(Flush::default()));
+        recent.forget_at("a", 1);
+        assert_eq!(
+            recent.get("a"),
+            None,
+            "a waiting copy's earlier one describes what the store lost"
+        );
     }
 
     #[test]

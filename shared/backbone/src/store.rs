@@ -444,7 +444,7 @@ where
 /// What a command is first decided on when no copy of its aggregate is kept.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Start {
-    /// The aggregate's latest state: a kept copy, or a load.
+    /// A load of the aggregate's stream: its latest state.
     Latest,
     /// The aggregate as if it had no events, with no load: for a command that
     /// usually starts its aggregate (a referral's first step in a service). The store

@@ -581,9 +581,12 @@ async fn a_poison_message_is_dead_lettered_and_the_consumer_goes_on() {
 }
 
 /// A counter whose `Add(n)` records n `Counted` events: a command with several events.
+/// `applied` counts the events applied to this state, so a state that applied an
+/// event twice, or skipped one, shows it.
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Tally {
     counted: usize,
+    applied: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -622,6 +625,7 @@ impl cqrs_es::Aggregate for Tally {
 
     fn apply(&mut self, event: Counted) {
         self.counted = event.n;
+        self.applied += 1;
     }
 }
 
@@ -786,8 +790,8 @@ async fn take_back_last_tally(pool: &PgPool, id: &str) {
 /// as this process's last command on it left it, and a copy older than the store
 /// never decides. A second instance (its own pool, so its own copies) writes
 /// between two commands of the first: the first's append conflicts and is decided
-/// again on a load (no lost update), and a refusal decided on the stale copy is
-/// decided again on a load too (the seat was freed meanwhile: taking it succeeds).
+/// again on the store's latest (no lost update), and a refusal decided on the stale
+/// copy is decided again too (the seat was freed meanwhile: taking it succeeds).
 #[tokio::test]
 async fn a_command_starts_from_the_kept_copy_and_a_stale_copy_never_decides() {
     use careloop_backbone::store;
@@ -885,11 +889,16 @@ async fn a_copy_behind_the_store_catches_up_with_the_events_after_it() {
     store::execute(&there, "t", 1, &meta).await.unwrap();
     store::execute(&there, "t", 1, &meta).await.unwrap();
 
+    // The same copies as `here` (one pool, schema and type): the state a command
+    // left tells whether each event was applied once.
+    let states = store::event_store::<Tally>(f.bb.pool.clone(), SCHEMA);
     let (caught_up, loads) = (
         decided_on("Tally", "catch-up"),
         decided_on("Tally", "store"),
     );
-    store::execute(&here, "t", 1, &meta).await.unwrap();
+    let after = store::execute_and_get(&states, &(), "t", 1, &meta, store::Start::Latest)
+        .await
+        .unwrap();
     assert_eq!(
         (
             decided_on("Tally", "catch-up"),
@@ -898,6 +907,7 @@ async fn a_copy_behind_the_store_catches_up_with_the_events_after_it() {
         (caught_up + 1, loads),
         "the stale copy caught up, no load"
     );
+    assert_eq!(after.applied, 6, "each of the six events applied once");
     assert_eq!(
         stored_tallies(&f.bb.pool, "t").await[5],
         (6, serde_json::json!({"n": 6})),
@@ -913,7 +923,10 @@ async fn a_copy_behind_the_store_catches_up_with_the_events_after_it() {
         decided_on("Tally", "catch-up"),
         decided_on("Tally", "store"),
     );
-    store::execute(&here, "t", 1, &meta).await.unwrap();
+    let after = store::execute_and_get(&states, &(), "t", 1, &meta, store::Start::Latest)
+        .await
+        .unwrap();
+    assert_eq!(after.applied, 8, "each of the eight events applied once");
     assert_eq!(
         (
             decided_on("Tally", "recent"),
@@ -1067,9 +1080,10 @@ async fn what_a_consumers_command_wrote_is_not_reused_before_its_commit() {
         .unwrap();
     take_back_last_tally(&f.bb.pool, "t").await;
 
-    // Decided on a load, not on the copy: the store's own check (the append follows
-    // the event before it) would also refuse a write decided on the copy, so what
-    // shows the unflushed copy unused is where the decision was made.
+    // Decided on the store (the durable copy before it caught up), not on the
+    // unflushed copy: the store's own check (the append follows the event before it)
+    // would also refuse a write decided on that copy, so what shows it unused is
+    // where the decision was made.
     let copies = decided_on("Tally", "recent");
     store::execute(&tallies, "t", 1, &meta).await.unwrap();
     assert_eq!(
