@@ -981,23 +981,21 @@ fn decisions(before: &[(String, [u64; 4])]) -> Decisions {
     out
 }
 
+/// `a` as a percentage of `b` (0 when `b` is 0).
+fn pct(a: f64, b: f64) -> f64 {
+    if b > 0.0 { 100.0 * a / b } else { 0.0 }
+}
+
 /// `decisions` as a table row's figure: the share of each kind, then the loads and
 /// catch-ups of each aggregate type that had any.
 fn decisions_figure(decisions: &Decisions) -> String {
-    let pct = |a: u64, b: u64| {
-        if b > 0 {
-            100.0 * a as f64 / b as f64
-        } else {
-            0.0
-        }
-    };
     let totals: Vec<u64> = (0..4)
         .map(|i| decisions.iter().map(|r| r.1[i]).sum())
         .collect();
     let all: u64 = totals.iter().sum();
     let shares: Vec<String> = totals
         .iter()
-        .map(|n| format!("{n} ({:.0}%)", pct(*n, all)))
+        .map(|n| format!("{n} ({:.0}%)", pct(*n as f64, all as f64)))
         .collect();
     let by_aggregate: Vec<String> = decisions
         .iter()
@@ -1035,7 +1033,6 @@ fn rss_kb() -> u64 {
 
 fn print_table(floor: f64, m: &Measured, o: &BenchOptions) {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let pct = |a: f64, b: f64| if b > 0.0 { 100.0 * a / b } else { 0.0 };
     println!();
     println!("| what | figure |");
     println!("|---|---|");

@@ -8,8 +8,9 @@
 //!
 //! Its state is the person's [`PersonCare`] aggregate, kept as follow-up's own
 //! events. Each handler notes its fact there, takes the state as that command left
-//! it (`store::record`) and sends the plans what the rule says; linking and unlinking are idempotent in the plan, so a
-//! redelivery or a race between the handlers links once.
+//! it (`store::record`) and sends the plans what the rule says; linking and
+//! unlinking are idempotent in the plan, so a redelivery or a race between the
+//! handlers links once.
 
 use std::sync::Arc;
 

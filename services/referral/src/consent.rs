@@ -3,9 +3,9 @@
 //!
 //! Its state is the person's [`PersonReferrals`] aggregate, kept as the referral
 //! service's own events. Each handler notes its fact there, takes the state as that
-//! command left it (`store::record`) and cancels what the rule says; cancelling is idempotent (a referral no longer
-//! open refuses, and the refusal is final), so a redelivery or a race between the two
-//! handlers cancels once.
+//! command left it (`store::record`) and cancels what the rule says; cancelling is
+//! idempotent (a referral no longer open refuses, and the refusal is final), so a
+//! redelivery or a race between the two handlers cancels once.
 
 use std::sync::Arc;
 

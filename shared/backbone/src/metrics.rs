@@ -102,6 +102,11 @@ pub static CONSUMER_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Bucket bounds of the waits between services, 1 ms to 10 s.
+const WAIT_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
 /// How long a service's events wait between being recorded (`recorded_at`, at their
 /// insert, so their own transaction's remaining time counts too) and the relay's
 /// commit after JetStream acknowledged their publication: until every older
@@ -114,9 +119,7 @@ pub static RELAY_DELAY: LazyLock<HistogramVec> = LazyLock::new(|| {
             "careloop_relay_delay_seconds",
             "Time from an event being recorded to its publication"
         )
-        .buckets(vec![
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0
-        ]),
+        .buckets(WAIT_BUCKETS.to_vec()),
         &["service"]
     )
     .expect("metric registers once")
@@ -132,9 +135,7 @@ pub static CONSUMER_WAIT: LazyLock<HistogramVec> = LazyLock::new(|| {
             "careloop_consumer_wait_seconds",
             "Time from a message's publication to the start of its first handling"
         )
-        .buckets(vec![
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0
-        ]),
+        .buckets(WAIT_BUCKETS.to_vec()),
         &["consumer"]
     )
     .expect("metric registers once")

@@ -211,9 +211,7 @@ impl<A: Clone> Recent<A> {
 impl<A> Recent<A> {
     /// Drops the copy of `id`: the store has moved on without it, or may have.
     pub fn forget(&self, id: &str) {
-        let mut g = self.generations.lock().expect("not poisoned");
-        g.young.remove(id);
-        g.old.remove(id);
+        self.forget_at(id, usize::MAX);
     }
 
     /// Drops the copy of `id`, and the usable one it keeps, unless it is a usable

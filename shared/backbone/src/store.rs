@@ -175,10 +175,11 @@ fn append_statement(schema: &str, lazily: bool) -> String {
 /// Reads an aggregate's events from a sequence on, that one included: the events
 /// stored after a copy, and the copy's own last event, which says the store still
 /// holds what the copy was built from (see [`EventStore::catch_up`]). On the primary
-/// key, so a few rows whatever the length of the stream.
+/// key, so a few rows whatever the length of the stream; only what applying them
+/// needs (an aggregate applies payloads, not their metadata).
 fn catch_up_statement(schema: &str) -> String {
     format!(
-        "SELECT sequence, event_type, event_version, payload, metadata
+        "SELECT sequence, payload
          FROM {schema}.events
          WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence >= $3
          ORDER BY sequence"
@@ -590,8 +591,7 @@ where
         let Some(copies) = &self.copies else {
             return Ok(None);
         };
-        type Row = (i64, String, String, serde_json::Value, serde_json::Value);
-        let rows: Vec<Row> = sqlx::query_as(&copies.catch_up)
+        let rows: Vec<(i64, serde_json::Value)> = sqlx::query_as(&copies.catch_up)
             .bind(A::TYPE)
             .bind(aggregate_id)
             .bind(sequence as i64)
@@ -607,18 +607,10 @@ where
             return Ok(None);
         }
         let latest = sequence + rows.len() - 1;
-        for (stored, event_type, event_version, payload, metadata) in rows.into_iter().skip(1) {
-            let serialized = SerializedEvent::new(
-                aggregate_id.to_string(),
-                stored as usize,
-                A::TYPE.to_string(),
-                event_type,
-                event_version,
-                payload,
-                metadata,
-            );
-            let envelope = cqrs_es::EventEnvelope::<A>::try_from(serialized)?;
-            state.apply(envelope.payload);
+        for (_, payload) in rows.into_iter().skip(1) {
+            let event: A::Event =
+                serde_json::from_value(payload).map_err(PersistenceError::from)?;
+            state.apply(event);
         }
         Ok(Some((state, latest)))
     }
@@ -687,19 +679,16 @@ where
     A: Aggregate + Send + Sync + Clone,
     A::Command: Clone,
 {
-    let after = cqrs
-        .store
-        .run(
-            &cqrs.services,
-            aggregate_id,
-            command,
-            metadata,
-            Start::Latest,
-            true,
-        )
-        .await
-        .map_err(into_anyhow)?;
-    Ok(after.expect("asked for"))
+    execute_and_get(
+        &cqrs.store,
+        &cqrs.services,
+        aggregate_id,
+        command,
+        metadata,
+        Start::Latest,
+    )
+    .await
+    .map_err(into_anyhow)
 }
 
 /// A store for reading aggregate state outside a command (e.g. a saga's next step).
